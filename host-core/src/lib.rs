@@ -1,0 +1,27 @@
+//! The shared host library: everything a host needs to run conflict-resolution policies, with
+//! no AWS and no CLI inside.
+//!
+//! - [`engine`]: the wasmtime engine for untrusted code (deadline, memory cap, pooling);
+//! - [`policy`]: load-time validation and calls on warm or fresh instances;
+//! - [`cache`]: precompiled artifacts by digest;
+//! - [`registry`]: each tenant's active policy, swapped atomically;
+//! - [`resolver`]: causality first, the policy for concurrent versions, results validated;
+//! - [`conflict`]: the captured-conflict format that dry-runs and law checks replay.
+
+pub mod cache;
+pub mod conflict;
+pub mod engine;
+pub mod error;
+pub mod policy;
+pub mod registry;
+pub mod resolver;
+
+pub use party_model as model;
+pub use policy_types as types;
+
+pub use cache::ArtifactCache;
+pub use engine::{Limits, Metering, PolicyEngine};
+pub use error::{CallFailure, LoadError, NoPolicy, ResolveError};
+pub use policy::{Policy, PolicyInfo, digest};
+pub use registry::{ActivePolicy, TenantPolicies};
+pub use resolver::{Decision, ResolveFailure, Resolved, Resolver, apply_resolution, relation, resolve_with};

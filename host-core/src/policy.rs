@@ -1,0 +1,341 @@
+//! A loaded policy: validated at load time, compiled once, instantiated many times.
+//!
+//! Load-time checks refuse a component that is too large, is not a component, imports anything
+//! (a policy needs no capability), does not export the contract at a compatible version, has
+//! the wrong signatures, or fails to describe itself. Calls run on warm instances kept in a
+//! small pool; an instance that traps, times out or runs out of memory is dropped and the next
+//! call gets a fresh one from the pre-instantiated component.
+
+use std::sync::Mutex;
+
+use policy_types::{Context, Description, PartyVersion, RESOLVER_INTERFACE, Resolution};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, ComponentExportIndex, Func, Instance, InstancePre, Linker};
+use wasmtime::{ResourceLimiter, Store, Trap};
+
+use crate::cache::ArtifactCache;
+use crate::engine::{Metering, PolicyEngine};
+use crate::error::{CallFailure, LoadError};
+
+/// The sha256 of a component's bytes, hex-encoded: the identity of a policy everywhere.
+pub fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// What load-time validation found out about a component.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyInfo {
+    pub digest: String,
+    pub size: usize,
+    pub description: Description,
+    /// The component's imports (always empty for a policy that loaded).
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+    /// Whether the compiled code came from the artifact cache.
+    pub from_cache: bool,
+}
+
+type ResolveParams<'a> = (&'a Context, &'a PartyVersion, &'a PartyVersion);
+
+/// A policy ready to be called.
+pub struct Policy {
+    info: PolicyInfo,
+    engine: PolicyEngine,
+    pre: InstancePre<StoreState>,
+    resolve: ComponentExportIndex,
+    idle: Mutex<Vec<Warm>>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy").field("info", &self.info).finish_non_exhaustive()
+    }
+}
+
+/// An instance kept warm between calls.
+struct Warm {
+    store: Store<StoreState>,
+    instance: Instance,
+    resolve: Func,
+}
+
+struct StoreState {
+    limiter: Limiter,
+}
+
+/// Enforces the memory cap, and remembers that it did so the failure is reported as such.
+struct Limiter {
+    memory_bytes: usize,
+    exceeded: Option<String>,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            let msg = format!(
+                "asked to grow linear memory from {current} to {desired} bytes; the cap is {} bytes",
+                self.memory_bytes
+            );
+            self.exceeded = Some(msg.clone());
+            wasmtime::bail!(msg);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        const MAX_TABLE: usize = 1 << 20;
+        if desired > MAX_TABLE {
+            self.exceeded = Some(format!("asked to grow a table to {desired} elements; the cap is {MAX_TABLE}"));
+            wasmtime::bail!("table growth beyond the cap");
+        }
+        Ok(true)
+    }
+}
+
+/// Idle instances kept per policy; more than this are dropped after use.
+const MAX_IDLE: usize = 16;
+
+impl Policy {
+    /// Validates and compiles a component (or loads its precompiled artifact from `cache`).
+    pub fn load(engine: &PolicyEngine, bytes: &[u8], cache: Option<&ArtifactCache>) -> Result<Policy, LoadError> {
+        let max = engine.limits.max_component_bytes;
+        if bytes.len() > max {
+            return Err(LoadError::TooLarge { size: bytes.len(), max });
+        }
+        check_component_header(bytes)?;
+        let digest = digest(bytes);
+        let (component, from_cache) = match cache {
+            Some(cache) => cache.load_or_compile(engine, &digest, bytes)?,
+            None => (compile(engine, bytes)?, false),
+        };
+        Policy::from_component(engine, component, digest, bytes.len(), from_cache)
+    }
+
+    fn from_component(
+        engine: &PolicyEngine,
+        component: Component,
+        digest: String,
+        size: usize,
+        from_cache: bool,
+    ) -> Result<Policy, LoadError> {
+        let ty = component.component_type();
+        let imports: Vec<String> = ty.imports(&engine.engine).map(|(name, _)| name.to_owned()).collect();
+        if !imports.is_empty() {
+            return Err(LoadError::ForbiddenImports { imports, allowed: "nothing".to_owned() });
+        }
+        let exports: Vec<String> = ty.exports(&engine.engine).map(|(name, _)| name.to_owned()).collect();
+        let export = find_contract_export(&exports)?;
+        let iface = component
+            .get_export_index(None, export.as_str())
+            .ok_or_else(|| LoadError::MissingContract { expected: RESOLVER_INTERFACE.to_owned(), found: exports.clone() })?;
+        let lookup = |name: &'static str| {
+            component.get_export_index(Some(&iface), name).ok_or_else(|| LoadError::WrongSignature {
+                function: name,
+                detail: format!("{export} has no function {name}"),
+            })
+        };
+        let resolve = lookup("resolve")?;
+        let describe = lookup("describe")?;
+        let linker: Linker<StoreState> = Linker::new(&engine.engine);
+        let pre = linker.instantiate_pre(&component).map_err(|e| LoadError::Startup(format!("{e:#}")))?;
+
+        let mut policy = Policy {
+            info: PolicyInfo {
+                digest,
+                size,
+                description: Description { name: String::new(), version: String::new(), contract_version: String::new() },
+                imports,
+                exports,
+                from_cache,
+            },
+            engine: engine.clone(),
+            pre,
+            resolve,
+            idle: Mutex::new(Vec::new()),
+        };
+        let mut warm = policy.instantiate().map_err(|f| LoadError::Startup(f.to_string()))?;
+        let describe_fn = warm
+            .instance
+            .get_func(&mut warm.store, &describe)
+            .ok_or_else(|| LoadError::WrongSignature { function: "describe", detail: "not a function".into() })?;
+        let typed = describe_fn
+            .typed::<(), (Description,)>(&warm.store)
+            .map_err(|e| LoadError::WrongSignature { function: "describe", detail: format!("{e:#}") })?;
+        policy.arm(&mut warm.store);
+        let (description,) = typed.call(&mut warm.store, ()).map_err(|e| LoadError::Startup(format!("{e:#}")))?;
+        check_contract_version(&description.contract_version)?;
+        warm.resolve
+            .typed::<ResolveParams<'_>, (Resolution,)>(&warm.store)
+            .map_err(|e| LoadError::WrongSignature { function: "resolve", detail: format!("{e:#}") })?;
+        policy.info.description = description;
+        Ok(policy)
+    }
+
+    pub fn info(&self) -> &PolicyInfo {
+        &self.info
+    }
+
+    pub fn digest(&self) -> &str {
+        &self.info.digest
+    }
+
+    pub fn description(&self) -> &Description {
+        &self.info.description
+    }
+
+    /// Calls the policy's `resolve` as is: no causality shortcut, no result validation.
+    /// (The [`crate::Resolver`] adds both; law checks call this directly.)
+    pub fn call(&self, ctx: &Context, local: &PartyVersion, remote: &PartyVersion) -> Result<Resolution, CallFailure> {
+        Ok(self.call_metered(ctx, local, remote)?.0)
+    }
+
+    /// As [`Policy::call`], also returning the fuel the call consumed (metered engines only).
+    pub fn call_metered(
+        &self,
+        ctx: &Context,
+        local: &PartyVersion,
+        remote: &PartyVersion,
+    ) -> Result<(Resolution, Option<u64>), CallFailure> {
+        let warm = self.idle.lock().unwrap().pop();
+        let mut warm = match warm {
+            Some(w) => w,
+            None => self.instantiate()?,
+        };
+        let result = self.call_on(&mut warm, ctx, local, remote);
+        if result.is_ok() {
+            let mut idle = self.idle.lock().unwrap();
+            if idle.len() < MAX_IDLE {
+                idle.push(warm);
+            }
+        }
+        result
+    }
+
+    /// Calls on a fresh instance that is dropped afterwards (law checks of determinism).
+    pub fn call_fresh(&self, ctx: &Context, local: &PartyVersion, remote: &PartyVersion) -> Result<Resolution, CallFailure> {
+        let mut warm = self.instantiate()?;
+        Ok(self.call_on(&mut warm, ctx, local, remote)?.0)
+    }
+
+    fn call_on(
+        &self,
+        warm: &mut Warm,
+        ctx: &Context,
+        local: &PartyVersion,
+        remote: &PartyVersion,
+    ) -> Result<(Resolution, Option<u64>), CallFailure> {
+        self.arm(&mut warm.store);
+        // Checked against the contract at load time; the check here is a type comparison.
+        let typed = warm
+            .resolve
+            .typed::<ResolveParams<'_>, (Resolution,)>(&warm.store)
+            .map_err(|e| CallFailure::Trap(format!("{e:#}")))?;
+        match typed.call(&mut warm.store, (ctx, local, remote)) {
+            Ok((resolution,)) => {
+                let fuel = match self.engine.metering {
+                    Metering::Fuel => warm.store.get_fuel().ok().map(|left| self.engine.limits.fuel - left),
+                    Metering::Epoch => None,
+                };
+                Ok((resolution, fuel))
+            }
+            Err(e) => Err(classify(&e, warm.store.data_mut().limiter.exceeded.take(), &self.engine)),
+        }
+    }
+
+    /// Sets the per-call budget on a store before a call.
+    fn arm(&self, store: &mut Store<StoreState>) {
+        match self.engine.metering {
+            Metering::Epoch => store.set_epoch_deadline(self.engine.deadline_ticks()),
+            Metering::Fuel => store.set_fuel(self.engine.limits.fuel).expect("fuel is enabled on metered engines"),
+        }
+    }
+
+    fn instantiate(&self) -> Result<Warm, CallFailure> {
+        let limiter = Limiter { memory_bytes: self.engine.limits.memory_bytes, exceeded: None };
+        let mut store = Store::new(&self.engine.engine, StoreState { limiter });
+        store.limiter(|s| &mut s.limiter);
+        if self.engine.metering == Metering::Epoch {
+            store.epoch_deadline_trap();
+        }
+        self.arm(&mut store);
+        let instance = self.pre.instantiate(&mut store).map_err(|e| {
+            classify(&e, store.data_mut().limiter.exceeded.take(), &self.engine)
+        })?;
+        let resolve = instance
+            .get_func(&mut store, &self.resolve)
+            .ok_or_else(|| CallFailure::Trap("the instance has no resolve function".into()))?;
+        Ok(Warm { store, instance, resolve })
+    }
+
+    /// Drops the warm instances (e.g. when this version is retired).
+    pub fn drain_idle(&self) {
+        let drained = std::mem::take(&mut *self.idle.lock().unwrap());
+        drop(drained);
+    }
+}
+
+fn classify(e: &wasmtime::Error, memory: Option<String>, engine: &PolicyEngine) -> CallFailure {
+    if let Some(msg) = memory {
+        return CallFailure::MemoryExhausted(msg);
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => CallFailure::Timeout(format!("deadline {:?}", engine.limits.deadline)),
+        Some(Trap::OutOfFuel) => CallFailure::Timeout(format!("fuel budget {}", engine.limits.fuel)),
+        Some(trap) => CallFailure::Trap(format!("{trap}")),
+        None => CallFailure::Trap(format!("{e:#}")),
+    }
+}
+
+fn compile(engine: &PolicyEngine, bytes: &[u8]) -> Result<Component, LoadError> {
+    Component::new(&engine.engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))
+}
+
+pub(crate) fn compile_component(engine: &PolicyEngine, bytes: &[u8]) -> Result<Component, LoadError> {
+    compile(engine, bytes)
+}
+
+/// A component starts with the wasm magic and the component layer (version 0x0d, layer 1).
+fn check_component_header(bytes: &[u8]) -> Result<(), LoadError> {
+    match bytes.get(..8) {
+        Some([0x00, 0x61, 0x73, 0x6d, _, _, 0x01, 0x00]) => Ok(()),
+        Some([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]) => {
+            Err(LoadError::NotAComponent { found: "a core wasm module" })
+        }
+        _ => Err(LoadError::NotAComponent { found: "not wasm at all" }),
+    }
+}
+
+/// Finds the exported contract interface and checks its version against ours.
+fn find_contract_export(exports: &[String]) -> Result<String, LoadError> {
+    let (base, _) = RESOLVER_INTERFACE.split_once('@').expect("versioned interface name");
+    let found = exports
+        .iter()
+        .find(|e| e.split_once('@').map(|(b, _)| b) == Some(base) || e.as_str() == base)
+        .ok_or_else(|| LoadError::MissingContract { expected: RESOLVER_INTERFACE.to_owned(), found: exports.to_vec() })?;
+    let version = found.split_once('@').map(|(_, v)| v).unwrap_or("unversioned");
+    check_contract_version(version)?;
+    Ok(found.clone())
+}
+
+/// Semver compatibility with [`policy_types::CONTRACT_VERSION`]: same major, and same minor
+/// while the major is 0.
+pub fn check_contract_version(found: &str) -> Result<(), LoadError> {
+    let parse = |v: &str| -> Option<(u64, u64)> {
+        let mut parts = v.split('.');
+        Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+    };
+    let ours = parse(policy_types::CONTRACT_VERSION).expect("our contract version parses");
+    let compatible = match parse(found) {
+        Some((0, minor)) => ours.0 == 0 && ours.1 == minor,
+        Some((major, _)) => major == ours.0,
+        None => false,
+    };
+    if compatible {
+        Ok(())
+    } else {
+        Err(LoadError::IncompatibleContract {
+            found: found.to_owned(),
+            expected: policy_types::CONTRACT_VERSION.to_owned(),
+        })
+    }
+}

@@ -1,0 +1,177 @@
+//! Resolving one conflict: causality first, the tenant's policy only for concurrent versions,
+//! and the policy's answer checked before anything is written.
+
+use std::sync::Arc;
+
+use policy_types::{
+    Context, PartyVersion, Relation, Resolution, VectorOrder, compare_vectors, join_vectors, materialize,
+};
+
+use crate::error::{CallFailure, NoPolicy, ResolveError};
+use crate::policy::Policy;
+use crate::registry::TenantPolicies;
+
+/// The causal relation of two versions, from their version vectors.
+pub fn relation(local: &PartyVersion, remote: &PartyVersion) -> Relation {
+    match compare_vectors(&local.version_vector, &remote.version_vector) {
+        VectorOrder::Equal => Relation::Equal,
+        VectorOrder::Dominates => Relation::LocalDominates,
+        VectorOrder::DominatedBy => Relation::RemoteDominates,
+        VectorOrder::Concurrent => Relation::Concurrent,
+    }
+}
+
+/// What was decided for one conflict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    KeepLocal,
+    TakeRemote,
+    Merged,
+    /// The policy refused; the conflict goes to the dead-letter path with this reason.
+    Rejected(String),
+}
+
+impl Decision {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Decision::KeepLocal => "keep-local",
+            Decision::TakeRemote => "take-remote",
+            Decision::Merged => "merged",
+            Decision::Rejected(_) => "rejected",
+        }
+    }
+}
+
+/// The outcome of resolving one conflict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub relation: Relation,
+    pub decision: Decision,
+    /// The party to write; `None` when rejected.
+    pub party: Option<PartyVersion>,
+    /// The digest of the policy that decided, `None` when the host decided alone
+    /// (one version dominates the other).
+    pub policy_digest: Option<String>,
+}
+
+/// Validates a policy's resolution and builds the party it describes.
+///
+/// Keep-local and take-remote on concurrent versions keep that side's content under the
+/// joined version vector: the other side's writes were seen and overruled, and a vector that
+/// did not cover them would bring the same conflict back forever.
+pub fn apply_resolution(
+    region: &str,
+    relation: Relation,
+    local: &PartyVersion,
+    remote: &PartyVersion,
+    resolution: &Resolution,
+) -> Result<(Decision, Option<PartyVersion>), CallFailure> {
+    let keep = |side: &PartyVersion| {
+        let mut party = side.clone();
+        if relation == Relation::Concurrent || relation == Relation::Equal {
+            party.version_vector = join_vectors(&local.version_vector, &remote.version_vector);
+            party.origin_region = region.to_owned();
+        }
+        party
+    };
+    Ok(match resolution {
+        Resolution::KeepLocal => (Decision::KeepLocal, Some(keep(local))),
+        Resolution::TakeRemote => (Decision::TakeRemote, Some(keep(remote))),
+        Resolution::Reject(reason) => (Decision::Rejected(reason.clone()), None),
+        Resolution::Merged(merged) => {
+            let party = materialize(local, remote, merged, region, &|text| {
+                serde_json::from_str::<serde::de::IgnoredAny>(text).map(|_| ()).map_err(|e| e.to_string())
+            })
+            .map_err(|e| CallFailure::InvalidResult(e.to_string()))?;
+            (Decision::Merged, Some(party))
+        }
+    })
+}
+
+/// Resolves with an explicit policy and configuration (dry-run, law checks, tests).
+pub fn resolve_with(
+    policy: &Policy,
+    config: &str,
+    region: &str,
+    local: &PartyVersion,
+    remote: &PartyVersion,
+) -> Result<Resolved, ResolveError> {
+    let relation = relation(local, remote);
+    let fail = |failure| ResolveError {
+        tenant: local.tenant.clone(),
+        digest: policy.digest().to_owned(),
+        failure,
+    };
+    if local.tenant != remote.tenant || local.party_id != remote.party_id {
+        return Err(fail(CallFailure::InvalidResult(format!(
+            "the versions are of different parties ({}/{} and {}/{}); nothing to resolve",
+            local.tenant, local.party_id, remote.tenant, remote.party_id
+        ))));
+    }
+    match relation {
+        Relation::LocalDominates => return Ok(decided_by_host(relation, Decision::KeepLocal, local)),
+        Relation::RemoteDominates => return Ok(decided_by_host(relation, Decision::TakeRemote, remote)),
+        Relation::Equal if local == remote => return Ok(decided_by_host(relation, Decision::KeepLocal, local)),
+        Relation::Equal | Relation::Concurrent => {}
+    }
+    let ctx = Context {
+        tenant: local.tenant.clone(),
+        resolving_region: region.to_owned(),
+        relation,
+        config: config.to_owned(),
+    };
+    let resolution = policy.call(&ctx, local, remote).map_err(fail)?;
+    let (decision, party) = apply_resolution(region, relation, local, remote, &resolution).map_err(fail)?;
+    Ok(Resolved { relation, decision, party, policy_digest: Some(policy.digest().to_owned()) })
+}
+
+fn decided_by_host(relation: Relation, decision: Decision, winner: &PartyVersion) -> Resolved {
+    Resolved { relation, decision, party: Some(winner.clone()), policy_digest: None }
+}
+
+/// Resolves conflicts for one region with each tenant's active policy.
+#[derive(Clone, Debug)]
+pub struct Resolver {
+    policies: Arc<TenantPolicies>,
+    region: String,
+}
+
+/// Why a conflict could not be resolved.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ResolveFailure {
+    #[error(transparent)]
+    NoPolicy(#[from] NoPolicy),
+    #[error(transparent)]
+    Policy(#[from] ResolveError),
+}
+
+impl Resolver {
+    pub fn new(policies: Arc<TenantPolicies>, region: impl Into<String>) -> Self {
+        Resolver { policies, region: region.into() }
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    pub fn policies(&self) -> &Arc<TenantPolicies> {
+        &self.policies
+    }
+
+    /// Resolves `local` (this region's version) against `remote` with the tenant's policy.
+    pub fn resolve(&self, local: &PartyVersion, remote: &PartyVersion) -> Result<Resolved, ResolveFailure> {
+        let active = self.policies.get(&local.tenant)?;
+        let resolved = resolve_with(&active.policy, &active.config, &self.region, local, remote)?;
+        if resolved.policy_digest.is_some() {
+            tracing::debug!(
+                tenant = %local.tenant,
+                party = %local.party_id,
+                policy = %active.policy.digest(),
+                region = %self.region,
+                outcome = resolved.decision.kind(),
+                "host.resolve"
+            );
+        }
+        Ok(resolved)
+    }
+}

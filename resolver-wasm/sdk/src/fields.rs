@@ -1,0 +1,68 @@
+//! Helpers for reading parties and building results.
+
+use policy_types::{
+    Field, FieldValue, MergedField, MergedParty, MergedValue, PartyVersion, Side, join_vectors,
+};
+use std::cmp::Ordering;
+
+/// The JSON text of a scalar field, if the version has it.
+pub fn json<'a>(party: &'a PartyVersion, name: &str) -> Option<&'a str> {
+    match party.field(name).map(|f| &f.value) {
+        Some(FieldValue::Json(text)) => Some(text),
+        _ => None,
+    }
+}
+
+/// The JSON text of a scalar field with its quotes removed, for string fields such as `status`.
+pub fn string<'a>(party: &'a PartyVersion, name: &str) -> Option<&'a str> {
+    json(party, name).map(|t| t.trim().trim_matches('"'))
+}
+
+/// Which of two writes of a field wins under last-writer-wins (stamp, then value as tie-break).
+pub fn last_writer(local: &Field, remote: &Field) -> Side {
+    let ord = local.stamp.cmp(&remote.stamp).then_with(|| match (&local.value, &remote.value) {
+        (FieldValue::Json(a), FieldValue::Json(b)) => a.cmp(b),
+        _ => Ordering::Equal,
+    });
+    if ord == Ordering::Less { Side::Remote } else { Side::Local }
+}
+
+/// A merged party that takes every field from its last writer (no element-wise merge, no
+/// lifecycle): the plain rule a custom policy can start from.
+pub fn last_writer_wins(local: &PartyVersion, remote: &PartyVersion) -> MergedParty {
+    let mut fields: Vec<MergedField> = Vec::new();
+    for f in &local.fields {
+        let side = match remote.field(&f.name) {
+            Some(r) => last_writer(f, r),
+            None => Side::Local,
+        };
+        fields.push(MergedField { name: f.name.clone(), value: MergedValue::Copy(side) });
+    }
+    for f in &remote.fields {
+        if local.field(&f.name).is_none() {
+            fields.push(MergedField { name: f.name.clone(), value: MergedValue::Copy(Side::Remote) });
+        }
+    }
+    let tombstone = match (&local.tombstone, &remote.tombstone) {
+        (Some(a), Some(b)) => Some(a.max(b).clone()),
+        (a, b) => a.clone().or_else(|| b.clone()),
+    };
+    if tombstone.is_some() {
+        fields.clear();
+    }
+    MergedParty {
+        tenant: local.tenant.clone(),
+        party_id: local.party_id.clone(),
+        version_vector: join_vectors(&local.version_vector, &remote.version_vector),
+        fields,
+        tombstone,
+    }
+}
+
+/// Replaces how `name` is taken in a merged party (adds it if absent).
+pub fn set_field(merged: &mut MergedParty, name: &str, value: MergedValue) {
+    match merged.fields.iter_mut().find(|f| f.name == name) {
+        Some(f) => f.value = value,
+        None => merged.fields.push(MergedField { name: name.to_owned(), value }),
+    }
+}
