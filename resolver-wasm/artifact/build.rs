@@ -1,4 +1,5 @@
-//! Builds `resolver-wasm/default-policy` for wasm32-unknown-unknown and wraps it as a component.
+//! Builds the default policy and the example policies for wasm32-unknown-unknown and wraps
+//! them as components.
 
 use std::path::PathBuf;
 
@@ -6,6 +7,13 @@ fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let workspace = manifest.ancestors().nth(2).unwrap().to_path_buf();
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
-    println!("cargo:rerun-if-changed={}", workspace.join("resolver-wasm/default-policy").display());
-    guest_build::build(&workspace, &["default-policy"], guest_build::Target::Unknown, &out);
+    for dir in ["resolver-wasm/default-policy", "resolver-wasm/examples"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
+    }
+    guest_build::build(
+        &workspace,
+        &["default-policy", "na-status-policy"],
+        guest_build::Target::Unknown,
+        &out,
+    );
 }

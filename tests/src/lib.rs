@@ -1,0 +1,62 @@
+//! Shared helpers of the integration tests, and the paths of the test guests built from
+//! source by `build.rs` (hostile and broken policies).
+
+/// Paths of the test guest components.
+pub mod guests {
+    include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+}
+
+use host_core::{Limits, Metering, Policy, PolicyEngine};
+use std::sync::Arc;
+
+/// A serving engine with the default limits but a short deadline, so hostile guests fail fast.
+pub fn engine() -> PolicyEngine {
+    let limits = Limits { deadline: std::time::Duration::from_millis(50), ..Limits::default() };
+    PolicyEngine::new(limits, Metering::Epoch).expect("engine")
+}
+
+/// Loads a guest by path.
+pub fn load(engine: &PolicyEngine, path: &str) -> Result<Arc<Policy>, host_core::LoadError> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    Policy::load(engine, &bytes, None).map(Arc::new)
+}
+
+/// The default policy.
+pub fn default_policy(engine: &PolicyEngine) -> Arc<Policy> {
+    Arc::new(Policy::load(engine, default_policy_artifact::DEFAULT_POLICY, None).expect("default policy loads"))
+}
+
+use party_model::{HlcClock, new_party, tick, write_fields};
+use policy_types::{PartyVersion, ResourceType};
+use serde_json::{Value, json};
+
+/// Writes `members` to `version` as `region` at physical time `now_ms`.
+pub fn write(version: &mut PartyVersion, region: &str, now_ms: u64, members: Value) {
+    let mut clock = HlcClock::new(region);
+    let stamp = clock.now(now_ms);
+    let dot = tick(version, region);
+    write_fields(version, members.as_object().expect("members are an object"), &stamp, &dot);
+}
+
+/// The seed's scenario: EU changes the customer's email while NA changes the status.
+/// Returns (EU's version, NA's version), concurrent.
+pub fn email_vs_status(tenant: &str) -> (PartyVersion, PartyVersion) {
+    let mut base = new_party(tenant, "42", ResourceType::Individual, "eu");
+    write(
+        &mut base,
+        "eu",
+        1_000,
+        json!({"givenName": "Jane", "status": "initialized", "contactMedium": [
+            {"id": "1", "mediumType": "email", "characteristic": {"emailAddress": "jane@old.example"}}]}),
+    );
+    let (mut eu, mut na) = (base.clone(), base);
+    write(&mut eu, "eu", 2_000, json!({"contactMedium": [
+        {"id": "1", "mediumType": "email", "characteristic": {"emailAddress": "jane@new.example"}}]}));
+    write(&mut na, "na", 2_001, json!({"status": "validated"}));
+    (eu, na)
+}
+
+/// The visible TMF JSON of a party.
+pub fn tmf(version: &PartyVersion) -> Value {
+    party_model::to_tmf(version).unwrap_or(Value::Null)
+}

@@ -1,0 +1,148 @@
+//! Hostile and broken policies against the host library: each is stopped or refused with a
+//! typed error naming the tenant, the policy and the cause, and the same host then resolves a
+//! normal conflict correctly.
+
+use std::sync::Arc;
+
+use host_core::{
+    ActivePolicy, ArtifactCache, CallFailure, Decision, LoadError, Policy, ResolveFailure, Resolver, TenantPolicies,
+};
+use integration_tests::{default_policy, email_vs_status, engine, guests, load, tmf};
+
+/// A resolver where tenant `acme` has the default policy and tenant `evil` has `hostile`.
+fn host(hostile: Arc<Policy>) -> Resolver {
+    let engine = engine();
+    let policies = Arc::new(TenantPolicies::new());
+    policies.activate("acme", ActivePolicy::new(default_policy(&engine)));
+    policies.activate("evil", ActivePolicy::new(hostile));
+    Resolver::new(policies, "eu")
+}
+
+fn still_serves(resolver: &Resolver) {
+    let (eu, na) = email_vs_status("acme");
+    let resolved = resolver.resolve(&eu, &na).expect("the default policy still resolves");
+    assert_eq!(resolved.decision, Decision::Merged);
+    let merged = tmf(resolved.party.as_ref().unwrap());
+    assert_eq!(merged["status"], "validated");
+    assert_eq!(merged["contactMedium"][0]["characteristic"]["emailAddress"], "jane@new.example");
+}
+
+fn failure_of(resolver: &Resolver) -> (String, CallFailure) {
+    let (eu, na) = email_vs_status("evil");
+    match resolver.resolve(&eu, &na) {
+        Err(ResolveFailure::Policy(e)) => {
+            assert_eq!(e.tenant, "evil");
+            assert_eq!(e.digest.len(), 64, "the error names the policy digest");
+            (e.to_string(), e.failure)
+        }
+        other => panic!("expected a policy failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn infinite_loop_is_stopped_by_the_deadline() {
+    let engine = engine();
+    let resolver = host(load(&engine, guests::LOOP).unwrap());
+    for _ in 0..2 {
+        let (msg, failure) = failure_of(&resolver);
+        assert!(matches!(failure, CallFailure::Timeout(_)), "{msg}");
+        assert!(msg.contains("deadline"), "{msg}");
+        still_serves(&resolver);
+    }
+}
+
+#[test]
+fn memory_bomb_is_stopped_by_the_cap() {
+    let engine = engine();
+    let resolver = host(load(&engine, guests::MEMBOMB).unwrap());
+    let (msg, failure) = failure_of(&resolver);
+    assert!(matches!(failure, CallFailure::MemoryExhausted(_)), "{msg}");
+    assert!(msg.contains("cap"), "{msg}");
+    still_serves(&resolver);
+}
+
+#[test]
+fn panic_is_a_trap_and_the_next_call_gets_a_fresh_instance() {
+    let engine = engine();
+    let resolver = host(load(&engine, guests::PANIC).unwrap());
+    for _ in 0..3 {
+        let (msg, failure) = failure_of(&resolver);
+        assert!(matches!(failure, CallFailure::Trap(_)), "{msg}");
+    }
+    still_serves(&resolver);
+}
+
+#[test]
+fn forged_party_id_is_refused() {
+    let engine = engine();
+    let resolver = host(load(&engine, guests::FORGE_PARTY).unwrap());
+    let (msg, failure) = failure_of(&resolver);
+    assert!(matches!(failure, CallFailure::InvalidResult(_)), "{msg}");
+    assert!(msg.contains("42-stolen"), "{msg}");
+    still_serves(&resolver);
+}
+
+#[test]
+fn forged_clock_is_refused() {
+    let engine = engine();
+    let resolver = host(load(&engine, guests::FORGE_CLOCK).unwrap());
+    let (msg, failure) = failure_of(&resolver);
+    assert!(matches!(failure, CallFailure::InvalidResult(_)), "{msg}");
+    assert!(msg.contains("not the join"), "{msg}");
+    still_serves(&resolver);
+}
+
+#[test]
+fn wasi_filesystem_import_is_refused_at_load() {
+    let engine = engine();
+    match load(&engine, guests::FS) {
+        Err(LoadError::ForbiddenImports { imports, .. }) => {
+            assert!(imports.iter().any(|i| i.starts_with("wasi:filesystem/")), "{imports:?}");
+            let msg = LoadError::ForbiddenImports { imports, allowed: "nothing".into() }.to_string();
+            assert!(msg.contains("wasi:filesystem"), "{msg}");
+        }
+        other => panic!("expected the import to be refused, got {other:?}"),
+    }
+}
+
+#[test]
+fn not_a_component_and_oversized_are_refused() {
+    let engine = engine();
+    let core_module = b"\0asm\x01\0\0\0";
+    assert!(matches!(Policy::load(&engine, core_module, None), Err(LoadError::NotAComponent { .. })));
+    assert!(matches!(Policy::load(&engine, b"hello", None), Err(LoadError::NotAComponent { .. })));
+    let small = host_core::Limits { max_component_bytes: 1000, ..host_core::Limits::default() };
+    let tiny_engine = host_core::PolicyEngine::new(small, host_core::Metering::Epoch).unwrap();
+    let err = Policy::load(&tiny_engine, default_policy_artifact::DEFAULT_POLICY, None).unwrap_err();
+    assert!(err.to_string().contains("the limit is 1000 bytes"), "{err}");
+}
+
+#[test]
+fn default_policy_imports_nothing_and_describes_itself() {
+    let engine = engine();
+    let policy = default_policy(&engine);
+    let info = policy.info();
+    assert!(info.imports.is_empty(), "{:?}", info.imports);
+    assert_eq!(info.exports, vec![policy_types::RESOLVER_INTERFACE.to_owned()]);
+    assert_eq!(info.description.name, "tmf632-default");
+    assert_eq!(info.description.contract_version, policy_types::CONTRACT_VERSION);
+    assert_eq!(info.digest, host_core::digest(default_policy_artifact::DEFAULT_POLICY));
+}
+
+#[test]
+fn second_load_deserializes_from_the_cache() {
+    let engine = engine();
+    let dir = std::env::temp_dir().join(format!("policy-cache-test-{}", std::process::id()));
+    let cache = ArtifactCache::new(&dir);
+    let bytes = default_policy_artifact::DEFAULT_POLICY;
+    let first = Policy::load(&engine, bytes, Some(&cache)).unwrap();
+    assert!(!first.info().from_cache);
+    assert!(cache.contains(&engine, first.digest()));
+    let second = Policy::load(&engine, bytes, Some(&cache)).unwrap();
+    assert!(second.info().from_cache);
+    let (eu, na) = email_vs_status("acme");
+    let a = host_core::resolve_with(&first, "{}", "eu", &eu, &na).unwrap();
+    let b = host_core::resolve_with(&second, "{}", "eu", &eu, &na).unwrap();
+    assert_eq!(a, b);
+    std::fs::remove_dir_all(dir).ok();
+}
