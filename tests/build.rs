@@ -20,12 +20,26 @@ fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let workspace = manifest.parent().unwrap().to_path_buf();
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
-    println!("cargo:rerun-if-changed={}", manifest.join("guests").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest.join("guests").display()
+    );
     let mut consts = String::new();
     for (names, target) in [(UNKNOWN, Target::Unknown), (WASIP2, Target::Wasip2)] {
-        for (name, path) in names.iter().zip(guest_build::build(&workspace, names, target, &out)) {
-            let ident = name.trim_start_matches("guest-").replace('-', "_").to_uppercase();
-            writeln!(consts, "pub const {ident}: &str = {:?};", path.display().to_string()).unwrap();
+        for (name, path) in names
+            .iter()
+            .zip(guest_build::build(&workspace, names, target, &out))
+        {
+            let ident = name
+                .trim_start_matches("guest-")
+                .replace('-', "_")
+                .to_uppercase();
+            writeln!(
+                consts,
+                "pub const {ident}: &str = {:?};",
+                path.display().to_string()
+            )
+            .unwrap();
         }
     }
     std::fs::write(out.join("guests.rs"), consts).unwrap();

@@ -25,7 +25,9 @@ impl ArtifactCache {
     }
 
     fn path(&self, engine: &PolicyEngine, digest: &str) -> PathBuf {
-        self.dir.join(engine.compatibility_hash()).join(format!("{digest}.cwasm"))
+        self.dir
+            .join(engine.compatibility_hash())
+            .join(format!("{digest}.cwasm"))
     }
 
     /// Whether an artifact for this component exists for this engine.
@@ -61,11 +63,17 @@ impl ArtifactCache {
     }
 
     fn store(&self, path: &Path, component: &Component) -> Result<(), LoadError> {
-        let artifact = component.serialize().map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let artifact = component
+            .serialize()
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         let dir = path.parent().expect("artifact path has a parent");
         std::fs::create_dir_all(dir).map_err(LoadError::Cache)?;
         // Write then rename, so a concurrent reader never sees half an artifact.
-        let tmp = dir.join(format!(".{}.{}.tmp", path.file_name().unwrap().to_string_lossy(), std::process::id()));
+        let tmp = dir.join(format!(
+            ".{}.{}.tmp",
+            path.file_name().unwrap().to_string_lossy(),
+            std::process::id()
+        ));
         std::fs::write(&tmp, artifact).map_err(LoadError::Cache)?;
         std::fs::rename(&tmp, path).map_err(LoadError::Cache)?;
         Ok(())

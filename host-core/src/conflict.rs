@@ -57,7 +57,10 @@ impl CapturedConflict {
     pub fn check(&self) -> Result<(), String> {
         for (side, v) in [("local", &self.local), ("remote", &self.remote)] {
             if v.tenant != self.tenant {
-                return Err(format!("the {side} version is of tenant {:?}, the conflict of {:?}", v.tenant, self.tenant));
+                return Err(format!(
+                    "the {side} version is of tenant {:?}, the conflict of {:?}",
+                    v.tenant, self.tenant
+                ));
             }
         }
         if self.local.party_id != self.remote.party_id {

@@ -61,7 +61,10 @@ pub struct PolicyEngine {
 
 impl std::fmt::Debug for PolicyEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PolicyEngine").field("limits", &self.limits).field("metering", &self.metering).finish()
+        f.debug_struct("PolicyEngine")
+            .field("limits", &self.limits)
+            .field("metering", &self.metering)
+            .finish()
     }
 }
 
@@ -86,7 +89,11 @@ impl PolicyEngine {
         if metering == Metering::Epoch {
             start_epoch_ticker(&engine);
         }
-        Ok(PolicyEngine { engine, limits, metering })
+        Ok(PolicyEngine {
+            engine,
+            limits,
+            metering,
+        })
     }
 
     pub fn limits(&self) -> &Limits {

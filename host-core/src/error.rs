@@ -13,7 +13,9 @@ pub struct EngineError(pub String);
 pub enum LoadError {
     #[error("the component is {size} bytes; the limit is {max} bytes")]
     TooLarge { size: usize, max: usize },
-    #[error("not a WebAssembly component ({found}); build the policy as a component (see docs/writing-a-policy.md)")]
+    #[error(
+        "not a WebAssembly component ({found}); build the policy as a component (see docs/writing-a-policy.md)"
+    )]
     NotAComponent { found: &'static str },
     #[error("the component does not compile: {0}")]
     Compile(String),
@@ -21,13 +23,22 @@ pub enum LoadError {
         "the component imports {}, which policies may not use (allowed: {allowed}); a policy gets everything it needs as arguments",
         .imports.join(", ")
     )]
-    ForbiddenImports { imports: Vec<String>, allowed: String },
+    ForbiddenImports {
+        imports: Vec<String>,
+        allowed: String,
+    },
     #[error("the component does not export {expected}; it exports: {}", if .found.is_empty() { "nothing".to_owned() } else { .found.join(", ") })]
-    MissingContract { expected: String, found: Vec<String> },
+    MissingContract {
+        expected: String,
+        found: Vec<String>,
+    },
     #[error("the component implements contract {found}, this host speaks {expected}")]
     IncompatibleContract { found: String, expected: String },
     #[error("the component's {function} does not have the contract's signature: {detail}")]
-    WrongSignature { function: &'static str, detail: String },
+    WrongSignature {
+        function: &'static str,
+        detail: String,
+    },
     #[error("the component failed while starting or describing itself: {0}")]
     Startup(String),
     #[error("reading the precompiled artifact cache: {0}")]

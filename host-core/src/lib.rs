@@ -24,4 +24,6 @@ pub use engine::{Limits, Metering, PolicyEngine};
 pub use error::{CallFailure, LoadError, NoPolicy, ResolveError};
 pub use policy::{Policy, PolicyInfo, digest};
 pub use registry::{ActivePolicy, TenantPolicies};
-pub use resolver::{Decision, ResolveFailure, Resolved, Resolver, apply_resolution, relation, resolve_with};
+pub use resolver::{
+    Decision, ResolveFailure, Resolved, Resolver, apply_resolution, relation, resolve_with,
+};

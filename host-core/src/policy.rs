@@ -48,7 +48,9 @@ pub struct Policy {
 
 impl std::fmt::Debug for Policy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Policy").field("info", &self.info).finish_non_exhaustive()
+        f.debug_struct("Policy")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
     }
 }
 
@@ -70,7 +72,12 @@ struct Limiter {
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
             let msg = format!(
                 "asked to grow linear memory from {current} to {desired} bytes; the cap is {} bytes",
@@ -82,10 +89,17 @@ impl ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         const MAX_TABLE: usize = 1 << 20;
         if desired > MAX_TABLE {
-            self.exceeded = Some(format!("asked to grow a table to {desired} elements; the cap is {MAX_TABLE}"));
+            self.exceeded = Some(format!(
+                "asked to grow a table to {desired} elements; the cap is {MAX_TABLE}"
+            ));
             wasmtime::bail!("table growth beyond the cap");
         }
         Ok(true)
@@ -97,10 +111,17 @@ const MAX_IDLE: usize = 16;
 
 impl Policy {
     /// Validates and compiles a component (or loads its precompiled artifact from `cache`).
-    pub fn load(engine: &PolicyEngine, bytes: &[u8], cache: Option<&ArtifactCache>) -> Result<Policy, LoadError> {
+    pub fn load(
+        engine: &PolicyEngine,
+        bytes: &[u8],
+        cache: Option<&ArtifactCache>,
+    ) -> Result<Policy, LoadError> {
         let max = engine.limits.max_component_bytes;
         if bytes.len() > max {
-            return Err(LoadError::TooLarge { size: bytes.len(), max });
+            return Err(LoadError::TooLarge {
+                size: bytes.len(),
+                max,
+            });
         }
         check_component_header(bytes)?;
         let digest = digest(bytes);
@@ -119,31 +140,51 @@ impl Policy {
         from_cache: bool,
     ) -> Result<Policy, LoadError> {
         let ty = component.component_type();
-        let imports: Vec<String> = ty.imports(&engine.engine).map(|(name, _)| name.to_owned()).collect();
+        let imports: Vec<String> = ty
+            .imports(&engine.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
         if !imports.is_empty() {
-            return Err(LoadError::ForbiddenImports { imports, allowed: "nothing".to_owned() });
+            return Err(LoadError::ForbiddenImports {
+                imports,
+                allowed: "nothing".to_owned(),
+            });
         }
-        let exports: Vec<String> = ty.exports(&engine.engine).map(|(name, _)| name.to_owned()).collect();
+        let exports: Vec<String> = ty
+            .exports(&engine.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
         let export = find_contract_export(&exports)?;
         let iface = component
             .get_export_index(None, export.as_str())
-            .ok_or_else(|| LoadError::MissingContract { expected: RESOLVER_INTERFACE.to_owned(), found: exports.clone() })?;
+            .ok_or_else(|| LoadError::MissingContract {
+                expected: RESOLVER_INTERFACE.to_owned(),
+                found: exports.clone(),
+            })?;
         let lookup = |name: &'static str| {
-            component.get_export_index(Some(&iface), name).ok_or_else(|| LoadError::WrongSignature {
-                function: name,
-                detail: format!("{export} has no function {name}"),
-            })
+            component
+                .get_export_index(Some(&iface), name)
+                .ok_or_else(|| LoadError::WrongSignature {
+                    function: name,
+                    detail: format!("{export} has no function {name}"),
+                })
         };
         let resolve = lookup("resolve")?;
         let describe = lookup("describe")?;
         let linker: Linker<StoreState> = Linker::new(&engine.engine);
-        let pre = linker.instantiate_pre(&component).map_err(|e| LoadError::Startup(format!("{e:#}")))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Startup(format!("{e:#}")))?;
 
         let mut policy = Policy {
             info: PolicyInfo {
                 digest,
                 size,
-                description: Description { name: String::new(), version: String::new(), contract_version: String::new() },
+                description: Description {
+                    name: String::new(),
+                    version: String::new(),
+                    contract_version: String::new(),
+                },
                 imports,
                 exports,
                 from_cache,
@@ -153,20 +194,33 @@ impl Policy {
             resolve,
             idle: Mutex::new(Vec::new()),
         };
-        let mut warm = policy.instantiate().map_err(|f| LoadError::Startup(f.to_string()))?;
+        let mut warm = policy
+            .instantiate()
+            .map_err(|f| LoadError::Startup(f.to_string()))?;
         let describe_fn = warm
             .instance
-            .get_func(&mut warm.store, &describe)
-            .ok_or_else(|| LoadError::WrongSignature { function: "describe", detail: "not a function".into() })?;
+            .get_func(&mut warm.store, describe)
+            .ok_or_else(|| LoadError::WrongSignature {
+                function: "describe",
+                detail: "not a function".into(),
+            })?;
         let typed = describe_fn
             .typed::<(), (Description,)>(&warm.store)
-            .map_err(|e| LoadError::WrongSignature { function: "describe", detail: format!("{e:#}") })?;
+            .map_err(|e| LoadError::WrongSignature {
+                function: "describe",
+                detail: format!("{e:#}"),
+            })?;
         policy.arm(&mut warm.store);
-        let (description,) = typed.call(&mut warm.store, ()).map_err(|e| LoadError::Startup(format!("{e:#}")))?;
+        let (description,) = typed
+            .call(&mut warm.store, ())
+            .map_err(|e| LoadError::Startup(format!("{e:#}")))?;
         check_contract_version(&description.contract_version)?;
         warm.resolve
             .typed::<ResolveParams<'_>, (Resolution,)>(&warm.store)
-            .map_err(|e| LoadError::WrongSignature { function: "resolve", detail: format!("{e:#}") })?;
+            .map_err(|e| LoadError::WrongSignature {
+                function: "resolve",
+                detail: format!("{e:#}"),
+            })?;
         policy.info.description = description;
         Ok(policy)
     }
@@ -185,7 +239,12 @@ impl Policy {
 
     /// Calls the policy's `resolve` as is: no causality shortcut, no result validation.
     /// (The [`crate::Resolver`] adds both; law checks call this directly.)
-    pub fn call(&self, ctx: &Context, local: &PartyVersion, remote: &PartyVersion) -> Result<Resolution, CallFailure> {
+    pub fn call(
+        &self,
+        ctx: &Context,
+        local: &PartyVersion,
+        remote: &PartyVersion,
+    ) -> Result<Resolution, CallFailure> {
         Ok(self.call_metered(ctx, local, remote)?.0)
     }
 
@@ -212,7 +271,12 @@ impl Policy {
     }
 
     /// Calls on a fresh instance that is dropped afterwards (law checks of determinism).
-    pub fn call_fresh(&self, ctx: &Context, local: &PartyVersion, remote: &PartyVersion) -> Result<Resolution, CallFailure> {
+    pub fn call_fresh(
+        &self,
+        ctx: &Context,
+        local: &PartyVersion,
+        remote: &PartyVersion,
+    ) -> Result<Resolution, CallFailure> {
         let mut warm = self.instantiate()?;
         Ok(self.call_on(&mut warm, ctx, local, remote)?.0)
     }
@@ -233,12 +297,20 @@ impl Policy {
         match typed.call(&mut warm.store, (ctx, local, remote)) {
             Ok((resolution,)) => {
                 let fuel = match self.engine.metering {
-                    Metering::Fuel => warm.store.get_fuel().ok().map(|left| self.engine.limits.fuel - left),
+                    Metering::Fuel => warm
+                        .store
+                        .get_fuel()
+                        .ok()
+                        .map(|left| self.engine.limits.fuel - left),
                     Metering::Epoch => None,
                 };
                 Ok((resolution, fuel))
             }
-            Err(e) => Err(classify(&e, warm.store.data_mut().limiter.exceeded.take(), &self.engine)),
+            Err(e) => Err(classify(
+                &e,
+                warm.store.data_mut().limiter.exceeded.take(),
+                &self.engine,
+            )),
         }
     }
 
@@ -246,25 +318,35 @@ impl Policy {
     fn arm(&self, store: &mut Store<StoreState>) {
         match self.engine.metering {
             Metering::Epoch => store.set_epoch_deadline(self.engine.deadline_ticks()),
-            Metering::Fuel => store.set_fuel(self.engine.limits.fuel).expect("fuel is enabled on metered engines"),
+            Metering::Fuel => store
+                .set_fuel(self.engine.limits.fuel)
+                .expect("fuel is enabled on metered engines"),
         }
     }
 
     fn instantiate(&self) -> Result<Warm, CallFailure> {
-        let limiter = Limiter { memory_bytes: self.engine.limits.memory_bytes, exceeded: None };
+        let limiter = Limiter {
+            memory_bytes: self.engine.limits.memory_bytes,
+            exceeded: None,
+        };
         let mut store = Store::new(&self.engine.engine, StoreState { limiter });
         store.limiter(|s| &mut s.limiter);
         if self.engine.metering == Metering::Epoch {
             store.epoch_deadline_trap();
         }
         self.arm(&mut store);
-        let instance = self.pre.instantiate(&mut store).map_err(|e| {
-            classify(&e, store.data_mut().limiter.exceeded.take(), &self.engine)
-        })?;
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| classify(&e, store.data_mut().limiter.exceeded.take(), &self.engine))?;
         let resolve = instance
-            .get_func(&mut store, &self.resolve)
+            .get_func(&mut store, self.resolve)
             .ok_or_else(|| CallFailure::Trap("the instance has no resolve function".into()))?;
-        Ok(Warm { store, instance, resolve })
+        Ok(Warm {
+            store,
+            instance,
+            resolve,
+        })
     }
 
     /// Drops the warm instances (e.g. when this version is retired).
@@ -279,8 +361,12 @@ fn classify(e: &wasmtime::Error, memory: Option<String>, engine: &PolicyEngine) 
         return CallFailure::MemoryExhausted(msg);
     }
     match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => CallFailure::Timeout(format!("deadline {:?}", engine.limits.deadline)),
-        Some(Trap::OutOfFuel) => CallFailure::Timeout(format!("fuel budget {}", engine.limits.fuel)),
+        Some(Trap::Interrupt) => {
+            CallFailure::Timeout(format!("deadline {:?}", engine.limits.deadline))
+        }
+        Some(Trap::OutOfFuel) => {
+            CallFailure::Timeout(format!("fuel budget {}", engine.limits.fuel))
+        }
         Some(trap) => CallFailure::Trap(format!("{trap}")),
         None => CallFailure::Trap(format!("{e:#}")),
     }
@@ -290,7 +376,10 @@ fn compile(engine: &PolicyEngine, bytes: &[u8]) -> Result<Component, LoadError> 
     Component::new(&engine.engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))
 }
 
-pub(crate) fn compile_component(engine: &PolicyEngine, bytes: &[u8]) -> Result<Component, LoadError> {
+pub(crate) fn compile_component(
+    engine: &PolicyEngine,
+    bytes: &[u8],
+) -> Result<Component, LoadError> {
     compile(engine, bytes)
 }
 
@@ -298,21 +387,31 @@ pub(crate) fn compile_component(engine: &PolicyEngine, bytes: &[u8]) -> Result<C
 fn check_component_header(bytes: &[u8]) -> Result<(), LoadError> {
     match bytes.get(..8) {
         Some([0x00, 0x61, 0x73, 0x6d, _, _, 0x01, 0x00]) => Ok(()),
-        Some([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]) => {
-            Err(LoadError::NotAComponent { found: "a core wasm module" })
-        }
-        _ => Err(LoadError::NotAComponent { found: "not wasm at all" }),
+        Some([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]) => Err(LoadError::NotAComponent {
+            found: "a core wasm module",
+        }),
+        _ => Err(LoadError::NotAComponent {
+            found: "not wasm at all",
+        }),
     }
 }
 
 /// Finds the exported contract interface and checks its version against ours.
 fn find_contract_export(exports: &[String]) -> Result<String, LoadError> {
-    let (base, _) = RESOLVER_INTERFACE.split_once('@').expect("versioned interface name");
+    let (base, _) = RESOLVER_INTERFACE
+        .split_once('@')
+        .expect("versioned interface name");
     let found = exports
         .iter()
         .find(|e| e.split_once('@').map(|(b, _)| b) == Some(base) || e.as_str() == base)
-        .ok_or_else(|| LoadError::MissingContract { expected: RESOLVER_INTERFACE.to_owned(), found: exports.to_vec() })?;
-    let version = found.split_once('@').map(|(_, v)| v).unwrap_or("unversioned");
+        .ok_or_else(|| LoadError::MissingContract {
+            expected: RESOLVER_INTERFACE.to_owned(),
+            found: exports.to_vec(),
+        })?;
+    let version = found
+        .split_once('@')
+        .map(|(_, v)| v)
+        .unwrap_or("unversioned");
     check_contract_version(version)?;
     Ok(found.clone())
 }

@@ -27,7 +27,11 @@ pub struct ActivePolicy {
 
 impl ActivePolicy {
     pub fn new(policy: Arc<Policy>) -> Self {
-        ActivePolicy { policy, config: "{}".to_owned(), shadow: None }
+        ActivePolicy {
+            policy,
+            config: "{}".to_owned(),
+            shadow: None,
+        }
     }
 
     pub fn with_config(mut self, config: impl Into<String>) -> Self {
@@ -46,7 +50,9 @@ pub struct TenantPolicies {
 impl std::fmt::Debug for TenantPolicies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let tenants: Vec<String> = self.tenants.read().unwrap().keys().cloned().collect();
-        f.debug_struct("TenantPolicies").field("tenants", &tenants).finish_non_exhaustive()
+        f.debug_struct("TenantPolicies")
+            .field("tenants", &tenants)
+            .finish_non_exhaustive()
     }
 }
 
@@ -92,7 +98,9 @@ impl TenantPolicies {
         if let Some(slot) = self.tenants.read().unwrap().get(tenant) {
             return Ok(slot.load_full());
         }
-        self.default.load_full().ok_or_else(|| NoPolicy(tenant.to_owned()))
+        self.default
+            .load_full()
+            .ok_or_else(|| NoPolicy(tenant.to_owned()))
     }
 
     pub fn tenants(&self) -> Vec<String> {

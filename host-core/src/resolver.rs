@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use policy_types::{
-    Context, PartyVersion, Relation, Resolution, VectorOrder, compare_vectors, join_vectors, materialize,
+    Context, PartyVersion, Relation, Resolution, VectorOrder, compare_vectors, join_vectors,
+    materialize,
 };
 
 use crate::error::{CallFailure, NoPolicy, ResolveError};
@@ -80,7 +81,9 @@ pub fn apply_resolution(
         Resolution::Reject(reason) => (Decision::Rejected(reason.clone()), None),
         Resolution::Merged(merged) => {
             let party = materialize(local, remote, merged, region, &|text| {
-                serde_json::from_str::<serde::de::IgnoredAny>(text).map(|_| ()).map_err(|e| e.to_string())
+                serde_json::from_str::<serde::de::IgnoredAny>(text)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             })
             .map_err(|e| CallFailure::InvalidResult(e.to_string()))?;
             (Decision::Merged, Some(party))
@@ -109,9 +112,15 @@ pub fn resolve_with(
         ))));
     }
     match relation {
-        Relation::LocalDominates => return Ok(decided_by_host(relation, Decision::KeepLocal, local)),
-        Relation::RemoteDominates => return Ok(decided_by_host(relation, Decision::TakeRemote, remote)),
-        Relation::Equal if local == remote => return Ok(decided_by_host(relation, Decision::KeepLocal, local)),
+        Relation::LocalDominates => {
+            return Ok(decided_by_host(relation, Decision::KeepLocal, local));
+        }
+        Relation::RemoteDominates => {
+            return Ok(decided_by_host(relation, Decision::TakeRemote, remote));
+        }
+        Relation::Equal if local == remote => {
+            return Ok(decided_by_host(relation, Decision::KeepLocal, local));
+        }
         Relation::Equal | Relation::Concurrent => {}
     }
     let ctx = Context {
@@ -121,12 +130,23 @@ pub fn resolve_with(
         config: config.to_owned(),
     };
     let resolution = policy.call(&ctx, local, remote).map_err(fail)?;
-    let (decision, party) = apply_resolution(region, relation, local, remote, &resolution).map_err(fail)?;
-    Ok(Resolved { relation, decision, party, policy_digest: Some(policy.digest().to_owned()) })
+    let (decision, party) =
+        apply_resolution(region, relation, local, remote, &resolution).map_err(fail)?;
+    Ok(Resolved {
+        relation,
+        decision,
+        party,
+        policy_digest: Some(policy.digest().to_owned()),
+    })
 }
 
 fn decided_by_host(relation: Relation, decision: Decision, winner: &PartyVersion) -> Resolved {
-    Resolved { relation, decision, party: Some(winner.clone()), policy_digest: None }
+    Resolved {
+        relation,
+        decision,
+        party: Some(winner.clone()),
+        policy_digest: None,
+    }
 }
 
 /// Resolves conflicts for one region with each tenant's active policy.
@@ -147,7 +167,10 @@ pub enum ResolveFailure {
 
 impl Resolver {
     pub fn new(policies: Arc<TenantPolicies>, region: impl Into<String>) -> Self {
-        Resolver { policies, region: region.into() }
+        Resolver {
+            policies,
+            region: region.into(),
+        }
     }
 
     pub fn region(&self) -> &str {
@@ -159,7 +182,11 @@ impl Resolver {
     }
 
     /// Resolves `local` (this region's version) against `remote` with the tenant's policy.
-    pub fn resolve(&self, local: &PartyVersion, remote: &PartyVersion) -> Result<Resolved, ResolveFailure> {
+    pub fn resolve(
+        &self,
+        local: &PartyVersion,
+        remote: &PartyVersion,
+    ) -> Result<Resolved, ResolveFailure> {
         let active = self.policies.get(&local.tenant)?;
         let resolved = resolve_with(&active.policy, &active.config, &self.region, local, remote)?;
         if resolved.policy_digest.is_some() {

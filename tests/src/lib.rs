@@ -11,7 +11,10 @@ use std::sync::Arc;
 
 /// A serving engine with the default limits but a short deadline, so hostile guests fail fast.
 pub fn engine() -> PolicyEngine {
-    let limits = Limits { deadline: std::time::Duration::from_millis(50), ..Limits::default() };
+    let limits = Limits {
+        deadline: std::time::Duration::from_millis(50),
+        ..Limits::default()
+    };
     PolicyEngine::new(limits, Metering::Epoch).expect("engine")
 }
 
@@ -23,7 +26,10 @@ pub fn load(engine: &PolicyEngine, path: &str) -> Result<Arc<Policy>, host_core:
 
 /// The default policy.
 pub fn default_policy(engine: &PolicyEngine) -> Arc<Policy> {
-    Arc::new(Policy::load(engine, default_policy_artifact::DEFAULT_POLICY, None).expect("default policy loads"))
+    Arc::new(
+        Policy::load(engine, default_policy_artifact::DEFAULT_POLICY, None)
+            .expect("default policy loads"),
+    )
 }
 
 use party_model::{HlcClock, new_party, tick, write_fields};
@@ -35,7 +41,12 @@ pub fn write(version: &mut PartyVersion, region: &str, now_ms: u64, members: Val
     let mut clock = HlcClock::new(region);
     let stamp = clock.now(now_ms);
     let dot = tick(version, region);
-    write_fields(version, members.as_object().expect("members are an object"), &stamp, &dot);
+    write_fields(
+        version,
+        members.as_object().expect("members are an object"),
+        &stamp,
+        &dot,
+    );
 }
 
 /// The seed's scenario: EU changes the customer's email while NA changes the status.
@@ -50,8 +61,13 @@ pub fn email_vs_status(tenant: &str) -> (PartyVersion, PartyVersion) {
             {"id": "1", "mediumType": "email", "characteristic": {"emailAddress": "jane@old.example"}}]}),
     );
     let (mut eu, mut na) = (base.clone(), base);
-    write(&mut eu, "eu", 2_000, json!({"contactMedium": [
-        {"id": "1", "mediumType": "email", "characteristic": {"emailAddress": "jane@new.example"}}]}));
+    write(
+        &mut eu,
+        "eu",
+        2_000,
+        json!({"contactMedium": [
+        {"id": "1", "mediumType": "email", "characteristic": {"emailAddress": "jane@new.example"}}]}),
+    );
     write(&mut na, "na", 2_001, json!({"status": "validated"}));
     (eu, na)
 }
@@ -60,3 +76,4 @@ pub fn email_vs_status(tenant: &str) -> (PartyVersion, PartyVersion) {
 pub fn tmf(version: &PartyVersion) -> Value {
     party_model::to_tmf(version).unwrap_or(Value::Null)
 }
+pub mod samples;

@@ -13,21 +13,37 @@ use integration_tests::{email_vs_status, engine, tmf};
 #[test]
 fn swaps_under_load_lose_no_call() {
     let engine = engine();
-    let default = Arc::new(Policy::load(&engine, default_policy_artifact::DEFAULT_POLICY, None).unwrap());
-    let na = Arc::new(Policy::load(&engine, default_policy_artifact::NA_STATUS_POLICY, None).unwrap());
+    let default =
+        Arc::new(Policy::load(&engine, default_policy_artifact::DEFAULT_POLICY, None).unwrap());
+    let na =
+        Arc::new(Policy::load(&engine, default_policy_artifact::NA_STATUS_POLICY, None).unwrap());
 
     // A conflict the two policies decide differently: EU moved the party to validated, NA
     // (later by the clock, earlier in the lifecycle) back to initialized.
     let (mut eu, mut na_v) = email_vs_status("acme");
-    integration_tests::write(&mut eu, "eu", 3_000, serde_json::json!({"status": "validated"}));
-    integration_tests::write(&mut na_v, "na", 3_001, serde_json::json!({"status": "initialized"}));
+    integration_tests::write(
+        &mut eu,
+        "eu",
+        3_000,
+        serde_json::json!({"status": "validated"}),
+    );
+    integration_tests::write(
+        &mut na_v,
+        "na",
+        3_001,
+        serde_json::json!({"status": "initialized"}),
+    );
 
     let mut expected: HashMap<String, serde_json::Value> = HashMap::new();
     for p in [&default, &na] {
         let r = host_core::resolve_with(p, "{}", "eu", &eu, &na_v).unwrap();
         expected.insert(p.digest().to_owned(), tmf(r.party.as_ref().unwrap()));
     }
-    assert_ne!(expected[default.digest()]["status"], expected[na.digest()]["status"], "the policies must differ");
+    assert_ne!(
+        expected[default.digest()]["status"],
+        expected[na.digest()]["status"],
+        "the policies must differ"
+    );
 
     let policies = Arc::new(TenantPolicies::new());
     policies.activate("acme", ActivePolicy::new(default.clone()));
@@ -41,9 +57,15 @@ fn swaps_under_load_lose_no_call() {
             std::thread::spawn(move || {
                 let mut by_digest: HashMap<String, usize> = HashMap::new();
                 while !stop.load(Ordering::Relaxed) {
-                    let r = resolver.resolve(&eu, &na_v).expect("no call fails during a swap");
+                    let r = resolver
+                        .resolve(&eu, &na_v)
+                        .expect("no call fails during a swap");
                     let digest = r.policy_digest.clone().expect("a policy decided");
-                    assert_eq!(tmf(r.party.as_ref().unwrap()), expected[&digest], "result matches its policy");
+                    assert_eq!(
+                        tmf(r.party.as_ref().unwrap()),
+                        expected[&digest],
+                        "result matches its policy"
+                    );
                     *by_digest.entry(digest).or_default() += 1;
                     calls.fetch_add(1, Ordering::Relaxed);
                 }

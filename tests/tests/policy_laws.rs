@@ -9,7 +9,12 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 fn ctx(relation: policy_types::Relation, config: &str) -> Context {
-    Context { tenant: "acme".into(), resolving_region: "eu".into(), relation, config: config.into() }
+    Context {
+        tenant: "acme".into(),
+        resolving_region: "eu".into(),
+        relation,
+        config: config.into(),
+    }
 }
 
 fn party(local: &PartyVersion, remote: &PartyVersion, r: &Resolution) -> Option<PartyVersion> {
@@ -20,13 +25,25 @@ fn party(local: &PartyVersion, remote: &PartyVersion, r: &Resolution) -> Option<
 
 /// A seeded runner: the seed is printed so that a failure can be replayed.
 fn runner(cases: u32) -> TestRunner {
-    let seed: u64 = std::env::var("LAW_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-    });
+    let seed: u64 = std::env::var("LAW_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
     println!("seed {seed} (rerun with LAW_SEED={seed})");
     let mut bytes = [0u8; 32];
     bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    TestRunner::new_with_rng(Config { cases, ..Config::default() }, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes))
+    TestRunner::new_with_rng(
+        Config {
+            cases,
+            ..Config::default()
+        },
+        TestRng::from_seed(RngAlgorithm::ChaCha, &bytes),
+    )
 }
 
 #[test]

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use host_core::{
-    ActivePolicy, ArtifactCache, CallFailure, Decision, LoadError, Policy, ResolveFailure, Resolver, TenantPolicies,
+    ActivePolicy, ArtifactCache, CallFailure, Decision, LoadError, Policy, ResolveFailure,
+    Resolver, TenantPolicies,
 };
 use integration_tests::{default_policy, email_vs_status, engine, guests, load, tmf};
 
@@ -20,11 +21,16 @@ fn host(hostile: Arc<Policy>) -> Resolver {
 
 fn still_serves(resolver: &Resolver) {
     let (eu, na) = email_vs_status("acme");
-    let resolved = resolver.resolve(&eu, &na).expect("the default policy still resolves");
+    let resolved = resolver
+        .resolve(&eu, &na)
+        .expect("the default policy still resolves");
     assert_eq!(resolved.decision, Decision::Merged);
     let merged = tmf(resolved.party.as_ref().unwrap());
     assert_eq!(merged["status"], "validated");
-    assert_eq!(merged["contactMedium"][0]["characteristic"]["emailAddress"], "jane@new.example");
+    assert_eq!(
+        merged["contactMedium"][0]["characteristic"]["emailAddress"],
+        "jane@new.example"
+    );
 }
 
 fn failure_of(resolver: &Resolver) -> (String, CallFailure) {
@@ -97,8 +103,15 @@ fn wasi_filesystem_import_is_refused_at_load() {
     let engine = engine();
     match load(&engine, guests::FS) {
         Err(LoadError::ForbiddenImports { imports, .. }) => {
-            assert!(imports.iter().any(|i| i.starts_with("wasi:filesystem/")), "{imports:?}");
-            let msg = LoadError::ForbiddenImports { imports, allowed: "nothing".into() }.to_string();
+            assert!(
+                imports.iter().any(|i| i.starts_with("wasi:filesystem/")),
+                "{imports:?}"
+            );
+            let msg = LoadError::ForbiddenImports {
+                imports,
+                allowed: "nothing".into(),
+            }
+            .to_string();
             assert!(msg.contains("wasi:filesystem"), "{msg}");
         }
         other => panic!("expected the import to be refused, got {other:?}"),
@@ -109,11 +122,21 @@ fn wasi_filesystem_import_is_refused_at_load() {
 fn not_a_component_and_oversized_are_refused() {
     let engine = engine();
     let core_module = b"\0asm\x01\0\0\0";
-    assert!(matches!(Policy::load(&engine, core_module, None), Err(LoadError::NotAComponent { .. })));
-    assert!(matches!(Policy::load(&engine, b"hello", None), Err(LoadError::NotAComponent { .. })));
-    let small = host_core::Limits { max_component_bytes: 1000, ..host_core::Limits::default() };
+    assert!(matches!(
+        Policy::load(&engine, core_module, None),
+        Err(LoadError::NotAComponent { .. })
+    ));
+    assert!(matches!(
+        Policy::load(&engine, b"hello", None),
+        Err(LoadError::NotAComponent { .. })
+    ));
+    let small = host_core::Limits {
+        max_component_bytes: 1000,
+        ..host_core::Limits::default()
+    };
     let tiny_engine = host_core::PolicyEngine::new(small, host_core::Metering::Epoch).unwrap();
-    let err = Policy::load(&tiny_engine, default_policy_artifact::DEFAULT_POLICY, None).unwrap_err();
+    let err =
+        Policy::load(&tiny_engine, default_policy_artifact::DEFAULT_POLICY, None).unwrap_err();
     assert!(err.to_string().contains("the limit is 1000 bytes"), "{err}");
 }
 
@@ -123,10 +146,19 @@ fn default_policy_imports_nothing_and_describes_itself() {
     let policy = default_policy(&engine);
     let info = policy.info();
     assert!(info.imports.is_empty(), "{:?}", info.imports);
-    assert_eq!(info.exports, vec![policy_types::RESOLVER_INTERFACE.to_owned()]);
+    assert_eq!(
+        info.exports,
+        vec![policy_types::RESOLVER_INTERFACE.to_owned()]
+    );
     assert_eq!(info.description.name, "tmf632-default");
-    assert_eq!(info.description.contract_version, policy_types::CONTRACT_VERSION);
-    assert_eq!(info.digest, host_core::digest(default_policy_artifact::DEFAULT_POLICY));
+    assert_eq!(
+        info.description.contract_version,
+        policy_types::CONTRACT_VERSION
+    );
+    assert_eq!(
+        info.digest,
+        host_core::digest(default_policy_artifact::DEFAULT_POLICY)
+    );
 }
 
 #[test]

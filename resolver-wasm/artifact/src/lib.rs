@@ -5,4 +5,5 @@ pub const DEFAULT_POLICY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/defa
 
 /// The example policy where NA is the system of record for status
 /// (`resolver-wasm/examples/na-status`).
-pub const NA_STATUS_POLICY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/na-status-policy.wasm"));
+pub const NA_STATUS_POLICY: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/na-status-policy.wasm"));

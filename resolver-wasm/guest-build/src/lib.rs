@@ -34,7 +34,13 @@ impl Target {
 /// Builds `packages` (crates of the workspace at `workspace`) for `target` and writes one
 /// component per package into `out_dir` as `<package>.wasm`. Returns the paths, in order.
 pub fn build(workspace: &Path, packages: &[&str], target: Target, out_dir: &Path) -> Vec<PathBuf> {
-    for dir in ["wit", "resolver-wasm/types", "resolver-wasm/merge", "resolver-wasm/sdk", "Cargo.lock"] {
+    for dir in [
+        "wit",
+        "resolver-wasm/types",
+        "resolver-wasm/merge",
+        "resolver-wasm/sdk",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
     ensure_target(workspace, target);
@@ -46,7 +52,14 @@ pub fn build(workspace: &Path, packages: &[&str], target: Target, out_dir: &Path
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace)
-        .args(["build", "--profile", "guest", "--target", target.triple(), "--target-dir"])
+        .args([
+            "build",
+            "--profile",
+            "guest",
+            "--target",
+            target.triple(),
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for p in packages {
         cmd.args(["-p", p]);
@@ -64,14 +77,23 @@ pub fn build(workspace: &Path, packages: &[&str], target: Target, out_dir: &Path
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().unwrap_or_else(|e| panic!("cannot run cargo to build the policy guests: {e}"));
-    assert!(status.success(), "building the policy guests {packages:?} for {} failed", target.triple());
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build the policy guests: {e}"));
+    assert!(
+        status.success(),
+        "building the policy guests {packages:?} for {} failed",
+        target.triple()
+    );
 
     packages
         .iter()
         .map(|package| {
             let file = package.replace('-', "_");
-            let built = target_dir.join(target.triple()).join("guest").join(format!("{file}.wasm"));
+            let built = target_dir
+                .join(target.triple())
+                .join("guest")
+                .join(format!("{file}.wasm"));
             println!("cargo:rerun-if-changed={}", built.display());
             let bytes = std::fs::read(&built)
                 .unwrap_or_else(|e| panic!("reading the built guest {}: {e}", built.display()));
@@ -84,7 +106,8 @@ pub fn build(workspace: &Path, packages: &[&str], target: Target, out_dir: &Path
                     .unwrap_or_else(|e| panic!("turning {package} into a component: {e:#}"))
             };
             let out = out_dir.join(format!("{package}.wasm"));
-            std::fs::write(&out, component).unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
+            std::fs::write(&out, component)
+                .unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
             out
         })
         .collect()
@@ -103,11 +126,23 @@ fn ensure_target(workspace: &Path, target: Target) {
     if libdir.is_some_and(|d| d.is_dir()) {
         return;
     }
-    println!("cargo:warning=installing the {} target with rustup", target.triple());
+    println!(
+        "cargo:warning=installing the {} target with rustup",
+        target.triple()
+    );
     let status = Command::new("rustup")
         .current_dir(workspace)
         .args(["target", "add", target.triple()])
         .status()
-        .unwrap_or_else(|e| panic!("the {} target is missing and rustup cannot run: {e}", target.triple()));
-    assert!(status.success(), "rustup target add {} failed", target.triple());
+        .unwrap_or_else(|e| {
+            panic!(
+                "the {} target is missing and rustup cannot run: {e}",
+                target.triple()
+            )
+        });
+    assert!(
+        status.success(),
+        "rustup target add {} failed",
+        target.triple()
+    );
 }

@@ -18,8 +18,8 @@ pub use config::{Config, DeleteRule};
 pub use lifecycle::lifecycle_rank;
 
 use policy_types::{
-    Context, Description, Element, EntryRef, Field, FieldValue, Hlc, MergedElements, MergedField, MergedParty,
-    MergedValue, PartyVersion, Relation, Resolution, Side, covers, join_vectors,
+    Context, Description, Element, EntryRef, Field, FieldValue, Hlc, MergedElements, MergedField,
+    MergedParty, MergedValue, PartyVersion, Relation, Resolution, Side, covers, join_vectors,
 };
 use std::cmp::Ordering;
 
@@ -59,9 +59,7 @@ pub fn resolve(ctx: &Context, local: &PartyVersion, remote: &PartyVersion) -> Re
         Relation::LocalDominates => Resolution::KeepLocal,
         Relation::RemoteDominates => Resolution::TakeRemote,
         Relation::Equal if local == remote => Resolution::KeepLocal,
-        Relation::Equal | Relation::Concurrent => {
-            Resolution::Merged(merge(&config, local, remote))
-        }
+        Relation::Equal | Relation::Concurrent => Resolution::Merged(merge(&config, local, remote)),
     }
 }
 
@@ -86,7 +84,15 @@ pub fn merge(config: &Config, local: &PartyVersion, remote: &PartyVersion) -> Me
     let mut fields = Vec::with_capacity(local.fields.len().max(remote.fields.len()));
     let floor = tombstone.as_ref();
     let lifecycle = config.delete_rule == DeleteRule::DeleteWins;
-    merge_fields(local, remote, candidate(local), candidate(remote), floor, lifecycle, &mut fields);
+    merge_fields(
+        local,
+        remote,
+        candidate(local),
+        candidate(remote),
+        floor,
+        lifecycle,
+        &mut fields,
+    );
     MergedParty {
         tenant: local.tenant.clone(),
         party_id: local.party_id.clone(),
@@ -140,7 +146,13 @@ fn merge_fields(
 
 /// A field only one side holds. Beside a tombstone, an array keeps only the entries written
 /// after the delete, so it is rebuilt element-wise rather than copied.
-fn one_side(local: &PartyVersion, remote: &PartyVersion, side: Side, f: &Field, floor: Option<&Hlc>) -> MergedField {
+fn one_side(
+    local: &PartyVersion,
+    remote: &PartyVersion,
+    side: Side,
+    f: &Field,
+    floor: Option<&Hlc>,
+) -> MergedField {
     match (&f.value, floor) {
         (FieldValue::Elements(e), Some(_)) => {
             let (a, b): (&[Element], &[Element]) = match side {
@@ -160,7 +172,10 @@ fn one_side(local: &PartyVersion, remote: &PartyVersion, side: Side, f: &Field, 
 }
 
 fn copy(name: &str, side: Side) -> MergedField {
-    MergedField { name: name.to_owned(), value: MergedValue::Copy(side) }
+    MergedField {
+        name: name.to_owned(),
+        value: MergedValue::Copy(side),
+    }
 }
 
 fn merge_field(
@@ -181,17 +196,35 @@ fn merge_field(
             FieldValue::Elements(_) => 0,
         };
         let ord = rank(x).cmp(&rank(y)).then_with(|| last_writer(x, y));
-        return copy(&x.name, if ord == Ordering::Less { Side::Remote } else { Side::Local });
+        return copy(
+            &x.name,
+            if ord == Ordering::Less {
+                Side::Remote
+            } else {
+                Side::Local
+            },
+        );
     }
     match (&x.value, &y.value) {
         (FieldValue::Elements(ea), FieldValue::Elements(eb)) => MergedField {
             name: x.name.clone(),
             value: MergedValue::Elements(MergedElements {
-                stamp_from: if x.stamp >= y.stamp { Side::Local } else { Side::Remote },
+                stamp_from: if x.stamp >= y.stamp {
+                    Side::Local
+                } else {
+                    Side::Remote
+                },
                 elements: merge_elements(local, remote, ea, eb, floor),
             }),
         },
-        _ => copy(&x.name, if last_writer(x, y) == Ordering::Less { Side::Remote } else { Side::Local }),
+        _ => copy(
+            &x.name,
+            if last_writer(x, y) == Ordering::Less {
+                Side::Remote
+            } else {
+                Side::Local
+            },
+        ),
     }
 }
 
@@ -199,12 +232,14 @@ fn merge_field(
 /// different values (never produced by real clocks, but possible in captured data) still
 /// resolve the same way in every region.
 fn last_writer(x: &Field, y: &Field) -> Ordering {
-    x.stamp.cmp(&y.stamp).then_with(|| match (&x.value, &y.value) {
-        (FieldValue::Json(a), FieldValue::Json(b)) => a.cmp(b),
-        (FieldValue::Json(_), FieldValue::Elements(_)) => Ordering::Less,
-        (FieldValue::Elements(_), FieldValue::Json(_)) => Ordering::Greater,
-        (FieldValue::Elements(a), FieldValue::Elements(b)) => a.len().cmp(&b.len()),
-    })
+    x.stamp
+        .cmp(&y.stamp)
+        .then_with(|| match (&x.value, &y.value) {
+            (FieldValue::Json(a), FieldValue::Json(b)) => a.cmp(b),
+            (FieldValue::Json(_), FieldValue::Elements(_)) => Ordering::Less,
+            (FieldValue::Elements(_), FieldValue::Json(_)) => Ordering::Greater,
+            (FieldValue::Elements(a), FieldValue::Elements(b)) => a.len().cmp(&b.len()),
+        })
 }
 
 /// Observed-remove merge of two element lists sorted by key (an optimised OR-set keyed by the
@@ -228,16 +263,48 @@ fn merge_elements(
         let mut refs = Vec::new();
         match ord {
             Ordering::Less => {
-                survivors(Side::Local, i, &a[i], None, &remote.version_vector, floor, &mut refs);
+                survivors(
+                    Side::Local,
+                    i,
+                    &a[i],
+                    None,
+                    &remote.version_vector,
+                    floor,
+                    &mut refs,
+                );
                 i += 1;
             }
             Ordering::Greater => {
-                survivors(Side::Remote, j, &b[j], None, &local.version_vector, floor, &mut refs);
+                survivors(
+                    Side::Remote,
+                    j,
+                    &b[j],
+                    None,
+                    &local.version_vector,
+                    floor,
+                    &mut refs,
+                );
                 j += 1;
             }
             Ordering::Equal => {
-                survivors(Side::Local, i, &a[i], Some(&b[j]), &remote.version_vector, floor, &mut refs);
-                survivors(Side::Remote, j, &b[j], Some(&a[i]), &local.version_vector, floor, &mut refs);
+                survivors(
+                    Side::Local,
+                    i,
+                    &a[i],
+                    Some(&b[j]),
+                    &remote.version_vector,
+                    floor,
+                    &mut refs,
+                );
+                survivors(
+                    Side::Remote,
+                    j,
+                    &b[j],
+                    Some(&a[i]),
+                    &local.version_vector,
+                    floor,
+                    &mut refs,
+                );
                 i += 1;
                 j += 1;
             }
@@ -266,9 +333,17 @@ fn survivors(
             continue; // written before the delete
         }
         let held_by_other = other.is_some_and(|o| o.entries.iter().any(|e| e.dot == entry.dot));
-        let keep = if held_by_other { side == Side::Local } else { !covers(other_vector, &entry.dot) };
+        let keep = if held_by_other {
+            side == Side::Local
+        } else {
+            !covers(other_vector, &entry.dot)
+        };
         if keep {
-            refs.push(EntryRef { side, element: index as u32, entry: k as u32 });
+            refs.push(EntryRef {
+                side,
+                element: index as u32,
+                entry: k as u32,
+            });
         }
     }
 }

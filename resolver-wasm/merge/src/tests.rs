@@ -8,7 +8,9 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 fn json_ok(text: &str) -> Result<(), String> {
-    serde_json::from_str::<Value>(text).map(|_| ()).map_err(|e| e.to_string())
+    serde_json::from_str::<Value>(text)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// The party a merge produces, as the host would materialise it.
@@ -18,8 +20,12 @@ fn merged(config: &Config, a: &PartyVersion, b: &PartyVersion) -> PartyVersion {
 }
 
 const CONFIGS: [Config; 2] = [
-    Config { delete_rule: DeleteRule::DeleteWins },
-    Config { delete_rule: DeleteRule::UpdateResurrects },
+    Config {
+        delete_rule: DeleteRule::DeleteWins,
+    },
+    Config {
+        delete_rule: DeleteRule::UpdateResurrects,
+    },
 ];
 
 proptest! {
@@ -78,7 +84,10 @@ struct Region {
 impl Region {
     /// A region whose clock reads 2 s, after every base version's writes.
     fn new(name: &str) -> Self {
-        Region { clock: HlcClock::new(name), now: 2_000 }
+        Region {
+            clock: HlcClock::new(name),
+            now: 2_000,
+        }
     }
     fn write(&mut self, v: &mut PartyVersion, members: Value) {
         self.now += 10;
@@ -105,30 +114,48 @@ fn tmf(v: &PartyVersion) -> Value {
 }
 
 fn ids(v: &Value, field: &str) -> Vec<String> {
-    v[field].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect()
+    v[field]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[test]
 fn email_change_and_status_change_both_survive() {
     let (mut eu_v, mut na_v) = (base(), base());
     let mut eu = Region::new("eu");
-    eu.write(&mut eu_v, json!({"contactMedium": [
+    eu.write(
+        &mut eu_v,
+        json!({"contactMedium": [
         {"id": "1", "mediumType": "email", "characteristic": {"emailAddress": "jane@new.example"}},
-        {"id": "2", "mediumType": "phone", "characteristic": {"phoneNumber": "+44 1"}}]}));
+        {"id": "2", "mediumType": "phone", "characteristic": {"phoneNumber": "+44 1"}}]}),
+    );
     Region::new("na").write(&mut na_v, json!({"status": "validated"}));
     let m = tmf(&merged(&Config::default(), &eu_v, &na_v));
     assert_eq!(m["status"], "validated");
-    assert_eq!(m["contactMedium"][0]["characteristic"]["emailAddress"], "jane@new.example");
+    assert_eq!(
+        m["contactMedium"][0]["characteristic"]["emailAddress"],
+        "jane@new.example"
+    );
 }
 
 #[test]
 fn removed_element_does_not_come_back() {
     let (mut eu_v, mut na_v) = (base(), base());
-    Region::new("eu").write(&mut eu_v, json!({"contactMedium": [
-        {"id": "2", "mediumType": "phone", "characteristic": {"phoneNumber": "+44 1"}}]}));
+    Region::new("eu").write(
+        &mut eu_v,
+        json!({"contactMedium": [
+        {"id": "2", "mediumType": "phone", "characteristic": {"phoneNumber": "+44 1"}}]}),
+    );
     Region::new("na").write(&mut na_v, json!({"givenName": "Janet"}));
     let m = tmf(&merged(&Config::default(), &eu_v, &na_v));
-    assert_eq!(ids(&m, "contactMedium"), ["2"], "NA still holds element 1, but EU removed it");
+    assert_eq!(
+        ids(&m, "contactMedium"),
+        ["2"],
+        "NA still holds element 1, but EU removed it"
+    );
     assert_eq!(m["givenName"], "Janet");
 }
 
@@ -136,18 +163,33 @@ fn removed_element_does_not_come_back() {
 fn concurrent_change_beats_removal_and_additions_union() {
     let (mut eu_v, mut na_v) = (base(), base());
     // EU removes element 1 and adds 3; NA changes element 1 and adds 4.
-    Region::new("eu").write(&mut eu_v, json!({"contactMedium": [
+    Region::new("eu").write(
+        &mut eu_v,
+        json!({"contactMedium": [
         {"id": "2", "mediumType": "phone", "characteristic": {"phoneNumber": "+44 1"}},
-        {"id": "3", "mediumType": "email", "characteristic": {"emailAddress": "eu@example"}}]}));
-    Region::new("na").write(&mut na_v, json!({"contactMedium": [
+        {"id": "3", "mediumType": "email", "characteristic": {"emailAddress": "eu@example"}}]}),
+    );
+    Region::new("na").write(
+        &mut na_v,
+        json!({"contactMedium": [
         {"id": "1", "mediumType": "email", "characteristic": {"emailAddress": "changed@example"}},
         {"id": "2", "mediumType": "phone", "characteristic": {"phoneNumber": "+44 1"}},
-        {"id": "4", "mediumType": "email", "characteristic": {"emailAddress": "na@example"}}]}));
+        {"id": "4", "mediumType": "email", "characteristic": {"emailAddress": "na@example"}}]}),
+    );
     let m = tmf(&merged(&Config::default(), &eu_v, &na_v));
     let mut got = ids(&m, "contactMedium");
     got.sort();
-    assert_eq!(got, ["1", "2", "3", "4"], "a concurrent change survives a removal");
-    let one = m["contactMedium"].as_array().unwrap().iter().find(|e| e["id"] == "1").unwrap();
+    assert_eq!(
+        got,
+        ["1", "2", "3", "4"],
+        "a concurrent change survives a removal"
+    );
+    let one = m["contactMedium"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == "1")
+        .unwrap();
     assert_eq!(one["characteristic"]["emailAddress"], "changed@example");
 }
 
@@ -176,36 +218,73 @@ fn delete_wins_by_default_and_update_resurrects_when_configured() {
     let deleted = merged(&Config::default(), &eu_v, &na_v);
     assert!(to_tmf(&deleted).is_none(), "delete wins: {deleted:?}");
 
-    let resurrect = Config { delete_rule: DeleteRule::UpdateResurrects };
+    let resurrect = Config {
+        delete_rule: DeleteRule::UpdateResurrects,
+    };
     let back = tmf(&merged(&resurrect, &eu_v, &na_v));
     assert_eq!(back["givenName"], "Janet");
-    assert!(back.get("familyName").is_none(), "fields written before the delete stay deleted");
+    assert!(
+        back.get("familyName").is_none(),
+        "fields written before the delete stay deleted"
+    );
 }
 
 #[test]
 fn v4_elements_without_ids_merge_by_content() {
     let start = json!({"partyCharacteristic": [{"name": "hobby", "value": "tennis"}, {"name": "hobby", "value": "football"}]});
     let mut b = new_party("acme", "42", ResourceType::Individual, "eu");
-    Region { clock: HlcClock::new("eu"), now: 1_000 }.write(&mut b, start);
+    Region {
+        clock: HlcClock::new("eu"),
+        now: 1_000,
+    }
+    .write(&mut b, start);
     let (mut eu_v, mut na_v) = (b.clone(), b);
-    Region::new("eu").write(&mut eu_v, json!({"partyCharacteristic": [{"name": "hobby", "value": "tennis"}]}));
+    Region::new("eu").write(
+        &mut eu_v,
+        json!({"partyCharacteristic": [{"name": "hobby", "value": "tennis"}]}),
+    );
     Region::new("na").write(&mut na_v, json!({"partyCharacteristic": [
         {"name": "hobby", "value": "tennis"}, {"name": "hobby", "value": "football"}, {"name": "hobby", "value": "chess"}]}));
     let m = tmf(&merged(&Config::default(), &eu_v, &na_v));
-    let values: Vec<&str> = m["partyCharacteristic"].as_array().unwrap().iter().map(|e| e["value"].as_str().unwrap()).collect();
-    assert_eq!(values, ["tennis", "chess"], "football was removed in EU, chess added in NA");
+    let values: Vec<&str> = m["partyCharacteristic"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        values,
+        ["tennis", "chess"],
+        "football was removed in EU, chess added in NA"
+    );
 }
 
 #[test]
 fn dominated_and_mismatched_inputs() {
     let v = base();
-    let ctx = |relation| Context { tenant: "acme".into(), resolving_region: "eu".into(), relation, config: "{}".into() };
-    assert_eq!(resolve(&ctx(Relation::LocalDominates), &v, &v), Resolution::KeepLocal);
-    assert_eq!(resolve(&ctx(Relation::RemoteDominates), &v, &v), Resolution::TakeRemote);
+    let ctx = |relation| Context {
+        tenant: "acme".into(),
+        resolving_region: "eu".into(),
+        relation,
+        config: "{}".into(),
+    };
+    assert_eq!(
+        resolve(&ctx(Relation::LocalDominates), &v, &v),
+        Resolution::KeepLocal
+    );
+    assert_eq!(
+        resolve(&ctx(Relation::RemoteDominates), &v, &v),
+        Resolution::TakeRemote
+    );
     let mut other = v.clone();
     other.party_id = "43".into();
-    assert!(matches!(resolve(&ctx(Relation::Concurrent), &v, &other), Resolution::Reject(r) if r.contains("different parties")));
-    let bad = Context { config: "{\"deleteRule\": \"maybe\"}".into(), ..ctx(Relation::Concurrent) };
+    assert!(
+        matches!(resolve(&ctx(Relation::Concurrent), &v, &other), Resolution::Reject(r) if r.contains("different parties"))
+    );
+    let bad = Context {
+        config: "{\"deleteRule\": \"maybe\"}".into(),
+        ..ctx(Relation::Concurrent)
+    };
     assert!(matches!(resolve(&bad, &v, &v), Resolution::Reject(r) if r.contains("deleteRule")));
 }
 
@@ -216,8 +295,14 @@ fn plan_builds_concurrent_versions() {
         v4: true,
         base_elements: [2, 1, 3, 0],
         skew: vec![0, 3],
-        branches: vec![vec![party_model::generate::Op::SetStatus { status: 2 }], vec![party_model::generate::Op::Delete]],
+        branches: vec![
+            vec![party_model::generate::Op::SetStatus { status: 2 }],
+            vec![party_model::generate::Op::Delete],
+        ],
     };
     let v = p.build();
-    assert_eq!(policy_types::compare_vectors(&v[0].version_vector, &v[1].version_vector), policy_types::VectorOrder::Concurrent);
+    assert_eq!(
+        policy_types::compare_vectors(&v[0].version_vector, &v[1].version_vector),
+        policy_types::VectorOrder::Concurrent
+    );
 }

@@ -13,7 +13,11 @@ pub struct HlcClock {
 
 impl HlcClock {
     pub fn new(region: impl Into<String>) -> Self {
-        HlcClock { region: region.into(), wall_ms: 0, logical: 0 }
+        HlcClock {
+            region: region.into(),
+            wall_ms: 0,
+            logical: 0,
+        }
     }
 
     pub fn region(&self) -> &str {

@@ -37,15 +37,40 @@ pub struct Plan {
     pub branches: Vec<Vec<Op>>,
 }
 
-const SCALARS_INDIVIDUAL: [&str; 5] = ["givenName", "familyName", "gender", "birthDate", "nationality"];
-const SCALARS_ORGANIZATION: [&str; 4] = ["name", "tradingName", "isLegalEntity", "organizationType"];
-const ARRAYS_INDIVIDUAL: [&str; 5] =
-    ["contactMedium", "partyCharacteristic", "externalReference", "relatedParty", "individualIdentification"];
-const ARRAYS_ORGANIZATION: [&str; 4] =
-    ["contactMedium", "partyCharacteristic", "externalReference", "organizationIdentification"];
+const SCALARS_INDIVIDUAL: [&str; 5] = [
+    "givenName",
+    "familyName",
+    "gender",
+    "birthDate",
+    "nationality",
+];
+const SCALARS_ORGANIZATION: [&str; 4] =
+    ["name", "tradingName", "isLegalEntity", "organizationType"];
+const ARRAYS_INDIVIDUAL: [&str; 5] = [
+    "contactMedium",
+    "partyCharacteristic",
+    "externalReference",
+    "relatedParty",
+    "individualIdentification",
+];
+const ARRAYS_ORGANIZATION: [&str; 4] = [
+    "contactMedium",
+    "partyCharacteristic",
+    "externalReference",
+    "organizationIdentification",
+];
 const STATUSES_INDIVIDUAL: [&str; 4] = ["initialized", "validated", "deceased", "deceaded"];
 const STATUSES_ORGANIZATION: [&str; 3] = ["initialized", "validated", "closed"];
-const WORDS: [&str; 8] = ["Jane", "Smith", "tennis", "football", "Acme", "Globex", "female", "1967-09-26"];
+const WORDS: [&str; 8] = [
+    "Jane",
+    "Smith",
+    "tennis",
+    "football",
+    "Acme",
+    "Globex",
+    "female",
+    "1967-09-26",
+];
 
 fn scalars(r: ResourceType) -> &'static [&'static str] {
     match r {
@@ -74,11 +99,15 @@ fn element(field: &str, seed: u8, v4: bool) -> Value {
     let mut e = match field {
         "contactMedium" => json!({
             "mediumType": (["email", "phone", "postalAddress"][seed as usize % 3]),
-            "preferred": seed % 2 == 0,
+            "preferred": seed.is_multiple_of(2),
             "characteristic": {"emailAddress": format!("{}{}@example.com", word.to_lowercase(), seed % 5)}
         }),
-        "partyCharacteristic" => json!({"name": (["hobby", "language"][seed as usize % 2]), "value": word}),
-        "externalReference" => json!({"externalReferenceType": "loyalty", "name": format!("{word}-{}", seed % 7)}),
+        "partyCharacteristic" => {
+            json!({"name": (["hobby", "language"][seed as usize % 2]), "value": word})
+        }
+        "externalReference" => {
+            json!({"externalReferenceType": "loyalty", "name": format!("{word}-{}", seed % 7)})
+        }
         "relatedParty" => json!({"role": "guardian", "name": word}),
         _ => json!({"identificationType": "passport", "identificationId": format!("{seed:05}")}),
     };
@@ -108,7 +137,9 @@ impl Plan {
         members.insert("status".into(), json!("initialized"));
         for (i, name) in arrays(self.resource).iter().enumerate() {
             let count = self.base_elements[i % 4] % 4;
-            let items: Vec<Value> = (0..count).map(|k| element(name, k * 3 + i as u8, self.v4)).collect();
+            let items: Vec<Value> = (0..count)
+                .map(|k| element(name, k * 3 + i as u8, self.v4))
+                .collect();
             members.insert((*name).into(), Value::Array(items));
         }
         write_fields(&mut base, &members, &stamp, &dot);
@@ -142,11 +173,20 @@ impl Plan {
                 members.insert(name.into(), json!(WORDS[*value as usize % WORDS.len()]));
             }
             Op::SetStatus { status } => {
-                members.insert("status".into(), json!(statuses(r)[*status as usize % statuses(r).len()]));
+                members.insert(
+                    "status".into(),
+                    json!(statuses(r)[*status as usize % statuses(r).len()]),
+                );
             }
-            Op::AddElement { field, seed } | Op::RemoveElement { field, which: seed } | Op::ChangeElement { field, seed, .. } => {
+            Op::AddElement { field, seed }
+            | Op::RemoveElement { field, which: seed }
+            | Op::ChangeElement { field, seed, .. } => {
                 let name = arrays(r)[*field as usize % arrays(r).len()];
-                let mut items = current.get(name).and_then(Value::as_array).cloned().unwrap_or_default();
+                let mut items = current
+                    .get(name)
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 match op {
                     Op::AddElement { .. } => items.push(element(name, *seed, self.v4)),
                     Op::RemoveElement { .. } if !items.is_empty() => {
@@ -195,7 +235,10 @@ fn op() -> impl Strategy<Value = Op> {
 /// Plans with `regions` concurrent histories (2 or 3) of up to `max_ops` writes each.
 pub fn plan(regions: usize, max_ops: usize) -> impl Strategy<Value = Plan> {
     (
-        prop_oneof![Just(ResourceType::Individual), Just(ResourceType::Organization)],
+        prop_oneof![
+            Just(ResourceType::Individual),
+            Just(ResourceType::Organization)
+        ],
         any::<bool>(),
         any::<[u8; 4]>(),
         proptest::collection::vec(0u16..5, regions),

@@ -58,8 +58,10 @@ pub fn element_key(element: &Value) -> String {
 /// The visible elements of an array field in display order: by the position their write gave
 /// them, then by stamp, then by key.
 pub fn visible_elements(elements: &[Element]) -> Vec<&str> {
-    let mut visible: Vec<(&Element, &policy_types::Entry)> =
-        elements.iter().filter_map(|e| e.visible().map(|v| (e, v))).collect();
+    let mut visible: Vec<(&Element, &policy_types::Entry)> = elements
+        .iter()
+        .filter_map(|e| e.visible().map(|v| (e, v)))
+        .collect();
     visible.sort_by(|(ea, a), (eb, b)| {
         (a.position, &a.stamp, &ea.key).cmp(&(b.position, &b.stamp, &eb.key))
     });

@@ -63,7 +63,9 @@ pub fn write_fields(
         if name == "id" {
             continue;
         }
-        let at = version.fields.binary_search_by(|f| f.name.as_str().cmp(name));
+        let at = version
+            .fields
+            .binary_search_by(|f| f.name.as_str().cmp(name));
         if let Ok(i) = at
             && version.fields[i].stamp >= *stamp
         {
@@ -72,7 +74,11 @@ pub fn write_fields(
         }
         let previous = at.ok().map(|i| &version.fields[i].value);
         let new_value = field_value(value, previous, stamp, dot);
-        let field = Field { name: name.clone(), stamp: stamp.clone(), value: new_value };
+        let field = Field {
+            name: name.clone(),
+            stamp: stamp.clone(),
+            value: new_value,
+        };
         match at {
             Ok(i) => version.fields[i] = field,
             Err(i) => version.fields.insert(i, field),
@@ -94,7 +100,9 @@ pub fn delete(version: &mut PartyVersion, stamp: &Hlc) -> bool {
 }
 
 fn is_object_array(value: &Value) -> Option<&Vec<Value>> {
-    value.as_array().filter(|items| items.iter().all(Value::is_object))
+    value
+        .as_array()
+        .filter(|items| items.iter().all(Value::is_object))
 }
 
 fn field_value(value: &Value, previous: Option<&FieldValue>, stamp: &Hlc, dot: &Dot) -> FieldValue {
@@ -120,9 +128,17 @@ fn field_value(value: &Value, previous: Option<&FieldValue>, stamp: &Hlc, dot: &
             // Unchanged: the element keeps the write that produced it. Concurrent entries it
             // had are settled by this write, which saw them.
             Some(e) if e.value == text => e.clone(),
-            _ => Entry { value: text, stamp: stamp.clone(), dot: dot.clone(), position: position as u32 },
+            _ => Entry {
+                value: text,
+                stamp: stamp.clone(),
+                dot: dot.clone(),
+                position: position as u32,
+            },
         };
-        elements.push(Element { key, entries: vec![entry] });
+        elements.push(Element {
+            key,
+            entries: vec![entry],
+        });
     }
     elements.sort_by(|a, b| a.key.cmp(&b.key));
     FieldValue::Elements(elements)
@@ -153,10 +169,15 @@ mod tests {
         let s2 = Hlc::new(20, 0, "eu");
         let change = json!({"contactMedium": [{"id": "2", "mediumType": "phone"}, {"id": "3", "mediumType": "fax"}]});
         write_fields(&mut v, &obj(change), &s2, &d2);
-        let FieldValue::Elements(els) = &v.field("contactMedium").unwrap().value else { panic!() };
+        let FieldValue::Elements(els) = &v.field("contactMedium").unwrap().value else {
+            panic!()
+        };
         let keys: Vec<&str> = els.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(keys, ["id:2", "id:3"]);
-        assert_eq!(els[0].entries[0].dot, d1, "an unchanged element keeps its original write");
+        assert_eq!(
+            els[0].entries[0].dot, d1,
+            "an unchanged element keeps its original write"
+        );
         assert_eq!(els[1].entries[0].dot, d2);
 
         let late = json!({"givenName": "Old"});
@@ -175,17 +196,28 @@ mod tests {
         write_fields(&mut v, &obj(body), &Hlc::new(1, 0, "eu"), &d);
         let tmf = to_tmf(&v).unwrap();
         assert_eq!(tmf["partyCharacteristic"].as_array().unwrap().len(), 2);
-        assert_eq!(tmf["partyCharacteristic"][0]["value"], "tennis", "written order is kept");
+        assert_eq!(
+            tmf["partyCharacteristic"][0]["value"], "tennis",
+            "written order is kept"
+        );
     }
 
     #[test]
     fn delete_keeps_only_later_writes() {
         let mut v = new_party("acme", "p1", ResourceType::Organization, "eu");
         let d = tick(&mut v, "eu");
-        write_fields(&mut v, &obj(json!({"name": "A", "status": "validated"})), &Hlc::new(5, 0, "eu"), &d);
+        write_fields(
+            &mut v,
+            &obj(json!({"name": "A", "status": "validated"})),
+            &Hlc::new(5, 0, "eu"),
+            &d,
+        );
         assert!(delete(&mut v, &Hlc::new(7, 0, "eu")));
         assert!(v.fields.is_empty());
         assert!(to_tmf(&v).is_none());
-        assert!(!delete(&mut v, &Hlc::new(6, 0, "eu")), "an older delete is stale");
+        assert!(
+            !delete(&mut v, &Hlc::new(6, 0, "eu")),
+            "an older delete is stale"
+        );
     }
 }

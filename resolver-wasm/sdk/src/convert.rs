@@ -6,19 +6,33 @@ use crate::bindings::exports::tmf632::conflict::resolver as b;
 use policy_types as t;
 
 fn hlc(h: b::Hlc) -> t::Hlc {
-    t::Hlc { wall_ms: h.wall_ms, logical: h.logical, region: h.region }
+    t::Hlc {
+        wall_ms: h.wall_ms,
+        logical: h.logical,
+        region: h.region,
+    }
 }
 
 fn hlc_out(h: t::Hlc) -> b::Hlc {
-    b::Hlc { wall_ms: h.wall_ms, logical: h.logical, region: h.region }
+    b::Hlc {
+        wall_ms: h.wall_ms,
+        logical: h.logical,
+        region: h.region,
+    }
 }
 
 fn dot(d: b::Dot) -> t::Dot {
-    t::Dot { region: d.region, counter: d.counter }
+    t::Dot {
+        region: d.region,
+        counter: d.counter,
+    }
 }
 
 fn dot_out(d: t::Dot) -> b::Dot {
-    b::Dot { region: d.region, counter: d.counter }
+    b::Dot {
+        region: d.region,
+        counter: d.counter,
+    }
 }
 
 fn element(e: b::Element) -> t::Element {
@@ -27,7 +41,12 @@ fn element(e: b::Element) -> t::Element {
         entries: e
             .entries
             .into_iter()
-            .map(|n| t::Entry { value: n.value, stamp: hlc(n.stamp), dot: dot(n.dot), position: n.position })
+            .map(|n| t::Entry {
+                value: n.value,
+                stamp: hlc(n.stamp),
+                dot: dot(n.dot),
+                position: n.position,
+            })
             .collect(),
     }
 }
@@ -38,7 +57,9 @@ fn field(f: b::Field) -> t::Field {
         stamp: hlc(f.stamp),
         value: match f.value {
             b::FieldValue::Json(s) => t::FieldValue::Json(s),
-            b::FieldValue::Elements(e) => t::FieldValue::Elements(e.into_iter().map(element).collect()),
+            b::FieldValue::Elements(e) => {
+                t::FieldValue::Elements(e.into_iter().map(element).collect())
+            }
         },
     }
 }
@@ -98,14 +119,19 @@ fn merged_out(m: t::MergedParty) -> b::MergedParty {
                             .into_iter()
                             .map(|refs| {
                                 refs.into_iter()
-                                    .map(|r| b::EntryRef { side: side_out(r.side), element: r.element, entry: r.entry })
+                                    .map(|r| b::EntryRef {
+                                        side: side_out(r.side),
+                                        element: r.element,
+                                        entry: r.entry,
+                                    })
                                     .collect()
                             })
                             .collect(),
                     }),
-                    t::MergedValue::Computed(c) => {
-                        b::MergedValue::Computed(b::Computed { value: c.value, stamp: hlc_out(c.stamp) })
-                    }
+                    t::MergedValue::Computed(c) => b::MergedValue::Computed(b::Computed {
+                        value: c.value,
+                        stamp: hlc_out(c.stamp),
+                    }),
                 },
             })
             .collect(),
@@ -116,11 +142,19 @@ fn merged_out(m: t::MergedParty) -> b::MergedParty {
 #[doc(hidden)]
 pub fn __describe<P: Policy>() -> b::Description {
     let d = P::describe();
-    b::Description { name: d.name, version: d.version, contract_version: d.contract_version }
+    b::Description {
+        name: d.name,
+        version: d.version,
+        contract_version: d.contract_version,
+    }
 }
 
 #[doc(hidden)]
-pub fn __resolve<P: Policy>(ctx: b::Context, local: b::PartyVersion, remote: b::PartyVersion) -> b::Resolution {
+pub fn __resolve<P: Policy>(
+    ctx: b::Context,
+    local: b::PartyVersion,
+    remote: b::PartyVersion,
+) -> b::Resolution {
     let (ctx, local, remote) = (context(ctx), party(local), party(remote));
     match P::resolve(&ctx, &local, &remote) {
         t::Resolution::KeepLocal => b::Resolution::KeepLocal,

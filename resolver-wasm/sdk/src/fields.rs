@@ -20,11 +20,18 @@ pub fn string<'a>(party: &'a PartyVersion, name: &str) -> Option<&'a str> {
 
 /// Which of two writes of a field wins under last-writer-wins (stamp, then value as tie-break).
 pub fn last_writer(local: &Field, remote: &Field) -> Side {
-    let ord = local.stamp.cmp(&remote.stamp).then_with(|| match (&local.value, &remote.value) {
-        (FieldValue::Json(a), FieldValue::Json(b)) => a.cmp(b),
-        _ => Ordering::Equal,
-    });
-    if ord == Ordering::Less { Side::Remote } else { Side::Local }
+    let ord = local
+        .stamp
+        .cmp(&remote.stamp)
+        .then_with(|| match (&local.value, &remote.value) {
+            (FieldValue::Json(a), FieldValue::Json(b)) => a.cmp(b),
+            _ => Ordering::Equal,
+        });
+    if ord == Ordering::Less {
+        Side::Remote
+    } else {
+        Side::Local
+    }
 }
 
 /// A merged party that takes every field from its last writer (no element-wise merge, no
@@ -36,11 +43,17 @@ pub fn last_writer_wins(local: &PartyVersion, remote: &PartyVersion) -> MergedPa
             Some(r) => last_writer(f, r),
             None => Side::Local,
         };
-        fields.push(MergedField { name: f.name.clone(), value: MergedValue::Copy(side) });
+        fields.push(MergedField {
+            name: f.name.clone(),
+            value: MergedValue::Copy(side),
+        });
     }
     for f in &remote.fields {
         if local.field(&f.name).is_none() {
-            fields.push(MergedField { name: f.name.clone(), value: MergedValue::Copy(Side::Remote) });
+            fields.push(MergedField {
+                name: f.name.clone(),
+                value: MergedValue::Copy(Side::Remote),
+            });
         }
     }
     let tombstone = match (&local.tombstone, &remote.tombstone) {
@@ -63,6 +76,9 @@ pub fn last_writer_wins(local: &PartyVersion, remote: &PartyVersion) -> MergedPa
 pub fn set_field(merged: &mut MergedParty, name: &str, value: MergedValue) {
     match merged.fields.iter_mut().find(|f| f.name == name) {
         Some(f) => f.value = value,
-        None => merged.fields.push(MergedField { name: name.to_owned(), value }),
+        None => merged.fields.push(MergedField {
+            name: name.to_owned(),
+            value,
+        }),
     }
 }

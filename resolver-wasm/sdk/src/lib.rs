@@ -62,7 +62,8 @@ macro_rules! export_policy {
         const _: () = {
             struct __PolicyShim;
             impl $crate::bindings::exports::tmf632::conflict::resolver::Guest for __PolicyShim {
-                fn describe() -> $crate::bindings::exports::tmf632::conflict::resolver::Description {
+                fn describe() -> $crate::bindings::exports::tmf632::conflict::resolver::Description
+                {
                     $crate::__describe::<$policy>()
                 }
                 fn resolve(
@@ -73,7 +74,7 @@ macro_rules! export_policy {
                     $crate::__resolve::<$policy>(ctx, local, remote)
                 }
             }
-            $crate::bindings::export!(__PolicyShim with_types_in $crate::bindings);
+    $crate::bindings::export!(__PolicyShim with_types_in $crate::bindings);
         };
     };
 }

@@ -73,7 +73,11 @@ pub fn join_vectors(a: &[Dot], b: &[Dot]) -> Vec<Dot> {
                     j += 1;
                 }
                 Ordering::Equal => {
-                    out.push(if x.counter >= y.counter { x.clone() } else { y.clone() });
+                    out.push(if x.counter >= y.counter {
+                        x.clone()
+                    } else {
+                        y.clone()
+                    });
                     i += 1;
                     j += 1;
                 }

@@ -36,7 +36,12 @@ impl Serialize for Entry {
 impl<'de> Deserialize<'de> for Entry {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let e = EntryJson::deserialize(d)?;
-        Ok(Entry { value: e.value.get().to_owned(), stamp: e.stamp, dot: e.dot, position: e.position })
+        Ok(Entry {
+            value: e.value.get().to_owned(),
+            stamp: e.stamp,
+            dot: e.dot,
+            position: e.position,
+        })
     }
 }
 
@@ -82,7 +87,11 @@ struct ComputedJson {
 
 impl Serialize for Computed {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        ComputedJson { value: raw::<S>(&self.value)?, stamp: self.stamp.clone() }.serialize(s)
+        ComputedJson {
+            value: raw::<S>(&self.value)?,
+            stamp: self.stamp.clone(),
+        }
+        .serialize(s)
     }
 }
 
@@ -92,7 +101,10 @@ impl<'de> Deserialize<'de> for Computed {
         if c.value.get().is_empty() {
             return Err(D::Error::custom("empty computed value"));
         }
-        Ok(Computed { value: c.value.get().to_owned(), stamp: c.stamp })
+        Ok(Computed {
+            value: c.value.get().to_owned(),
+            stamp: c.stamp,
+        })
     }
 }
 

@@ -8,9 +8,9 @@
 #![cfg_attr(not(feature = "wasmtime"), forbid(unsafe_code))]
 
 mod causality;
-mod materialize;
 #[cfg(feature = "serde")]
 mod json;
+mod materialize;
 
 pub use causality::{VectorOrder, compare_vectors, covers, join_vectors};
 pub use materialize::{InvalidResult, materialize};
@@ -25,10 +25,17 @@ pub const RESOLVER_INTERFACE: &str = "tmf632:conflict/resolver@1.0.0";
 /// A hybrid-logical-clock stamp, ordered by (wall-ms, logical, region).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "camelCase", deny_unknown_fields))]
+#[cfg_attr(
+    feature = "serde",
+    serde(rename_all = "camelCase", deny_unknown_fields)
+)]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(wasmtime::component::ComponentType, wasmtime::component::Lift, wasmtime::component::Lower),
+    derive(
+        wasmtime::component::ComponentType,
+        wasmtime::component::Lift,
+        wasmtime::component::Lower
+    ),
     component(record)
 )]
 pub struct Hlc {
@@ -40,7 +47,11 @@ pub struct Hlc {
 
 impl Hlc {
     pub fn new(wall_ms: u64, logical: u32, region: impl Into<String>) -> Self {
-        Hlc { wall_ms, logical, region: region.into() }
+        Hlc {
+            wall_ms,
+            logical,
+            region: region.into(),
+        }
     }
 }
 
@@ -72,7 +83,11 @@ impl std::fmt::Display for Hlc {
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(wasmtime::component::ComponentType, wasmtime::component::Lift, wasmtime::component::Lower),
+    derive(
+        wasmtime::component::ComponentType,
+        wasmtime::component::Lift,
+        wasmtime::component::Lower
+    ),
     component(record)
 )]
 pub struct Dot {
@@ -82,7 +97,10 @@ pub struct Dot {
 
 impl Dot {
     pub fn new(region: impl Into<String>, counter: u64) -> Self {
-        Dot { region: region.into(), counter }
+        Dot {
+            region: region.into(),
+            counter,
+        }
     }
 }
 
@@ -90,7 +108,11 @@ impl Dot {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(wasmtime::component::ComponentType, wasmtime::component::Lift, wasmtime::component::Lower),
+    derive(
+        wasmtime::component::ComponentType,
+        wasmtime::component::Lift,
+        wasmtime::component::Lower
+    ),
     component(enum)
 )]
 #[cfg_attr(feature = "wasmtime", repr(u8))]
@@ -114,7 +136,11 @@ impl ResourceType {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(wasmtime::component::ComponentType, wasmtime::component::Lift, wasmtime::component::Lower),
+    derive(
+        wasmtime::component::ComponentType,
+        wasmtime::component::Lift,
+        wasmtime::component::Lower
+    ),
     component(record)
 )]
 pub struct Entry {
@@ -131,7 +157,11 @@ pub struct Entry {
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(wasmtime::component::ComponentType, wasmtime::component::Lift, wasmtime::component::Lower),
+    derive(
+        wasmtime::component::ComponentType,
+        wasmtime::component::Lift,
+        wasmtime::component::Lower
+    ),
     component(record)
 )]
 pub struct Element {
@@ -152,7 +182,11 @@ impl Element {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(wasmtime::component::ComponentType, wasmtime::component::Lift, wasmtime::component::Lower),
+    derive(
+        wasmtime::component::ComponentType,
+        wasmtime::component::Lift,
+        wasmtime::component::Lower
+    ),
     component(variant)
 )]
 pub enum FieldValue {
@@ -168,7 +202,11 @@ pub enum FieldValue {
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(wasmtime::component::ComponentType, wasmtime::component::Lift, wasmtime::component::Lower),
+    derive(
+        wasmtime::component::ComponentType,
+        wasmtime::component::Lift,
+        wasmtime::component::Lower
+    ),
     component(record)
 )]
 pub struct Field {
@@ -180,10 +218,17 @@ pub struct Field {
 /// A party as one region holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "camelCase", deny_unknown_fields))]
+#[cfg_attr(
+    feature = "serde",
+    serde(rename_all = "camelCase", deny_unknown_fields)
+)]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(wasmtime::component::ComponentType, wasmtime::component::Lift, wasmtime::component::Lower),
+    derive(
+        wasmtime::component::ComponentType,
+        wasmtime::component::Lift,
+        wasmtime::component::Lower
+    ),
     component(record)
 )]
 pub struct PartyVersion {
@@ -197,7 +242,10 @@ pub struct PartyVersion {
     /// Sorted by region.
     #[cfg_attr(feature = "wasmtime", component(name = "version-vector"))]
     pub version_vector: Vec<Dot>,
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub tombstone: Option<Hlc>,
     #[cfg_attr(feature = "wasmtime", component(name = "origin-region"))]
     pub origin_region: String,
@@ -223,7 +271,11 @@ impl PartyVersion {
 #[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(wasmtime::component::ComponentType, wasmtime::component::Lift, wasmtime::component::Lower),
+    derive(
+        wasmtime::component::ComponentType,
+        wasmtime::component::Lift,
+        wasmtime::component::Lower
+    ),
     component(enum)
 )]
 #[cfg_attr(feature = "wasmtime", repr(u8))]
@@ -251,10 +303,17 @@ impl Relation {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "camelCase", deny_unknown_fields))]
+#[cfg_attr(
+    feature = "serde",
+    serde(rename_all = "camelCase", deny_unknown_fields)
+)]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(wasmtime::component::ComponentType, wasmtime::component::Lift, wasmtime::component::Lower),
+    derive(
+        wasmtime::component::ComponentType,
+        wasmtime::component::Lift,
+        wasmtime::component::Lower
+    ),
     component(record)
 )]
 pub struct Context {
@@ -271,7 +330,11 @@ pub struct Context {
 #[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(wasmtime::component::ComponentType, wasmtime::component::Lift, wasmtime::component::Lower),
+    derive(
+        wasmtime::component::ComponentType,
+        wasmtime::component::Lift,
+        wasmtime::component::Lower
+    ),
     component(enum)
 )]
 #[cfg_attr(feature = "wasmtime", repr(u8))]
@@ -287,7 +350,11 @@ pub enum Side {
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(wasmtime::component::ComponentType, wasmtime::component::Lift, wasmtime::component::Lower),
+    derive(
+        wasmtime::component::ComponentType,
+        wasmtime::component::Lift,
+        wasmtime::component::Lower
+    ),
     component(record)
 )]
 pub struct EntryRef {
@@ -299,7 +366,11 @@ pub struct EntryRef {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(wasmtime::component::ComponentType, wasmtime::component::Lift, wasmtime::component::Lower),
+    derive(
+        wasmtime::component::ComponentType,
+        wasmtime::component::Lift,
+        wasmtime::component::Lower
+    ),
     component(record)
 )]
 pub struct Computed {
@@ -311,10 +382,17 @@ pub struct Computed {
 /// An element-wise merge of an array field.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "camelCase", deny_unknown_fields))]
+#[cfg_attr(
+    feature = "serde",
+    serde(rename_all = "camelCase", deny_unknown_fields)
+)]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(wasmtime::component::ComponentType, wasmtime::component::Lift, wasmtime::component::Lower),
+    derive(
+        wasmtime::component::ComponentType,
+        wasmtime::component::Lift,
+        wasmtime::component::Lower
+    ),
     component(record)
 )]
 pub struct MergedElements {
@@ -329,7 +407,11 @@ pub struct MergedElements {
 #[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(wasmtime::component::ComponentType, wasmtime::component::Lift, wasmtime::component::Lower),
+    derive(
+        wasmtime::component::ComponentType,
+        wasmtime::component::Lift,
+        wasmtime::component::Lower
+    ),
     component(variant)
 )]
 pub enum MergedValue {
@@ -346,7 +428,11 @@ pub enum MergedValue {
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(wasmtime::component::ComponentType, wasmtime::component::Lift, wasmtime::component::Lower),
+    derive(
+        wasmtime::component::ComponentType,
+        wasmtime::component::Lift,
+        wasmtime::component::Lower
+    ),
     component(record)
 )]
 pub struct MergedField {
@@ -356,10 +442,17 @@ pub struct MergedField {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "camelCase", deny_unknown_fields))]
+#[cfg_attr(
+    feature = "serde",
+    serde(rename_all = "camelCase", deny_unknown_fields)
+)]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(wasmtime::component::ComponentType, wasmtime::component::Lift, wasmtime::component::Lower),
+    derive(
+        wasmtime::component::ComponentType,
+        wasmtime::component::Lift,
+        wasmtime::component::Lower
+    ),
     component(record)
 )]
 pub struct MergedParty {
@@ -369,7 +462,10 @@ pub struct MergedParty {
     #[cfg_attr(feature = "wasmtime", component(name = "version-vector"))]
     pub version_vector: Vec<Dot>,
     pub fields: Vec<MergedField>,
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub tombstone: Option<Hlc>,
 }
 
@@ -378,7 +474,11 @@ pub struct MergedParty {
 #[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(wasmtime::component::ComponentType, wasmtime::component::Lift, wasmtime::component::Lower),
+    derive(
+        wasmtime::component::ComponentType,
+        wasmtime::component::Lift,
+        wasmtime::component::Lower
+    ),
     component(variant)
 )]
 pub enum Resolution {
@@ -406,10 +506,17 @@ impl Resolution {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "camelCase", deny_unknown_fields))]
+#[cfg_attr(
+    feature = "serde",
+    serde(rename_all = "camelCase", deny_unknown_fields)
+)]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(wasmtime::component::ComponentType, wasmtime::component::Lift, wasmtime::component::Lower),
+    derive(
+        wasmtime::component::ComponentType,
+        wasmtime::component::Lift,
+        wasmtime::component::Lower
+    ),
     component(record)
 )]
 pub struct Description {

@@ -7,8 +7,8 @@
 //! the order in which a policy lists things never matters.
 
 use crate::{
-    Element, Entry, EntryRef, Field, FieldValue, Hlc, MergedParty, MergedValue, PartyVersion,
-    Side, join_vectors,
+    Element, Entry, EntryRef, Field, FieldValue, Hlc, MergedParty, MergedValue, PartyVersion, Side,
+    join_vectors,
 };
 use std::collections::HashSet;
 use std::fmt;
@@ -16,22 +16,67 @@ use std::fmt;
 /// Why a policy's result was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InvalidResult {
-    WrongParty { expected: String, found: String },
-    WrongTenant { expected: String, found: String },
-    ForgedVersionVector { expected: String, found: String },
-    ForgedTombstone { found: Hlc },
-    UnknownField { name: String },
-    DuplicateField { name: String },
-    MissingSide { name: String, side: Side },
-    NotAnArray { name: String },
-    BadEntryRef { name: String, reference: EntryRef },
-    MixedElement { name: String, keys: (String, String) },
-    DuplicateElement { name: String, key: String },
-    DuplicateEntry { name: String, key: String },
-    EmptyElement { name: String },
-    ForgedStamp { name: String, expected: Option<Hlc>, found: Hlc },
-    NotJson { name: String, error: String },
-    FieldBeforeTombstone { name: String, stamp: Hlc, tombstone: Hlc },
+    WrongParty {
+        expected: String,
+        found: String,
+    },
+    WrongTenant {
+        expected: String,
+        found: String,
+    },
+    ForgedVersionVector {
+        expected: String,
+        found: String,
+    },
+    ForgedTombstone {
+        found: Hlc,
+    },
+    UnknownField {
+        name: String,
+    },
+    DuplicateField {
+        name: String,
+    },
+    MissingSide {
+        name: String,
+        side: Side,
+    },
+    NotAnArray {
+        name: String,
+    },
+    BadEntryRef {
+        name: String,
+        reference: EntryRef,
+    },
+    MixedElement {
+        name: String,
+        keys: (String, String),
+    },
+    DuplicateElement {
+        name: String,
+        key: String,
+    },
+    DuplicateEntry {
+        name: String,
+        key: String,
+    },
+    EmptyElement {
+        name: String,
+    },
+    ForgedStamp {
+        name: String,
+        expected: Option<Hlc>,
+        found: Hlc,
+    },
+    NotJson {
+        name: String,
+        error: String,
+    },
+    FieldBeforeTombstone {
+        name: String,
+        stamp: Hlc,
+        tombstone: Hlc,
+    },
 }
 
 impl fmt::Display for InvalidResult {
@@ -51,16 +96,27 @@ impl fmt::Display for InvalidResult {
             ForgedTombstone { found } => {
                 write!(f, "result's tombstone {found} is neither input's tombstone")
             }
-            UnknownField { name } => write!(f, "result has field {name:?}, which neither input has"),
+            UnknownField { name } => {
+                write!(f, "result has field {name:?}, which neither input has")
+            }
             DuplicateField { name } => write!(f, "result lists field {name:?} twice"),
             MissingSide { name, side } => {
-                write!(f, "result copies field {name:?} from the {side:?} side, which does not have it")
+                write!(
+                    f,
+                    "result copies field {name:?} from the {side:?} side, which does not have it"
+                )
             }
             NotAnArray { name } => {
-                write!(f, "result merges field {name:?} element-wise, but neither input holds it as elements")
+                write!(
+                    f,
+                    "result merges field {name:?} element-wise, but neither input holds it as elements"
+                )
             }
             BadEntryRef { name, reference } => {
-                write!(f, "result refers to an entry that does not exist in field {name:?}: {reference:?}")
+                write!(
+                    f,
+                    "result refers to an entry that does not exist in field {name:?}: {reference:?}"
+                )
             }
             MixedElement { name, keys } => write!(
                 f,
@@ -71,15 +127,34 @@ impl fmt::Display for InvalidResult {
                 write!(f, "result lists element {key:?} of field {name:?} twice")
             }
             DuplicateEntry { name, key } => {
-                write!(f, "result lists the same write twice in element {key:?} of field {name:?}")
+                write!(
+                    f,
+                    "result lists the same write twice in element {key:?} of field {name:?}"
+                )
             }
-            EmptyElement { name } => write!(f, "result has an element with no entries in field {name:?}"),
-            ForgedStamp { name, expected, found } => match expected {
-                Some(e) => write!(f, "computed field {name:?} is stamped {found}, expected the inputs' {e}"),
-                None => write!(f, "computed field {name:?} is stamped {found}, but neither input has it"),
+            EmptyElement { name } => {
+                write!(f, "result has an element with no entries in field {name:?}")
+            }
+            ForgedStamp {
+                name,
+                expected,
+                found,
+            } => match expected {
+                Some(e) => write!(
+                    f,
+                    "computed field {name:?} is stamped {found}, expected the inputs' {e}"
+                ),
+                None => write!(
+                    f,
+                    "computed field {name:?} is stamped {found}, but neither input has it"
+                ),
             },
             NotJson { name, error } => write!(f, "computed field {name:?} is not JSON: {error}"),
-            FieldBeforeTombstone { name, stamp, tombstone } => write!(
+            FieldBeforeTombstone {
+                name,
+                stamp,
+                tombstone,
+            } => write!(
                 f,
                 "result keeps field {name:?} stamped {stamp} beside a tombstone stamped {tombstone}: only writes after a delete may survive it"
             ),
@@ -90,7 +165,10 @@ impl fmt::Display for InvalidResult {
 impl std::error::Error for InvalidResult {}
 
 fn show_vector(v: &[crate::Dot]) -> String {
-    let parts: Vec<String> = v.iter().map(|d| format!("{}:{}", d.region, d.counter)).collect();
+    let parts: Vec<String> = v
+        .iter()
+        .map(|d| format!("{}:{}", d.region, d.counter))
+        .collect();
     format!("{{{}}}", parts.join(", "))
 }
 
@@ -147,9 +225,10 @@ pub fn materialize(
                     Side::Local => l,
                     Side::Remote => r,
                 };
-                source
-                    .cloned()
-                    .ok_or(InvalidResult::MissingSide { name: name.clone(), side: *side })?
+                source.cloned().ok_or(InvalidResult::MissingSide {
+                    name: name.clone(),
+                    side: *side,
+                })?
             }
             MergedValue::Elements(merged) => {
                 let source = match merged.stamp_from {
@@ -158,7 +237,10 @@ pub fn materialize(
                 };
                 let stamp = source
                     .map(|f| f.stamp.clone())
-                    .ok_or(InvalidResult::MissingSide { name: name.clone(), side: merged.stamp_from })?;
+                    .ok_or(InvalidResult::MissingSide {
+                        name: name.clone(),
+                        side: merged.stamp_from,
+                    })?;
                 Field {
                     name: name.clone(),
                     stamp,
@@ -174,14 +256,22 @@ pub fn materialize(
                         found: c.stamp.clone(),
                     });
                 }
-                is_json(&c.value)
-                    .map_err(|error| InvalidResult::NotJson { name: name.clone(), error })?;
-                Field { name: name.clone(), stamp: c.stamp.clone(), value: FieldValue::Json(c.value.clone()) }
+                is_json(&c.value).map_err(|error| InvalidResult::NotJson {
+                    name: name.clone(),
+                    error,
+                })?;
+                Field {
+                    name: name.clone(),
+                    stamp: c.stamp.clone(),
+                    value: FieldValue::Json(c.value.clone()),
+                }
             }
         };
         if let Some(t) = &merged.tombstone {
             let entries = match &field.value {
-                FieldValue::Elements(e) => e.iter().flat_map(|e| &e.entries).map(|e| &e.stamp).min(),
+                FieldValue::Elements(e) => {
+                    e.iter().flat_map(|e| &e.entries).map(|e| &e.stamp).min()
+                }
                 FieldValue::Json(_) => None,
             };
             let oldest = entries.map_or(&field.stamp, |e| e.min(&field.stamp));
@@ -210,13 +300,22 @@ pub fn materialize(
 
 fn same_vector(a: &[crate::Dot], b: &[crate::Dot]) -> bool {
     // Zero counters are the same as absent regions.
-    let nz = |v: &[crate::Dot]| v.iter().filter(|d| d.counter > 0).cloned().collect::<Vec<_>>();
+    let nz = |v: &[crate::Dot]| {
+        v.iter()
+            .filter(|d| d.counter > 0)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
     a == b || nz(a) == nz(b)
 }
 
 fn max_stamp<'a>(l: Option<&'a Field>, r: Option<&'a Field>) -> Option<&'a Hlc> {
     match (l, r) {
-        (Some(a), Some(b)) => Some(if a.stamp >= b.stamp { &a.stamp } else { &b.stamp }),
+        (Some(a), Some(b)) => Some(if a.stamp >= b.stamp {
+            &a.stamp
+        } else {
+            &b.stamp
+        }),
         (Some(a), None) => Some(&a.stamp),
         (None, Some(b)) => Some(&b.stamp),
         (None, None) => None,
@@ -236,9 +335,12 @@ fn build_elements(
     r: Option<&Field>,
     refs: &[Vec<EntryRef>],
 ) -> Result<Vec<Element>, InvalidResult> {
-    let is_elements = |f: Option<&Field>| matches!(f.map(|f| &f.value), Some(FieldValue::Elements(_)));
+    let is_elements =
+        |f: Option<&Field>| matches!(f.map(|f| &f.value), Some(FieldValue::Elements(_)));
     if !is_elements(l) && !is_elements(r) {
-        return Err(InvalidResult::NotAnArray { name: name.to_owned() });
+        return Err(InvalidResult::NotAnArray {
+            name: name.to_owned(),
+        });
     }
     let (le, re) = (elements_of(l), elements_of(r));
     let mut out: Vec<Element> = Vec::with_capacity(refs.len());
@@ -250,9 +352,15 @@ fn build_elements(
                 Side::Local => le,
                 Side::Remote => re,
             };
-            let bad = || InvalidResult::BadEntryRef { name: name.to_owned(), reference: *reference };
+            let bad = || InvalidResult::BadEntryRef {
+                name: name.to_owned(),
+                reference: *reference,
+            };
             let element = elements.get(reference.element as usize).ok_or_else(bad)?;
-            let entry = element.entries.get(reference.entry as usize).ok_or_else(bad)?;
+            let entry = element
+                .entries
+                .get(reference.entry as usize)
+                .ok_or_else(bad)?;
             match key {
                 None => key = Some(&element.key),
                 Some(k) if k != element.key => {
@@ -271,13 +379,21 @@ fn build_elements(
             }
             entries.push(entry.clone());
         }
-        let key = key.ok_or_else(|| InvalidResult::EmptyElement { name: name.to_owned() })?;
+        let key = key.ok_or_else(|| InvalidResult::EmptyElement {
+            name: name.to_owned(),
+        })?;
         entries.sort_by(|a, b| a.dot.cmp(&b.dot));
-        out.push(Element { key: key.to_owned(), entries });
+        out.push(Element {
+            key: key.to_owned(),
+            entries,
+        });
     }
     out.sort_by(|a, b| a.key.cmp(&b.key));
     if let Some(w) = out.windows(2).find(|w| w[0].key == w[1].key) {
-        return Err(InvalidResult::DuplicateElement { name: name.to_owned(), key: w[0].key.clone() });
+        return Err(InvalidResult::DuplicateElement {
+            name: name.to_owned(),
+            key: w[0].key.clone(),
+        });
     }
     Ok(out)
 }

@@ -12,7 +12,11 @@ impl policy_sdk::Policy for Stateful {
     fn resolve(ctx: &Context, local: &PartyVersion, remote: &PartyVersion) -> Resolution {
         let n = CALLS.fetch_add(1, Ordering::Relaxed);
         if ctx.config.contains("\"rotate\":true") || ctx.config.contains("\"rotate\": true") {
-            if n % 2 == 0 { Resolution::KeepLocal } else { Resolution::TakeRemote }
+            if n.is_multiple_of(2) {
+                Resolution::KeepLocal
+            } else {
+                Resolution::TakeRemote
+            }
         } else {
             policy_sdk::merge::resolve(ctx, local, remote)
         }

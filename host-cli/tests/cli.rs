@@ -1,0 +1,182 @@
+//! The CLI on the shipped sample conflicts, checked against expected output
+//! (`BLESS=1 cargo test -p host-cli` rewrites the expected files).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn cli(args: &[&str]) -> Output {
+    let cache = std::env::temp_dir().join(format!("host-cli-test-cache-{}", std::process::id()));
+    Command::new(env!("CARGO_BIN_EXE_host-cli"))
+        .args(args)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .current_dir(root())
+        .output()
+        .expect("running host-cli")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Replaces what legitimately varies between builds (the policy digest) with a placeholder.
+fn normalize(text: &str) -> String {
+    text.split('\n')
+        .map(|l| match l.find("sha256:") {
+            Some(i) => format!("{}sha256:<digest>", &l[..i]),
+            None => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn expect(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/expected")
+        .join(name);
+    if std::env::var_os("BLESS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        expected == actual,
+        "output differs from {} (BLESS=1 to accept):\n{actual}",
+        path.display()
+    );
+}
+
+#[test]
+fn dry_run_on_the_samples() {
+    let out = cli(&[
+        "dry-run",
+        "--policy",
+        "default",
+        "--conflicts",
+        "samples/conflicts.jsonl",
+        "--no-timing",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    expect("dry-run-samples.txt", &normalize(&stdout(&out)));
+}
+
+#[test]
+fn dry_run_json_summary() {
+    let out = cli(&[
+        "dry-run",
+        "--policy",
+        "default",
+        "--conflicts",
+        "samples/conflicts.jsonl",
+        "--json",
+    ]);
+    assert!(out.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["summary"]["outcomes"]["merged"], 12);
+    assert_eq!(
+        doc["summary"]["outcomes"]["take-remote (host: not concurrent)"],
+        1
+    );
+    let terminal = doc["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "terminal-status-stays")
+        .unwrap();
+    assert_eq!(terminal["result"]["status"], "deceased");
+    assert!(doc["summary"]["microsPerConflict"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn dry_run_compare_lists_disagreements() {
+    let na = std::env::temp_dir().join(format!("na-status-{}.wasm", std::process::id()));
+    std::fs::write(&na, default_policy_artifact::NA_STATUS_POLICY).unwrap();
+    let out = cli(&[
+        "dry-run",
+        "--policy",
+        "default",
+        "--conflicts",
+        "samples/conflicts.jsonl",
+        "--json",
+        "--compare",
+        na.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut differ: Vec<&str> = doc["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["compare"]["differs"] == true)
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    differ.sort();
+    assert_eq!(
+        differ,
+        [
+            "organization-closed-stays",
+            "status-vs-attribute",
+            "terminal-status-stays"
+        ]
+    );
+    std::fs::remove_file(na).ok();
+}
+
+#[test]
+fn malformed_line_is_reported_and_the_run_continues() {
+    let file = std::env::temp_dir().join(format!("bad-{}.jsonl", std::process::id()));
+    let sample = std::fs::read_to_string(root().join("samples/conflicts.jsonl")).unwrap();
+    let first = sample.lines().next().unwrap();
+    std::fs::write(&file, format!("{{not json\n{first}\n")).unwrap();
+    let out = cli(&[
+        "dry-run",
+        "--policy",
+        "default",
+        "--conflicts",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("line 1: skipped: not a captured conflict"),
+        "{text}"
+    );
+    assert!(text.contains("[2] email-vs-marital-status"), "{text}");
+    std::fs::remove_file(file).ok();
+}
+
+#[test]
+fn validate_accepts_the_default_and_refuses_a_core_module() {
+    let out = cli(&["validate", "default"]);
+    assert!(out.status.success());
+    let text = normalize(&stdout(&out));
+    expect(
+        "validate-default.txt",
+        &text
+            .lines()
+            .filter(|l| !l.starts_with("size"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+
+    let module = std::env::temp_dir().join(format!("core-{}.wasm", std::process::id()));
+    std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
+    let out = cli(&["validate", module.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("not a WebAssembly component (a core wasm module)"),
+        "{}",
+        stdout(&out)
+    );
+    std::fs::remove_file(module).ok();
+}

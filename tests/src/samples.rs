@@ -1,0 +1,298 @@
+//! The sample captured conflicts shipped in `samples/conflicts.jsonl`, built from the official
+//! TMF632 v5 examples in `../shared/specs/`. The test `samples_are_current` rebuilds them and
+//! compares; `BLESS=1` rewrites the file.
+
+use host_core::conflict::{CapturedConflict, CapturedContext};
+use party_model::{HlcClock, delete, new_party, tick, write_fields};
+use policy_types::{PartyVersion, ResourceType};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+/// `../shared/specs/tmf632` beside the checkout.
+pub fn specs_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs/tmf632")
+}
+
+/// One official v5 example payload, by file name (without `.json`).
+pub fn example(name: &str) -> Value {
+    let path = specs_dir().join("examples/v5").join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The committed sample file.
+pub fn samples_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../samples/conflicts.jsonl")
+}
+
+const T0: u64 = 1_700_000_000_000;
+
+struct Region {
+    clock: HlcClock,
+}
+
+impl Region {
+    fn new(name: &str) -> Self {
+        Region {
+            clock: HlcClock::new(name),
+        }
+    }
+
+    fn write(&mut self, v: &mut PartyVersion, at: u64, members: &Value) {
+        let stamp = self.clock.now(T0 + at);
+        let dot = tick(v, self.clock.region());
+        write_fields(v, members.as_object().unwrap(), &stamp, &dot);
+    }
+
+    fn delete(&mut self, v: &mut PartyVersion, at: u64) {
+        let stamp = self.clock.now(T0 + at);
+        tick(v, self.clock.region());
+        delete(v, &stamp);
+    }
+}
+
+fn created(resource: ResourceType, body: &Value) -> PartyVersion {
+    let id = body["id"].as_str().unwrap();
+    let mut v = new_party("acme", id, resource, "eu");
+    Region::new("eu").write(&mut v, 0, body);
+    v
+}
+
+fn event_body(name: &str, key: &str) -> Value {
+    example(name)["event"][key].clone()
+}
+
+fn conflict(
+    id: &str,
+    note: &str,
+    local: PartyVersion,
+    remote: PartyVersion,
+    config: Option<Value>,
+) -> CapturedConflict {
+    CapturedConflict {
+        id: Some(id.to_owned()),
+        tenant: "acme".to_owned(),
+        note: Some(note.to_owned()),
+        context: Some(CapturedContext {
+            resolving_region: Some("eu".to_owned()),
+            config,
+        }),
+        local,
+        remote,
+    }
+}
+
+fn with_contact_media(base: &Value, f: impl FnOnce(&mut Vec<Value>)) -> Value {
+    let mut media = base["contactMedium"].as_array().unwrap().clone();
+    f(&mut media);
+    json!({ "contactMedium": media })
+}
+
+/// Builds the sample conflicts.
+pub fn build() -> Vec<CapturedConflict> {
+    let individual = example("Individual_retrieve_example_response");
+    let organization = example("Organization_retrieve_example_response");
+    let person = created(ResourceType::Individual, &individual);
+    let org = created(ResourceType::Organization, &organization);
+    let mut out = Vec::new();
+
+    // 1. The seed's case: EU changes the email while NA applies the official
+    //    IndividualAttributeValueChangeEvent (maritalStatus).
+    let (mut eu, mut na) = (person.clone(), person.clone());
+    let new_email = with_contact_media(&individual, |m| {
+        m[0]["emailAddress"] = json!("jane.l@newmail.example")
+    });
+    Region::new("eu").write(&mut eu, 1_000, &new_email);
+    Region::new("na").write(
+        &mut na,
+        1_001,
+        &event_body("IndividualAttributeValueChangeEvent_request", "individual"),
+    );
+    out.push(conflict(
+        "email-vs-marital-status",
+        "EU changes the email, NA applies the official attribute-change event: both survive",
+        eu,
+        na,
+        None,
+    ));
+
+    // 2. Status against an attribute: NA applies the official state-change event.
+    let (mut eu, mut na) = (person.clone(), person.clone());
+    Region::new("eu").write(&mut eu, 1_000, &json!({"familyName": "Smith"}));
+    Region::new("na").write(&mut na, 1_005, &json!({"status": "initialized"}));
+    Region::new("eu").write(
+        &mut eu,
+        1_003,
+        &event_body("IndividualStateChangeEvent_request", "individual"),
+    );
+    out.push(conflict("status-vs-attribute", "EU renames and re-validates, NA resets status to initialized later by the clock: the lifecycle keeps validated", eu, na, None));
+
+    // 3. Two regions add contact media.
+    let (mut eu, mut na) = (person.clone(), person.clone());
+    Region::new("eu").write(&mut eu, 1_000, &with_contact_media(&individual, |m| {
+        m.push(json!({"@type": "PhoneContactMedium", "mediumType": "mobile", "phoneNumber": "+33 6 12 34 56 78", "preferred": false}))
+    }));
+    Region::new("na").write(&mut na, 1_000, &with_contact_media(&individual, |m| {
+        m.push(json!({"@type": "EmailContactMedium", "mediumType": "email", "emailAddress": "jane@work.example", "preferred": false}))
+    }));
+    out.push(conflict(
+        "both-add-contact-media",
+        "EU adds a mobile number, NA adds a work email: the merged party has both",
+        eu,
+        na,
+        None,
+    ));
+
+    // 4. A removal must not be undone by the other region's stale copy.
+    let (mut eu, mut na) = (person.clone(), person.clone());
+    Region::new("eu").write(
+        &mut eu,
+        1_000,
+        &with_contact_media(&individual, |m| {
+            m.remove(1);
+        }),
+    );
+    Region::new("na").write(&mut na, 1_001, &json!({"preferredGivenName": "Janie"}));
+    out.push(conflict(
+        "removed-address-stays-removed",
+        "EU removes the postal address, NA renames: the address does not come back from NA's copy",
+        eu,
+        na,
+        None,
+    ));
+
+    // 5 and 6. Delete against a concurrent update, under each delete rule.
+    let (mut eu, mut na) = (person.clone(), person.clone());
+    Region::new("eu").delete(&mut eu, 1_000);
+    Region::new("na").write(
+        &mut na,
+        1_005,
+        &event_body("IndividualAttributeValueChangeEvent_request", "individual"),
+    );
+    out.push(conflict(
+        "delete-vs-update",
+        "EU applies the official delete event, NA a later attribute change: delete wins by default",
+        eu.clone(),
+        na.clone(),
+        None,
+    ));
+    out.push(conflict(
+        "delete-vs-update-resurrects",
+        "The same conflict for a tenant configured update-resurrects: only NA's later change lives on",
+        eu,
+        na,
+        Some(json!({"deleteRule": "update-resurrects"})),
+    ));
+
+    // 7. The same field in both regions: the later clock wins.
+    let (mut eu, mut na) = (person.clone(), person.clone());
+    Region::new("eu").write(&mut eu, 1_000, &json!({"familyName": "Smith"}));
+    Region::new("na").write(&mut na, 1_004, &json!({"familyName": "Lamborgizzia-Smith"}));
+    out.push(conflict(
+        "same-field-later-clock-wins",
+        "Both regions change familyName: NA's later write wins",
+        eu,
+        na,
+        None,
+    ));
+
+    // 8. A terminal status is not undone.
+    let (mut eu, mut na) = (person.clone(), person.clone());
+    Region::new("eu").write(&mut eu, 1_000, &json!({"status": "deceased"}));
+    Region::new("na").write(&mut na, 1_009, &json!({"status": "validated"}));
+    out.push(conflict(
+        "terminal-status-stays",
+        "EU records the death, NA re-validates later by the clock: deceased stays",
+        eu,
+        na,
+        None,
+    ));
+
+    // 9. v4 items carry no ids: two characteristics both named hobby must both survive.
+    let v4 = json!({"id": "42", "@type": "Individual", "givenName": "Jane", "familyName": "Lamborgizzia", "status": "validated",
+        "partyCharacteristic": [{"name": "hobby", "value": "Modern Jazz"}, {"name": "hobby", "value": "Cinema"}]});
+    let base = created(ResourceType::Individual, &v4);
+    let (mut eu, mut na) = (base.clone(), base);
+    Region::new("eu").write(
+        &mut eu,
+        1_000,
+        &json!({"partyCharacteristic": [{"name": "hobby", "value": "Modern Jazz"}]}),
+    );
+    Region::new("na").write(&mut na, 1_000, &json!({"partyCharacteristic": [
+        {"name": "hobby", "value": "Modern Jazz"}, {"name": "hobby", "value": "Cinema"}, {"name": "hobby", "value": "Chess"}]}));
+    out.push(conflict(
+        "v4-characteristics-without-ids",
+        "v4-style items without ids: EU drops Cinema, NA adds Chess; identity by content",
+        eu,
+        na,
+        None,
+    ));
+
+    // 10. Organization: trading name against a new identification, in APAC.
+    let (mut eu, mut apac) = (org.clone(), org.clone());
+    Region::new("eu").write(
+        &mut eu,
+        1_000,
+        &json!({"tradingName": "Coffee Do Brazil Europe"}),
+    );
+    let mut ids = organization["organizationIdentification"]
+        .as_array()
+        .unwrap()
+        .clone();
+    ids.push(json!({"@type": "OrganizationIdentification", "identificationType": "vatNumber", "identificationId": "SG-99887766", "issuingAuthority": "IRAS"}));
+    Region::new("apac").write(
+        &mut apac,
+        1_001,
+        &json!({"organizationIdentification": ids}),
+    );
+    Region::new("apac").write(
+        &mut apac,
+        1_002,
+        &event_body(
+            "OrganizationAttributeValueChangeEvent_request",
+            "organization",
+        ),
+    );
+    out.push(conflict("organization-name-vs-identification", "EU renames the trading name, APAC adds a VAT identification and applies the official attribute change", eu, apac, None));
+
+    // 11. Organization lifecycle: closed is terminal.
+    let (mut eu, mut na) = (org.clone(), org.clone());
+    Region::new("eu").write(&mut eu, 1_000, &json!({"status": "closed"}));
+    Region::new("na").write(
+        &mut na,
+        1_003,
+        &event_body("OrganizationStateChangeEvent_request", "organization"),
+    );
+    out.push(conflict("organization-closed-stays", "EU closes the organization, NA applies the official state-change event later: closed stays", eu, na, None));
+
+    // 12. Not a conflict: NA's version already holds EU's change.
+    let mut eu = person.clone();
+    Region::new("eu").write(&mut eu, 1_000, &json!({"middleName": "J."}));
+    let mut na = eu.clone();
+    Region::new("na").write(&mut na, 1_005, &json!({"nationality": "French"}));
+    out.push(conflict(
+        "remote-dominates",
+        "NA's version already includes EU's write: the host takes it without calling the policy",
+        eu,
+        na,
+        None,
+    ));
+
+    // 13. The same element changed in both regions (v5 items with ids).
+    let with_ids = json!({"id": "54", "@type": "Individual", "givenName": "Carlos", "familyName": "Mafalda", "status": "validated",
+        "contactMedium": [{"id": "cm-1", "@type": "EmailContactMedium", "mediumType": "email", "emailAddress": "carlos@old.example"},
+                          {"id": "cm-2", "@type": "PhoneContactMedium", "mediumType": "mobile", "phoneNumber": "+55 11 5555 0000"}]});
+    let base = created(ResourceType::Individual, &with_ids);
+    let (mut eu, mut na) = (base.clone(), base);
+    let change = |addr: &str| {
+        json!({"contactMedium": [
+        {"id": "cm-1", "@type": "EmailContactMedium", "mediumType": "email", "emailAddress": addr},
+        {"id": "cm-2", "@type": "PhoneContactMedium", "mediumType": "mobile", "phoneNumber": "+55 11 5555 0000"}]})
+    };
+    Region::new("eu").write(&mut eu, 1_000, &change("carlos@eu.example"));
+    Region::new("na").write(&mut na, 1_002, &change("carlos@na.example"));
+    out.push(conflict("same-element-both-regions", "Both regions change contact medium cm-1: the later write of that element wins, cm-2 untouched", eu, na, None));
+
+    out
+}
