@@ -1,6 +1,7 @@
 //! `host-cli`: the operator's tool. Everything runs locally and offline on the embedded
 //! default (no AWS account, no server).
 
+mod check;
 mod common;
 mod diff;
 mod dry_run;
@@ -30,6 +31,7 @@ enum Command {
 #[derive(Subcommand)]
 enum PolicyCommand {
     Validate(validate::Opts),
+    Check(check::Opts),
     DryRun(dry_run::Opts),
 }
 
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(o) | Command::Policy(PolicyCommand::Validate(o)) => validate::run(o),
         Command::DryRun(o) | Command::Policy(PolicyCommand::DryRun(o)) => dry_run::run(o),
+        Command::Policy(PolicyCommand::Check(o)) => check::run(o),
     };
     match result {
         Ok(code) => code,

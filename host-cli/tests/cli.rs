@@ -180,3 +180,16 @@ fn validate_accepts_the_default_and_refuses_a_core_module() {
     );
     std::fs::remove_file(module).ok();
 }
+
+#[test]
+fn policy_check_passes_the_default_and_prints_its_seed() {
+    let out = cli(&["policy", "check", "default", "--cases", "16", "--seed", "3"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("seed     3  (rerun: host-cli policy check default --seed 3 --cases 16)"),
+        "{text}"
+    );
+    assert!(text.contains("all laws hold"), "{text}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "seed 3");
+}

@@ -6,12 +6,14 @@
 //! - [`cache`]: precompiled artifacts by digest;
 //! - [`registry`]: each tenant's active policy, swapped atomically;
 //! - [`resolver`]: causality first, the policy for concurrent versions, results validated;
-//! - [`conflict`]: the captured-conflict format that dry-runs and law checks replay.
+//! - [`conflict`]: the captured-conflict format that dry-runs and law checks replay;
+//! - [`laws`]: property-based law checks of a policy on generated conflicts.
 
 pub mod cache;
 pub mod conflict;
 pub mod engine;
 pub mod error;
+pub mod laws;
 pub mod policy;
 pub mod registry;
 pub mod resolver;

@@ -35,7 +35,8 @@ pub fn last_writer(local: &Field, remote: &Field) -> Side {
 }
 
 /// A merged party that takes every field from its last writer (no element-wise merge, no
-/// lifecycle): the plain rule a custom policy can start from.
+/// lifecycle; beside a tombstone only fields written after it): the plain rule a custom policy
+/// can start from.
 pub fn last_writer_wins(local: &PartyVersion, remote: &PartyVersion) -> MergedParty {
     let mut fields: Vec<MergedField> = Vec::new();
     for f in &local.fields {
@@ -60,8 +61,16 @@ pub fn last_writer_wins(local: &PartyVersion, remote: &PartyVersion) -> MergedPa
         (Some(a), Some(b)) => Some(a.max(b).clone()),
         (a, b) => a.clone().or_else(|| b.clone()),
     };
-    if tombstone.is_some() {
-        fields.clear();
+    if let Some(t) = &tombstone {
+        // Only writes stamped after the delete live beside it.
+        fields.retain(|f| {
+            let side = match f.value {
+                MergedValue::Copy(Side::Remote) => remote,
+                _ => local,
+            };
+            side.field(&f.name)
+                .is_some_and(|x| x.stamp > *t && !has_entries_before(x, t))
+        });
     }
     MergedParty {
         tenant: local.tenant.clone(),
@@ -80,5 +89,15 @@ pub fn set_field(merged: &mut MergedParty, name: &str, value: MergedValue) {
             name: name.to_owned(),
             value,
         }),
+    }
+}
+
+fn has_entries_before(field: &Field, t: &policy_types::Hlc) -> bool {
+    match &field.value {
+        FieldValue::Elements(elements) => elements
+            .iter()
+            .flat_map(|e| &e.entries)
+            .any(|e| e.stamp <= *t),
+        FieldValue::Json(_) => false,
     }
 }
