@@ -5,6 +5,7 @@ mod check;
 mod common;
 mod diff;
 mod dry_run;
+mod simulate;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,7 @@ struct Cli {
 enum Command {
     Validate(validate::Opts),
     DryRun(dry_run::Opts),
+    Simulate(simulate::Opts),
     /// Operator commands on policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Validate(o) | Command::Policy(PolicyCommand::Validate(o)) => validate::run(o),
         Command::DryRun(o) | Command::Policy(PolicyCommand::DryRun(o)) => dry_run::run(o),
         Command::Policy(PolicyCommand::Check(o)) => check::run(o),
+        Command::Simulate(o) => simulate::run_cmd(o),
     };
     match result {
         Ok(code) => code,

@@ -7,7 +7,8 @@
 //! - [`registry`]: each tenant's active policy, swapped atomically;
 //! - [`resolver`]: causality first, the policy for concurrent versions, results validated;
 //! - [`conflict`]: the captured-conflict format that dry-runs and law checks replay;
-//! - [`laws`]: property-based law checks of a policy on generated conflicts.
+//! - [`laws`]: property-based law checks of a policy on generated conflicts;
+//! - [`sim`]: a seeded simulation of three regions on Global-Tables-style replication.
 
 pub mod cache;
 pub mod conflict;
@@ -17,6 +18,7 @@ pub mod laws;
 pub mod policy;
 pub mod registry;
 pub mod resolver;
+pub mod sim;
 
 pub use party_model as model;
 pub use policy_types as types;
