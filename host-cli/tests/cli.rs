@@ -197,14 +197,31 @@ fn policy_check_passes_the_default_and_prints_its_seed() {
 #[test]
 fn simulate_demo_passes_and_draws_the_run() {
     let svg = std::env::temp_dir().join(format!("sim-{}.svg", std::process::id()));
-    let out = cli(&["simulate", "--seed", "42", "--report", svg.to_str().unwrap()]);
+    let out = cli(&[
+        "simulate",
+        "--seed",
+        "42",
+        "--report",
+        svg.to_str().unwrap(),
+    ]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}");
-    for part in ["partition", "hot swap      at step 30", "resolved by na-status", "all 3 regions identical", "0 of", "OK: every check passed"] {
+    for part in [
+        "partition",
+        "hot swap      at step 30",
+        "resolved by na-status",
+        "all 3 regions identical",
+        "0 of",
+        "OK: every check passed",
+    ] {
         assert!(text.contains(part), "missing {part:?} in:\n{text}");
     }
     let drawing = std::fs::read_to_string(&svg).unwrap();
-    assert!(drawing.starts_with("<svg") && drawing.contains("hot swap") && drawing.contains("partitioned"));
+    assert!(
+        drawing.starts_with("<svg")
+            && drawing.contains("hot swap")
+            && drawing.contains("partitioned")
+    );
     std::fs::remove_file(svg).ok();
 }
 
@@ -213,5 +230,8 @@ fn simulate_many_seeds_reports_a_summary() {
     let out = cli(&["simulate", "--seed", "100", "--seeds", "25", "--quiet"]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}");
-    assert!(text.starts_with("25 runs from seed 100: 25 passed, 0 failed;"), "{text}");
+    assert!(
+        text.starts_with("25 runs from seed 100: 25 passed, 0 failed;"),
+        "{text}"
+    );
 }
