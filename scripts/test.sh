@@ -15,7 +15,7 @@ step "format"
 cargo fmt --all --check
 
 step "clippy (warnings are errors)"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 
 step "tests"
-cargo test --locked --no-fail-fast
+cargo test --no-fail-fast
