@@ -14,6 +14,7 @@ pub mod cache;
 pub mod conflict;
 pub mod engine;
 pub mod error;
+pub mod event;
 pub mod laws;
 pub mod policy;
 pub mod registry;
