@@ -8,6 +8,7 @@
 //! - [`resolver`]: causality first, the policy for concurrent versions, results validated;
 //! - [`conflict`]: the captured-conflict format that dry-runs and law checks replay;
 //! - [`laws`]: property-based law checks of a policy on generated conflicts;
+//! - [`event`], [`ingest`]: TMF632 events validated and applied at most once per idempotency key;
 //! - [`sim`]: a seeded simulation of three regions on Global-Tables-style replication.
 
 pub mod cache;
@@ -15,6 +16,7 @@ pub mod conflict;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod ingest;
 pub mod laws;
 pub mod policy;
 pub mod registry;
