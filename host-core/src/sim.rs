@@ -433,21 +433,14 @@ impl<'a> World<'a> {
         let mut acks = Vec::new();
         let mut recorded = Vec::new();
         match &event.body {
-            EventBody::Create(body) => {
-                let members = body.as_object().unwrap();
-                let before = version.clone();
-                let out = write_fields(&mut version, members, &stamp, &dot);
-                self.report.stale_fields += out.stale.len();
-                for f in &out.applied {
-                    acks.push((f.clone(), members[f].clone()));
-                    recorded.push((
-                        f.clone(),
-                        before.field(f).cloned(),
-                        version.field(f).cloned(),
-                    ));
-                }
-            }
-            EventBody::Change(members) => {
+            EventBody::Create(_) | EventBody::Change(_) => {
+                let members = match &event.body {
+                    EventBody::Create(body) => {
+                        body.as_object().expect("a created party is an object")
+                    }
+                    EventBody::Change(members) => members,
+                    EventBody::Delete => unreachable!(),
+                };
                 let before = version.clone();
                 let out = write_fields(&mut version, members, &stamp, &dot);
                 self.report.stale_fields += out.stale.len();
