@@ -222,6 +222,9 @@ impl Policy {
                 detail: format!("{e:#}"),
             })?;
         policy.info.description = description;
+        // The instance that answered `describe` serves the first call: a new version does not
+        // pay for an instantiation on its first conflict.
+        policy.idle.get_mut().unwrap().push(warm);
         Ok(policy)
     }
 

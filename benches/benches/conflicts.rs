@@ -1,0 +1,445 @@
+//! Per-conflict costs: the default policy as WASM against the same merge natively and as a
+//! Rhai script; the host's decision on dominated versions; instantiation; the call-path
+//! prototypes. Prints the ratios of this run at the end.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput};
+use host_core::{ActivePolicy, Limits, Resolver, TenantPolicies, relation, resolve_with};
+use policy_benches::fixtures::{
+    REGION, Size, TENANT, boundary_strings, concurrent, dominated, empty,
+};
+use policy_benches::proto::{ProtoOptions, ProtoPolicy};
+use policy_benches::report::{Report, criterion};
+use policy_benches::script::ScriptPolicy;
+use policy_benches::strip::{resolve_stripped, strip};
+use policy_benches::{KEEP_LOCAL_POLICY, dominated_winner, load, native_resolve, serving_engine};
+use policy_types::compare_vectors;
+use std::sync::Arc;
+
+const DEFAULT: &[u8] = default_policy_artifact::DEFAULT_POLICY;
+
+fn conflicts(c: &mut Criterion) {
+    let engine = serving_engine();
+    let policy = load(&engine, DEFAULT);
+    let trivial = load(&engine, KEEP_LOCAL_POLICY);
+    let script = ScriptPolicy::new();
+    let limits = Limits::default();
+    let proto_baseline = ProtoPolicy::new(&limits, DEFAULT, ProtoOptions::default());
+    let proto_typed = ProtoPolicy::new(
+        &limits,
+        DEFAULT,
+        ProtoOptions {
+            typed_once: true,
+            ..ProtoOptions::default()
+        },
+    );
+    let proto_no_deadline = ProtoPolicy::new(
+        &limits,
+        DEFAULT,
+        ProtoOptions {
+            no_deadline: true,
+            ..ProtoOptions::default()
+        },
+    );
+    let proto_trivial_no_deadline = ProtoPolicy::new(
+        &limits,
+        KEEP_LOCAL_POLICY,
+        ProtoOptions {
+            no_deadline: true,
+            ..ProtoOptions::default()
+        },
+    );
+
+    let mut g = c.benchmark_group("floor");
+    let pair = empty();
+    let ctx = pair.context();
+    g.bench_function("empty-trivial-call", |b| {
+        b.iter(|| {
+            trivial
+                .call(
+                    black_box(&ctx),
+                    black_box(&pair.local),
+                    black_box(&pair.remote),
+                )
+                .unwrap()
+        })
+    });
+    g.bench_function("empty-native-merge", |b| {
+        b.iter(|| {
+            tmf632_merge::resolve(
+                black_box(&ctx),
+                black_box(&pair.local),
+                black_box(&pair.remote),
+            )
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("conflict");
+    for size in Size::ALL {
+        let pair = concurrent(size);
+        let ctx = pair.context();
+        let (l, r) = (&pair.local, &pair.remote);
+        let n = size.name();
+        g.bench_function(format!("{n}-native-merge"), |b| {
+            b.iter(|| tmf632_merge::resolve(black_box(&ctx), black_box(l), black_box(r)))
+        });
+        g.bench_function(format!("{n}-native-full"), |b| {
+            b.iter(|| native_resolve(REGION, black_box(l), black_box(r)).unwrap())
+        });
+        g.bench_function(format!("{n}-wasm-call"), |b| {
+            b.iter(|| {
+                policy
+                    .call(black_box(&ctx), black_box(l), black_box(r))
+                    .unwrap()
+            })
+        });
+        g.bench_function(format!("{n}-wasm-full"), |b| {
+            b.iter(|| resolve_with(&policy, "{}", REGION, black_box(l), black_box(r)).unwrap())
+        });
+        g.bench_function(format!("{n}-trivial-call"), |b| {
+            b.iter(|| {
+                trivial
+                    .call(black_box(&ctx), black_box(l), black_box(r))
+                    .unwrap()
+            })
+        });
+        g.bench_function(format!("{n}-proto-baseline-call"), |b| {
+            b.iter(|| {
+                proto_baseline
+                    .call(black_box(&ctx), black_box(l), black_box(r))
+                    .unwrap()
+            })
+        });
+        g.bench_function(format!("{n}-proto-typed-once-call"), |b| {
+            b.iter(|| {
+                proto_typed
+                    .call(black_box(&ctx), black_box(l), black_box(r))
+                    .unwrap()
+            })
+        });
+        g.bench_function(format!("{n}-proto-no-deadline-call"), |b| {
+            b.iter(|| {
+                proto_no_deadline
+                    .call(black_box(&ctx), black_box(l), black_box(r))
+                    .unwrap()
+            })
+        });
+        g.bench_function(format!("{n}-proto-no-deadline-trivial-call"), |b| {
+            b.iter(|| {
+                proto_trivial_no_deadline
+                    .call(black_box(&ctx), black_box(l), black_box(r))
+                    .unwrap()
+            })
+        });
+        g.bench_function(format!("{n}-stripped-full"), |b| {
+            b.iter(|| resolve_stripped(&policy, REGION, black_box(l), black_box(r)).unwrap())
+        });
+        g.bench_function(format!("{n}-script-call"), |b| {
+            b.iter(|| {
+                script
+                    .call(black_box(&ctx), black_box(l), black_box(r))
+                    .unwrap()
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("dominated");
+    for size in [Size::Small, Size::Typical] {
+        let pair = dominated(size);
+        let (l, r) = (&pair.local, &pair.remote);
+        let n = size.name();
+        if size == Size::Typical {
+            g.bench_function("compare-vectors", |b| {
+                b.iter(|| {
+                    compare_vectors(black_box(&l.version_vector), black_box(&r.version_vector))
+                })
+            });
+            g.bench_function("host-relation", |b| {
+                b.iter(|| relation(black_box(l), black_box(r)))
+            });
+        }
+        g.bench_function(format!("{n}-borrowed-decision"), |b| {
+            b.iter(|| dominated_winner(black_box(l), black_box(r)).map(|(rel, _)| rel))
+        });
+        g.bench_function(format!("{n}-resolve-with"), |b| {
+            b.iter(|| resolve_with(&policy, "{}", REGION, black_box(l), black_box(r)).unwrap())
+        });
+        g.bench_function(format!("{n}-native-compare-clone"), |b| {
+            b.iter(|| {
+                let order =
+                    compare_vectors(black_box(&l.version_vector), black_box(&r.version_vector));
+                (order, black_box(r).clone())
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("instantiation");
+    let proto_fresh = ProtoPolicy::new(
+        &limits,
+        DEFAULT,
+        ProtoOptions {
+            typed_once: true,
+            keep_resident: 1 << 20,
+            ..ProtoOptions::default()
+        },
+    );
+    for size in [Size::Small, Size::Typical] {
+        let pair = concurrent(size);
+        let ctx = pair.context();
+        let (l, r) = (&pair.local, &pair.remote);
+        let n = size.name();
+        g.bench_function(format!("{n}-call-fresh"), |b| {
+            b.iter(|| {
+                policy
+                    .call_fresh(black_box(&ctx), black_box(l), black_box(r))
+                    .unwrap()
+            })
+        });
+        g.bench_function(format!("{n}-call-warm"), |b| {
+            b.iter(|| {
+                policy
+                    .call(black_box(&ctx), black_box(l), black_box(r))
+                    .unwrap()
+            })
+        });
+        g.bench_function(format!("{n}-proto-fresh-typed"), |b| {
+            b.iter(|| {
+                proto_typed
+                    .call_fresh(black_box(&ctx), black_box(l), black_box(r))
+                    .unwrap()
+            })
+        });
+        g.bench_function(format!("{n}-proto-fresh-resident"), |b| {
+            b.iter(|| {
+                proto_fresh
+                    .call_fresh(black_box(&ctx), black_box(l), black_box(r))
+                    .unwrap()
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("throughput");
+    g.throughput(Throughput::Elements(1));
+    let policies = Arc::new(TenantPolicies::new());
+    policies.activate(TENANT, ActivePolicy::new(Arc::new(load(&engine, DEFAULT))));
+    let resolver = Resolver::new(policies, REGION);
+    let pair = concurrent(Size::Typical);
+    g.bench_function("typical-resolver", |b| {
+        b.iter(|| {
+            resolver
+                .resolve(black_box(&pair.local), black_box(&pair.remote))
+                .unwrap()
+        })
+    });
+    g.finish();
+}
+
+fn report(mut rep: Report) {
+    let id = |s: Size, what: &str| format!("{}-{what}", s.name());
+    rep.figure(
+        "floor: trivial guest, versions without fields",
+        "floor",
+        "empty-trivial-call",
+    );
+    rep.figure(
+        "floor: native merge, versions without fields",
+        "floor",
+        "empty-native-merge",
+    );
+    for size in Size::ALL {
+        let pair = concurrent(size);
+        let count = boundary_strings(&pair.local) + boundary_strings(&pair.remote);
+        let per_string = rep
+            .median("conflict", &id(size, "trivial-call"))
+            .zip(rep.median("floor", "empty-trivial-call"))
+            .map_or("–".to_owned(), |(t, f)| {
+                format!(
+                    "; (trivial call − floor) / strings = {:.0} ns",
+                    (t - f) / count.strings as f64
+                )
+            });
+        if let Some(st) = strip(&pair.local, &pair.remote) {
+            let sc = boundary_strings(&st.local) + boundary_strings(&st.remote);
+            rep.line(
+                &format!("{}: lowered per stripped call (both versions)", size.name()),
+                &format!(
+                    "{} strings ({} region names, {} JSON values), {} KB",
+                    sc.strings,
+                    sc.regions,
+                    sc.values,
+                    sc.bytes / 1024
+                ),
+            );
+        }
+        rep.line(
+            &format!("{}: lowered per call (both versions)", size.name()),
+            &format!(
+                "{} strings ({} region names, {} JSON values), {} KB; TMF JSON {} bytes a version{per_string}",
+                count.strings,
+                count.regions,
+                count.values,
+                count.bytes / 1024,
+                policy_benches::fixtures::tmf_bytes(&pair.local)
+            ),
+        );
+    }
+    for size in Size::ALL {
+        let n = size.name();
+        let target = match size {
+            Size::Small => Some(2.0),
+            Size::Typical => Some(1.5),
+            Size::Large => None,
+        };
+        rep.figure(
+            &format!("{n}: native merge"),
+            "conflict",
+            &id(size, "native-merge"),
+        );
+        rep.figure(
+            &format!("{n}: WASM raw call"),
+            "conflict",
+            &id(size, "wasm-call"),
+        );
+        rep.ratio(
+            &format!("{n}: WASM raw call / native merge"),
+            ("conflict", &id(size, "wasm-call")),
+            ("conflict", &id(size, "native-merge")),
+            target,
+        );
+        rep.ratio(
+            &format!("{n}: WASM resolve_with / native merge + materialize"),
+            ("conflict", &id(size, "wasm-full")),
+            ("conflict", &id(size, "native-full")),
+            target,
+        );
+        rep.ratio(
+            &format!("{n}: boundary (trivial guest call) / WASM raw call"),
+            ("conflict", &id(size, "trivial-call")),
+            ("conflict", &id(size, "wasm-call")),
+            None,
+        );
+        rep.extra_ratio(
+            &format!("{n}: (WASM call − trivial call) / native merge"),
+            ("conflict", &id(size, "wasm-call")),
+            ("conflict", &id(size, "trivial-call")),
+            ("conflict", &id(size, "native-merge")),
+            None,
+        );
+        rep.ratio(
+            &format!("{n}: prototype baseline / Policy::call (replica check)"),
+            ("conflict", &id(size, "proto-baseline-call")),
+            ("conflict", &id(size, "wasm-call")),
+            None,
+        );
+        rep.ratio(
+            &format!("{n}: prototype typed-once / prototype baseline"),
+            ("conflict", &id(size, "proto-typed-once-call")),
+            ("conflict", &id(size, "proto-baseline-call")),
+            None,
+        );
+        rep.ratio(
+            &format!("{n}: prototype without deadline / prototype baseline"),
+            ("conflict", &id(size, "proto-no-deadline-call")),
+            ("conflict", &id(size, "proto-baseline-call")),
+            None,
+        );
+        rep.ratio(
+            &format!("{n}: trivial call without deadline / trivial call"),
+            ("conflict", &id(size, "proto-no-deadline-trivial-call")),
+            ("conflict", &id(size, "trivial-call")),
+            None,
+        );
+        rep.ratio(
+            &format!("{n}: stripped resolve / resolve_with"),
+            ("conflict", &id(size, "stripped-full")),
+            ("conflict", &id(size, "wasm-full")),
+            None,
+        );
+        rep.ratio(
+            &format!("{n}: stripped resolve / native merge + materialize"),
+            ("conflict", &id(size, "stripped-full")),
+            ("conflict", &id(size, "native-full")),
+            target,
+        );
+        rep.speedup(
+            &format!("{n}: script call / WASM raw call (WASM speed-up)"),
+            ("conflict", &id(size, "script-call")),
+            ("conflict", &id(size, "wasm-call")),
+            (size == Size::Typical).then_some(1.0),
+        );
+    }
+    rep.ratio(
+        "dominated: host relation() / compare_vectors",
+        ("dominated", "host-relation"),
+        ("dominated", "compare-vectors"),
+        Some(2.0),
+    );
+    for size in [Size::Small, Size::Typical] {
+        rep.ratio(
+            &format!("dominated {}: resolve_with / compare_vectors", size.name()),
+            ("dominated", &id(size, "resolve-with")),
+            ("dominated", "compare-vectors"),
+            Some(2.0),
+        );
+        rep.ratio(
+            &format!(
+                "dominated {}: borrowed decision (prototype) / compare_vectors",
+                size.name()
+            ),
+            ("dominated", &id(size, "borrowed-decision")),
+            ("dominated", "compare-vectors"),
+            Some(2.0),
+        );
+        rep.ratio(
+            &format!(
+                "dominated {}: resolve_with / compare_vectors + clone",
+                size.name()
+            ),
+            ("dominated", &id(size, "resolve-with")),
+            ("dominated", &id(size, "native-compare-clone")),
+            Some(2.0),
+        );
+    }
+    for size in [Size::Small, Size::Typical] {
+        rep.extra_ratio(
+            &format!(
+                "instantiation ({}: call_fresh − call) / typical WASM call",
+                size.name()
+            ),
+            ("instantiation", &id(size, "call-fresh")),
+            ("instantiation", &id(size, "call-warm")),
+            ("instantiation", &id(Size::Typical, "call-warm")),
+            Some(1.0),
+        );
+    }
+    rep.ratio(
+        "prototype fresh, keep_resident 1 MiB / fresh (typical)",
+        ("instantiation", &id(Size::Typical, "proto-fresh-resident")),
+        ("instantiation", &id(Size::Typical, "proto-fresh-typed")),
+        None,
+    );
+    if let Some(t) = rep.figure(
+        "Resolver::resolve, typical conflict",
+        "throughput",
+        "typical-resolver",
+    ) {
+        rep.line(
+            "conflicts resolved per second, one core (typical, WASM)",
+            &format!("{:.0}", 1e9 / t),
+        );
+    }
+    rep.finish();
+}
+
+fn main() {
+    let rep = Report::new("Conflicts");
+    let mut c = criterion();
+    conflicts(&mut c);
+    c.final_summary();
+    report(rep);
+}

@@ -1,0 +1,70 @@
+//! Benchmarks of the policy host (issue 7): what a conflict costs in a WASM policy against the
+//! same merge natively and as a Rhai script, what the host's causality shortcut costs,
+//! instantiation, loading, hot swap, and event application.
+//!
+//! The setup lives here so that the criterion benches (`benches/`) and the smoke test
+//! (`tests/smoke.rs`, which runs every measured operation once) share it.
+
+pub mod events;
+pub mod fixtures;
+pub mod hot_swap;
+pub mod proto;
+pub mod report;
+pub mod script;
+pub mod strip;
+
+use host_core::{
+    CallFailure, Decision, Limits, Metering, Policy, PolicyEngine, apply_resolution, relation,
+};
+use policy_types::{Context, PartyVersion, Relation};
+
+/// A policy that keeps the local version without reading either (`tests/guests/guest-keep-local`):
+/// calling it costs the boundary and no merge.
+pub const KEEP_LOCAL_POLICY: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/guest-keep-local.wasm"));
+
+/// The serving engine: epoch deadline and memory cap on, default limits.
+pub fn serving_engine() -> PolicyEngine {
+    PolicyEngine::new(Limits::default(), Metering::Epoch).expect("the serving engine")
+}
+
+/// Loads (compiles) a policy.
+pub fn load(engine: &PolicyEngine, bytes: &[u8]) -> Policy {
+    Policy::load(engine, bytes, None).expect("the policy loads")
+}
+
+/// The native peer of `resolve_with` on concurrent versions: the causal relation, the merge,
+/// and the same validation and materialisation of the result.
+pub fn native_resolve(
+    region: &str,
+    local: &PartyVersion,
+    remote: &PartyVersion,
+) -> Result<(Decision, Option<PartyVersion>), CallFailure> {
+    let relation = relation(local, remote);
+    let ctx = Context {
+        tenant: local.tenant.clone(),
+        resolving_region: region.to_owned(),
+        relation,
+        config: "{}".to_owned(),
+    };
+    let resolution = tmf632_merge::resolve(&ctx, local, remote);
+    apply_resolution(region, relation, local, remote, &resolution)
+}
+
+/// Prototype of the host's shortcut for dominated versions without the copy: the checks
+/// `resolve_with` makes before it would call a policy, answering with a reference to the
+/// version to keep instead of a clone of it. `None` when a policy must decide.
+pub fn dominated_winner<'a>(
+    local: &'a PartyVersion,
+    remote: &'a PartyVersion,
+) -> Option<(Relation, &'a PartyVersion)> {
+    if local.tenant != remote.tenant || local.party_id != remote.party_id {
+        return None;
+    }
+    match relation(local, remote) {
+        r @ Relation::LocalDominates => Some((r, local)),
+        r @ Relation::RemoteDominates => Some((r, remote)),
+        r @ Relation::Equal if local == remote => Some((r, local)),
+        Relation::Equal | Relation::Concurrent => None,
+    }
+}

@@ -1,0 +1,198 @@
+//! Runs every operation the benchmarks measure once, so that `cargo test` keeps them working,
+//! and checks that the peers being compared compute the same thing (no timing is asserted).
+
+use std::time::Duration;
+
+use host_core::{ArtifactCache, Decision, Limits, Policy, resolve_with};
+use policy_benches::events::{Applied, EventStore, apply_all, event_stream};
+use policy_benches::fixtures::{REGION, Size, TENANT, concurrent, dominated, empty, tmf_bytes};
+use policy_benches::hot_swap::{SwapConfig, run};
+use policy_benches::proto::{ProtoOptions, ProtoPolicy};
+use policy_benches::script::ScriptPolicy;
+use policy_benches::strip::{resolve_stripped, strip};
+use policy_benches::{KEEP_LOCAL_POLICY, dominated_winner, load, native_resolve, serving_engine};
+use policy_types::{Resolution, VectorOrder, compare_vectors};
+
+const DEFAULT: &[u8] = default_policy_artifact::DEFAULT_POLICY;
+
+#[test]
+fn the_parties_have_the_sizes_of_the_issue() {
+    let sizes: Vec<usize> = Size::ALL
+        .iter()
+        .map(|s| tmf_bytes(&concurrent(*s).local))
+        .collect();
+    assert!(sizes[0] < 300, "small: {} bytes", sizes[0]);
+    assert!(
+        (3_000..8_000).contains(&sizes[1]),
+        "typical: {} bytes",
+        sizes[1]
+    );
+    assert!(
+        (80_000..150_000).contains(&sizes[2]),
+        "large: {} bytes",
+        sizes[2]
+    );
+    for size in Size::ALL {
+        assert_eq!(
+            concurrent(size).relation(),
+            policy_types::Relation::Concurrent
+        );
+        assert_eq!(
+            dominated(size).relation(),
+            policy_types::Relation::RemoteDominates
+        );
+    }
+}
+
+/// Every peer of the per-conflict benchmark (native, WASM, prototypes, stripped call, script)
+/// gives the same answer on every size.
+#[test]
+fn every_peer_resolves_the_conflicts_alike() {
+    let engine = serving_engine();
+    let policy = load(&engine, DEFAULT);
+    let trivial = load(&engine, KEEP_LOCAL_POLICY);
+    let script = ScriptPolicy::new();
+    let limits = Limits::default();
+    let protos = [false, true].map(|on| {
+        ProtoPolicy::new(
+            &limits,
+            DEFAULT,
+            ProtoOptions {
+                typed_once: on,
+                keep_resident: if on { 1 << 20 } else { 0 },
+                no_deadline: on,
+            },
+        )
+    });
+    for size in Size::ALL {
+        let pair = concurrent(size);
+        let ctx = pair.context();
+        let (l, r) = (&pair.local, &pair.remote);
+        let native = tmf632_merge::resolve(&ctx, l, r);
+        assert!(matches!(native, Resolution::Merged(_)), "{size:?}");
+        assert_eq!(policy.call(&ctx, l, r).unwrap(), native, "{size:?} wasm");
+        assert_eq!(
+            policy.call_fresh(&ctx, l, r).unwrap(),
+            native,
+            "{size:?} fresh"
+        );
+        assert_eq!(script.call(&ctx, l, r).unwrap(), native, "{size:?} script");
+        for p in &protos {
+            assert_eq!(p.call(&ctx, l, r).unwrap(), native, "{size:?} {p:?}");
+            assert_eq!(p.call_fresh(&ctx, l, r).unwrap(), native, "{size:?} {p:?}");
+        }
+        assert_eq!(trivial.call(&ctx, l, r).unwrap(), Resolution::KeepLocal);
+        let d = dominated(size);
+        assert_eq!(
+            script.call(&d.context(), &d.local, &d.remote).unwrap(),
+            Resolution::TakeRemote
+        );
+
+        let (decision, party) = native_resolve(REGION, l, r).unwrap();
+        assert_eq!(decision, Decision::Merged);
+        let hosted = resolve_with(&policy, "{}", REGION, l, r).unwrap();
+        assert_eq!(hosted.party, party, "{size:?} resolve_with");
+        let stripped = resolve_stripped(&policy, REGION, l, r).unwrap();
+        assert_eq!(stripped, party, "{size:?} stripped");
+        let s = strip(l, r).unwrap();
+        assert!(
+            s.local.fields.len() < l.fields.len() || size == Size::Small,
+            "{size:?}: identical fields are left out"
+        );
+    }
+}
+
+#[test]
+fn the_floor_pair_reaches_the_policy() {
+    let engine = serving_engine();
+    let trivial = load(&engine, KEEP_LOCAL_POLICY);
+    let pair = empty();
+    assert_eq!(pair.relation(), policy_types::Relation::Concurrent);
+    let ctx = pair.context();
+    assert_eq!(
+        trivial.call(&ctx, &pair.local, &pair.remote).unwrap(),
+        Resolution::KeepLocal
+    );
+    assert!(matches!(
+        tmf632_merge::resolve(&ctx, &pair.local, &pair.remote),
+        Resolution::Merged(_)
+    ));
+}
+
+#[test]
+fn dominated_versions_are_decided_by_the_host() {
+    let engine = serving_engine();
+    let policy = load(&engine, DEFAULT);
+    let pair = dominated(Size::Typical);
+    assert_eq!(
+        compare_vectors(&pair.local.version_vector, &pair.remote.version_vector),
+        VectorOrder::DominatedBy
+    );
+    let resolved = resolve_with(&policy, "{}", REGION, &pair.local, &pair.remote).unwrap();
+    assert_eq!(resolved.decision, Decision::TakeRemote);
+    assert_eq!(resolved.policy_digest, None, "no policy call");
+    assert_eq!(resolved.party.as_ref(), Some(&pair.remote));
+    let (relation, winner) = dominated_winner(&pair.local, &pair.remote).unwrap();
+    assert_eq!(relation, resolved.relation);
+    assert_eq!(Some(winner), resolved.party.as_ref());
+    let concurrent = concurrent(Size::Typical);
+    assert!(dominated_winner(&concurrent.local, &concurrent.remote).is_none());
+}
+
+#[test]
+fn a_precompiled_load_comes_from_the_cache() {
+    let engine = serving_engine();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ArtifactCache::new(dir.path());
+    let compiled = Policy::load(&engine, DEFAULT, None).unwrap();
+    assert!(!compiled.info().from_cache);
+    let first = Policy::load(&engine, DEFAULT, Some(&cache)).unwrap();
+    assert!(!first.info().from_cache);
+    let cached = Policy::load(&engine, DEFAULT, Some(&cache)).unwrap();
+    assert!(cached.info().from_cache);
+    assert_eq!(cached.digest(), compiled.digest());
+}
+
+#[test]
+fn hot_swap_fails_no_call() {
+    let engine = serving_engine();
+    let report = run(
+        &engine,
+        SwapConfig {
+            phase: Duration::from_millis(300),
+            swap_every: Duration::from_millis(20),
+        },
+    );
+    for (name, phase) in [
+        ("steady", &report.steady),
+        ("swapping", &report.swapping),
+        ("warmed", &report.swapping_warmed),
+    ] {
+        assert!(phase.calls > 0, "{name}: the caller made calls");
+        assert_eq!(phase.failed, 0, "{name}: no call failed");
+    }
+    assert_eq!(report.steady.swaps, 0);
+    assert!(report.swapping.swaps > 0 && report.swapping_warmed.swaps > 0);
+    assert!(
+        !report.swapping.first_use.is_empty(),
+        "the caller picked up new versions"
+    );
+}
+
+#[test]
+fn events_apply_once_each() {
+    let stream = event_stream(20, 200);
+    let (mut store, duplicates) = apply_all(TENANT, &stream);
+    assert_eq!(store.len(), 20);
+    assert_eq!(
+        duplicates, 18,
+        "every tenth event after the creates is a redelivery"
+    );
+    for e in &stream {
+        assert_eq!(store.apply(TENANT, e).unwrap(), Applied::Duplicate);
+    }
+    let party = store.party(TENANT, "p-3").unwrap();
+    assert!(party.field("contactMedium").is_some());
+    assert_eq!(party.version_vector.len(), 1);
+    assert!(EventStore::new("eu").is_empty());
+}
