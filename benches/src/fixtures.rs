@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use host_core::relation;
-use party_model::{HlcClock, new_party, tick, write_fields};
+use party_model::{new_party, tick};
 use policy_types::{Context, PartyVersion, Relation, ResourceType};
 use serde_json::{Value, json};
 
@@ -78,27 +78,16 @@ impl Pair {
     }
 }
 
-/// One region's clock, writing at `T0 + at` ms.
-struct Writer {
-    clock: HlcClock,
-}
+/// One region's writer, writing at `T0 + at` ms.
+struct Writer(party_model::Writer);
 
 impl Writer {
     fn new(region: &str) -> Self {
-        Writer {
-            clock: HlcClock::new(region),
-        }
+        Writer(party_model::Writer::new(region))
     }
 
     fn write(&mut self, v: &mut PartyVersion, at: u64, members: &Value) {
-        let stamp = self.clock.now(T0 + at);
-        let dot = tick(v, self.clock.region());
-        write_fields(
-            v,
-            members.as_object().expect("members are an object"),
-            &stamp,
-            &dot,
-        );
+        self.0.write(v, T0 + at, members);
     }
 }
 

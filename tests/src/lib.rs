@@ -32,21 +32,13 @@ pub fn default_policy(engine: &PolicyEngine) -> Arc<Policy> {
     )
 }
 
-use party_model::{HlcClock, new_party, tick, write_fields};
+use party_model::new_party;
 use policy_types::{PartyVersion, ResourceType};
 use serde_json::{Value, json};
 
 /// Writes `members` to `version` as `region` at physical time `now_ms`.
 pub fn write(version: &mut PartyVersion, region: &str, now_ms: u64, members: Value) {
-    let mut clock = HlcClock::new(region);
-    let stamp = clock.now(now_ms);
-    let dot = tick(version, region);
-    write_fields(
-        version,
-        members.as_object().expect("members are an object"),
-        &stamp,
-        &dot,
-    );
+    party_model::Writer::new(region).write(version, now_ms, &members);
 }
 
 /// The seed's scenario: EU changes the customer's email while NA changes the status.

@@ -3,7 +3,7 @@
 //! compares; `BLESS=1` rewrites the file.
 
 use host_core::conflict::{CapturedConflict, CapturedContext};
-use party_model::{HlcClock, delete, new_party, tick, write_fields};
+use party_model::{Writer, new_party};
 use policy_types::{PartyVersion, ResourceType};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -28,27 +28,20 @@ pub fn samples_path() -> PathBuf {
 
 const T0: u64 = 1_700_000_000_000;
 
-struct Region {
-    clock: HlcClock,
-}
+/// A region's writer, writing at `T0 + at` ms.
+struct Region(Writer);
 
 impl Region {
     fn new(name: &str) -> Self {
-        Region {
-            clock: HlcClock::new(name),
-        }
+        Region(Writer::new(name))
     }
 
     fn write(&mut self, v: &mut PartyVersion, at: u64, members: &Value) {
-        let stamp = self.clock.now(T0 + at);
-        let dot = tick(v, self.clock.region());
-        write_fields(v, members.as_object().unwrap(), &stamp, &dot);
+        self.0.write(v, T0 + at, members);
     }
 
     fn delete(&mut self, v: &mut PartyVersion, at: u64) {
-        let stamp = self.clock.now(T0 + at);
-        tick(v, self.clock.region());
-        delete(v, &stamp);
+        self.0.delete(v, T0 + at);
     }
 }
 

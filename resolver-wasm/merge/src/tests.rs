@@ -2,7 +2,7 @@
 
 use super::*;
 use party_model::generate::{Plan, plan};
-use party_model::{HlcClock, new_party, tick, to_tmf, write_fields};
+use party_model::{Writer, new_party, to_tmf};
 use policy_types::{PartyVersion, ResourceType, materialize};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -76,31 +76,34 @@ fn compare_vectors_ok(merged: &PartyVersion, input: &PartyVersion) -> bool {
     )
 }
 
+/// A region writing every 10 ms.
 struct Region {
-    clock: HlcClock,
+    writer: Writer,
     now: u64,
 }
 
 impl Region {
     /// A region whose clock reads 2 s, after every base version's writes.
     fn new(name: &str) -> Self {
+        Region::at(name, 2_000)
+    }
+
+    fn at(name: &str, now: u64) -> Self {
         Region {
-            clock: HlcClock::new(name),
-            now: 2_000,
+            writer: Writer::new(name),
+            now,
         }
     }
+
     fn write(&mut self, v: &mut PartyVersion, members: Value) {
         self.now += 10;
-        let stamp = self.clock.now(self.now);
-        let region = self.clock.region().to_owned();
-        let dot = tick(v, &region);
-        write_fields(v, members.as_object().unwrap(), &stamp, &dot);
+        self.writer.write(v, self.now, &members);
     }
 }
 
 fn base() -> PartyVersion {
     let mut v = new_party("acme", "42", ResourceType::Individual, "eu");
-    Region { clock: HlcClock::new("eu"), now: 1_000 }.write(
+    Region::at("eu", 1_000).write(
         &mut v,
         json!({"givenName": "Jane", "familyName": "Smith", "status": "initialized",
                "contactMedium": [{"id": "1", "mediumType": "email", "characteristic": {"emailAddress": "jane@old.example"}},
@@ -207,10 +210,7 @@ fn terminal_status_is_not_undone_by_a_later_earlier_state() {
 #[test]
 fn delete_wins_by_default_and_update_resurrects_when_configured() {
     let (mut eu_v, mut na_v) = (base(), base());
-    let mut eu = Region::new("eu");
-    let stamp = eu.clock.now(2_500);
-    tick(&mut eu_v, "eu");
-    party_model::delete(&mut eu_v, &stamp);
+    Writer::new("eu").delete(&mut eu_v, 2_500);
     let mut na = Region::new("na");
     na.now = 3_000;
     na.write(&mut na_v, json!({"givenName": "Janet"}));
@@ -233,11 +233,7 @@ fn delete_wins_by_default_and_update_resurrects_when_configured() {
 fn v4_elements_without_ids_merge_by_content() {
     let start = json!({"partyCharacteristic": [{"name": "hobby", "value": "tennis"}, {"name": "hobby", "value": "football"}]});
     let mut b = new_party("acme", "42", ResourceType::Individual, "eu");
-    Region {
-        clock: HlcClock::new("eu"),
-        now: 1_000,
-    }
-    .write(&mut b, start);
+    Region::at("eu", 1_000).write(&mut b, start);
     let (mut eu_v, mut na_v) = (b.clone(), b);
     Region::new("eu").write(
         &mut eu_v,

@@ -6,6 +6,47 @@ use crate::tmf::{canonical_json, element_key};
 use policy_types::{Dot, Element, Entry, Field, FieldValue, Hlc, PartyVersion, ResourceType};
 use serde_json::{Map, Value};
 
+/// A region writing party versions with its own hybrid logical clock: stamp, tick, write, in
+/// one call.
+#[derive(Clone, Debug)]
+pub struct Writer {
+    clock: crate::HlcClock,
+}
+
+impl Writer {
+    pub fn new(region: impl Into<String>) -> Self {
+        Writer {
+            clock: crate::HlcClock::new(region),
+        }
+    }
+
+    pub fn region(&self) -> &str {
+        self.clock.region()
+    }
+
+    /// Writes the members of `members` (a JSON object) at physical time `physical_ms`.
+    pub fn write(
+        &mut self,
+        version: &mut PartyVersion,
+        physical_ms: u64,
+        members: &Value,
+    ) -> WriteOutcome {
+        let stamp = self.clock.now(physical_ms);
+        let dot = tick(version, self.clock.region());
+        let members = members
+            .as_object()
+            .expect("the members of a write are a JSON object");
+        write_fields(version, members, &stamp, &dot)
+    }
+
+    /// Deletes the party at physical time `physical_ms`.
+    pub fn delete(&mut self, version: &mut PartyVersion, physical_ms: u64) -> bool {
+        let stamp = self.clock.now(physical_ms);
+        tick(version, self.clock.region());
+        delete(version, &stamp)
+    }
+}
+
 /// What a write changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteOutcome {
