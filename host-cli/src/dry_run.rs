@@ -64,6 +64,16 @@ struct Replay {
     elapsed: Duration,
 }
 
+impl Replay {
+    /// Whether the compare policy decided this conflict differently.
+    fn differs(&self) -> bool {
+        match (&self.other, &self.conflict) {
+            (Some(other), Some(c)) => !same_result(&self.outcome, other, c),
+            _ => false,
+        }
+    }
+}
+
 fn load(
     engine: &host_core::PolicyEngine,
     source: &str,
@@ -73,10 +83,10 @@ fn load(
         .with_context(|| format!("policy {source} would be refused"))
 }
 
-fn tmf(resolved: &Resolved) -> Value {
+/// The party a resolution writes, as TMF JSON (`null` when rejected or deleted).
+fn tmf(resolved: &Resolved, c: &CapturedConflict) -> Value {
     resolved
-        .party
-        .as_ref()
+        .written(&c.local, &c.remote)
         .and_then(party_model::to_tmf)
         .unwrap_or(Value::Null)
 }
@@ -91,9 +101,13 @@ fn outcome_name(r: &Result<Resolved, String>) -> String {
     }
 }
 
-fn same_result(a: &Result<Resolved, String>, b: &Result<Resolved, String>) -> bool {
+fn same_result(
+    a: &Result<Resolved, String>,
+    b: &Result<Resolved, String>,
+    c: &CapturedConflict,
+) -> bool {
     match (a, b) {
-        (Ok(x), Ok(y)) => x.decision.kind() == y.decision.kind() && tmf(x) == tmf(y),
+        (Ok(x), Ok(y)) => x.decision.kind() == y.decision.kind() && tmf(x, c) == tmf(y, c),
         _ => false,
     }
 }
@@ -237,7 +251,7 @@ fn print_text(o: &Opts, policy: &Policy, other: Option<&Policy>, replays: &[Repl
                 if let host_core::Decision::Rejected(reason) = &res.decision {
                     w!(out, "    reason    {reason}");
                 }
-                let result = tmf(res);
+                let result = tmf(res, c);
                 for (side, v) in [("local", &c.local), ("remote", &c.remote)] {
                     let before = party_model::to_tmf(v).unwrap_or(Value::Null);
                     let lines = diff::lines(&before, &result);
@@ -254,11 +268,11 @@ fn print_text(o: &Opts, policy: &Policy, other: Option<&Policy>, replays: &[Repl
             Err(e) => w!(out, "    error     {e}"),
         }
         if let Some(other) = &r.other
-            && !same_result(&r.outcome, other)
+            && r.differs()
         {
             w!(out, "    DIFFERS   compare policy: {}", outcome_name(other));
             if let (Ok(a), Ok(b)) = (&r.outcome, other) {
-                for l in diff::lines(&tmf(a), &tmf(b)) {
+                for l in diff::lines(&tmf(a, c), &tmf(b, c)) {
                     w!(out, "              {l}");
                 }
             }
@@ -274,14 +288,7 @@ fn print_text(o: &Opts, policy: &Policy, other: Option<&Policy>, replays: &[Repl
         w!(out, "    {k:<32} {n}");
     }
     if other.is_some() {
-        let differ = replays
-            .iter()
-            .filter(|r| {
-                r.other
-                    .as_ref()
-                    .is_some_and(|x| !same_result(&r.outcome, x))
-            })
-            .count();
+        let differ = replays.iter().filter(|r| r.differs()).count();
         w!(out, "    {:<32} {differ}", "disagreements with compare");
     }
     if !o.no_timing && resolved > 0 {
@@ -310,7 +317,11 @@ fn print_json(
                     v["relation"] = json!(res.relation.as_str());
                     v["decidedBy"] =
                         json!(res.policy_digest.clone().unwrap_or_else(|| "host".into()));
-                    v["result"] = tmf(res);
+                    v["result"] = r
+                        .conflict
+                        .as_ref()
+                        .map(|c| tmf(res, c))
+                        .unwrap_or(Value::Null);
                     if let host_core::Decision::Rejected(reason) = &res.decision {
                         v["reason"] = json!(reason);
                     }
@@ -321,8 +332,7 @@ fn print_json(
                 v["micros"] = json!(r.elapsed.as_secs_f64() * 1e6);
             }
             if let Some(x) = &r.other {
-                v["compare"] =
-                    json!({"outcome": outcome_name(x), "differs": !same_result(&r.outcome, x)});
+                v["compare"] = json!({"outcome": outcome_name(x), "differs": r.differs()});
             }
             v
         })

@@ -48,11 +48,29 @@ impl Decision {
 pub struct Resolved {
     pub relation: Relation,
     pub decision: Decision,
-    /// The party to write; `None` when rejected.
+    /// The party the policy's answer describes (merged, or one side under the joined version
+    /// vector). `None` when rejected, and when one version dominates: the host then answers
+    /// without copying anything — the winner is one of the inputs ([`Resolved::written`]).
     pub party: Option<PartyVersion>,
     /// The digest of the policy that decided, `None` when the host decided alone
     /// (one version dominates the other).
     pub policy_digest: Option<String>,
+}
+
+impl Resolved {
+    /// What to write: the policy's party, or the dominating input; `None` when rejected.
+    pub fn written<'a>(
+        &'a self,
+        local: &'a PartyVersion,
+        remote: &'a PartyVersion,
+    ) -> Option<&'a PartyVersion> {
+        match (&self.party, &self.decision) {
+            (Some(p), _) => Some(p),
+            (None, Decision::KeepLocal) => Some(local),
+            (None, Decision::TakeRemote) => Some(remote),
+            (None, _) => None,
+        }
+    }
 }
 
 /// Validates a policy's resolution and builds the party it describes.
@@ -112,14 +130,10 @@ pub fn resolve_with(
         ))));
     }
     match relation {
-        Relation::LocalDominates => {
-            return Ok(decided_by_host(relation, Decision::KeepLocal, local));
-        }
-        Relation::RemoteDominates => {
-            return Ok(decided_by_host(relation, Decision::TakeRemote, remote));
-        }
+        Relation::LocalDominates => return Ok(decided_by_host(relation, Decision::KeepLocal)),
+        Relation::RemoteDominates => return Ok(decided_by_host(relation, Decision::TakeRemote)),
         Relation::Equal if local == remote => {
-            return Ok(decided_by_host(relation, Decision::KeepLocal, local));
+            return Ok(decided_by_host(relation, Decision::KeepLocal));
         }
         Relation::Equal | Relation::Concurrent => {}
     }
@@ -140,11 +154,11 @@ pub fn resolve_with(
     })
 }
 
-fn decided_by_host(relation: Relation, decision: Decision, winner: &PartyVersion) -> Resolved {
+fn decided_by_host(relation: Relation, decision: Decision) -> Resolved {
     Resolved {
         relation,
         decision,
-        party: Some(winner.clone()),
+        party: None,
         policy_digest: None,
     }
 }

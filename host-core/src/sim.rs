@@ -684,7 +684,8 @@ impl<'a> World<'a> {
                         .entry(d.clone())
                         .or_default() += 1;
                 }
-                match (r.decision, r.party) {
+                let written = r.written(&overwritten.version, &current.version).cloned();
+                match (r.decision, written) {
                     (Decision::Rejected(reason), _) => {
                         self.report.rejected += 1;
                         Some(reason)
@@ -752,7 +753,8 @@ impl<'a> World<'a> {
                     self.report.conflicts += 1;
                 }
                 resolved
-                    .party
+                    .written(&own, &current.version)
+                    .cloned()
                     .map(|version| Item {
                         version,
                         written_at: current.written_at.clone(),

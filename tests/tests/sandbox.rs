@@ -178,3 +178,26 @@ fn second_load_deserializes_from_the_cache() {
     assert_eq!(a, b);
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn dominated_versions_are_decided_by_the_host_without_a_call_or_a_copy() {
+    // A policy that traps on every call: a dominated pair must not reach it.
+    let engine = engine();
+    let panicking = load(&engine, guests::PANIC).unwrap();
+    let (eu, _) = email_vs_status("acme");
+    let mut later = eu.clone();
+    integration_tests::write(
+        &mut later,
+        "na",
+        3_000,
+        serde_json::json!({"givenName": "Janet"}),
+    );
+    let r = host_core::resolve_with(&panicking, "{}", "eu", &eu, &later).expect("no policy call");
+    assert_eq!(r.relation, policy_types::Relation::RemoteDominates);
+    assert_eq!(r.decision, Decision::TakeRemote);
+    assert!(r.policy_digest.is_none() && r.party.is_none());
+    assert!(
+        std::ptr::eq(r.written(&eu, &later).unwrap(), &later),
+        "the winner is the input itself"
+    );
+}
