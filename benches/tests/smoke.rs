@@ -131,10 +131,12 @@ fn dominated_versions_are_decided_by_the_host() {
     let resolved = resolve_with(&policy, "{}", REGION, &pair.local, &pair.remote).unwrap();
     assert_eq!(resolved.decision, Decision::TakeRemote);
     assert_eq!(resolved.policy_digest, None, "no policy call");
-    assert_eq!(resolved.party.as_ref(), Some(&pair.remote));
+    assert_eq!(resolved.party, None, "no copy");
+    let written = resolved.written(&pair.local, &pair.remote);
+    assert_eq!(written, Some(&pair.remote));
     let (relation, winner) = dominated_winner(&pair.local, &pair.remote).unwrap();
     assert_eq!(relation, resolved.relation);
-    assert_eq!(Some(winner), resolved.party.as_ref());
+    assert_eq!(Some(winner), written);
     let concurrent = concurrent(Size::Typical);
     assert!(dominated_winner(&concurrent.local, &concurrent.remote).is_none());
 }
