@@ -63,38 +63,31 @@ fn default_policy_holds_every_law_under_both_delete_rules() {
     }
 }
 
-#[test]
-fn keep_local_is_caught() {
-    let report = run(&std::fs::read(guests::KEEP_LOCAL).unwrap(), "{}");
+/// Checks the guest at `path` under `config` and expects `law` to fail with a replayable
+/// counterexample.
+fn caught(path: &str, config: &str, law: Law) {
+    let report = run(&std::fs::read(path).unwrap(), config);
     assert!(
-        failed(&report).contains(&Law::Commutativity),
-        "{:?}",
+        failed(&report).contains(&law),
+        "{path}: {:?}",
         failed(&report)
     );
-    counterexample_replays(&report, Law::Commutativity);
+    counterexample_replays(&report, law);
+}
+
+#[test]
+fn keep_local_is_caught() {
+    caught(guests::KEEP_LOCAL, "{}", Law::Commutativity);
 }
 
 #[test]
 fn prefer_local_is_caught() {
-    let report = run(&std::fs::read(guests::PREFER_LOCAL).unwrap(), "{}");
-    assert!(
-        failed(&report).contains(&Law::Commutativity),
-        "{:?}",
-        failed(&report)
-    );
-    counterexample_replays(&report, Law::Commutativity);
+    caught(guests::PREFER_LOCAL, "{}", Law::Commutativity);
 }
 
 #[test]
 fn state_kept_between_calls_is_caught_through_the_configuration() {
-    let bytes = std::fs::read(guests::STATEFUL).unwrap();
-    let report = run(&bytes, r#"{"rotate": true}"#);
-    assert!(
-        failed(&report).contains(&Law::Determinism),
-        "{:?}",
-        failed(&report)
-    );
-    counterexample_replays(&report, Law::Determinism);
+    caught(guests::STATEFUL, r#"{"rotate": true}"#, Law::Determinism);
     // Without that configuration the same policy behaves.
-    assert!(run(&bytes, "{}").passed());
+    assert!(run(&std::fs::read(guests::STATEFUL).unwrap(), "{}").passed());
 }
