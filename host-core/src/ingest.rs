@@ -9,15 +9,16 @@
 //! read, retrying a bounded number of times when another writer got there first; and anything
 //! that cannot be applied goes to the dead-letter sink with its reason.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use party_model::{HlcClock, WriteOutcome, delete, new_party, tick, write_fields};
-use policy_types::{Dot, PartyVersion};
+use policy_types::{Dot, PartyVersion, covers};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::event::{Action, PartyEvent, Tmf630Error, parse_event};
+use crate::resolver::Resolver;
 
 /// An idempotency record: per tenant and key, the payload's hash, its state and expiry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,18 +64,55 @@ pub enum StoreError {
     Fatal(String),
 }
 
+/// Who last wrote a stored party and how: kept on the item beside the party's state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Provenance {
+    /// The event whose write produced this version (the last one applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event_id: Option<String>,
+    /// The digest of the policy that last resolved a conflict on this party.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_digest: Option<String>,
+    /// The region that wrote this version.
+    pub written_by: String,
+    /// When (ms since the epoch, the writer's clock).
+    pub written_at_ms: u64,
+}
+
+/// A party as stored: its stamped state and its provenance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredParty {
+    pub version: PartyVersion,
+    pub provenance: Provenance,
+}
+
+/// The parties of one region, written conditionally on the version read.
+pub trait PartyStore: Send + Sync {
+    fn party(&self, tenant: &str, party_id: &str) -> Result<Option<StoredParty>, StoreError>;
+    /// Writes the party if `expected` is the version vector stored (nothing stored when `None`).
+    fn put_party(&self, party: &StoredParty, expected: Option<&[Dot]>) -> Result<(), StoreError>;
+}
+
 /// Parties and idempotency records of one region.
-pub trait IngestStore: Send + Sync {
-    fn party(&self, tenant: &str, party_id: &str) -> Result<Option<PartyVersion>, StoreError>;
+///
+/// Besides the party, a commit keeps a copy of the region's own last write of it (its *own*
+/// version). Last-writer-wins may overwrite that write with another region's concurrent
+/// version before the reconcile function restores it; the next local write must not build on
+/// the overwriting version alone, or it would reuse the region's counter and claim to have seen
+/// a write it never merged. [`Ingest`] merges the own version back first.
+pub trait IngestStore: PartyStore {
+    /// This region's own last write of the party, as committed.
+    fn own(&self, tenant: &str, party_id: &str) -> Result<Option<PartyVersion>, StoreError>;
     fn record(&self, tenant: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
     /// Writes an in-progress record if none is live for its key at `now_ms`: absent, expired, or
     /// an in-progress claim whose holder ran out of time.
     fn claim(&self, record: &IdempotencyRecord, now_ms: u64) -> Result<(), StoreError>;
     /// Writes the party (if `expected` is the version vector stored, or nothing is stored when
-    /// `None`) and the completed record, in one transaction.
+    /// `None`), the region's own copy of it, and the completed record, in one transaction.
     fn commit(
         &self,
-        party: &PartyVersion,
+        party: &StoredParty,
         expected: Option<&[Dot]>,
         record: &IdempotencyRecord,
     ) -> Result<(), StoreError>;
@@ -89,6 +127,9 @@ pub struct DeadLetter {
     pub tenant: String,
     pub region: String,
     pub reason: String,
+    /// The caller's idempotency key, when it was not the event id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
     /// The original payload, unchanged.
     pub payload: Value,
 }
@@ -118,6 +159,8 @@ pub struct IngestConfig {
     pub record_ttl_s: u64,
     /// Attempts of the conditional write before the event goes to the dead-letter queue.
     pub max_attempts: u32,
+    /// The first backoff between attempts, doubled each time (ms).
+    pub retry_backoff_ms: u64,
 }
 
 impl IngestConfig {
@@ -126,6 +169,7 @@ impl IngestConfig {
             region: region.into(),
             record_ttl_s: 24 * 3600,
             max_attempts: 5,
+            retry_backoff_ms: 10,
         }
     }
 }
@@ -136,6 +180,9 @@ pub struct Ingest<S, D> {
     dead_letters: D,
     config: IngestConfig,
     clock: Mutex<HlcClock>,
+    /// Resolves the catch-up of an overwritten own write with the tenant's policy; the default
+    /// merge (native) when unset.
+    resolver: Option<Arc<Resolver>>,
 }
 
 /// The hash a replay must match: sha256 of the payload's canonical JSON.
@@ -153,7 +200,14 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
             dead_letters,
             config,
             clock,
+            resolver: None,
         }
+    }
+
+    /// Resolves catch-ups with the tenants' policies.
+    pub fn with_resolver(mut self, resolver: Arc<Resolver>) -> Self {
+        self.resolver = Some(resolver);
+        self
     }
 
     pub fn store(&self) -> &S {
@@ -174,10 +228,37 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
         now_ms: u64,
         deadline_ms: u64,
     ) -> Outcome {
+        self.deliver(tenant, payload, key, now_ms, deadline_ms, true)
+    }
+
+    /// A redrive of an event already in the dead-letter queue: like [`Ingest::handle`], but
+    /// what still fails is answered `DeadLettered` without sending a second copy (the original
+    /// stays in the queue until it is applied or escalated).
+    pub fn redeliver(
+        &self,
+        tenant: &str,
+        payload: &Value,
+        key: Option<&str>,
+        now_ms: u64,
+        deadline_ms: u64,
+    ) -> Outcome {
+        self.deliver(tenant, payload, key, now_ms, deadline_ms, false)
+    }
+
+    fn deliver(
+        &self,
+        tenant: &str,
+        payload: &Value,
+        key: Option<&str>,
+        now_ms: u64,
+        deadline_ms: u64,
+        keep: bool,
+    ) -> Outcome {
         let event = match parse_event(payload) {
             Ok(e) => e,
             Err(e) => return Outcome::Refused(e),
         };
+        let explicit_key = key;
         let key = key.unwrap_or(&event.event_id).to_owned();
         let hash = payload_hash(payload);
         let now_s = now_ms / 1000;
@@ -197,13 +278,22 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
             }
             Err(e) => {
                 return self.dead_letter(
+                    keep,
                     tenant,
+                    explicit_key,
                     payload,
                     &format!("claiming the idempotency key: {e}"),
                 );
             }
         }
-        for _attempt in 0..self.config.max_attempts {
+        for attempt in 0..self.config.max_attempts {
+            if attempt > 0 {
+                // Exponential backoff with jitter from the key, so two contending writers in
+                // one region do not retry in lockstep.
+                let base = self.config.retry_backoff_ms << (attempt - 1).min(6);
+                let jitter = u64::from(hash.as_bytes()[attempt as usize % hash.len()]) % (base + 1);
+                std::thread::sleep(std::time::Duration::from_millis(base / 2 + jitter / 2));
+            }
             match self.apply_once(tenant, &event, &record, now_ms) {
                 Ok(result) => {
                     return Outcome::Applied {
@@ -211,30 +301,80 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
                         replay: false,
                     };
                 }
-                Err(StoreError::ConditionFailed) | Err(StoreError::AlreadyClaimed(_)) => continue,
+                Err(StoreError::ConditionFailed) => continue,
+                // Another delivery of the key completed after this one's claim had lapsed.
+                Err(StoreError::AlreadyClaimed(existing)) => {
+                    return self.answer_replay(&existing, &hash);
+                }
                 Err(StoreError::TooLarge { size, limit }) => {
                     let _ = self.store.release(tenant, &key);
                     return self.dead_letter(
+                        keep,
                         tenant,
+                        explicit_key,
                         payload,
                         &format!("the party would be {size} bytes, over the store's {limit}-byte item limit; nothing was truncated"),
                     );
                 }
                 Err(e) => {
                     let _ = self.store.release(tenant, &key);
-                    return self.dead_letter(tenant, payload, &e.to_string());
+                    return self.dead_letter(keep, tenant, explicit_key, payload, &e.to_string());
                 }
             }
         }
         let _ = self.store.release(tenant, &key);
         self.dead_letter(
+            keep,
             tenant,
+            explicit_key,
             payload,
             &format!(
                 "the party kept changing: {} conditional writes failed",
                 self.config.max_attempts
             ),
         )
+    }
+
+    /// Merges the region's own last write back into the stored version that overwrote it.
+    fn catch_up(
+        &self,
+        own: &PartyVersion,
+        stored: &PartyVersion,
+    ) -> Result<(PartyVersion, Option<String>), StoreError> {
+        let region = &self.config.region;
+        tracing::info!(tenant = %own.tenant, party = %own.party_id, region = %region, "ingest.catch_up");
+        match &self.resolver {
+            Some(resolver) => {
+                let resolved = resolver.resolve(stored, own).map_err(|e| {
+                    StoreError::Fatal(format!("merging this region's overwritten write back: {e}"))
+                })?;
+                let digest = resolved.policy_digest.clone();
+                let party = resolved.written(stored, own).cloned().ok_or_else(|| {
+                    StoreError::Fatal(format!(
+                        "merging this region's overwritten write back: the policy decided {}",
+                        resolved.decision.kind()
+                    ))
+                })?;
+                Ok((party, digest))
+            }
+            None => {
+                let relation = crate::resolver::relation(stored, own);
+                let ctx = policy_types::Context {
+                    tenant: own.tenant.clone(),
+                    resolving_region: region.clone(),
+                    relation,
+                    config: "{}".into(),
+                };
+                let resolution = tmf632_merge::resolve(&ctx, stored, own);
+                let (_, party) =
+                    crate::resolver::apply_resolution(region, relation, stored, own, &resolution)
+                        .map_err(|e| StoreError::Fatal(e.to_string()))?;
+                let party = party.ok_or_else(|| {
+                    StoreError::Fatal("the default merge rejected the catch-up".into())
+                })?;
+                Ok((party, None))
+            }
+        }
     }
 
     fn answer_replay(&self, existing: &IdempotencyRecord, hash: &str) -> Outcome {
@@ -267,10 +407,23 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
         now_ms: u64,
     ) -> Result<Value, StoreError> {
         let stored = self.store.party(tenant, &event.party_id)?;
-        let expected = stored.as_ref().map(|p| p.version_vector.clone());
+        let expected = stored.as_ref().map(|p| p.version.version_vector.clone());
         let region = &self.config.region;
-        let mut version =
-            stored.unwrap_or_else(|| new_party(tenant, &event.party_id, event.resource, region));
+        let (mut version, mut policy_digest) = match stored {
+            Some(s) => (s.version, s.provenance.policy_digest),
+            None => (
+                new_party(tenant, &event.party_id, event.resource, region),
+                None,
+            ),
+        };
+        if let Some(own) = self.store.own(tenant, &event.party_id)? {
+            let mine = own.version_vector.iter().find(|d| &d.region == region);
+            if mine.is_some_and(|d| !covers(&version.version_vector, d)) {
+                let (merged, digest) = self.catch_up(&own, &version)?;
+                version = merged;
+                policy_digest = digest.or(policy_digest);
+            }
+        }
         // Stamped with when the event happened (its eventTime), not when it arrived: a late
         // delivery of an older event then changes nothing for fields written after it, and
         // the same event applied in two regions carries the same time in both. Without an
@@ -321,20 +474,40 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
             result: Some(result.clone()),
             ..record.clone()
         };
+        let stored = StoredParty {
+            version,
+            provenance: Provenance {
+                last_event_id: Some(event.event_id.clone()),
+                policy_digest,
+                written_by: region.clone(),
+                written_at_ms: now_ms,
+            },
+        };
         self.store
-            .commit(&version, expected.as_deref(), &completed)?;
+            .commit(&stored, expected.as_deref(), &completed)?;
         tracing::info!(tenant, party = %event.party_id, event = %event.event_id, region = %region, outcome = "applied", "ingest.apply");
         Ok(result)
     }
 
-    fn dead_letter(&self, tenant: &str, payload: &Value, reason: &str) -> Outcome {
+    fn dead_letter(
+        &self,
+        keep: bool,
+        tenant: &str,
+        key: Option<&str>,
+        payload: &Value,
+        reason: &str,
+    ) -> Outcome {
         let letter = DeadLetter {
             tenant: tenant.to_owned(),
             region: self.config.region.clone(),
             reason: reason.to_owned(),
+            idempotency_key: key.map(str::to_owned),
             payload: payload.clone(),
         };
         tracing::warn!(tenant, region = %self.config.region, reason, "ingest.dead_letter");
+        if !keep {
+            return Outcome::DeadLettered(reason.to_owned());
+        }
         match self.dead_letters.send(&letter) {
             Ok(()) => Outcome::DeadLettered(reason.to_owned()),
             // Not even the dead-letter queue took it: the caller must not acknowledge the event.
@@ -378,7 +551,8 @@ pub mod memory {
 
     #[derive(Debug, Default)]
     struct Inner {
-        parties: HashMap<(String, String), PartyVersion>,
+        parties: HashMap<(String, String), StoredParty>,
+        own: HashMap<(String, String), PartyVersion>,
         records: HashMap<(String, String), IdempotencyRecord>,
     }
 
@@ -391,13 +565,61 @@ pub mod memory {
         }
     }
 
-    impl IngestStore for MemoryStore {
-        fn party(&self, tenant: &str, party_id: &str) -> Result<Option<PartyVersion>, StoreError> {
+    impl MemoryStore {
+        fn check_and_put(
+            inner: &mut Inner,
+            party: &StoredParty,
+            expected: Option<&[Dot]>,
+        ) -> Result<(), StoreError> {
+            let size = serde_json::to_vec(&party.version)
+                .map(|v| v.len())
+                .unwrap_or(0);
+            if size > ITEM_LIMIT {
+                return Err(StoreError::TooLarge {
+                    size,
+                    limit: ITEM_LIMIT,
+                });
+            }
+            let k = (party.version.tenant.clone(), party.version.party_id.clone());
+            let current = inner
+                .parties
+                .get(&k)
+                .map(|p| p.version.version_vector.as_slice());
+            if current != expected {
+                return Err(StoreError::ConditionFailed);
+            }
+            inner.parties.insert(k, party.clone());
+            Ok(())
+        }
+    }
+
+    impl PartyStore for MemoryStore {
+        fn party(&self, tenant: &str, party_id: &str) -> Result<Option<StoredParty>, StoreError> {
             Ok(self
                 .inner
                 .lock()
                 .unwrap()
                 .parties
+                .get(&(tenant.to_owned(), party_id.to_owned()))
+                .cloned())
+        }
+
+        fn put_party(
+            &self,
+            party: &StoredParty,
+            expected: Option<&[Dot]>,
+        ) -> Result<(), StoreError> {
+            Self::check_and_put(&mut self.inner.lock().unwrap(), party, expected)
+        }
+    }
+
+    impl IngestStore for MemoryStore {
+        fn own(&self, tenant: &str, party_id: &str) -> Result<Option<PartyVersion>, StoreError> {
+            Ok(self
+                .inner
+                .lock()
+                .unwrap()
+                .own
                 .get(&(tenant.to_owned(), party_id.to_owned()))
                 .cloned())
         }
@@ -426,24 +648,16 @@ pub mod memory {
 
         fn commit(
             &self,
-            party: &PartyVersion,
+            party: &StoredParty,
             expected: Option<&[Dot]>,
             record: &IdempotencyRecord,
         ) -> Result<(), StoreError> {
-            let size = serde_json::to_vec(party).map(|v| v.len()).unwrap_or(0);
-            if size > ITEM_LIMIT {
-                return Err(StoreError::TooLarge {
-                    size,
-                    limit: ITEM_LIMIT,
-                });
-            }
             let mut inner = self.inner.lock().unwrap();
-            let k = (party.tenant.clone(), party.party_id.clone());
-            let current = inner.parties.get(&k).map(|p| p.version_vector.as_slice());
-            if current != expected {
-                return Err(StoreError::ConditionFailed);
-            }
-            inner.parties.insert(k, party.clone());
+            Self::check_and_put(&mut inner, party, expected)?;
+            inner.own.insert(
+                (party.version.tenant.clone(), party.version.party_id.clone()),
+                party.version.clone(),
+            );
             inner
                 .records
                 .insert((record.tenant.clone(), record.key.clone()), record.clone());

@@ -9,6 +9,7 @@
 //! - [`conflict`]: the captured-conflict format that dry-runs and law checks replay;
 //! - [`laws`]: property-based law checks of a policy on generated conflicts;
 //! - [`event`], [`ingest`]: TMF632 events validated and applied at most once per idempotency key;
+//! - [`reconcile`]: what last-writer-wins overwrote, restored through the tenant's policy;
 //! - [`sim`]: a seeded simulation of three regions on Global-Tables-style replication.
 
 pub mod cache;
@@ -19,6 +20,7 @@ pub mod event;
 pub mod ingest;
 pub mod laws;
 pub mod policy;
+pub mod reconcile;
 pub mod registry;
 pub mod resolver;
 pub mod sim;

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use host_core::event::Tmf630Error;
 use host_core::ingest::memory::{MemoryDeadLetters, MemoryStore};
 use host_core::ingest::{
-    IdempotencyRecord, Ingest, IngestConfig, IngestStore, Outcome, RecordStatus, StoreError,
+    IdempotencyRecord, Ingest, IngestConfig, IngestStore, Outcome, PartyStore, RecordStatus,
+    StoreError, StoredParty,
 };
 use integration_tests::samples::example;
 use policy_types::{Dot, PartyVersion};
@@ -47,7 +48,11 @@ fn applied(o: &Outcome) -> &Value {
 }
 
 fn party(i: &Ingest<MemoryStore, MemoryDeadLetters>, id: &str) -> PartyVersion {
-    i.store().party("acme", id).unwrap().expect("party stored")
+    i.store()
+        .party("acme", id)
+        .unwrap()
+        .expect("party stored")
+        .version
 }
 
 #[test]
@@ -196,9 +201,18 @@ struct Contended {
     failures: AtomicU32,
 }
 
-impl IngestStore for Contended {
-    fn party(&self, t: &str, p: &str) -> Result<Option<PartyVersion>, StoreError> {
+impl PartyStore for Contended {
+    fn party(&self, t: &str, p: &str) -> Result<Option<StoredParty>, StoreError> {
         self.inner.party(t, p)
+    }
+    fn put_party(&self, p: &StoredParty, e: Option<&[Dot]>) -> Result<(), StoreError> {
+        self.inner.put_party(p, e)
+    }
+}
+
+impl IngestStore for Contended {
+    fn own(&self, t: &str, p: &str) -> Result<Option<PartyVersion>, StoreError> {
+        self.inner.own(t, p)
     }
     fn record(&self, t: &str, k: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.inner.record(t, k)
@@ -208,7 +222,7 @@ impl IngestStore for Contended {
     }
     fn commit(
         &self,
-        p: &PartyVersion,
+        p: &StoredParty,
         e: Option<&[Dot]>,
         r: &IdempotencyRecord,
     ) -> Result<(), StoreError> {

@@ -1,0 +1,31 @@
+//! The ingest Lambda function: TMF632 listener events (API Gateway and SQS) applied once per
+//! idempotency key to the region's party table; what cannot be applied goes to the dead-letter
+//! queue. Configuration: see `host_lambda::config`.
+
+use anyhow::Context;
+use host_core::ingest::{Ingest, IngestConfig};
+use host_lambda::ingest_fn::IngestFunction;
+use host_lambda::sqs::KIND_INGEST;
+use host_lambda::wiring::Wiring;
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // The SDK clients and policies are built once per execution environment.
+    let w = Wiring::from_env().await?;
+    let ingest = Ingest::new(
+        w.store(),
+        w.dead_letters(KIND_INGEST),
+        IngestConfig::new(&w.config.region),
+    )
+    .with_resolver(w.resolver.clone());
+    let function = IngestFunction::new(ingest, &w.config.region);
+    let function = &function;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        function.handle(event.payload, event.context.deadline).await
+    }))
+    .await
+    .map_err(|e| anyhow::anyhow!(e))
+    .context("the Lambda runtime stopped")
+}

@@ -1,0 +1,44 @@
+//! The functions' configuration, from their environment (set by `deploy/template.yaml`).
+
+use anyhow::{Context, Result};
+
+#[derive(Clone, Debug)]
+pub struct FunctionConfig {
+    /// Our name of the region (`apac`, `eu`, `na`): the version vectors' and stamps' region.
+    pub region: String,
+    pub party_table: String,
+    pub dead_letter_queue_url: String,
+    pub registry_table: Option<String>,
+    pub policy_bucket: Option<String>,
+    pub conflict_table: Option<String>,
+    pub policy_refresh_seconds: u64,
+    pub policy_cache_dir: String,
+}
+
+fn var(name: &str) -> Result<String> {
+    std::env::var(name).with_context(|| format!("the environment variable {name} is not set"))
+}
+
+impl FunctionConfig {
+    pub fn from_env() -> Result<Self> {
+        Ok(FunctionConfig {
+            region: var("REGION_NAME")?.to_ascii_lowercase(),
+            party_table: var("PARTY_TABLE")?,
+            dead_letter_queue_url: var("DEAD_LETTER_QUEUE_URL")?,
+            registry_table: var("REGISTRY_TABLE").ok(),
+            policy_bucket: var("POLICY_BUCKET").ok(),
+            conflict_table: var("CONFLICT_TABLE").ok(),
+            policy_refresh_seconds: var("POLICY_REFRESH_SECONDS")
+                .ok()
+                .map(|s| {
+                    s.parse()
+                        .context("POLICY_REFRESH_SECONDS must be a number of seconds")
+                })
+                .transpose()?
+                .unwrap_or(10)
+                .clamp(1, 10),
+            policy_cache_dir: var("POLICY_CACHE_DIR")
+                .unwrap_or_else(|_| "/tmp/policy-cache".into()),
+        })
+    }
+}

@@ -1,0 +1,362 @@
+//! The ingest function: TMF632 listener routes through API Gateway (HTTP API, payload v2) and
+//! SQS batches, both onto the host library's [`Ingest`].
+//!
+//! API Gateway: `POST /tmf-api/party/v{4,5}/listener/{individualCreateEvent, …}`, the tenant in
+//! `x-tenant-id`, an optional `idempotency-key`. The answer: 201 with the result when applied,
+//! 200 with the first result for a replay, the TMF630 error body when refused (400, 409, 413,
+//! 422), 503 with `retry-after` while another delivery of the key is in progress, and 202 when
+//! the event could not be applied and is kept in the dead-letter queue.
+//!
+//! SQS: each message's body is an event, the tenant in the `tenant` message attribute and an
+//! optional `idempotencyKey`. Every message that cannot be applied (invalid included) goes to
+//! the dead-letter queue and counts as handled; a message is reported as a batch item failure
+//! only when it must be retried (in progress elsewhere, or the dead-letter send failed), so one
+//! bad message never redrives the rest.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::event::apigw::ApiGatewayV2httpRequest;
+use aws_lambda_events::event::sqs::SqsEvent;
+use host_core::event::{Tmf630Error, listener_route, parse_event};
+use host_core::ingest::{DeadLetter, DeadLetterSink, Ingest, IngestStore, Outcome};
+use serde_json::{Value, json};
+
+use crate::FunctionError;
+use crate::metrics::Metrics;
+
+/// The largest event accepted (an SQS message's limit; API Gateway would take more).
+pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+
+pub struct IngestFunction<S, D> {
+    ingest: Arc<Ingest<S, D>>,
+    region: String,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+impl<S, D> IngestFunction<S, D>
+where
+    S: IngestStore + 'static,
+    D: DeadLetterSink + 'static,
+{
+    pub fn new(ingest: Ingest<S, D>, region: impl Into<String>) -> Self {
+        IngestFunction {
+            ingest: Arc::new(ingest),
+            region: region.into(),
+        }
+    }
+
+    pub fn ingest(&self) -> &Ingest<S, D> {
+        &self.ingest
+    }
+
+    /// One invocation: an API Gateway request or an SQS batch; `deadline_ms` is the
+    /// invocation's deadline (an in-progress claim lasts until then).
+    pub async fn handle(&self, event: Value, deadline_ms: u64) -> Result<Value, FunctionError> {
+        if event.get("Records").is_some() {
+            let batch: SqsEvent = serde_json::from_value(event).map_err(|e| {
+                FunctionError::NonRetryable(format!("an SQS batch that does not parse: {e}"))
+            })?;
+            Ok(self.handle_sqs(batch, deadline_ms).await)
+        } else if event.get("requestContext").is_some() {
+            let request: ApiGatewayV2httpRequest = serde_json::from_value(event).map_err(|e| {
+                FunctionError::NonRetryable(format!(
+                    "an API Gateway request that does not parse: {e}"
+                ))
+            })?;
+            Ok(self.handle_http(request, deadline_ms).await)
+        } else {
+            Err(FunctionError::NonRetryable(
+                "expected an API Gateway HTTP API request (payload 2.0) or an SQS batch".into(),
+            ))
+        }
+    }
+
+    async fn apply(
+        &self,
+        tenant: String,
+        payload: Value,
+        key: Option<String>,
+        deadline_ms: u64,
+    ) -> Result<Outcome, FunctionError> {
+        let ingest = self.ingest.clone();
+        tokio::task::spawn_blocking(move || {
+            ingest.handle(&tenant, &payload, key.as_deref(), now_ms(), deadline_ms)
+        })
+        .await
+        .map_err(|e| FunctionError::Retryable(format!("the ingest task failed: {e}")))
+    }
+
+    async fn handle_http(&self, request: ApiGatewayV2httpRequest, deadline_ms: u64) -> Value {
+        let header = |name: &str| {
+            request
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let path = request
+            .raw_path
+            .clone()
+            .or_else(|| request.request_context.http.path.clone())
+            .unwrap_or_default();
+        let Some(tenant) = header("x-tenant-id").filter(|t| !t.is_empty()) else {
+            return refused(Tmf630Error::new(
+                400,
+                "missingTenant",
+                "Bad Request",
+                "the x-tenant-id header is required: every party belongs to a tenant",
+            ));
+        };
+        let body = match decode_body(request.body.as_deref(), request.is_base64_encoded) {
+            Ok(b) => b,
+            Err(e) => return refused(e),
+        };
+        let payload = match body_json(&body) {
+            Ok(p) => p,
+            Err(e) => return refused(e),
+        };
+        if let Err(e) = check_route(&path, &payload) {
+            return refused(e);
+        }
+        let key = header("idempotency-key");
+        let outcome = match self.apply(tenant.clone(), payload, key, deadline_ms).await {
+            Ok(o) => o,
+            Err(e) => return http(500, json!({"message": e.to_string()})),
+        };
+        Metrics::new("ingest", &self.region)
+            .outcome(&outcome)
+            .emit();
+        tracing::info!(tenant, route = %path, outcome = outcome_name(&outcome), "ingest.request");
+        match outcome {
+            Outcome::Applied { result, replay } => http(if replay { 200 } else { 201 }, result),
+            Outcome::Refused(e) => refused(e),
+            Outcome::InProgress => {
+                let mut r = http(
+                    503,
+                    Tmf630Error::new(
+                        503,
+                        "requestInProgress",
+                        "Service Unavailable",
+                        "another delivery of this idempotency key is being applied; retry the same request shortly",
+                    )
+                    .to_json(),
+                );
+                r["headers"]["retry-after"] = json!("1");
+                r
+            }
+            Outcome::DeadLettered(reason) => http(
+                202,
+                json!({"deadLettered": true, "reason": reason,
+                       "message": "the event could not be applied now and is kept in the dead-letter queue; it will be redriven"}),
+            ),
+        }
+    }
+
+    async fn handle_sqs(&self, batch: SqsEvent, deadline_ms: u64) -> Value {
+        let mut failures = Vec::new();
+        for message in batch.records {
+            let id = message.message_id.clone().unwrap_or_default();
+            let attr = |name: &str| {
+                message
+                    .message_attributes
+                    .get(name)
+                    .and_then(|a| a.string_value.clone())
+            };
+            let tenant = attr("tenant").unwrap_or_default();
+            let key = attr("idempotencyKey");
+            let body = message.body.clone().unwrap_or_default();
+            let parsed = if tenant.is_empty() {
+                Err(Tmf630Error::new(
+                    400,
+                    "missingTenant",
+                    "Bad Request",
+                    "the tenant message attribute is required",
+                ))
+            } else {
+                body_json(body.as_bytes())
+            };
+            let outcome = match parsed {
+                Ok(payload) => match self
+                    .apply(tenant.clone(), payload, key.clone(), deadline_ms)
+                    .await
+                {
+                    Ok(o) => o,
+                    Err(_) => Outcome::InProgress,
+                },
+                Err(e) => Outcome::Refused(e),
+            };
+            Metrics::new("ingest", &self.region)
+                .outcome(&outcome)
+                .emit();
+            tracing::info!(tenant, message = %id, outcome = outcome_name(&outcome), "ingest.message");
+            let retry = match outcome {
+                Outcome::Applied { .. } => false,
+                Outcome::InProgress => true,
+                // Invalid in the SQS path: nobody is waiting for an answer, so it is kept.
+                Outcome::Refused(e) => {
+                    let payload =
+                        serde_json::from_str(&body).unwrap_or(Value::String(body.clone()));
+                    let letter = DeadLetter {
+                        tenant: tenant.clone(),
+                        region: self.region.clone(),
+                        reason: format!("refused: {} ({})", e.message, e.code),
+                        idempotency_key: key.clone(),
+                        payload,
+                    };
+                    let ingest = self.ingest.clone();
+                    let sent =
+                        tokio::task::spawn_blocking(move || ingest.dead_letters().send(&letter))
+                            .await;
+                    !matches!(sent, Ok(Ok(())))
+                }
+                Outcome::DeadLettered(reason) => reason.contains("dead-letter send failed"),
+            };
+            if retry {
+                failures.push(json!({"itemIdentifier": id}));
+            }
+        }
+        json!({"batchItemFailures": failures})
+    }
+}
+
+fn outcome_name(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Applied { replay: false, .. } => "applied",
+        Outcome::Applied { replay: true, .. } => "replayed",
+        Outcome::Refused(_) => "refused",
+        Outcome::InProgress => "in-progress",
+        Outcome::DeadLettered(_) => "dead-lettered",
+    }
+}
+
+fn http(status: u16, body: Value) -> Value {
+    json!({
+        "statusCode": status,
+        "headers": {"content-type": "application/json"},
+        "isBase64Encoded": false,
+        "body": body.to_string(),
+    })
+}
+
+fn refused(e: Tmf630Error) -> Value {
+    http(e.status(), e.to_json())
+}
+
+fn decode_body(body: Option<&str>, base64: bool) -> Result<Vec<u8>, Tmf630Error> {
+    let body = body.unwrap_or_default();
+    if base64 {
+        aws_smithy_types::base64::decode(body).map_err(|e| {
+            Tmf630Error::new(
+                400,
+                "invalidBody",
+                "Bad Request",
+                format!("the body is not valid base64: {e}"),
+            )
+        })
+    } else {
+        Ok(body.as_bytes().to_vec())
+    }
+}
+
+/// The body as JSON, refused with 413 over [`MAX_EVENT_BYTES`] and 400 when it is not JSON.
+pub fn body_json(body: &[u8]) -> Result<Value, Tmf630Error> {
+    if body.len() > MAX_EVENT_BYTES {
+        return Err(Tmf630Error::new(
+            413,
+            "payloadTooLarge",
+            "Payload Too Large",
+            format!(
+                "the event is {} bytes; the limit is {MAX_EVENT_BYTES} bytes",
+                body.len()
+            ),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        Tmf630Error::new(
+            400,
+            "invalidJson",
+            "Bad Request",
+            format!("the body is not JSON: {e}"),
+        )
+    })
+}
+
+/// The route must be a TMF632 listener route of this event's type, under v4 or v5.
+pub fn check_route(path: &str, payload: &Value) -> Result<(), Tmf630Error> {
+    let listener = path
+        .find("/listener/")
+        .map(|i| &path[i..])
+        .ok_or_else(|| {
+            Tmf630Error::new(
+                404,
+                "unknownRoute",
+                "Not Found",
+                format!("{path} is not a TMF632 listener route (…/listener/individualCreateEvent and the like)"),
+            )
+        })?;
+    let version_ok = path.contains("/party/v4/") || path.contains("/party/v5/");
+    if !version_ok {
+        return Err(Tmf630Error::new(
+            404,
+            "unknownRoute",
+            "Not Found",
+            format!("{path}: expected /tmf-api/party/v4/… or /tmf-api/party/v5/…"),
+        ));
+    }
+    // The event itself is validated by the ingest; here only that it belongs on this route.
+    let event_type = payload
+        .get("eventType")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    match listener_route(event_type) {
+        Some(route) if route == listener => Ok(()),
+        Some(route) => Err(Tmf630Error::new(
+            400,
+            "wrongRoute",
+            "Bad Request",
+            format!("a {event_type} belongs on {route}, not {listener}"),
+        )),
+        // Unknown or missing types are refused by the schema check with the path named.
+        None => parse_event(payload).map(|_| ()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_event_types() {
+        let e = json!({"eventType": "IndividualCreateEvent"});
+        assert!(check_route("/tmf-api/party/v5/listener/individualCreateEvent", &e).is_ok());
+        assert!(check_route("/tmf-api/party/v4/listener/individualCreateEvent", &e).is_ok());
+        let wrong =
+            check_route("/tmf-api/party/v5/listener/organizationCreateEvent", &e).unwrap_err();
+        assert_eq!(wrong.status(), 400);
+        assert_eq!(
+            check_route("/tmf-api/party/v5/hub", &e)
+                .unwrap_err()
+                .status(),
+            404
+        );
+        assert_eq!(
+            check_route("/tmf-api/party/v6/listener/individualCreateEvent", &e)
+                .unwrap_err()
+                .status(),
+            404
+        );
+    }
+
+    #[test]
+    fn oversized_bodies_are_refused_with_413() {
+        let big = vec![b' '; MAX_EVENT_BYTES + 1];
+        assert_eq!(body_json(&big).unwrap_err().status(), 413);
+    }
+}

@@ -1,0 +1,30 @@
+//! The policies a function serves: the engine, the local artifact cache, and the tenants'
+//! active policies (the embedded default until the registry says otherwise).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use host_core::{
+    ActivePolicy, ArtifactCache, Limits, Metering, Policy, PolicyEngine, TenantPolicies,
+};
+
+/// A serving engine and the tenants' policies, with the default policy for every tenant that
+/// has none of its own.
+pub fn default_policies(
+    cache_dir: &str,
+) -> anyhow::Result<(Arc<PolicyEngine>, Arc<TenantPolicies>)> {
+    let engine = Arc::new(
+        PolicyEngine::new(Limits::default(), Metering::Epoch)
+            .context("building the policy engine")?,
+    );
+    let cache = ArtifactCache::new(cache_dir);
+    let policy = Policy::load(
+        &engine,
+        default_policy_artifact::DEFAULT_POLICY,
+        Some(&cache),
+    )
+    .context("loading the embedded default policy")?;
+    let policies = Arc::new(TenantPolicies::new());
+    policies.set_default(ActivePolicy::new(Arc::new(policy)));
+    Ok((engine, policies))
+}

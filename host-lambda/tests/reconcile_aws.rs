@@ -1,0 +1,216 @@
+//! The reconcile function on one region's DynamoDB stream (moto): an overwritten concurrent
+//! version is restored, the same stream record delivered again changes nothing, a policy that
+//! traps sends the conflict to the dead-letter queue with both versions (and counts as handled,
+//! not as a batch item failure), and records that are not party overwrites are ignored.
+
+mod common;
+
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use common::regions::record_json;
+use common::*;
+use host_core::conflict::CapturedConflict;
+use host_core::ingest::{Ingest, IngestConfig, Outcome, PartyStore, Provenance, StoredParty};
+use host_core::reconcile::Reconcile;
+use host_core::{ActivePolicy, Policy, Resolver, TenantPolicies};
+use host_lambda::dynamo::{DynamoStore, party_item};
+use host_lambda::reconcile_fn::ReconcileFunction;
+use host_lambda::sqs::{KIND_INGEST, KIND_RECONCILE, SqsDeadLetters};
+use integration_tests::samples::example;
+use serde_json::{Value, json};
+
+/// The reconcile function of region `eu` on a rig, with `policy` for every tenant.
+trait ReconcileRig {
+    fn function(&self, policy: Arc<Policy>) -> ReconcileFunction<DynamoStore, SqsDeadLetters>;
+    fn stream_batch(&self) -> Value;
+    fn overwrite(&self, party: &StoredParty);
+}
+
+impl ReconcileRig for Rig {
+    fn function(&self, policy: Arc<Policy>) -> ReconcileFunction<DynamoStore, SqsDeadLetters> {
+        let policies = Arc::new(TenantPolicies::new());
+        policies.set_default(ActivePolicy::new(policy));
+        let resolver = Arc::new(Resolver::new(policies, "eu"));
+        ReconcileFunction::new(
+            Reconcile::new(self.store("eu"), self.letters(KIND_RECONCILE), resolver),
+            "eu",
+        )
+    }
+
+    /// Every record of the table's stream so far, as a Lambda event batch.
+    fn stream_batch(&self) -> Value {
+        let arn = self.stream_arn();
+        self.rt.block_on(async {
+            let mut records = Vec::new();
+            for shard in shards(&self.streams, &arn).await {
+                records.extend(read_shard(&self.streams, &arn, &shard, None).await.0);
+            }
+            json!({"Records": records.iter().map(record_json).collect::<Vec<_>>()})
+        })
+    }
+
+    /// Writes a party as another region's replicated write would: the whole item, last writer wins.
+    fn overwrite(&self, party: &StoredParty) {
+        let mut item = party_item(party);
+        item.insert("replicatedFrom".into(), AttributeValue::S("na".into()));
+        self.rt
+            .block_on(
+                self.ddb
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .send(),
+            )
+            .unwrap();
+    }
+}
+
+/// EU creates the party and changes the email; NA's concurrent version (the create, then the
+/// status) overwrites EU's item by last-writer-wins.
+fn eu_overwritten_by_na(rig: &Rig) -> (StoredParty, StoredParty) {
+    let ingest = Ingest::new(
+        rig.store("eu"),
+        rig.letters(KIND_INGEST),
+        IngestConfig::new("eu"),
+    );
+    let mut create = example("IndividualCreateEvent_request");
+    create["eventId"] = json!("c1");
+    create["eventTime"] = json!("2025-01-01T00:00:00.000Z");
+    assert!(matches!(
+        ingest.handle("acme", &create, None, 1, u64::MAX),
+        Outcome::Applied { .. }
+    ));
+    let created = ingest.store().party("acme", "42").unwrap().unwrap();
+    let mut change = example("IndividualAttributeValueChangeEvent_request");
+    change["eventId"] = json!("c2");
+    change["eventTime"] = json!("2025-01-01T00:00:05.000Z");
+    change["event"]["individual"] =
+        json!({"@type": "Individual", "id": "42", "maritalStatus": "divorced"});
+    assert!(matches!(
+        ingest.handle("acme", &change, None, 2, u64::MAX),
+        Outcome::Applied { .. }
+    ));
+    let eu = ingest.store().party("acme", "42").unwrap().unwrap();
+
+    let mut na = created.version.clone();
+    integration_tests::write(
+        &mut na,
+        "na",
+        1_735_689_603_000,
+        json!({"status": "validated"}),
+    );
+    let na = StoredParty {
+        version: na,
+        provenance: Provenance {
+            written_by: "na".into(),
+            written_at_ms: 10,
+            ..Provenance::default()
+        },
+    };
+    rig.overwrite(&na);
+    (eu, na)
+}
+
+#[test]
+fn an_overwritten_version_is_restored_and_a_redelivery_changes_nothing() {
+    let rig = Rig::new("MOTO_ENDPOINT");
+    let engine = integration_tests::engine();
+    let f = rig.function(integration_tests::default_policy(&engine));
+    let (eu, na) = eu_overwritten_by_na(&rig);
+    let batch = rig.stream_batch();
+    let out = rig.rt.block_on(f.handle(batch.clone()));
+    assert_eq!(out, json!({"batchItemFailures": []}));
+    let merged = rig.store("eu").party("acme", "42").unwrap().unwrap();
+    let tmf = integration_tests::tmf(&merged.version);
+    assert_eq!(
+        tmf["maritalStatus"],
+        json!("divorced"),
+        "EU's change restored"
+    );
+    assert_eq!(tmf["status"], json!("validated"), "NA's change kept");
+    assert_eq!(
+        merged.version.version_vector,
+        policy_types::join_vectors(&eu.version.version_vector, &na.version.version_vector),
+        "the join of both vectors"
+    );
+    assert!(
+        merged.provenance.policy_digest.is_some(),
+        "the item names the policy that resolved it"
+    );
+
+    // The same records again (at-least-once delivery): nothing is written.
+    let again = rig.rt.block_on(f.handle(batch));
+    assert_eq!(again, json!({"batchItemFailures": []}));
+    let after = rig.store("eu").party("acme", "42").unwrap().unwrap();
+    assert_eq!(after, merged, "a re-delivered record changes nothing");
+    assert!(rig.dead_letters().is_empty());
+}
+
+#[test]
+fn a_policy_that_traps_sends_the_conflict_to_the_dead_letter_queue_with_both_versions() {
+    let rig = Rig::new("MOTO_ENDPOINT");
+    let engine = integration_tests::engine();
+    let panics = integration_tests::load(&engine, integration_tests::guests::PANIC).unwrap();
+    let f = rig.function(panics);
+    let (eu, na) = eu_overwritten_by_na(&rig);
+    let out = rig.rt.block_on(f.handle(rig.stream_batch()));
+    assert_eq!(
+        out,
+        json!({"batchItemFailures": []}),
+        "kept, so the shard moves on"
+    );
+    let kept = rig.dead_letters();
+    assert_eq!(kept.len(), 1);
+    let attrs = kept[0].message_attributes.as_ref().unwrap();
+    assert_eq!(attrs["kind"].string_value.as_deref(), Some("reconcile"));
+    assert_eq!(attrs["tenant"].string_value.as_deref(), Some("acme"));
+    assert!(
+        attrs["reason"]
+            .string_value
+            .as_deref()
+            .unwrap()
+            .contains("trapped"),
+        "{attrs:?}"
+    );
+    let conflict: CapturedConflict =
+        serde_json::from_str(kept[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(conflict.remote, eu.version, "the overwritten version");
+    assert_eq!(conflict.local, na.version, "the version that overwrote it");
+    // Nothing was written: the item is still NA's.
+    assert_eq!(
+        rig.store("eu")
+            .party("acme", "42")
+            .unwrap()
+            .unwrap()
+            .version,
+        na.version
+    );
+}
+
+#[test]
+fn records_that_are_not_party_overwrites_are_ignored() {
+    let rig = Rig::new("MOTO_ENDPOINT");
+    let engine = integration_tests::engine();
+    let f = rig.function(integration_tests::default_policy(&engine));
+    let ingest = Ingest::new(
+        rig.store("eu"),
+        rig.letters(KIND_INGEST),
+        IngestConfig::new("eu"),
+    );
+    let mut create = example("IndividualCreateEvent_request");
+    create["eventId"] = json!("only");
+    ingest.handle("acme", &create, None, 1, u64::MAX);
+    // Inserts, idempotency records and own copies only; and a garbled record is kept, not retried.
+    let mut batch = rig.stream_batch();
+    let n = batch["Records"].as_array().unwrap().len();
+    assert!(n >= 3, "{batch}");
+    batch["Records"].as_array_mut().unwrap().push(json!({
+        "eventName": "MODIFY",
+        "dynamodb": {"Keys": {"sk": {"S": "PARTY"}}, "OldImage": {"state": {"S": "garbage"}}, "NewImage": {}, "SequenceNumber": "9"}
+    }));
+    let out = rig.rt.block_on(f.handle(batch));
+    assert_eq!(out, json!({"batchItemFailures": []}));
+    let kept = rig.dead_letters();
+    assert_eq!(kept.len(), 1, "only the garbled record is kept");
+}
