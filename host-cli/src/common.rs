@@ -33,10 +33,11 @@ impl CacheOpts {
 }
 
 /// The bytes of a policy named on the command line: `default` is the embedded default policy,
-/// anything else a path to a component.
+/// `na-status` the embedded example policy, anything else a path to a component.
 pub fn policy_bytes(source: &str) -> anyhow::Result<Vec<u8>> {
     match source {
         "default" => Ok(default_policy_artifact::DEFAULT_POLICY.to_vec()),
+        "na-status" => Ok(default_policy_artifact::NA_STATUS_POLICY.to_vec()),
         path => std::fs::read(path).with_context(|| format!("reading policy component {path}")),
     }
 }

@@ -83,10 +83,7 @@ fn load(
     source: &str,
     cache: &CacheOpts,
 ) -> anyhow::Result<Arc<Policy>> {
-    let bytes = match source {
-        "na-status" => default_policy_artifact::NA_STATUS_POLICY.to_vec(),
-        other => common::policy_bytes(other)?,
-    };
+    let bytes = common::policy_bytes(source)?;
     let policy = Policy::load(engine, &bytes, cache.cache().as_ref())
         .with_context(|| format!("policy {source} would be refused"))?;
     Ok(Arc::new(policy))
