@@ -11,11 +11,36 @@ step "toolchain and wasm targets (rust-toolchain.toml)"
 rustup toolchain install
 rustup target add --toolchain "$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)" wasm32-unknown-unknown wasm32-wasip2
 
+step "python tools in .venv (moto, cargo-lambda)"
+scripts/python-tools.sh
+
+step "moto servers (one shared, one per region)"
+# shellcheck source=scripts/moto.sh
+source scripts/moto.sh
+trap stop_moto EXIT
+start_moto MOTO_ENDPOINT
+start_moto MOTO_APAC
+start_moto MOTO_EU
+start_moto MOTO_NA
+# The SDK must never reach a real account from the tests.
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
+unset AWS_PROFILE AWS_SESSION_TOKEN
+
 step "format"
 cargo fmt --all --check
 
 step "clippy (warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "deployment: SAM template and state machines (cfn-lint, statelint)"
+scripts/lint-deploy.sh
+
+step "policies in Python and JavaScript (componentize-py, componentize-js)"
+scripts/build-foreign-policies.sh
+export FOREIGN_POLICIES="$PWD/target/foreign-policies"
+
 step "tests"
 cargo test --no-fail-fast
+
+step "end to end: the ingest Lambda binary under cargo lambda watch"
+.venv/bin/python tests/e2e/lambda_ingest.py
