@@ -43,4 +43,7 @@ step "tests"
 cargo test --no-fail-fast
 
 step "end to end: the ingest Lambda binary under cargo lambda watch"
+# What `cargo lambda watch` runs (cargo run -p host-lambda); host-lambda's manifest keeps its
+# features equal to the test build's, so this reuses it.
+cargo build -p host-lambda --bins
 .venv/bin/python tests/e2e/lambda_ingest.py

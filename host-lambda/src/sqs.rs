@@ -49,6 +49,12 @@ fn attr(value: &str) -> MessageAttributeValue {
         .expect("data type and value are set")
 }
 
+/// SQS refuses empty attribute values: a letter without a tenant (an unreadable stream record,
+/// a message that named none) says `unknown`.
+fn or_unknown(value: &str) -> &str {
+    if value.is_empty() { "unknown" } else { value }
+}
+
 impl DeadLetterSink for SqsDeadLetters {
     fn send(&self, letter: &DeadLetter) -> Result<(), StoreError> {
         let body = letter.payload.to_string();
@@ -65,12 +71,9 @@ impl DeadLetterSink for SqsDeadLetters {
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(body)
-            .message_attributes(
-                "reason",
-                attr(if reason.is_empty() { "-" } else { &reason }),
-            )
-            .message_attributes("tenant", attr(&letter.tenant))
-            .message_attributes("region", attr(&letter.region))
+            .message_attributes("reason", attr(or_unknown(&reason)))
+            .message_attributes("tenant", attr(or_unknown(&letter.tenant)))
+            .message_attributes("region", attr(or_unknown(&letter.region)))
             .message_attributes("kind", attr(self.kind));
         if let Some(key) = &letter.idempotency_key {
             request = request.message_attributes("idempotencyKey", attr(key));

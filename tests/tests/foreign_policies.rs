@@ -48,6 +48,32 @@ fn the_ports_validate_and_describe_themselves() {
     }
 }
 
+/// Big runtimes compile once (at validation or upload, off the hot path) into the artifact
+/// cache; a host's cold start then deserializes them, and the policy answers the same.
+#[test]
+fn the_ports_load_from_the_precompiled_cache() {
+    let engine = integration_tests::engine();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = host_core::ArtifactCache::new(dir.path());
+    let (local, remote) = integration_tests::email_vs_status("acme");
+    for name in PORTS {
+        let compiled = Policy::load(&engine, &bytes(name), Some(&cache)).unwrap();
+        assert!(
+            !compiled.info().from_cache,
+            "{name}: compiled the first time"
+        );
+        let cold = Policy::load(&engine, &bytes(name), Some(&cache)).unwrap();
+        assert!(
+            cold.info().from_cache,
+            "{name}: deserialized the second time"
+        );
+        assert_eq!(
+            resolve_with(&compiled, "{}", "eu", &local, &remote).unwrap(),
+            resolve_with(&cold, "{}", "eu", &local, &remote).unwrap()
+        );
+    }
+}
+
 #[test]
 fn the_ports_decide_every_sample_conflict_as_the_rust_policy_does() {
     let engine = integration_tests::engine();
