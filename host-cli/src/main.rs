@@ -1,10 +1,12 @@
 //! `host-cli`: the operator's tool. Everything runs locally and offline on the embedded
-//! default (no AWS account, no server).
+//! default (no AWS account, no server); the registry commands also reach the AWS registry
+//! with `--registry aws`.
 
 mod check;
 mod common;
 mod diff;
 mod dry_run;
+mod registry;
 mod simulate;
 mod validate;
 
@@ -25,7 +27,7 @@ enum Command {
     Validate(validate::Opts),
     DryRun(dry_run::Opts),
     Simulate(simulate::Opts),
-    /// Operator commands on policies.
+    /// Operator commands on policies: check them, and publish them to the registry.
     #[command(subcommand)]
     Policy(PolicyCommand),
 }
@@ -35,6 +37,14 @@ enum PolicyCommand {
     Validate(validate::Opts),
     Check(check::Opts),
     DryRun(dry_run::Opts),
+    Upload(registry::UploadOpts),
+    List(registry::ListOpts),
+    History(registry::HistoryOpts),
+    Activate(registry::ActivateOpts),
+    Rollback(registry::RollbackOpts),
+    Shadow(registry::ShadowOpts),
+    ShadowReport(registry::ShadowReportOpts),
+    Config(registry::ConfigOpts),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +59,14 @@ fn main() -> ExitCode {
         Command::Validate(o) | Command::Policy(PolicyCommand::Validate(o)) => validate::run(o),
         Command::DryRun(o) | Command::Policy(PolicyCommand::DryRun(o)) => dry_run::run(o),
         Command::Policy(PolicyCommand::Check(o)) => check::run(o),
+        Command::Policy(PolicyCommand::Upload(o)) => registry::upload(o),
+        Command::Policy(PolicyCommand::List(o)) => registry::list(o),
+        Command::Policy(PolicyCommand::History(o)) => registry::history(o),
+        Command::Policy(PolicyCommand::Activate(o)) => registry::activate(o),
+        Command::Policy(PolicyCommand::Rollback(o)) => registry::rollback(o),
+        Command::Policy(PolicyCommand::Shadow(o)) => registry::shadow(o),
+        Command::Policy(PolicyCommand::ShadowReport(o)) => registry::shadow_report(o),
+        Command::Policy(PolicyCommand::Config(o)) => registry::config(o),
         Command::Simulate(o) => simulate::run_cmd(o),
     };
     match result {

@@ -205,6 +205,10 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
     }
 
     /// Resolves catch-ups with the tenants' policies.
+    pub fn resolver(&self) -> Option<&Arc<Resolver>> {
+        self.resolver.as_ref()
+    }
+
     pub fn with_resolver(mut self, resolver: Arc<Resolver>) -> Self {
         self.resolver = Some(resolver);
         self

@@ -5,6 +5,9 @@
 //! - [`policy`]: load-time validation and calls on warm or fresh instances;
 //! - [`cache`]: precompiled artifacts by digest;
 //! - [`registry`]: each tenant's active policy, swapped atomically;
+//! - [`policy_registry`], [`local_registry`]: the versions of every tenant's policy, what is
+//!   active and in shadow, and the operator's operations on them (upload, activate, roll back);
+//! - [`refresh`]: hosts following the registry with bounded staleness, and shadow comparisons;
 //! - [`resolver`]: causality first, the policy for concurrent versions, results validated;
 //! - [`conflict`]: the captured-conflict format that dry-runs and law checks replay;
 //! - [`laws`]: property-based law checks of a policy on generated conflicts;
@@ -19,8 +22,11 @@ pub mod error;
 pub mod event;
 pub mod ingest;
 pub mod laws;
+pub mod local_registry;
 pub mod policy;
+pub mod policy_registry;
 pub mod reconcile;
+pub mod refresh;
 pub mod registry;
 pub mod resolver;
 pub mod sim;
@@ -32,6 +38,8 @@ pub use cache::ArtifactCache;
 pub use engine::{Limits, Metering, PolicyEngine};
 pub use error::{CallFailure, LoadError, NoPolicy, ResolveError};
 pub use policy::{Policy, PolicyInfo, digest};
+pub use policy_registry::{PolicyRegistry, Registry, RegistryError};
+pub use refresh::PolicySource;
 pub use registry::{ActivePolicy, TenantPolicies};
 pub use resolver::{
     Decision, ResolveFailure, Resolved, Resolver, apply_resolution, relation, resolve_with,

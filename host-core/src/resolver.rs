@@ -10,6 +10,7 @@ use policy_types::{
 
 use crate::error::{CallFailure, NoPolicy, ResolveError};
 use crate::policy::Policy;
+use crate::refresh::PolicySource;
 use crate::registry::TenantPolicies;
 
 /// The causal relation of two versions, from their version vectors.
@@ -168,6 +169,8 @@ fn decided_by_host(relation: Relation, decision: Decision) -> Resolved {
 pub struct Resolver {
     policies: Arc<TenantPolicies>,
     region: String,
+    /// Keeps the policies in step with a registry, and records shadow comparisons.
+    source: Option<Arc<PolicySource>>,
 }
 
 /// Why a conflict could not be resolved.
@@ -184,7 +187,21 @@ impl Resolver {
         Resolver {
             policies,
             region: region.into(),
+            source: None,
         }
+    }
+
+    /// A resolver whose tenants' policies follow a registry (hot swap, shadow comparisons).
+    pub fn from_source(source: Arc<PolicySource>, region: impl Into<String>) -> Self {
+        Resolver {
+            policies: source.policies().clone(),
+            region: region.into(),
+            source: Some(source),
+        }
+    }
+
+    pub fn source(&self) -> Option<&Arc<PolicySource>> {
+        self.source.as_ref()
     }
 
     pub fn region(&self) -> &str {
@@ -201,8 +218,20 @@ impl Resolver {
         local: &PartyVersion,
         remote: &PartyVersion,
     ) -> Result<Resolved, ResolveFailure> {
+        if let Some(source) = &self.source {
+            source.ensure(&local.tenant);
+        }
         let active = self.policies.get(&local.tenant)?;
-        let resolved = resolve_with(&active.policy, &active.config, &self.region, local, remote)?;
+        let result = resolve_with(&active.policy, &active.config, &self.region, local, remote)
+            .map_err(ResolveFailure::from);
+        // The candidate sees what the policy saw: conflicts the host settled alone are not
+        // compared (no policy was asked).
+        if let (Some(source), Some(candidate)) = (&self.source, &active.shadow)
+            && result.as_ref().map_or(true, |r| r.policy_digest.is_some())
+        {
+            source.compare_shadow(&active, candidate, &self.region, local, remote, &result);
+        }
+        let resolved = result?;
         if resolved.policy_digest.is_some() {
             tracing::debug!(
                 tenant = %local.tenant,

@@ -59,6 +59,16 @@ where
     /// One invocation: an API Gateway request or an SQS batch; `deadline_ms` is the
     /// invocation's deadline (an in-progress claim lasts until then).
     pub async fn handle(&self, event: Value, deadline_ms: u64) -> Result<Value, FunctionError> {
+        let answer = self.dispatch(event, deadline_ms).await;
+        crate::metrics::emit_policy_stats(
+            "ingest",
+            &self.region,
+            self.ingest.resolver().map(|r| &**r),
+        );
+        answer
+    }
+
+    async fn dispatch(&self, event: Value, deadline_ms: u64) -> Result<Value, FunctionError> {
         if event.get("Records").is_some() {
             let batch: SqsEvent = serde_json::from_value(event).map_err(|e| {
                 FunctionError::NonRetryable(format!("an SQS batch that does not parse: {e}"))

@@ -12,6 +12,8 @@ pub mod metrics;
 pub mod policies;
 pub mod reconcile_fn;
 pub mod redrive;
+pub mod registry_aws;
+pub mod registry_fn;
 pub mod sqs;
 pub mod wiring;
 

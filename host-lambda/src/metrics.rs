@@ -20,6 +20,25 @@ pub struct Metrics {
     properties: Map<String, Value>,
 }
 
+/// Emits the policy refresh counters (swaps, load failures, shadow comparisons) accumulated
+/// since the last call, if any moved.
+pub fn emit_policy_stats(function: &str, region: &str, resolver: Option<&host_core::Resolver>) {
+    let Some(source) = resolver.and_then(|r| r.source()) else {
+        return;
+    };
+    let mut m = Metrics::new(function, region);
+    let mut any = false;
+    for (name, value) in source.stats().take() {
+        if value > 0 {
+            any = true;
+            m = m.count(name, value);
+        }
+    }
+    if any {
+        m.emit();
+    }
+}
+
 impl Metrics {
     pub fn new(function: &str, region: &str) -> Self {
         Metrics {

@@ -12,7 +12,7 @@ use host_core::{
 /// has none of its own.
 pub fn default_policies(
     cache_dir: &str,
-) -> anyhow::Result<(Arc<PolicyEngine>, Arc<TenantPolicies>)> {
+) -> anyhow::Result<(Arc<PolicyEngine>, Arc<TenantPolicies>, ArtifactCache)> {
     let engine = Arc::new(
         PolicyEngine::new(Limits::default(), Metering::Epoch)
             .context("building the policy engine")?,
@@ -26,5 +26,5 @@ pub fn default_policies(
     .context("loading the embedded default policy")?;
     let policies = Arc::new(TenantPolicies::new());
     policies.set_default(ActivePolicy::new(Arc::new(policy)));
-    Ok((engine, policies))
+    Ok((engine, policies, cache))
 }

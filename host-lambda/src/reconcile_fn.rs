@@ -134,6 +134,11 @@ where
                 }
             }
         }
+        crate::metrics::emit_policy_stats(
+            "reconcile",
+            &self.region,
+            Some(self.reconcile.resolver()),
+        );
         json!({"batchItemFailures": failures})
     }
 

@@ -1,21 +1,36 @@
 //! What every function builds once per execution environment: its configuration, the SDK
-//! clients, the tenants' policies and a resolver, and the stores over them.
+//! clients, the tenants' policies (following the registry when one is configured) and a
+//! resolver, and the stores over them.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use host_core::{PolicyEngine, Resolver};
+use host_core::{PolicyEngine, PolicyRegistry, PolicySource, Resolver};
 
 use crate::config::FunctionConfig;
 use crate::dynamo::DynamoStore;
+use crate::registry_aws::AwsRegistry;
 use crate::sqs::SqsDeadLetters;
 
 pub struct Wiring {
     pub config: FunctionConfig,
     pub ddb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub s3: aws_sdk_s3::Client,
     pub engine: Arc<PolicyEngine>,
     pub resolver: Arc<Resolver>,
     rt: tokio::runtime::Handle,
+}
+
+/// An S3 client; path-style addressing when an endpoint is set (moto, LocalStack), where
+/// bucket subdomains of 127.0.0.1 do not resolve.
+pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let custom_endpoint = sdk.endpoint_url().is_some();
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(custom_endpoint)
+            .build(),
+    )
 }
 
 impl Wiring {
@@ -25,16 +40,51 @@ impl Wiring {
         crate::init_logs();
         let config = FunctionConfig::from_env()?;
         let sdk = aws_config::load_from_env().await;
-        let (engine, policies) = crate::policies::default_policies(&config.policy_cache_dir)?;
-        let resolver = Arc::new(Resolver::new(policies, &config.region));
-        Ok(Wiring {
+        let (engine, policies, cache) =
+            crate::policies::default_policies(&config.policy_cache_dir)?;
+        let mut w = Wiring {
             ddb: aws_sdk_dynamodb::Client::new(&sdk),
             sqs: aws_sdk_sqs::Client::new(&sdk),
+            s3: s3_client(&sdk),
+            resolver: Arc::new(Resolver::new(policies.clone(), &config.region)),
             engine,
-            resolver,
             rt: tokio::runtime::Handle::current(),
             config,
-        })
+        };
+        if let Some(registry) = w.registry() {
+            let source = PolicySource::new(
+                registry,
+                policies,
+                (*w.engine).clone(),
+                Some(cache),
+                Duration::from_secs(w.config.policy_refresh_seconds),
+            );
+            w.resolver = Arc::new(Resolver::from_source(Arc::new(source), &w.config.region));
+            tracing::info!(
+                refresh_seconds = w.config.policy_refresh_seconds,
+                "host.policy.registry"
+            );
+        } else {
+            tracing::warn!(
+                "REGISTRY_TABLE or POLICY_BUCKET is not set: every tenant is served the embedded default policy"
+            );
+        }
+        Ok(w)
+    }
+
+    /// The policy registry, when the environment names its table and bucket.
+    pub fn registry(&self) -> Option<Arc<dyn PolicyRegistry>> {
+        let (table, bucket) = (
+            self.config.registry_table.as_ref()?,
+            self.config.policy_bucket.as_ref()?,
+        );
+        Some(Arc::new(AwsRegistry::new(
+            self.ddb.clone(),
+            self.s3.clone(),
+            table,
+            bucket,
+            self.rt.clone(),
+        )))
     }
 
     /// The region's party table.
@@ -56,4 +106,22 @@ impl Wiring {
             self.rt.clone(),
         )
     }
+}
+
+/// The registry on AWS for tools that are not functions (the CLI).
+pub fn registry_from(
+    sdk: &aws_config::SdkConfig,
+    table: &str,
+    bucket: &str,
+    rt: tokio::runtime::Handle,
+) -> anyhow::Result<Arc<dyn PolicyRegistry>> {
+    anyhow::ensure!(!table.is_empty(), "the registry table name is empty");
+    anyhow::ensure!(!bucket.is_empty(), "the policy bucket name is empty");
+    Ok(Arc::new(AwsRegistry::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        s3_client(sdk),
+        table,
+        bucket,
+        rt,
+    )))
 }

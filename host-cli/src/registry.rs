@@ -1,0 +1,601 @@
+//! `policy upload | list | history | activate | rollback | shadow | shadow-report | config`: the
+//! operator's commands on the policy registry, in a local directory (no AWS) or on AWS (the
+//! registry table and the policy bucket the Lambda hosts read).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args;
+use host_core::conflict::to_line;
+use host_core::policy_registry::{
+    Change, HistoryEntry, ListedVersion, Registry, RegistryError, TenantState, UploadOptions, short,
+};
+use host_core::{PolicyRegistry, local_registry};
+use serde_json::json;
+
+use crate::common;
+
+/// Where the registry is and who is acting.
+#[derive(Args, Clone, Debug)]
+pub struct RegistryOpts {
+    /// The tenant whose policies are changed.
+    #[arg(long, short = 't')]
+    pub tenant: String,
+    /// `aws` (the registry table and bucket in the SDK's region), or a directory [default:
+    /// $TMF632_REGISTRY, else ./policy-registry].
+    #[arg(long, value_name = "DIR|aws")]
+    pub registry: Option<String>,
+    /// The registry's DynamoDB table (with --registry aws).
+    #[arg(long, default_value = "tmf632-policy-registry", value_name = "TABLE")]
+    pub table: String,
+    /// The S3 bucket of policy components (with --registry aws) [default: $POLICY_BUCKET].
+    #[arg(long, value_name = "BUCKET")]
+    pub bucket: Option<String>,
+    /// Who is acting, recorded in the history [default: $USER].
+    #[arg(long = "as", value_name = "NAME")]
+    pub actor: Option<String>,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A registry and what keeps it working (the AWS SDK's runtime).
+pub struct Opened {
+    pub registry: Registry,
+    _runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl RegistryOpts {
+    pub fn open(&self) -> anyhow::Result<Opened> {
+        let actor = self.actor.clone().unwrap_or_else(|| {
+            std::env::var("USER")
+                .or_else(|_| std::env::var("USERNAME"))
+                .unwrap_or_else(|_| "operator".into())
+        });
+        let location = self
+            .registry
+            .clone()
+            .or_else(|| std::env::var("TMF632_REGISTRY").ok())
+            .unwrap_or_else(|| "policy-registry".into());
+        if location == "aws" {
+            let bucket = self
+                .bucket
+                .clone()
+                .or_else(|| std::env::var("POLICY_BUCKET").ok())
+                .context("--registry aws needs the policy bucket: --bucket or $POLICY_BUCKET")?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .context("starting the AWS SDK's runtime")?;
+            let sdk = runtime.block_on(aws_config::load_from_env());
+            let store = host_lambda::wiring::registry_from(
+                &sdk,
+                &self.table,
+                &bucket,
+                runtime.handle().clone(),
+            )?;
+            return Ok(Opened {
+                registry: Registry::new(store, actor),
+                _runtime: Some(runtime),
+            });
+        }
+        let store: Arc<dyn PolicyRegistry> = Arc::new(
+            local_registry::open(PathBuf::from(&location))
+                .with_context(|| format!("opening the registry in {location}"))?,
+        );
+        Ok(Opened {
+            registry: Registry::new(store, actor),
+            _runtime: None,
+        })
+    }
+}
+
+/// Prints a change, or the refusal; exit status 0 for a change or no-op, 1 for a refusal.
+fn report(o: &RegistryOpts, result: Result<Change, RegistryError>) -> anyhow::Result<ExitCode> {
+    match result {
+        Ok(change) => {
+            if o.json {
+                common::emit(&format!("{}\n", serde_json::to_string_pretty(&change)?));
+            } else {
+                common::emit(&format!("{}\n", describe_change(&change)));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => refused(o, e),
+    }
+}
+
+fn refused(o: &RegistryOpts, e: RegistryError) -> anyhow::Result<ExitCode> {
+    if e.is_transient() {
+        return Err(e.into());
+    }
+    if o.json {
+        let mut doc = json!({"refused": true, "tenant": o.tenant, "reason": e.to_string()});
+        if let RegistryError::LawFailed { counterexample, .. } = &e {
+            doc["counterexample"] = json!(counterexample);
+        }
+        common::emit(&format!("{}\n", serde_json::to_string_pretty(&doc)?));
+    } else {
+        eprintln!("refused: {e}");
+        if let RegistryError::LawFailed { counterexample, .. } = &e {
+            eprintln!("counterexample (captured conflicts; replay with dry-run --conflicts):");
+            for line in counterexample {
+                eprintln!("{line}");
+            }
+        }
+    }
+    Ok(ExitCode::from(1))
+}
+
+fn name_of(digest: &Option<String>) -> String {
+    digest
+        .as_deref()
+        .map(|d| short(d).to_owned())
+        .unwrap_or_else(|| "none".into())
+}
+
+fn describe_change(c: &Change) -> String {
+    let what = match (&c.label, &c.digest) {
+        (Some(l), Some(d)) => format!("{l} ({})", short(d)),
+        (None, Some(d)) => short(d).to_owned(),
+        _ => String::new(),
+    };
+    if !c.changed {
+        return match c.action.as_str() {
+            "upload" => format!(
+                "tenant {}: {what} was already uploaded; nothing changed",
+                c.tenant
+            ),
+            _ => format!(
+                "tenant {}: nothing to change (active {}, shadow {}, revision {})",
+                c.tenant,
+                name_of(&c.active),
+                name_of(&c.shadow),
+                c.revision
+            ),
+        };
+    }
+    match c.action.as_str() {
+        "upload" => format!(
+            "tenant {}: uploaded {what}, staged (activate it with `policy activate`)",
+            c.tenant
+        ),
+        "activate" | "rollback" => format!(
+            "tenant {}: active {} -> {} (revision {}); hosts switch within their refresh interval",
+            c.tenant,
+            name_of(&c.previously_active),
+            name_of(&c.active),
+            c.revision
+        ),
+        "shadow" => format!(
+            "tenant {}: {what} runs in shadow beside {} (revision {})",
+            c.tenant,
+            name_of(&c.active),
+            c.revision
+        ),
+        "shadow-stop" => format!(
+            "tenant {}: shadow stopped (revision {})",
+            c.tenant, c.revision
+        ),
+        "config" => format!(
+            "tenant {}: configuration set (revision {})",
+            c.tenant, c.revision
+        ),
+        other => format!("tenant {}: {other} (revision {})", c.tenant, c.revision),
+    }
+}
+
+/// Validates a policy, checks its laws, and uploads it to the registry for a tenant. The
+/// component is refused, with the reason, if a host would refuse it or if a law fails (the
+/// counterexample is printed as captured conflicts). Uploading the same bytes again changes
+/// nothing. An uploaded version is staged until activated.
+///
+/// Examples:
+///   host-cli policy upload my-policy.wasm --tenant acme --label v2
+///   host-cli policy upload my-policy.wasm --tenant acme --label v2 --activate
+///   host-cli policy upload my-policy.wasm --tenant acme --registry aws --bucket tmf632-policy-components-123-eu-west-1
+///
+/// Exit status: 0 uploaded (or already there), 1 refused, 2 other errors.
+#[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct UploadOpts {
+    /// A component file, `default` or `na-status` (the embedded policies).
+    pub component: String,
+    /// A label for the version (unique per tenant).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Generated cases per law in the check before upload.
+    #[arg(long, default_value_t = 64)]
+    pub cases: u32,
+    /// Seed of the law check [default: derived from the digest, so a retry checks the same cases].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Activate the version once uploaded.
+    #[arg(long)]
+    pub activate: bool,
+    #[command(flatten)]
+    pub registry: RegistryOpts,
+}
+
+pub fn upload(o: UploadOpts) -> anyhow::Result<ExitCode> {
+    let bytes = common::policy_bytes(&o.component)?;
+    let opened = o.registry.open()?;
+    let digest = host_core::digest(&bytes);
+    let seed = o
+        .seed
+        .unwrap_or_else(|| u64::from_str_radix(&digest[..16], 16).unwrap_or(1));
+    let uploaded = opened.registry.upload(
+        &o.registry.tenant,
+        &bytes,
+        &UploadOptions {
+            label: o.label.clone(),
+            law_cases: o.cases,
+            seed,
+        },
+    );
+    let (change, version) = match uploaded {
+        Ok(x) => x,
+        Err(e) => return refused(&o.registry, e),
+    };
+    if !o.activate {
+        return report(&o.registry, Ok(change));
+    }
+    if !o.registry.json {
+        common::emit(&format!("{}\n", describe_change(&change)));
+    }
+    report(
+        &o.registry,
+        opened
+            .registry
+            .activate(&o.registry.tenant, &version.digest),
+    )
+}
+
+/// Lists a tenant's versions with their status (active, shadow, staged, retired), and the
+/// tenant's revision and configuration.
+///
+/// Examples:
+///   host-cli policy list --tenant acme
+///   host-cli policy list --tenant acme --json
+#[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct ListOpts {
+    #[command(flatten)]
+    pub registry: RegistryOpts,
+}
+
+pub fn list(o: ListOpts) -> anyhow::Result<ExitCode> {
+    let opened = o.registry.open()?;
+    let (versions, state) = match opened.registry.list(&o.registry.tenant) {
+        Ok(x) => x,
+        Err(e) => return refused(&o.registry, e),
+    };
+    if o.registry.json {
+        common::emit(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&json!({
+                "tenant": o.registry.tenant,
+                "revision": state.revision,
+                "config": serde_json::from_str::<serde_json::Value>(&state.config).unwrap_or_default(),
+                "versions": versions,
+            }))?
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    common::emit(&render_list(&versions, &state));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render_list(versions: &[ListedVersion], state: &TenantState) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "tenant {} (revision {}, config {})",
+        state.tenant, state.revision, state.config
+    );
+    if versions.is_empty() {
+        let _ = writeln!(
+            out,
+            "no versions uploaded; the default policy serves this tenant"
+        );
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{:<8} {:<12} {:<14} {:<28} {:>9}  uploaded by",
+        "status", "digest", "label", "policy", "bytes"
+    );
+    for v in versions {
+        let d = &v.version.description;
+        let _ = writeln!(
+            out,
+            "{:<8} {:<12} {:<14} {:<28} {:>9}  {}",
+            v.status.name(),
+            short(&v.version.digest),
+            v.version.label.as_deref().unwrap_or("-"),
+            format!("{} {}", d.name, d.version),
+            v.version.size,
+            v.version.uploaded_by
+        );
+    }
+    out
+}
+
+/// The tenant's history of changes, oldest first: uploads, activations, rollbacks, shadow runs,
+/// configuration changes; who and when.
+///
+/// Examples:
+///   host-cli policy history --tenant acme
+#[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct HistoryOpts {
+    #[command(flatten)]
+    pub registry: RegistryOpts,
+}
+
+pub fn history(o: HistoryOpts) -> anyhow::Result<ExitCode> {
+    let opened = o.registry.open()?;
+    let entries = match opened.registry.history(&o.registry.tenant) {
+        Ok(x) => x,
+        Err(e) => return refused(&o.registry, e),
+    };
+    if o.registry.json {
+        common::emit(&format!("{}\n", serde_json::to_string_pretty(&entries)?));
+    } else {
+        common::emit(&render_history(&entries));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render_history(entries: &[HistoryEntry]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for e in entries {
+        let at = humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.at_ms),
+        );
+        let _ = write!(
+            out,
+            "{at}  r{:<4} {:<12} {:<12} by {}",
+            e.revision,
+            e.action,
+            name_of(&e.digest),
+            e.by
+        );
+        if let Some(r) = &e.replaced {
+            let _ = write!(out, "  (replaced {})", short(r));
+        }
+        if let Some(d) = &e.detail {
+            let _ = write!(out, "  {d}");
+        }
+        out.push('\n');
+    }
+    if entries.is_empty() {
+        out.push_str("no history\n");
+    }
+    out
+}
+
+/// Makes a version (by label, digest or digest prefix) the tenant's active policy. Hosts pick
+/// it up within their refresh interval (10 s at most), with no redeploy; calls in flight finish
+/// on the version they started with.
+///
+/// Examples:
+///   host-cli policy activate v2 --tenant acme
+///   host-cli policy activate 3f9c2a --tenant acme --json
+#[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct ActivateOpts {
+    /// The version: its label, digest, or a digest prefix of at least 6 hex digits.
+    #[arg(value_name = "VERSION")]
+    pub target: String,
+    #[command(flatten)]
+    pub registry: RegistryOpts,
+}
+
+pub fn activate(o: ActivateOpts) -> anyhow::Result<ExitCode> {
+    let opened = o.registry.open()?;
+    report(
+        &o.registry,
+        opened.registry.activate(&o.registry.tenant, &o.target),
+    )
+}
+
+/// Retires the active version and restores the previously active one. With --candidate, takes
+/// that version out of service wherever it is (active or in shadow) and retires it.
+///
+/// Examples:
+///   host-cli policy rollback --tenant acme
+///   host-cli policy rollback --tenant acme --candidate v3 --reason "rejects valid merges"
+#[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct RollbackOpts {
+    /// The version to take out of service [default: the active one].
+    #[arg(long, value_name = "VERSION")]
+    pub candidate: Option<String>,
+    /// Why, recorded in the history.
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryOpts,
+}
+
+pub fn rollback(o: RollbackOpts) -> anyhow::Result<ExitCode> {
+    let opened = o.registry.open()?;
+    report(
+        &o.registry,
+        opened.registry.rollback(
+            &o.registry.tenant,
+            o.candidate.as_deref(),
+            o.reason.as_deref(),
+        ),
+    )
+}
+
+/// Runs a candidate in shadow beside the active policy: every conflict the policy resolves is
+/// also resolved by the candidate, and disagreements are recorded (both answers, the conflict,
+/// both digests) without touching the data. `policy shadow-report` summarises them.
+///
+/// Examples:
+///   host-cli policy shadow v3 --tenant acme
+///   host-cli policy shadow --stop --tenant acme
+#[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct ShadowOpts {
+    /// The candidate: label, digest or digest prefix.
+    #[arg(required_unless_present = "stop", value_name = "VERSION")]
+    pub candidate: Option<String>,
+    /// Stop the shadow run.
+    #[arg(long, conflicts_with = "candidate")]
+    pub stop: bool,
+    #[command(flatten)]
+    pub registry: RegistryOpts,
+}
+
+pub fn shadow(o: ShadowOpts) -> anyhow::Result<ExitCode> {
+    let opened = o.registry.open()?;
+    let result = match &o.candidate {
+        Some(v) => opened.registry.shadow(&o.registry.tenant, v),
+        None => opened.registry.stop_shadow(&o.registry.tenant),
+    };
+    report(&o.registry, result)
+}
+
+/// Summarises a candidate's shadow run: conflicts compared, disagreements, the rate, and each
+/// disagreement (party, both decisions). --conflicts writes the disagreeing conflicts as
+/// captured-conflict lines, which `dry-run --conflicts` replays.
+///
+/// Examples:
+///   host-cli policy shadow-report --tenant acme
+///   host-cli policy shadow-report --tenant acme --candidate v3 --conflicts disagreements.jsonl
+#[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct ShadowReportOpts {
+    /// The candidate [default: the one in shadow now].
+    #[arg(long, value_name = "VERSION")]
+    pub candidate: Option<String>,
+    /// Write the disagreeing conflicts to this file.
+    #[arg(long, value_name = "FILE")]
+    pub conflicts: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryOpts,
+}
+
+pub fn shadow_report(o: ShadowReportOpts) -> anyhow::Result<ExitCode> {
+    let opened = o.registry.open()?;
+    let (digest, summary) = match opened
+        .registry
+        .shadow_report(&o.registry.tenant, o.candidate.as_deref())
+    {
+        Ok(x) => x,
+        Err(e) => return refused(&o.registry, e),
+    };
+    if let Some(path) = &o.conflicts {
+        let lines: String = summary
+            .disagreements
+            .iter()
+            .filter_map(|d| d.conflict.as_ref())
+            .map(|c| to_line(c) + "\n")
+            .collect();
+        std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if o.registry.json {
+        common::emit(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&json!({
+                "tenant": o.registry.tenant,
+                "candidate": digest,
+                "compared": summary.compared,
+                "disagreed": summary.disagreed,
+                "disagreementRate": summary.rate(),
+                "disagreements": summary.disagreements,
+            }))?
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = format!(
+        "candidate {} for tenant {}: {} conflicts compared, {} disagreements ({:.1}%)\n",
+        short(&digest),
+        o.registry.tenant,
+        summary.compared,
+        summary.disagreed,
+        summary.rate() * 100.0
+    );
+    for d in &summary.disagreements {
+        let decision = |x: &Option<host_core::policy_registry::ShadowOutcome>| {
+            x.as_ref().map_or("?".to_owned(), |o| o.decision.clone())
+        };
+        out.push_str(&format!(
+            "  party {} in {}: active {} -> {}, candidate {} -> {}\n",
+            d.party_id,
+            d.region,
+            short(&d.active),
+            decision(&d.active_outcome),
+            short(&d.candidate),
+            decision(&d.candidate_outcome)
+        ));
+    }
+    common::emit(&out);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Shows or sets the tenant's configuration document: the JSON object every call of the
+/// tenant's policy receives (e.g. which region's status wins). Hosts pick it up within their
+/// refresh interval.
+///
+/// Examples:
+///   host-cli policy config --tenant acme
+///   host-cli policy config --tenant acme --set '{"statusAuthority":"na"}'
+///   host-cli policy config --tenant acme --file acme-config.json
+#[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct ConfigOpts {
+    /// The new configuration (a JSON object).
+    #[arg(long, conflicts_with = "file")]
+    pub set: Option<String>,
+    /// Read the new configuration from a file.
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryOpts,
+}
+
+pub fn config(o: ConfigOpts) -> anyhow::Result<ExitCode> {
+    let opened = o.registry.open()?;
+    let new = match (&o.set, &o.file) {
+        (Some(text), _) => Some(text.clone()),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        ),
+        (None, None) => None,
+    };
+    match new {
+        Some(text) => report(
+            &o.registry,
+            opened.registry.set_config(&o.registry.tenant, &text),
+        ),
+        None => {
+            let state = match opened.registry.store().state(&o.registry.tenant) {
+                Ok(s) => s.unwrap_or_else(|| TenantState::new(&o.registry.tenant)),
+                Err(e) => return refused(&o.registry, e),
+            };
+            if o.registry.json {
+                common::emit(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&json!({
+                        "tenant": o.registry.tenant,
+                        "revision": state.revision,
+                        "config": serde_json::from_str::<serde_json::Value>(&state.config).unwrap_or_default(),
+                    }))?
+                ));
+            } else {
+                common::emit(&format!("{}\n", state.config));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! Tenants' policies kept in step with the registry: hot swap with bounded staleness.
+//!
+//! A host asks [`PolicySource::ensure`] before resolving a tenant's conflict. At most once per
+//! refresh interval per tenant that costs one read of the tenant's state; when its revision
+//! moved, the named versions are fetched, verified against their digests, loaded (from the
+//! local artifact cache when precompiled, so a cold start deserializes) and swapped in
+//! atomically: calls in flight finish on the old version, the next call gets the new one. A
+//! version that cannot be loaded is logged and counted, and the old one keeps serving.
+//!
+//! The first call for a tenant waits for its policy; later refreshes never block a call (a call
+//! that finds another thread refreshing uses the current version).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use policy_types::PartyVersion;
+
+use crate::cache::ArtifactCache;
+use crate::conflict::{CapturedConflict, CapturedContext};
+use crate::engine::PolicyEngine;
+use crate::policy::Policy;
+use crate::policy_registry::{
+    PolicyRegistry, RegistryError, ShadowComparison, ShadowOutcome, TenantState, fetch_component,
+    now_ms, short,
+};
+use crate::registry::{ActivePolicy, TenantPolicies};
+use crate::resolver::{Decision, ResolveFailure, Resolved, resolve_with};
+
+/// Counters a host reports as metrics.
+#[derive(Debug, Default)]
+pub struct RefreshStats {
+    /// Tenant states read from the registry.
+    pub checks: AtomicU64,
+    /// Policies swapped in (a new active version, candidate or configuration).
+    pub swaps: AtomicU64,
+    /// Versions that could not be fetched, verified or loaded (the old one kept serving), and
+    /// registry reads that failed.
+    pub failures: AtomicU64,
+    pub shadow_compared: AtomicU64,
+    pub shadow_disagreed: AtomicU64,
+}
+
+impl RefreshStats {
+    /// The counters since the last call, reset.
+    pub fn take(&self) -> [(&'static str, u64); 5] {
+        [
+            ("PolicyChecks", self.checks.swap(0, Ordering::Relaxed)),
+            ("PolicySwaps", self.swaps.swap(0, Ordering::Relaxed)),
+            (
+                "PolicyLoadFailures",
+                self.failures.swap(0, Ordering::Relaxed),
+            ),
+            (
+                "ShadowCompared",
+                self.shadow_compared.swap(0, Ordering::Relaxed),
+            ),
+            (
+                "ShadowDisagreed",
+                self.shadow_disagreed.swap(0, Ordering::Relaxed),
+            ),
+        ]
+    }
+}
+
+#[derive(Default)]
+struct Slot {
+    /// Held while loading; the first load of a tenant waits on it, later ones try it.
+    loading: Mutex<()>,
+    seen: Mutex<Seen>,
+}
+
+#[derive(Default)]
+struct Seen {
+    checked: Option<Instant>,
+    /// The registry revision being served (`None` before the first successful refresh).
+    revision: Option<u64>,
+}
+
+/// Loaded versions kept for reuse (rollback, a candidate promoted to active).
+const KEEP_LOADED: usize = 8;
+
+/// The tenants' policies, refreshed from a registry.
+pub struct PolicySource {
+    registry: Arc<dyn PolicyRegistry>,
+    policies: Arc<TenantPolicies>,
+    engine: PolicyEngine,
+    cache: Option<ArtifactCache>,
+    interval: Duration,
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    loaded: Mutex<Vec<Arc<Policy>>>,
+    stats: RefreshStats,
+}
+
+impl std::fmt::Debug for PolicySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicySource")
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a refresh found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refreshed {
+    /// The tenant's revision has not moved.
+    Unchanged,
+    /// A new revision is served.
+    Swapped { revision: u64 },
+    /// The registry has nothing for the tenant: the default policy serves it.
+    NoEntry,
+}
+
+/// Why a refresh kept the old policy.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("reading tenant {tenant}'s state from the registry: {source}")]
+    Registry {
+        tenant: String,
+        #[source]
+        source: RegistryError,
+    },
+    #[error(
+        "loading version {digest} for tenant {tenant}: {reason}; the previous policy keeps serving"
+    )]
+    Load {
+        tenant: String,
+        digest: String,
+        reason: String,
+    },
+}
+
+impl PolicySource {
+    pub fn new(
+        registry: Arc<dyn PolicyRegistry>,
+        policies: Arc<TenantPolicies>,
+        engine: PolicyEngine,
+        cache: Option<ArtifactCache>,
+        interval: Duration,
+    ) -> Self {
+        PolicySource {
+            registry,
+            policies,
+            engine,
+            cache,
+            interval,
+            slots: Mutex::new(HashMap::new()),
+            loaded: Mutex::new(Vec::new()),
+            stats: RefreshStats::default(),
+        }
+    }
+
+    pub fn policies(&self) -> &Arc<TenantPolicies> {
+        &self.policies
+    }
+
+    pub fn registry(&self) -> &Arc<dyn PolicyRegistry> {
+        &self.registry
+    }
+
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    pub fn stats(&self) -> &RefreshStats {
+        &self.stats
+    }
+
+    /// Makes sure the tenant's policy is at most one interval stale. Never fails: a refresh
+    /// that goes wrong is logged and counted, and the current policy keeps serving.
+    pub fn ensure(&self, tenant: &str) {
+        let slot = self
+            .slots
+            .lock()
+            .unwrap()
+            .entry(tenant.to_owned())
+            .or_default()
+            .clone();
+        let first = {
+            let seen = slot.seen.lock().unwrap();
+            if seen.checked.is_some_and(|c| c.elapsed() < self.interval) {
+                return;
+            }
+            seen.revision.is_none()
+        };
+        let _guard = if first {
+            slot.loading.lock().unwrap()
+        } else {
+            match slot.loading.try_lock() {
+                Ok(g) => g,
+                Err(_) => return,
+            }
+        };
+        if slot
+            .seen
+            .lock()
+            .unwrap()
+            .checked
+            .is_some_and(|c| c.elapsed() < self.interval)
+        {
+            return;
+        }
+        let served = slot.seen.lock().unwrap().revision;
+        // Staleness counts from the read, not from the end of a (slow) load: a change made
+        // after this read is seen by the first call one interval later.
+        let started = Instant::now();
+        let result = self.refresh_from(tenant, served);
+        let mut seen = slot.seen.lock().unwrap();
+        seen.checked = Some(started);
+        match result {
+            Ok((_, revision)) => seen.revision = Some(revision),
+            Err(e) => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(tenant, error = %e, "host.policy.refresh_failed");
+            }
+        }
+    }
+
+    /// Reads the tenant's state now and swaps if its revision differs from the one served.
+    pub fn refresh(&self, tenant: &str) -> Result<Refreshed, RefreshError> {
+        let slot = self
+            .slots
+            .lock()
+            .unwrap()
+            .entry(tenant.to_owned())
+            .or_default()
+            .clone();
+        let _guard = slot.loading.lock().unwrap();
+        let served = slot.seen.lock().unwrap().revision;
+        let started = Instant::now();
+        let result = self.refresh_from(tenant, served);
+        let mut seen = slot.seen.lock().unwrap();
+        seen.checked = Some(started);
+        match result {
+            Ok((outcome, revision)) => {
+                seen.revision = Some(revision);
+                Ok(outcome)
+            }
+            Err(e) => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    fn refresh_from(
+        &self,
+        tenant: &str,
+        served: Option<u64>,
+    ) -> Result<(Refreshed, u64), RefreshError> {
+        self.stats.checks.fetch_add(1, Ordering::Relaxed);
+        let state = self
+            .registry
+            .state(tenant)
+            .map_err(|source| RefreshError::Registry {
+                tenant: tenant.to_owned(),
+                source,
+            })?;
+        let Some(state) = state else {
+            if served.is_some_and(|r| r > 0) {
+                self.policies.deactivate(tenant);
+            }
+            return Ok((Refreshed::NoEntry, 0));
+        };
+        if served == Some(state.revision) {
+            return Ok((Refreshed::Unchanged, state.revision));
+        }
+        self.swap_to(&state)?;
+        Ok((
+            Refreshed::Swapped {
+                revision: state.revision,
+            },
+            state.revision,
+        ))
+    }
+
+    fn swap_to(&self, state: &TenantState) -> Result<(), RefreshError> {
+        let tenant = &state.tenant;
+        let Some(active) = &state.active else {
+            // Versions uploaded, none activated (or all rolled back): the default serves.
+            self.policies.deactivate(tenant);
+            return Ok(());
+        };
+        let policy = self.load(tenant, active)?;
+        let shadow = match &state.shadow {
+            Some(s) => match self.load(tenant, &s.digest) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    // The active policy still serves; only the comparison is lost.
+                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(tenant = %tenant, error = %e, "host.policy.shadow_load_failed");
+                    None
+                }
+            },
+            None => None,
+        };
+        let previous = self
+            .policies
+            .get(tenant)
+            .ok()
+            .map(|p| p.policy.digest().to_owned());
+        self.policies.activate(
+            tenant,
+            ActivePolicy {
+                policy,
+                config: state.config.clone(),
+                shadow,
+            },
+        );
+        self.stats.swaps.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            tenant = %tenant,
+            revision = state.revision,
+            policy = %active,
+            previous = previous.as_deref().unwrap_or("-"),
+            shadow = state.shadow.as_ref().map_or("-", |s| s.digest.as_str()),
+            "host.policy.swap"
+        );
+        Ok(())
+    }
+
+    /// A loaded version: reused when loaded before, else fetched, verified and loaded.
+    fn load(&self, tenant: &str, digest: &str) -> Result<Arc<Policy>, RefreshError> {
+        if let Some(p) = self
+            .loaded
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|p| p.digest() == digest)
+        {
+            return Ok(p.clone());
+        }
+        let fail = |reason: String| RefreshError::Load {
+            tenant: tenant.to_owned(),
+            digest: digest.to_owned(),
+            reason,
+        };
+        let bytes = fetch_component(&*self.registry, digest).map_err(|e| fail(e.to_string()))?;
+        let policy = Arc::new(
+            Policy::load(&self.engine, &bytes, self.cache.as_ref())
+                .map_err(|e| fail(e.to_string()))?,
+        );
+        tracing::info!(
+            tenant,
+            policy = %digest,
+            from_cache = policy.info().from_cache,
+            "host.policy.loaded"
+        );
+        let mut loaded = self.loaded.lock().unwrap();
+        loaded.push(policy.clone());
+        if loaded.len() > KEEP_LOADED {
+            loaded.remove(0);
+        }
+        Ok(policy)
+    }
+
+    /// Resolves the conflict with the candidate too and records whether it agreed with the
+    /// active policy. Never changes what is written; a failure to record is logged.
+    pub(crate) fn compare_shadow(
+        &self,
+        active: &ActivePolicy,
+        candidate: &Policy,
+        region: &str,
+        local: &PartyVersion,
+        remote: &PartyVersion,
+        served: &Result<Resolved, ResolveFailure>,
+    ) {
+        let theirs = resolve_with(candidate, &active.config, region, local, remote)
+            .map_err(ResolveFailure::from);
+        let ours = outcome(served, local, remote);
+        let other = outcome(&theirs, local, remote);
+        // Rejections and failures compare by kind, not by their messages.
+        let agreed = ours.decision == other.decision && ours.party == other.party;
+        self.stats.shadow_compared.fetch_add(1, Ordering::Relaxed);
+        if !agreed {
+            self.stats.shadow_disagreed.fetch_add(1, Ordering::Relaxed);
+        }
+        let relation = crate::resolver::relation(local, remote);
+        let comparison = ShadowComparison {
+            tenant: local.tenant.clone(),
+            party_id: local.party_id.clone(),
+            region: region.to_owned(),
+            at_ms: now_ms(),
+            active: active.policy.digest().to_owned(),
+            candidate: candidate.digest().to_owned(),
+            relation,
+            agreed,
+            active_outcome: (!agreed).then_some(ours),
+            candidate_outcome: (!agreed).then_some(other),
+            conflict: (!agreed).then(|| CapturedConflict {
+                id: None,
+                tenant: local.tenant.clone(),
+                note: Some(format!(
+                    "shadow disagreement: active {}, candidate {}",
+                    short(active.policy.digest()),
+                    short(candidate.digest())
+                )),
+                local: local.clone(),
+                remote: remote.clone(),
+                context: Some(CapturedContext {
+                    resolving_region: Some(region.to_owned()),
+                    config: serde_json::from_str(&active.config).ok(),
+                }),
+            }),
+        };
+        tracing::debug!(
+            tenant = %local.tenant,
+            party = %local.party_id,
+            policy = %active.policy.digest(),
+            candidate = %candidate.digest(),
+            agreed,
+            "host.shadow.compared"
+        );
+        if let Err(e) = self.registry.record_shadow(&comparison) {
+            tracing::warn!(tenant = %local.tenant, error = %e, "host.shadow.record_failed");
+        }
+    }
+}
+
+/// What a resolution amounts to, for comparing two policies: the decision and the party it
+/// would write (rejections and failures compare by kind, not by message).
+fn outcome(
+    result: &Result<Resolved, ResolveFailure>,
+    local: &PartyVersion,
+    remote: &PartyVersion,
+) -> ShadowOutcome {
+    match result {
+        Ok(r) => ShadowOutcome {
+            decision: r.decision.kind().to_owned(),
+            party: r.written(local, remote).cloned(),
+            reason: match &r.decision {
+                Decision::Rejected(why) => Some(why.clone()),
+                _ => None,
+            },
+        },
+        Err(e) => ShadowOutcome {
+            decision: "failed".to_owned(),
+            party: None,
+            reason: Some(e.to_string()),
+        },
+    }
+}

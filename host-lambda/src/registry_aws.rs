@@ -1,0 +1,420 @@
+//! The policy registry on AWS: records in a DynamoDB table, component bytes in an S3 bucket,
+//! behind the host library's [`PolicyRegistry`].
+//!
+//! Table (`tenant` hash key, `entry` range key, as `deploy/template.yaml` creates it):
+//! - `entry = STATE`: the tenant's state (`doc`, JSON) and its `revision`, which every change
+//!   compares and increments (a transaction with the history entry);
+//! - `entry = V#{sha256}`: one uploaded version (`doc`), written only if absent;
+//! - `entry = H#{atMs, 13 digits}#{revision, 10 digits}#{nonce}`: the history;
+//! - `entry = S#{sha256}`: a candidate's shadow counters (`compared`, `disagreed`, atomic adds);
+//! - `entry = D#{sha256}#{atMs}#{nonce}`: one disagreement in full (`doc`).
+//!
+//! Bucket: `components/{sha256}.wasm`, content-addressed, so uploading the same bytes again
+//! (to any region's bucket) is idempotent. Every read is verified against the digest by the
+//! callers ([`host_core::policy_registry::fetch_component`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use host_core::policy_registry::{
+    HistoryEntry, PolicyRegistry, PolicyVersion, RegistryError, ShadowComparison, ShadowSummary,
+    TenantState, check_tenant,
+};
+use tokio::runtime::Handle;
+
+use crate::dynamo::ITEM_LIMIT;
+
+type Item = HashMap<String, AttributeValue>;
+
+const STATE: &str = "STATE";
+
+/// The registry in a DynamoDB table and an S3 bucket of one region.
+#[derive(Clone, Debug)]
+pub struct AwsRegistry {
+    ddb: aws_sdk_dynamodb::Client,
+    s3: aws_sdk_s3::Client,
+    table: String,
+    bucket: String,
+    rt: Handle,
+}
+
+fn storage<E, R>(what: &str, err: SdkError<E, R>) -> RegistryError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    RegistryError::Storage(format!(
+        "{what}: {}",
+        aws_smithy_types::error::display::DisplayErrorContext(&err)
+    ))
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn doc<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, RegistryError> {
+    let text = item
+        .get("doc")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| RegistryError::Storage("a registry item has no doc attribute".into()))?;
+    serde_json::from_str(text)
+        .map_err(|e| RegistryError::Storage(format!("a registry item is corrupt: {e}")))
+}
+
+/// Distinguishes items written in the same millisecond by this process.
+fn nonce() -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{:08x}{:06x}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed) & 0xff_ffff
+    )
+}
+
+fn component_key(digest: &str) -> String {
+    format!("components/{digest}.wasm")
+}
+
+impl AwsRegistry {
+    /// `rt` is the runtime the SDK's futures run on; call the registry from outside its
+    /// workers (a blocking thread, or a thread of your own).
+    pub fn new(
+        ddb: aws_sdk_dynamodb::Client,
+        s3: aws_sdk_s3::Client,
+        table: impl Into<String>,
+        bucket: impl Into<String>,
+        rt: Handle,
+    ) -> Self {
+        AwsRegistry {
+            ddb,
+            s3,
+            table: table.into(),
+            bucket: bucket.into(),
+            rt,
+        }
+    }
+
+    fn query_prefix(&self, tenant: &str, prefix: &str) -> Result<Vec<Item>, RegistryError> {
+        check_tenant(tenant)?;
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .rt
+                .block_on(
+                    self.ddb
+                        .query()
+                        .table_name(&self.table)
+                        .key_condition_expression("tenant = :t AND begins_with(entry, :p)")
+                        .expression_attribute_values(":t", s(tenant))
+                        .expression_attribute_values(":p", s(prefix))
+                        .consistent_read(true)
+                        .set_exclusive_start_key(start.take())
+                        .send(),
+                )
+                .map_err(|e| storage("querying the registry table", e))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    fn put_doc(
+        &self,
+        tenant: &str,
+        entry: String,
+        text: String,
+        if_absent: bool,
+    ) -> Result<bool, RegistryError> {
+        let req = self
+            .ddb
+            .put_item()
+            .table_name(&self.table)
+            .item("tenant", s(tenant))
+            .item("entry", s(entry))
+            .item("doc", s(text));
+        let req = if if_absent {
+            req.condition_expression("attribute_not_exists(entry)")
+        } else {
+            req
+        };
+        match self.rt.block_on(req.send()) {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(e) => Err(storage("writing to the registry table", e)),
+        }
+    }
+
+    fn history_entry(entry: &HistoryEntry) -> String {
+        format!("H#{:013}#{:010}#{}", entry.at_ms, entry.revision, nonce())
+    }
+}
+
+impl PolicyRegistry for AwsRegistry {
+    fn put_component(&self, digest: &str, bytes: &[u8]) -> Result<(), RegistryError> {
+        let key = component_key(digest);
+        let head = self
+            .rt
+            .block_on(self.s3.head_object().bucket(&self.bucket).key(&key).send());
+        if head.is_ok()
+            && self
+                .component(digest)
+                .is_ok_and(|b| host_core::digest(&b) == digest)
+        {
+            return Ok(());
+        }
+        self.rt
+            .block_on(
+                self.s3
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(&key)
+                    .content_type("application/wasm")
+                    .metadata("sha256", digest)
+                    .body(bytes.to_vec().into())
+                    .send(),
+            )
+            .map_err(|e| storage(&format!("uploading s3://{}/{key}", self.bucket), e))?;
+        Ok(())
+    }
+
+    fn component(&self, digest: &str) -> Result<Vec<u8>, RegistryError> {
+        let key = component_key(digest);
+        let out = self
+            .rt
+            .block_on(self.s3.get_object().bucket(&self.bucket).key(&key).send());
+        let out = match out {
+            Ok(o) => o,
+            Err(e) if e.code() == Some("NoSuchKey") || e.code() == Some("NotFound") => {
+                return Err(RegistryError::MissingComponent(digest.to_owned()));
+            }
+            Err(e) => return Err(storage(&format!("reading s3://{}/{key}", self.bucket), e)),
+        };
+        let bytes = self.rt.block_on(out.body.collect()).map_err(|e| {
+            RegistryError::Storage(format!("reading s3://{}/{key}: {e}", self.bucket))
+        })?;
+        Ok(bytes.into_bytes().to_vec())
+    }
+
+    fn put_version(&self, version: &PolicyVersion) -> Result<bool, RegistryError> {
+        check_tenant(&version.tenant)?;
+        self.put_doc(
+            &version.tenant,
+            format!("V#{}", version.digest),
+            serde_json::to_string(version).expect("versions serialise"),
+            true,
+        )
+    }
+
+    fn versions(&self, tenant: &str) -> Result<Vec<PolicyVersion>, RegistryError> {
+        self.query_prefix(tenant, "V#")?.iter().map(doc).collect()
+    }
+
+    fn state(&self, tenant: &str) -> Result<Option<TenantState>, RegistryError> {
+        check_tenant(tenant)?;
+        let out = self
+            .rt
+            .block_on(
+                self.ddb
+                    .get_item()
+                    .table_name(&self.table)
+                    .key("tenant", s(tenant))
+                    .key("entry", s(STATE))
+                    .consistent_read(true)
+                    .send(),
+            )
+            .map_err(|e| storage("reading a tenant's state", e))?;
+        out.item.as_ref().map(doc).transpose()
+    }
+
+    fn put_state(
+        &self,
+        state: &TenantState,
+        expected: u64,
+        entry: &HistoryEntry,
+    ) -> Result<(), RegistryError> {
+        check_tenant(&state.tenant)?;
+        let put_state = Put::builder()
+            .table_name(&self.table)
+            .item("tenant", s(&state.tenant))
+            .item("entry", s(STATE))
+            .item("revision", AttributeValue::N(state.revision.to_string()))
+            .item(
+                "doc",
+                s(serde_json::to_string(state).expect("states serialise")),
+            );
+        let put_state = if expected == 0 {
+            put_state.condition_expression("attribute_not_exists(entry)")
+        } else {
+            put_state
+                .condition_expression("revision = :expected")
+                .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
+        };
+        let put_history = Put::builder()
+            .table_name(&self.table)
+            .item("tenant", s(&state.tenant))
+            .item("entry", s(Self::history_entry(entry)))
+            .item(
+                "doc",
+                s(serde_json::to_string(entry).expect("history serialises")),
+            );
+        let build = |p: aws_sdk_dynamodb::types::builders::PutBuilder| {
+            p.build()
+                .map(|p| TransactWriteItem::builder().put(p).build())
+                .map_err(|e| RegistryError::Storage(e.to_string()))
+        };
+        let out = self.rt.block_on(
+            self.ddb
+                .transact_write_items()
+                .transact_items(build(put_state)?)
+                .transact_items(build(put_history)?)
+                .send(),
+        );
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("TransactionCanceledException") => {
+                let found = self.state(&state.tenant)?.map_or(0, |s| s.revision);
+                if found != expected {
+                    Err(RegistryError::Conflict {
+                        tenant: state.tenant.clone(),
+                        expected,
+                        found,
+                    })
+                } else {
+                    Err(storage("changing a tenant's state", e))
+                }
+            }
+            Err(e) => Err(storage("changing a tenant's state", e)),
+        }
+    }
+
+    fn append_history(&self, entry: &HistoryEntry) -> Result<(), RegistryError> {
+        check_tenant(&entry.tenant)?;
+        self.put_doc(
+            &entry.tenant,
+            Self::history_entry(entry),
+            serde_json::to_string(entry).expect("history serialises"),
+            false,
+        )
+        .map(|_| ())
+    }
+
+    fn history(&self, tenant: &str) -> Result<Vec<HistoryEntry>, RegistryError> {
+        self.query_prefix(tenant, "H#")?.iter().map(doc).collect()
+    }
+
+    fn tenants(&self) -> Result<Vec<String>, RegistryError> {
+        let mut tenants = std::collections::BTreeSet::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .rt
+                .block_on(
+                    self.ddb
+                        .scan()
+                        .table_name(&self.table)
+                        .projection_expression("tenant")
+                        .set_exclusive_start_key(start.take())
+                        .send(),
+                )
+                .map_err(|e| storage("listing the registry's tenants", e))?;
+            for item in out.items.unwrap_or_default() {
+                if let Some(AttributeValue::S(t)) = item.get("tenant") {
+                    tenants.insert(t.clone());
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(tenants.into_iter().collect()),
+            }
+        }
+    }
+
+    fn record_shadow(&self, comparison: &ShadowComparison) -> Result<(), RegistryError> {
+        check_tenant(&comparison.tenant)?;
+        let candidate = &comparison.candidate;
+        self.rt
+            .block_on(
+                self.ddb
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("tenant", s(&comparison.tenant))
+                    .key("entry", s(format!("S#{candidate}")))
+                    .update_expression("ADD compared :one, disagreed :d")
+                    .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                    .expression_attribute_values(
+                        ":d",
+                        AttributeValue::N(if comparison.agreed { "0" } else { "1" }.into()),
+                    )
+                    .send(),
+            )
+            .map_err(|e| storage("counting a shadow comparison", e))?;
+        if comparison.agreed {
+            return Ok(());
+        }
+        let mut kept = comparison.clone();
+        let mut text = serde_json::to_string(&kept).expect("comparisons serialise");
+        if text.len() > ITEM_LIMIT - 4096 {
+            // Two large parties and both answers do not fit one item: keep who, when and
+            // what was decided; the conflict itself is in the conflict log.
+            kept.conflict = None;
+            for o in [&mut kept.active_outcome, &mut kept.candidate_outcome]
+                .into_iter()
+                .flatten()
+            {
+                o.party = None;
+            }
+            text = serde_json::to_string(&kept).expect("comparisons serialise");
+        }
+        self.put_doc(
+            &comparison.tenant,
+            format!("D#{candidate}#{:013}#{}", comparison.at_ms, nonce()),
+            text,
+            false,
+        )
+        .map(|_| ())
+    }
+
+    fn shadow_summary(
+        &self,
+        tenant: &str,
+        candidate: &str,
+    ) -> Result<ShadowSummary, RegistryError> {
+        check_tenant(tenant)?;
+        let out = self
+            .rt
+            .block_on(
+                self.ddb
+                    .get_item()
+                    .table_name(&self.table)
+                    .key("tenant", s(tenant))
+                    .key("entry", s(format!("S#{candidate}")))
+                    .consistent_read(true)
+                    .send(),
+            )
+            .map_err(|e| storage("reading shadow counters", e))?;
+        let count = |name: &str| -> u64 {
+            out.item
+                .as_ref()
+                .and_then(|i| i.get(name))
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        let disagreements = self
+            .query_prefix(tenant, &format!("D#{candidate}#"))?
+            .iter()
+            .map(doc)
+            .collect::<Result<Vec<ShadowComparison>, _>>()?;
+        Ok(ShadowSummary {
+            compared: count("compared"),
+            disagreed: count("disagreed"),
+            disagreements,
+        })
+    }
+}

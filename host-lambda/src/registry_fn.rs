@@ -1,0 +1,159 @@
+//! The registry function: the policy rollout workflow's steps (`deploy/statemachines/
+//! policy-rollout.asl.json`) as one Lambda handler over the registry.
+//!
+//! Input `{"action", "tenant", "digest", "reason"?}`; actions `validate` (the stored component
+//! verifies against its digest, loads under this host's limits and passes the law checks under
+//! the tenant's configuration), `shadow`, `shadow-report` (`{"disagreementRate", "compared",
+//! "disagreed"}`), `activate`, `rollback` (takes the candidate out of service wherever it is).
+//! Every action is idempotent: the workflow retries them. Storage trouble is `Retryable`;
+//! anything else is `NonRetryable`, which makes the workflow roll back.
+
+use std::sync::Arc;
+
+use host_core::laws::{CheckOptions, check};
+use host_core::policy_registry::{Registry, RegistryError, fetch_component};
+use host_core::{Limits, Metering, Policy, PolicyEngine};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::FunctionError;
+
+/// One workflow step.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub action: String,
+    pub tenant: String,
+    pub digest: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Law-check cases the `validate` step runs per law.
+pub const VALIDATE_CASES: u32 = 64;
+
+#[derive(Clone, Debug)]
+pub struct RegistryFunction {
+    registry: Registry,
+}
+
+fn function_error(e: RegistryError) -> FunctionError {
+    if e.is_transient() {
+        FunctionError::Retryable(e.to_string())
+    } else {
+        FunctionError::NonRetryable(e.to_string())
+    }
+}
+
+impl RegistryFunction {
+    pub fn new(registry: Registry) -> Self {
+        RegistryFunction { registry }
+    }
+
+    /// Handles one invocation (on a blocking thread: the registry is synchronous).
+    pub async fn handle(self: &Arc<Self>, payload: Value) -> Result<Value, FunctionError> {
+        let step: Step = serde_json::from_value(payload).map_err(|e| {
+            FunctionError::NonRetryable(format!(
+                "the input is not a rollout step {{action, tenant, digest, reason?}}: {e}"
+            ))
+        })?;
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.run(&step))
+            .await
+            .map_err(|e| FunctionError::Retryable(format!("the step's thread failed: {e}")))?
+    }
+
+    /// Runs one step.
+    pub fn run(&self, step: &Step) -> Result<Value, FunctionError> {
+        let tenant = step.tenant.as_str();
+        let result = match step.action.as_str() {
+            "validate" => self.validate(tenant, &step.digest),
+            "shadow" => self
+                .registry
+                .shadow(tenant, &step.digest)
+                .map(|c| serde_json::to_value(c).expect("changes serialise"))
+                .map_err(function_error),
+            "shadow-report" => self
+                .registry
+                .shadow_report(tenant, Some(&step.digest))
+                .map(|(digest, s)| {
+                    json!({
+                        "digest": digest,
+                        "compared": s.compared,
+                        "disagreed": s.disagreed,
+                        "disagreementRate": s.rate(),
+                    })
+                })
+                .map_err(function_error),
+            "activate" => self
+                .registry
+                .activate(tenant, &step.digest)
+                .map(|c| serde_json::to_value(c).expect("changes serialise"))
+                .map_err(function_error),
+            "rollback" => self
+                .registry
+                .rollback(tenant, Some(&step.digest), step.reason.as_deref())
+                .map(|c| serde_json::to_value(c).expect("changes serialise"))
+                .map_err(function_error),
+            other => Err(FunctionError::NonRetryable(format!(
+                "unknown action {other:?}; expected validate, shadow, shadow-report, activate or rollback"
+            ))),
+        };
+        match &result {
+            Ok(_) => {
+                tracing::info!(tenant, action = %step.action, policy = %step.digest, outcome = "ok", "registry.step")
+            }
+            Err(e) => {
+                tracing::warn!(tenant, action = %step.action, policy = %step.digest, outcome = "failed", error = %e, "registry.step")
+            }
+        }
+        result
+    }
+
+    fn validate(&self, tenant: &str, selector: &str) -> Result<Value, FunctionError> {
+        let version = self
+            .registry
+            .find(tenant, selector)
+            .map_err(function_error)?;
+        let bytes =
+            fetch_component(&**self.registry.store(), &version.digest).map_err(function_error)?;
+        let engine = PolicyEngine::new(Limits::default(), Metering::Fuel)
+            .map_err(|e| FunctionError::Retryable(e.to_string()))?;
+        let policy = Policy::load(&engine, &bytes, None).map_err(|e| {
+            FunctionError::NonRetryable(format!("version {} would be refused: {e}", version.digest))
+        })?;
+        let config = self
+            .registry
+            .store()
+            .state(tenant)
+            .map_err(function_error)?
+            .map(|s| s.config)
+            .unwrap_or_else(|| "{}".into());
+        // The seed is the digest's first bytes: a retried step checks the same cases.
+        let seed = u64::from_str_radix(&version.digest[..16], 16).unwrap_or(1);
+        let report = check(
+            &policy,
+            &CheckOptions {
+                cases: VALIDATE_CASES,
+                seed,
+                config,
+            },
+        );
+        if let Some(failed) = report.outcomes.iter().find(|o| o.failure.is_some()) {
+            return Err(FunctionError::NonRetryable(format!(
+                "version {} breaks the law of {} (seed {seed}): {}",
+                version.digest,
+                failed.law.name(),
+                failed.failure.as_ref().map_or("", |f| f.message.as_str())
+            )));
+        }
+        Ok(json!({
+            "digest": version.digest,
+            "name": policy.description().name,
+            "version": policy.description().version,
+            "valid": true,
+            "lawCases": VALIDATE_CASES,
+            "seed": seed,
+        }))
+    }
+}
