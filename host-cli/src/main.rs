@@ -4,6 +4,7 @@
 
 mod check;
 mod common;
+mod conflicts;
 mod diff;
 mod dry_run;
 mod registry;
@@ -30,6 +31,18 @@ enum Command {
     /// Operator commands on policies: check them, and publish them to the registry.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The conflict log: list, show, export, replay against a candidate, resolve again.
+    #[command(subcommand)]
+    Conflicts(ConflictsCommand),
+}
+
+#[derive(Subcommand)]
+enum ConflictsCommand {
+    List(conflicts::ListOpts),
+    Show(conflicts::ShowOpts),
+    Export(conflicts::ExportOpts),
+    Replay(conflicts::ReplayOpts),
+    Resolve(conflicts::ResolveOpts),
 }
 
 #[derive(Subcommand)]
@@ -68,6 +81,11 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::ShadowReport(o)) => registry::shadow_report(o),
         Command::Policy(PolicyCommand::Config(o)) => registry::config(o),
         Command::Simulate(o) => simulate::run_cmd(o),
+        Command::Conflicts(ConflictsCommand::List(o)) => conflicts::list(o),
+        Command::Conflicts(ConflictsCommand::Show(o)) => conflicts::show(o),
+        Command::Conflicts(ConflictsCommand::Export(o)) => conflicts::export(o),
+        Command::Conflicts(ConflictsCommand::Replay(o)) => conflicts::replay(o),
+        Command::Conflicts(ConflictsCommand::Resolve(o)) => conflicts::resolve(o),
     };
     match result {
         Ok(code) => code,
@@ -75,5 +93,16 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every subcommand's arguments are consistent (unique names, valid groups).
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
     }
 }

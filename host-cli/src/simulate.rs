@@ -74,6 +74,10 @@ pub struct Opts {
     /// Print every write, delivery and resolution of the (first) run.
     #[arg(long)]
     pub trace: bool,
+    /// Record the conflicts of the (first) run in this conflict-log directory, as the reconcile
+    /// function records production's (`host-cli conflicts list --log DIR` reads them).
+    #[arg(long, value_name = "DIR")]
+    pub conflict_log: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub cache: CacheOpts,
 }
@@ -135,7 +139,13 @@ pub fn run_cmd(o: Opts) -> anyhow::Result<ExitCode> {
     let mut out = String::new();
     for i in 0..o.seeds {
         let s = seed + i;
-        let report = run(&config_for(s, true), &policies);
+        let mut config = config_for(s, true);
+        if i == 0
+            && let Some(dir) = &o.conflict_log
+        {
+            config.conflict_log = Some(Arc::new(host_core::conflict_log::DirConflictLog::new(dir)));
+        }
+        let report = run(&config, &policies);
         let plain = run(&config_for(s, false), &policies);
         totals.0 += report.conflicts;
         totals.1 += report.lost.len();

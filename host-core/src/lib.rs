@@ -10,6 +10,7 @@
 //! - [`refresh`]: hosts following the registry with bounded staleness, and shadow comparisons;
 //! - [`resolver`]: causality first, the policy for concurrent versions, results validated;
 //! - [`conflict`]: the captured-conflict format that dry-runs and law checks replay;
+//! - [`conflict_log`]: every conflict the reconcile path saw, queryable, replayable, re-resolvable;
 //! - [`laws`]: property-based law checks of a policy on generated conflicts;
 //! - [`event`], [`ingest`]: TMF632 events validated and applied at most once per idempotency key;
 //! - [`reconcile`]: what last-writer-wins overwrote, restored through the tenant's policy;
@@ -17,6 +18,7 @@
 
 pub mod cache;
 pub mod conflict;
+pub mod conflict_log;
 pub mod engine;
 pub mod error;
 pub mod event;

@@ -469,7 +469,7 @@ impl Registry {
         let config = self
             .store
             .state(tenant)?
-            .map(|s| s.config)
+            .map(|s| crate::registry::policy_view(&s.config))
             .unwrap_or_else(|| "{}".to_owned());
         let engine = PolicyEngine::new(Limits::default(), Metering::Fuel)
             .map_err(|e| RegistryError::Storage(e.to_string()))?;

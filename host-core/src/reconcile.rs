@@ -15,11 +15,13 @@
 //! forever.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use policy_types::{PartyVersion, VectorOrder, compare_vectors};
 use serde_json::json;
 
 use crate::conflict::{CapturedConflict, CapturedContext};
+use crate::conflict_log::{ConflictLog, ConflictOutcome, ConflictRecord, LogSettings, conflict_id};
 use crate::ingest::{DeadLetter, DeadLetterSink, PartyStore, Provenance, StoreError, StoredParty};
 use crate::resolver::{Decision, Resolver};
 
@@ -54,6 +56,11 @@ pub struct Reconcile<S, D> {
     store: S,
     dead_letters: D,
     resolver: Arc<Resolver>,
+    log: Option<Arc<dyn ConflictLog>>,
+    /// Cases the host settled alone (one version dominated) that were counted, not logged.
+    pub dominated: AtomicU64,
+    /// Conflicts that could not be written to the log (logged as warnings).
+    pub log_failures: AtomicU64,
     pub max_attempts: u32,
     pub retry_backoff_ms: u64,
 }
@@ -64,9 +71,22 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
             store,
             dead_letters,
             resolver,
+            log: None,
+            dominated: AtomicU64::new(0),
+            log_failures: AtomicU64::new(0),
             max_attempts: 5,
             retry_backoff_ms: 10,
         }
+    }
+
+    /// Records every conflict in `log` (once per conflict; re-resolutions append outcomes).
+    pub fn with_conflict_log(mut self, log: Arc<dyn ConflictLog>) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    pub fn conflict_log(&self) -> Option<&Arc<dyn ConflictLog>> {
+        self.log.as_ref()
     }
 
     pub fn store(&self) -> &S {
@@ -87,21 +107,81 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
             VectorOrder::DominatedBy | VectorOrder::Equal => return ReconcileOutcome::NotAConflict,
             VectorOrder::Dominates | VectorOrder::Concurrent => {}
         }
-        self.restore_with(old, now_ms, true)
+        self.restore_with(old, now_ms, true, None)
     }
 
     /// Resolves `lost` (a version that is no longer stored) against the stored item.
     pub fn restore(&self, lost: &PartyVersion, now_ms: u64) -> ReconcileOutcome {
-        self.restore_with(lost, now_ms, true)
+        self.restore_with(lost, now_ms, true, None)
     }
 
     /// A redrive of a conflict already in the dead-letter queue: like [`Reconcile::restore`],
     /// but what still fails is answered without sending a second copy.
     pub fn redrive(&self, lost: &PartyVersion, now_ms: u64) -> ReconcileOutcome {
-        self.restore_with(lost, now_ms, false)
+        self.restore_with(lost, now_ms, false, None)
     }
 
-    fn restore_with(&self, lost: &PartyVersion, now_ms: u64, keep: bool) -> ReconcileOutcome {
+    /// A redrive of a dead-lettered conflict (its captured form, as the queue keeps it): the
+    /// outcome is appended to the conflict's record in the log, which then carries both.
+    pub fn redrive_conflict(&self, conflict: &CapturedConflict, now_ms: u64) -> ReconcileOutcome {
+        self.restore_with(&conflict.remote, now_ms, false, conflict.id.as_deref())
+    }
+
+    /// Writes one outcome to the log: a new record, or (for a redrive) an appended outcome.
+    /// Host-settled cases are counted, not stored, unless the tenant asks for full capture.
+    fn log_outcome(
+        &self,
+        local: &PartyVersion,
+        lost: &PartyVersion,
+        redriven: Option<&str>,
+        now_ms: u64,
+        outcome: ConflictOutcome,
+    ) {
+        let Some(log) = &self.log else { return };
+        let (config, settings) = self
+            .resolver
+            .policies()
+            .get(&lost.tenant)
+            .map(|a| (a.config.clone(), a.log.clone()))
+            .unwrap_or_else(|_| ("{}".to_owned(), LogSettings::default()));
+        let by = if redriven.is_some() {
+            "redrive"
+        } else {
+            "reconcile"
+        };
+        let outcome = ConflictOutcome {
+            by: by.to_owned(),
+            ..outcome
+        };
+        let written = match redriven {
+            Some(id) => log.add_outcome(&lost.tenant, id, &outcome),
+            None => {
+                if outcome.policy_digest.is_none()
+                    && outcome.written.is_some()
+                    && !settings.full_capture
+                {
+                    self.dominated.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                let region = self.resolver.region();
+                let record =
+                    ConflictRecord::new(region, local, lost, &config, now_ms, &settings, outcome);
+                log.record(&record).map(|_| ())
+            }
+        };
+        if let Err(e) = written {
+            self.log_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(tenant = %lost.tenant, party = %lost.party_id, error = %e, "reconcile.log_failed");
+        }
+    }
+
+    fn restore_with(
+        &self,
+        lost: &PartyVersion,
+        now_ms: u64,
+        keep: bool,
+        redriven: Option<&str>,
+    ) -> ReconcileOutcome {
         let region = self.resolver.region().to_owned();
         let mut last_error = String::new();
         for attempt in 0..self.max_attempts {
@@ -148,10 +228,19 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
             let resolved = match self.resolver.resolve(&current.version, lost) {
                 Ok(r) => r,
                 Err(e) => {
-                    let failure = match &e {
-                        crate::resolver::ResolveFailure::Policy(p) => Some(p.failure.kind()),
-                        crate::resolver::ResolveFailure::NoPolicy(_) => None,
+                    let (failure, digest) = match &e {
+                        crate::resolver::ResolveFailure::Policy(p) => {
+                            (Some(p.failure.kind()), Some(p.digest.clone()))
+                        }
+                        crate::resolver::ResolveFailure::NoPolicy(_) => (None, None),
                     };
+                    self.log_outcome(
+                        &current.version,
+                        lost,
+                        redriven,
+                        now_ms,
+                        ConflictOutcome::failed("", now_ms, "failed", &e.to_string(), digest),
+                    );
                     return match self.dead_letter(keep, &current.version, lost, &e.to_string()) {
                         ReconcileOutcome::DeadLettered { reason, .. } => {
                             ReconcileOutcome::DeadLettered {
@@ -164,6 +253,13 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
                 }
             };
             if let Decision::Rejected(reason) = &resolved.decision {
+                self.log_outcome(
+                    &current.version,
+                    lost,
+                    redriven,
+                    now_ms,
+                    ConflictOutcome::from_resolved("", now_ms, &resolved, &current.version, lost),
+                );
                 return self.dead_letter(
                     keep,
                     &current.version,
@@ -196,6 +292,19 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
                 .put_party(&stored, Some(&current.version.version_vector))
             {
                 Ok(()) => {
+                    self.log_outcome(
+                        &current.version,
+                        lost,
+                        redriven,
+                        now_ms,
+                        ConflictOutcome::from_resolved(
+                            "",
+                            now_ms,
+                            &resolved,
+                            &current.version,
+                            lost,
+                        ),
+                    );
                     tracing::info!(
                         tenant = %lost.tenant,
                         party = %lost.party_id,
@@ -215,10 +324,23 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
                     continue;
                 }
                 Err(StoreError::TooLarge { size, limit }) => {
-                    return self.dead_letter(keep, &current.version,
-                        lost,
-                        &format!("the merged party would be {size} bytes, over the {limit}-byte item limit"),
+                    let reason = format!(
+                        "the merged party would be {size} bytes, over the {limit}-byte item limit"
                     );
+                    self.log_outcome(
+                        &current.version,
+                        lost,
+                        redriven,
+                        now_ms,
+                        ConflictOutcome::failed(
+                            "",
+                            now_ms,
+                            "failed",
+                            &reason,
+                            resolved.policy_digest.clone(),
+                        ),
+                    );
+                    return self.dead_letter(keep, &current.version, lost, &reason);
                 }
                 Err(e) => {
                     last_error = e.to_string();
@@ -233,15 +355,18 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
             .flatten()
             .map(|c| c.version)
             .unwrap_or_else(|| lost.clone());
-        self.dead_letter(
-            keep,
+        let reason = format!(
+            "{} attempts to write the resolution failed: {last_error}",
+            self.max_attempts
+        );
+        self.log_outcome(
             &current,
             lost,
-            &format!(
-                "{} attempts to write the resolution failed: {last_error}",
-                self.max_attempts
-            ),
-        )
+            redriven,
+            now_ms,
+            ConflictOutcome::failed("", now_ms, "failed", &reason, None),
+        );
+        self.dead_letter(keep, &current, lost, &reason)
     }
 
     /// Keeps the conflict (both versions, the tenant, why) in the dead-letter queue, as a
@@ -262,7 +387,8 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
             };
         }
         let conflict = CapturedConflict {
-            id: None,
+            // The conflict log's id: a redrive appends its outcome to the same record.
+            id: Some(conflict_id(&lost.tenant, local, lost)),
             tenant: lost.tenant.clone(),
             note: Some(reason.to_owned()),
             local: local.clone(),

@@ -302,11 +302,9 @@ impl PolicySource {
             .map(|p| p.policy.digest().to_owned());
         self.policies.activate(
             tenant,
-            ActivePolicy {
-                policy,
-                config: state.config.clone(),
-                shadow,
-            },
+            ActivePolicy::new(policy)
+                .with_config(state.config.clone())
+                .with_shadow(shadow),
         );
         self.stats.swaps.fetch_add(1, Ordering::Relaxed);
         tracing::info!(

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
+use crate::conflict_log::LogSettings;
 use crate::error::NoPolicy;
 use crate::policy::Policy;
 
@@ -23,6 +24,9 @@ pub struct ActivePolicy {
     /// JSON text handed to the policy in every context (`{}` when unset).
     pub config: String,
     pub shadow: Option<Arc<Policy>>,
+    /// What the tenant asks of the conflict log (the configuration's `conflictLog` member,
+    /// which is the host's: the policy never sees it).
+    pub log: LogSettings,
 }
 
 impl ActivePolicy {
@@ -31,12 +35,34 @@ impl ActivePolicy {
             policy,
             config: "{}".to_owned(),
             shadow: None,
+            log: LogSettings::default(),
         }
     }
 
+    /// Sets the tenant's configuration document: its `conflictLog` member is read by the host
+    /// and taken out; the rest is what the policy is given.
     pub fn with_config(mut self, config: impl Into<String>) -> Self {
-        self.config = config.into();
+        let config = config.into();
+        self.log = LogSettings::from_config(&config);
+        self.config = policy_view(&config);
         self
+    }
+
+    pub fn with_shadow(mut self, shadow: Option<Arc<Policy>>) -> Self {
+        self.shadow = shadow;
+        self
+    }
+}
+
+/// The tenant's configuration document as the policy sees it: without the host's own
+/// `conflictLog` member.
+pub fn policy_view(config: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(config) {
+        Ok(serde_json::Value::Object(mut members)) if members.contains_key("conflictLog") => {
+            members.remove("conflictLog");
+            serde_json::Value::Object(members).to_string()
+        }
+        _ => config.to_owned(),
     }
 }
 

@@ -23,6 +23,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value, json};
 
+use crate::conflict_log::{ConflictLog, ConflictOutcome, ConflictRecord, LogSettings};
 use crate::policy::Policy;
 use crate::registry::{ActivePolicy, TenantPolicies};
 use crate::resolver::{Decision, Resolver};
@@ -57,6 +58,8 @@ pub struct SimConfig {
     pub reconcile: bool,
     /// Record every write, delivery and resolution in the report.
     pub trace: bool,
+    /// Record every conflict resolved (or not) in this log, as the reconcile path does.
+    pub conflict_log: Option<Arc<dyn ConflictLog>>,
 }
 
 impl SimConfig {
@@ -76,6 +79,7 @@ impl SimConfig {
             swap_at: None,
             reconcile: true,
             trace: false,
+            conflict_log: None,
         }
     }
 }
@@ -675,6 +679,7 @@ impl<'a> World<'a> {
         let resolved = self.regions[region]
             .resolver
             .resolve(&overwritten.version, &current.version);
+        self.log_conflict(region, &overwritten.version, &current.version, &resolved);
         let reason = match resolved {
             Ok(r) => {
                 if let Some(d) = &r.policy_digest {
@@ -715,6 +720,36 @@ impl<'a> World<'a> {
                 },
                 &reason,
             );
+        }
+    }
+
+    /// Records a conflict the policy decided (or failed on) in the configured log.
+    fn log_conflict(
+        &self,
+        region: usize,
+        local: &PartyVersion,
+        remote: &PartyVersion,
+        resolved: &Result<crate::resolver::Resolved, crate::resolver::ResolveFailure>,
+    ) {
+        let Some(log) = &self.config.conflict_log else {
+            return;
+        };
+        let now = self.now(region);
+        let outcome = match resolved {
+            Ok(r) if r.policy_digest.is_none() => return, // settled by the host: counted only
+            Ok(r) => ConflictOutcome::from_resolved("simulation", now, r, local, remote),
+            Err(e) => ConflictOutcome::failed("simulation", now, "failed", &e.to_string(), None),
+        };
+        let name = &self.regions[region].name;
+        let (config, settings) = self.regions[region]
+            .resolver
+            .policies()
+            .get(&local.tenant)
+            .map(|a| (a.config.clone(), a.log.clone()))
+            .unwrap_or_else(|_| ("{}".into(), LogSettings::default()));
+        let record = ConflictRecord::new(name, local, remote, &config, now, &settings, outcome);
+        if let Err(e) = log.record(&record) {
+            tracing::warn!(error = %e, "sim.log_failed");
         }
     }
 

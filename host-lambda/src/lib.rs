@@ -6,6 +6,7 @@
 //! threads (`tokio::task::spawn_blocking`), never on the runtime's own workers.
 
 pub mod config;
+pub mod conflict_log_aws;
 pub mod dynamo;
 pub mod ingest_fn;
 pub mod metrics;

@@ -127,7 +127,7 @@ impl RegistryFunction {
             .store()
             .state(tenant)
             .map_err(function_error)?
-            .map(|s| s.config)
+            .map(|s| host_core::registry::policy_view(&s.config))
             .unwrap_or_else(|| "{}".into());
         // The seed is the digest's first bytes: a retried step checks the same cases.
         let seed = u64::from_str_radix(&version.digest[..16], 16).unwrap_or(1);

@@ -5,9 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use host_core::conflict_log::ConflictLog;
+use host_core::reconcile::Reconcile;
 use host_core::{PolicyEngine, PolicyRegistry, PolicySource, Resolver};
 
 use crate::config::FunctionConfig;
+use crate::conflict_log_aws::DynamoConflictLog;
 use crate::dynamo::DynamoStore;
 use crate::registry_aws::AwsRegistry;
 use crate::sqs::SqsDeadLetters;
@@ -85,6 +88,29 @@ impl Wiring {
             bucket,
             self.rt.clone(),
         )))
+    }
+
+    /// The conflict log, when the environment names its table (`CONFLICT_TABLE`).
+    pub fn conflict_log(&self) -> Option<Arc<dyn ConflictLog>> {
+        let table = self.config.conflict_table.as_ref()?;
+        Some(Arc::new(DynamoConflictLog::new(
+            self.ddb.clone(),
+            table,
+            self.rt.clone(),
+        )))
+    }
+
+    /// The reconcile path of this region, recording into the conflict log when there is one.
+    pub fn reconcile(&self) -> Reconcile<DynamoStore, SqsDeadLetters> {
+        let r = Reconcile::new(
+            self.store(),
+            self.dead_letters(crate::sqs::KIND_RECONCILE),
+            self.resolver.clone(),
+        );
+        match self.conflict_log() {
+            Some(log) => r.with_conflict_log(log),
+            None => r,
+        }
     }
 
     /// The region's party table.

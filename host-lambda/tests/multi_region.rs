@@ -342,6 +342,45 @@ fn apac_eu_na_concurrent_writes_converge_with_nothing_lost() {
             "nothing dead-lettered in region {r}"
         );
     }
+    assert_conflicts_recorded_once(&world);
+}
+
+/// The conflict log holds each conflict once, and every record reproduces: the default policy
+/// on the recorded versions, context and region decides and writes what the record says.
+fn assert_conflicts_recorded_once(world: &World) {
+    use host_core::conflict_log::{ConflictLog, ConflictQuery};
+    let records = world
+        .conflicts
+        .query(&ConflictQuery::tenant(TENANT))
+        .unwrap();
+    assert!(!records.is_empty(), "the workload had concurrent conflicts");
+    let mut ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), records.len(), "each conflict recorded once");
+    let policy = integration_tests::default_policy(&integration_tests::engine());
+    for r in &records {
+        let first = r.first();
+        assert_eq!(
+            first.policy_digest.as_deref(),
+            Some(policy.digest()),
+            "{}",
+            r.id
+        );
+        assert!(
+            r.regions
+                .iter()
+                .all(|g| ["apac", "eu", "na"].contains(&g.as_str()))
+        );
+        let again = host_core::resolve_with(&policy, "{}", &r.region, &r.local, &r.remote).unwrap();
+        assert_eq!(first.decision, again.decision.kind(), "{}", r.id);
+        assert_eq!(
+            first.written.as_ref(),
+            again.written(&r.local, &r.remote),
+            "{}",
+            r.id
+        );
+    }
 }
 
 #[test]

@@ -2,9 +2,7 @@
 //! overwrote is resolved with the tenant's policy and written back.
 
 use anyhow::Context;
-use host_core::reconcile::Reconcile;
 use host_lambda::reconcile_fn::ReconcileFunction;
-use host_lambda::sqs::KIND_RECONCILE;
 use host_lambda::wiring::Wiring;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
@@ -12,12 +10,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let w = Wiring::from_env().await?;
-    let reconcile = Reconcile::new(
-        w.store(),
-        w.dead_letters(KIND_RECONCILE),
-        w.resolver.clone(),
-    );
-    let function = ReconcileFunction::new(reconcile, &w.config.region);
+    let function = ReconcileFunction::new(w.reconcile(), &w.config.region);
     let function = &function;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         Ok::<_, host_lambda::FunctionError>(function.handle(event.payload).await)

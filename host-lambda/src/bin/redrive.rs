@@ -49,7 +49,7 @@ async fn apply(
         KIND_RECONCILE => {
             let conflict: CapturedConflict = serde_json::from_value(kept.letter.payload)
                 .map_err(|e| format!("not a captured conflict: {e}"))?;
-            match reconcile.redrive(&conflict.remote, now_ms()) {
+            match reconcile.redrive_conflict(&conflict, now_ms()) {
                 ReconcileOutcome::Resolved { .. } | ReconcileOutcome::AlreadyResolved => Ok(()),
                 ReconcileOutcome::DeadLettered { reason, .. } | ReconcileOutcome::Retry(reason) => {
                     Err(reason)
@@ -74,11 +74,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_resolver(w.resolver.clone()),
     );
-    let reconcile = Arc::new(Reconcile::new(
-        w.store(),
-        w.dead_letters(KIND_RECONCILE),
-        w.resolver.clone(),
-    ));
+    let reconcile = Arc::new(w.reconcile());
     let (sqs, url) = (&w.sqs, &w.config.dead_letter_queue_url);
     let (ingest, reconcile) = (&ingest, &reconcile);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -249,6 +249,49 @@ pub async fn create_party_table(client: &aws_sdk_dynamodb::Client, name: &str) {
         .expect("enabling TTL");
 }
 
+/// A conflict table like the template's: `pk`, `sk`, and the `byParty` index.
+pub async fn create_conflict_table(client: &aws_sdk_dynamodb::Client, name: &str) {
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let key = |n: &str, k: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(k)
+            .build()
+            .unwrap()
+    };
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .attribute_definitions(attr("partyKey"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .global_secondary_indexes(
+            aws_sdk_dynamodb::types::GlobalSecondaryIndex::builder()
+                .index_name("byParty")
+                .key_schema(key("partyKey", KeyType::Hash))
+                .key_schema(key("sk", KeyType::Range))
+                .projection(
+                    aws_sdk_dynamodb::types::Projection::builder()
+                        .projection_type(aws_sdk_dynamodb::types::ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("creating the conflict table");
+}
+
 pub async fn create_queue(client: &aws_sdk_sqs::Client, name: &str) -> String {
     client
         .create_queue()

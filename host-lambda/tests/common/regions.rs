@@ -78,6 +78,9 @@ pub struct World {
     /// data on when the overwritten version was concurrent).
     pub overwrites: usize,
     pub max_delay: usize,
+    /// The conflict log every region's reconcile records into (one table, as the global
+    /// table is one table: on the shared server).
+    pub conflicts: Arc<host_lambda::conflict_log_aws::DynamoConflictLog>,
     pub duplicate_rate: f64,
 }
 
@@ -98,6 +101,17 @@ impl World {
             &engine,
         )));
         let table = unique("parties");
+        let conflicts = {
+            let _guard = rt.enter();
+            let ddb = aws_sdk_dynamodb::Client::new(&sdk_config(&endpoint("MOTO_ENDPOINT"), None));
+            let name = unique("conflicts");
+            rt.block_on(create_conflict_table(&ddb, &name));
+            Arc::new(host_lambda::conflict_log_aws::DynamoConflictLog::new(
+                ddb,
+                name,
+                rt.handle().clone(),
+            ))
+        };
         let mut regions = Vec::new();
         for (name, var) in REGIONS {
             let throttle = Throttle::new(&["TransactWriteItems", "PutItem"]);
@@ -119,7 +133,8 @@ impl World {
             let ingest = Arc::new(
                 Ingest::new(store(), letters(KIND_INGEST), config).with_resolver(resolver.clone()),
             );
-            let mut reconcile = Reconcile::new(store(), letters(KIND_RECONCILE), resolver);
+            let mut reconcile = Reconcile::new(store(), letters(KIND_RECONCILE), resolver)
+                .with_conflict_log(conflicts.clone());
             reconcile.retry_backoff_ms = 2;
             regions.push(RegionRig {
                 name: name.to_owned(),
@@ -148,6 +163,7 @@ impl World {
             reconcile_enabled: true,
             overwrites: 0,
             max_delay: 3,
+            conflicts,
             duplicate_rate: 0.1,
         }
     }

@@ -1,0 +1,477 @@
+//! The conflict log: every conflict the reconcile path sees, once, with both versions as the
+//! policy saw them, the context, what was decided, by which policy, and later re-resolutions.
+//!
+//! It is where captured conflicts come from: a record exports as exactly the captured-conflict
+//! line `dry-run` and `policy check` read, replays against a candidate policy, and drives
+//! resolution again (redrive, `host-cli conflicts resolve`), appending the new outcome.
+//! Storage is behind [`ConflictLog`]: in memory, in a local directory (the CLI and the
+//! simulation), and on DynamoDB in the Lambda host. A record's id is a digest of the tenant,
+//! the party and the two version vectors (in either order), so the same conflict seen again —
+//! a re-delivery, a retry, the other region resolving it too — is the same record.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use policy_types::{PartyVersion, Relation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::conflict::{CapturedConflict, CapturedContext};
+use crate::resolver::{Resolved, relation};
+
+/// One resolution of a conflict: the first by the reconcile path, later ones by a redrive or an
+/// operator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConflictOutcome {
+    pub at_ms: u64,
+    /// Who resolved: `reconcile`, `redrive`, `host-cli`, `simulation`.
+    pub by: String,
+    /// `keep-local`, `take-remote`, `merged`, `rejected`, `failed`.
+    pub decision: String,
+    /// Why it was rejected or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The policy that decided (`None` when the host decided alone: one side dominated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_digest: Option<String>,
+    /// The party that was written (`None` when rejected or failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written: Option<PartyVersion>,
+}
+
+impl ConflictOutcome {
+    /// From a resolution that was written.
+    pub fn from_resolved(
+        by: &str,
+        at_ms: u64,
+        resolved: &Resolved,
+        local: &PartyVersion,
+        remote: &PartyVersion,
+    ) -> Self {
+        ConflictOutcome {
+            at_ms,
+            by: by.to_owned(),
+            decision: resolved.decision.kind().to_owned(),
+            reason: match &resolved.decision {
+                crate::resolver::Decision::Rejected(r) => Some(r.clone()),
+                _ => None,
+            },
+            policy_digest: resolved.policy_digest.clone(),
+            written: resolved.written(local, remote).cloned(),
+        }
+    }
+
+    /// A conflict that could not be resolved (rejected by the policy, a trap, retries exhausted).
+    pub fn failed(
+        by: &str,
+        at_ms: u64,
+        decision: &str,
+        reason: &str,
+        policy_digest: Option<String>,
+    ) -> Self {
+        ConflictOutcome {
+            at_ms,
+            by: by.to_owned(),
+            decision: decision.to_owned(),
+            reason: Some(reason.to_owned()),
+            policy_digest,
+            written: None,
+        }
+    }
+
+    /// Whether the conflict ended resolved (a party was written).
+    pub fn resolved(&self) -> bool {
+        self.written.is_some()
+    }
+}
+
+/// One conflict.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConflictRecord {
+    pub id: String,
+    pub tenant: String,
+    pub party_id: String,
+    /// The region that resolved it.
+    pub region: String,
+    /// Every region involved: the resolver and the two versions' origins.
+    pub regions: Vec<String>,
+    /// When it was first seen.
+    pub at_ms: u64,
+    pub relation: Relation,
+    /// The resolving region's version, as the policy saw it.
+    pub local: PartyVersion,
+    /// The version that arrived from another region.
+    pub remote: PartyVersion,
+    /// The tenant's configuration document the policy was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
+    /// The resolutions, first one first.
+    pub outcomes: Vec<ConflictOutcome>,
+    /// When the record expires (seconds since the epoch; the store's TTL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+/// The stable id of a conflict between two versions of a party (either order).
+pub fn conflict_id(tenant: &str, a: &PartyVersion, b: &PartyVersion) -> String {
+    let vv = |v: &PartyVersion| {
+        let mut dots: Vec<String> = v
+            .version_vector
+            .iter()
+            .filter(|d| d.counter > 0)
+            .map(|d| format!("{}:{}", d.region, d.counter))
+            .collect();
+        dots.sort();
+        dots.join(",")
+    };
+    let mut pair = [vv(a), vv(b)];
+    pair.sort();
+    let mut h = Sha256::new();
+    for part in [tenant, &a.party_id, &pair[0], &pair[1]] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+impl ConflictRecord {
+    /// A new record of a conflict between `local` and `remote`, resolved in `region`.
+    pub fn new(
+        region: &str,
+        local: &PartyVersion,
+        remote: &PartyVersion,
+        config: &str,
+        at_ms: u64,
+        settings: &LogSettings,
+        outcome: ConflictOutcome,
+    ) -> Self {
+        let regions: BTreeSet<String> = [
+            region.to_owned(),
+            local.origin_region.clone(),
+            remote.origin_region.clone(),
+        ]
+        .into_iter()
+        .filter(|r| !r.is_empty())
+        .collect();
+        ConflictRecord {
+            id: conflict_id(&local.tenant, local, remote),
+            tenant: local.tenant.clone(),
+            party_id: local.party_id.clone(),
+            region: region.to_owned(),
+            regions: regions.into_iter().collect(),
+            at_ms,
+            relation: relation(local, remote),
+            local: local.clone(),
+            remote: remote.clone(),
+            config: serde_json::from_str(config)
+                .ok()
+                .filter(|v: &serde_json::Value| v.as_object().is_some_and(|o| !o.is_empty())),
+            outcomes: vec![outcome],
+            expires_at: Some(at_ms / 1000 + settings.retention_days * 86_400),
+        }
+    }
+
+    /// The first outcome: what the reconcile path decided.
+    pub fn first(&self) -> &ConflictOutcome {
+        &self.outcomes[0]
+    }
+
+    /// The latest outcome.
+    pub fn latest(&self) -> &ConflictOutcome {
+        self.outcomes.last().expect("a record has an outcome")
+    }
+
+    /// The conflict as a captured-conflict line's content (what `dry-run` replays).
+    pub fn captured(&self) -> CapturedConflict {
+        let first = self.first();
+        CapturedConflict {
+            id: Some(self.id.clone()),
+            tenant: self.tenant.clone(),
+            note: Some(format!(
+                "{} by {}",
+                first.decision,
+                first.policy_digest.as_deref().unwrap_or("the host")
+            )),
+            local: self.local.clone(),
+            remote: self.remote.clone(),
+            context: Some(CapturedContext {
+                resolving_region: Some(self.region.clone()),
+                config: self.config.clone(),
+            }),
+        }
+    }
+}
+
+/// What a tenant asks of the log, from its configuration document's `conflictLog` member:
+/// `{"conflictLog": {"capture": "all" | "conflicts", "retentionDays": 30}}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogSettings {
+    /// Also store the cases the host settled alone (one version dominated).
+    pub full_capture: bool,
+    pub retention_days: u64,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            full_capture: false,
+            retention_days: 30,
+        }
+    }
+}
+
+impl LogSettings {
+    pub fn from_config(config: &str) -> Self {
+        let mut s = LogSettings::default();
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(config) else {
+            return s;
+        };
+        let log = &v["conflictLog"];
+        if log["capture"].as_str() == Some("all") {
+            s.full_capture = true;
+        }
+        if let Some(days) = log["retentionDays"].as_u64() {
+            s.retention_days = days.clamp(1, 3650);
+        }
+        s
+    }
+}
+
+/// Which records a query selects.
+#[derive(Clone, Debug, Default)]
+pub struct ConflictQuery {
+    pub tenant: String,
+    pub party: Option<String>,
+    /// From this time (ms, inclusive).
+    pub from_ms: Option<u64>,
+    /// Until this time (ms, exclusive).
+    pub to_ms: Option<u64>,
+    /// The latest outcome's decision.
+    pub outcome: Option<String>,
+    /// A prefix of the first outcome's policy digest.
+    pub policy: Option<String>,
+}
+
+impl ConflictQuery {
+    pub fn tenant(tenant: &str) -> Self {
+        ConflictQuery {
+            tenant: tenant.to_owned(),
+            ..Default::default()
+        }
+    }
+
+    pub fn matches(&self, r: &ConflictRecord) -> bool {
+        r.tenant == self.tenant
+            && self.party.as_ref().is_none_or(|p| &r.party_id == p)
+            && self.from_ms.is_none_or(|f| r.at_ms >= f)
+            && self.to_ms.is_none_or(|t| r.at_ms < t)
+            && self
+                .outcome
+                .as_ref()
+                .is_none_or(|o| &r.latest().decision == o)
+            && self.policy.as_ref().is_none_or(|p| {
+                r.first()
+                    .policy_digest
+                    .as_ref()
+                    .is_some_and(|d| d.starts_with(p.as_str()))
+            })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("no conflict {id} is recorded for tenant {tenant}")]
+    NotFound { tenant: String, id: String },
+    #[error("the conflict log's storage failed: {0}")]
+    Storage(String),
+}
+
+/// Where conflicts are recorded.
+pub trait ConflictLog: Send + Sync + std::fmt::Debug {
+    /// Records a conflict unless one with its id exists; returns whether it was created.
+    fn record(&self, record: &ConflictRecord) -> Result<bool, LogError>;
+    fn get(&self, tenant: &str, id: &str) -> Result<Option<ConflictRecord>, LogError>;
+    /// The records a query selects, oldest first.
+    fn query(&self, query: &ConflictQuery) -> Result<Vec<ConflictRecord>, LogError>;
+    /// Appends a later resolution to a record.
+    fn add_outcome(
+        &self,
+        tenant: &str,
+        id: &str,
+        outcome: &ConflictOutcome,
+    ) -> Result<(), LogError>;
+}
+
+/// The log in memory (tests, embedded use).
+#[derive(Debug, Default)]
+pub struct MemoryConflictLog {
+    records: Mutex<Vec<ConflictRecord>>,
+}
+
+impl MemoryConflictLog {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn all(&self) -> Vec<ConflictRecord> {
+        self.records.lock().unwrap().clone()
+    }
+}
+
+impl ConflictLog for MemoryConflictLog {
+    fn record(&self, record: &ConflictRecord) -> Result<bool, LogError> {
+        let mut records = self.records.lock().unwrap();
+        if records
+            .iter()
+            .any(|r| r.tenant == record.tenant && r.id == record.id)
+        {
+            return Ok(false);
+        }
+        records.push(record.clone());
+        Ok(true)
+    }
+
+    fn get(&self, tenant: &str, id: &str) -> Result<Option<ConflictRecord>, LogError> {
+        Ok(self
+            .records
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|r| r.tenant == tenant && r.id == id)
+            .cloned())
+    }
+
+    fn query(&self, query: &ConflictQuery) -> Result<Vec<ConflictRecord>, LogError> {
+        let mut found: Vec<ConflictRecord> = self
+            .records
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| query.matches(r))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| (a.at_ms, &a.id).cmp(&(b.at_ms, &b.id)));
+        Ok(found)
+    }
+
+    fn add_outcome(
+        &self,
+        tenant: &str,
+        id: &str,
+        outcome: &ConflictOutcome,
+    ) -> Result<(), LogError> {
+        let mut records = self.records.lock().unwrap();
+        let r = records
+            .iter_mut()
+            .find(|r| r.tenant == tenant && r.id == id)
+            .ok_or_else(|| LogError::NotFound {
+                tenant: tenant.to_owned(),
+                id: id.to_owned(),
+            })?;
+        r.outcomes.push(outcome.clone());
+        Ok(())
+    }
+}
+
+/// The log in a directory, one JSON file per record: `{root}/{tenant}/{id}.json`.
+#[derive(Clone, Debug)]
+pub struct DirConflictLog {
+    root: PathBuf,
+}
+
+impl DirConflictLog {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DirConflictLog { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, tenant: &str, id: &str) -> Result<PathBuf, LogError> {
+        crate::policy_registry::check_tenant(tenant)
+            .map_err(|e| LogError::Storage(e.to_string()))?;
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(LogError::NotFound {
+                tenant: tenant.to_owned(),
+                id: id.to_owned(),
+            });
+        }
+        Ok(self.root.join(tenant).join(format!("{id}.json")))
+    }
+
+    fn write(&self, path: &Path, record: &ConflictRecord) -> Result<(), LogError> {
+        let io = |e: std::io::Error| LogError::Storage(format!("{}: {e}", path.display()));
+        let dir = path.parent().expect("records have a directory");
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let tmp = dir.join(format!(".{}.tmp", record.id));
+        std::fs::write(&tmp, serde_json::to_vec(record).expect("records serialise")).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+
+    fn read(path: &Path) -> Result<Option<ConflictRecord>, LogError> {
+        match std::fs::read(path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| LogError::Storage(format!("{} is corrupt: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(LogError::Storage(format!("{}: {e}", path.display()))),
+        }
+    }
+}
+
+impl ConflictLog for DirConflictLog {
+    fn record(&self, record: &ConflictRecord) -> Result<bool, LogError> {
+        let path = self.path(&record.tenant, &record.id)?;
+        if path.is_file() {
+            return Ok(false);
+        }
+        self.write(&path, record)?;
+        Ok(true)
+    }
+
+    fn get(&self, tenant: &str, id: &str) -> Result<Option<ConflictRecord>, LogError> {
+        Self::read(&self.path(tenant, id)?)
+    }
+
+    fn query(&self, query: &ConflictQuery) -> Result<Vec<ConflictRecord>, LogError> {
+        crate::policy_registry::check_tenant(&query.tenant)
+            .map_err(|e| LogError::Storage(e.to_string()))?;
+        let dir = self.root.join(&query.tenant);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(LogError::Storage(format!("{}: {e}", dir.display()))),
+        };
+        let mut found = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "json")
+                && let Some(r) = Self::read(&path)?
+                && query.matches(&r)
+            {
+                found.push(r);
+            }
+        }
+        found.sort_by(|a, b| (a.at_ms, &a.id).cmp(&(b.at_ms, &b.id)));
+        Ok(found)
+    }
+
+    fn add_outcome(
+        &self,
+        tenant: &str,
+        id: &str,
+        outcome: &ConflictOutcome,
+    ) -> Result<(), LogError> {
+        let path = self.path(tenant, id)?;
+        let mut record = Self::read(&path)?.ok_or_else(|| LogError::NotFound {
+            tenant: tenant.to_owned(),
+            id: id.to_owned(),
+        })?;
+        record.outcomes.push(outcome.clone());
+        self.write(&path, &record)
+    }
+}

@@ -1,0 +1,303 @@
+//! The conflict log in DynamoDB (the `tmf632-conflicts` global table), behind the host
+//! library's [`ConflictLog`].
+//!
+//! - a record: `pk = {tenant}`, `sk = {atMs, 13 digits}#{id}` ("this tenant, this time range"
+//!   is one Query), `partyKey = {tenant}#{partyId}` (the `byParty` index: "this party"),
+//!   `decision`, `policyDigest`, `outcomeCount` (what appending an outcome compares), `doc`
+//!   (the record as JSON), `expiresAt` (the table's TTL);
+//! - its id marker: `pk = {tenant}`, `sk = ID#{id}`, `recordSk`: written with the record in one
+//!   transaction, on condition that it does not exist, so a conflict is recorded once however
+//!   often and wherever it is seen. (`I` sorts after the digits: time-range queries never see
+//!   the markers.)
+//!
+//! Keys start with the tenant, so `dynamodb:LeadingKeys` confines a tenant-scoped function.
+//! A record over the 400 KB item limit drops the written party first, then the versions, and
+//! says so in `truncated`; it is never cut silently.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use host_core::conflict_log::{
+    ConflictLog, ConflictOutcome, ConflictQuery, ConflictRecord, LogError,
+};
+use tokio::runtime::Handle;
+
+use crate::dynamo::ITEM_LIMIT;
+
+type Item = HashMap<String, AttributeValue>;
+
+#[derive(Clone, Debug)]
+pub struct DynamoConflictLog {
+    client: Client,
+    table: String,
+    rt: Handle,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn storage(what: &str, e: impl std::fmt::Display) -> LogError {
+    LogError::Storage(format!("{what}: {e}"))
+}
+
+fn sk(record: &ConflictRecord) -> String {
+    format!("{:013}#{}", record.at_ms, record.id)
+}
+
+/// The record as stored: as JSON, made to fit the item limit.
+fn doc(record: &ConflictRecord) -> String {
+    let text = serde_json::to_string(record).expect("records serialise");
+    if text.len() < ITEM_LIMIT - 8192 {
+        return text;
+    }
+    let mut v = serde_json::to_value(record).expect("records serialise");
+    for o in v["outcomes"].as_array_mut().into_iter().flatten() {
+        o.as_object_mut().map(|o| o.remove("written"));
+    }
+    v["truncated"] = serde_json::json!("written parties omitted: over the item limit");
+    let text = v.to_string();
+    if text.len() < ITEM_LIMIT - 8192 {
+        return text;
+    }
+    v.as_object_mut().map(|o| {
+        o.remove("local");
+        o.remove("remote")
+    });
+    v["truncated"] = serde_json::json!("versions and written parties omitted: over the item limit");
+    v.to_string()
+}
+
+fn from_item(item: &Item) -> Result<ConflictRecord, LogError> {
+    let text = item
+        .get("doc")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| LogError::Storage("a conflict item has no doc".into()))?;
+    serde_json::from_str(text).map_err(|e| {
+        LogError::Storage(format!(
+            "a conflict item cannot be read back (a truncated record?): {e}"
+        ))
+    })
+}
+
+impl DynamoConflictLog {
+    pub fn new(client: Client, table: impl Into<String>, rt: Handle) -> Self {
+        DynamoConflictLog {
+            client,
+            table: table.into(),
+            rt,
+        }
+    }
+
+    fn record_item(&self, record: &ConflictRecord) -> Item {
+        let mut item: Item = HashMap::new();
+        item.insert("pk".into(), s(&record.tenant));
+        item.insert("sk".into(), s(sk(record)));
+        item.insert(
+            "partyKey".into(),
+            s(format!("{}#{}", record.tenant, record.party_id)),
+        );
+        item.insert("decision".into(), s(&record.latest().decision));
+        if let Some(d) = &record.first().policy_digest {
+            item.insert("policyDigest".into(), s(d));
+        }
+        if let Some(e) = record.expires_at {
+            item.insert("expiresAt".into(), AttributeValue::N(e.to_string()));
+        }
+        item.insert(
+            "outcomeCount".into(),
+            AttributeValue::N(record.outcomes.len().to_string()),
+        );
+        item.insert("doc".into(), s(doc(record)));
+        item
+    }
+
+    fn marker(&self, tenant: &str, id: &str) -> Result<Option<String>, LogError> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .get_item()
+                    .table_name(&self.table)
+                    .key("pk", s(tenant))
+                    .key("sk", s(format!("ID#{id}")))
+                    .consistent_read(true)
+                    .send(),
+            )
+            .map_err(|e| storage("reading a conflict's id", e.into_service_error()))?;
+        Ok(out
+            .item
+            .and_then(|i| i.get("recordSk").and_then(|v| v.as_s().ok()).cloned()))
+    }
+
+    fn query_items(
+        &self,
+        index: Option<&str>,
+        key_condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<Vec<Item>, LogError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .set_index_name(index.map(str::to_owned))
+                .key_condition_expression(key_condition)
+                .set_exclusive_start_key(start.take());
+            for (k, v) in &values {
+                q = q.expression_attribute_values(*k, v.clone());
+            }
+            let out = self
+                .rt
+                .block_on(q.send())
+                .map_err(|e| storage("querying the conflict log", e.into_service_error()))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(items),
+            }
+        }
+    }
+}
+
+impl ConflictLog for DynamoConflictLog {
+    fn record(&self, record: &ConflictRecord) -> Result<bool, LogError> {
+        let marker = Put::builder()
+            .table_name(&self.table)
+            .set_item({
+                let mut i: Item = HashMap::new();
+                i.insert("pk".into(), s(&record.tenant));
+                i.insert("sk".into(), s(format!("ID#{}", record.id)));
+                i.insert("recordSk".into(), s(sk(record)));
+                if let Some(e) = record.expires_at {
+                    i.insert("expiresAt".into(), AttributeValue::N(e.to_string()));
+                }
+                Some(i)
+            })
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| storage("building the id marker", e))?;
+        let item = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(self.record_item(record)))
+            .build()
+            .map_err(|e| storage("building the record", e))?;
+        let out = self.rt.block_on(
+            self.client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(marker).build())
+                .transact_items(TransactWriteItem::builder().put(item).build())
+                .send(),
+        );
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("TransactionCanceledException") => {
+                // Cancelled: the id marker exists (recorded before), or a transient conflict.
+                if self.marker(&record.tenant, &record.id)?.is_some() {
+                    Ok(false)
+                } else {
+                    Err(storage(
+                        "recording a conflict",
+                        aws_smithy_types::error::display::DisplayErrorContext(&e),
+                    ))
+                }
+            }
+            Err(e) => Err(storage(
+                "recording a conflict",
+                aws_smithy_types::error::display::DisplayErrorContext(&e),
+            )),
+        }
+    }
+
+    fn get(&self, tenant: &str, id: &str) -> Result<Option<ConflictRecord>, LogError> {
+        let Some(record_sk) = self.marker(tenant, id)? else {
+            return Ok(None);
+        };
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .get_item()
+                    .table_name(&self.table)
+                    .key("pk", s(tenant))
+                    .key("sk", s(record_sk))
+                    .consistent_read(true)
+                    .send(),
+            )
+            .map_err(|e| storage("reading a conflict", e.into_service_error()))?;
+        out.item.as_ref().map(from_item).transpose()
+    }
+
+    fn query(&self, query: &ConflictQuery) -> Result<Vec<ConflictRecord>, LogError> {
+        let from = format!("{:013}#", query.from_ms.unwrap_or(0));
+        let to = format!("{:013}#", query.to_ms.unwrap_or(9_999_999_999_999));
+        let items = match &query.party {
+            Some(party) => self.query_items(
+                Some("byParty"),
+                "partyKey = :p AND sk BETWEEN :from AND :to",
+                vec![
+                    (":p", s(format!("{}#{party}", query.tenant))),
+                    (":from", s(from)),
+                    (":to", s(to)),
+                ],
+            )?,
+            None => self.query_items(
+                None,
+                "pk = :t AND sk BETWEEN :from AND :to",
+                vec![(":t", s(&query.tenant)), (":from", s(from)), (":to", s(to))],
+            )?,
+        };
+        let mut records = Vec::new();
+        for item in &items {
+            let r = from_item(item)?;
+            if query.matches(&r) {
+                records.push(r);
+            }
+        }
+        records.sort_by(|a, b| (a.at_ms, &a.id).cmp(&(b.at_ms, &b.id)));
+        Ok(records)
+    }
+
+    fn add_outcome(
+        &self,
+        tenant: &str,
+        id: &str,
+        outcome: &ConflictOutcome,
+    ) -> Result<(), LogError> {
+        // Read, append, write back on condition that no other outcome was appended meanwhile.
+        for _ in 0..5 {
+            let mut record = self.get(tenant, id)?.ok_or_else(|| LogError::NotFound {
+                tenant: tenant.to_owned(),
+                id: id.to_owned(),
+            })?;
+            let before = record.outcomes.len();
+            record.outcomes.push(outcome.clone());
+            let out = self.rt.block_on(
+                self.client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(self.record_item(&record)))
+                    .condition_expression("outcomeCount = :before")
+                    .expression_attribute_values(":before", AttributeValue::N(before.to_string()))
+                    .send(),
+            );
+            match out {
+                Ok(_) => return Ok(()),
+                Err(e) if e.code() == Some("ConditionalCheckFailedException") => continue,
+                Err(e) => {
+                    return Err(storage(
+                        "appending an outcome",
+                        aws_smithy_types::error::display::DisplayErrorContext(&e),
+                    ));
+                }
+            }
+        }
+        Err(LogError::Storage(format!(
+            "conflict {id} kept changing while an outcome was appended"
+        )))
+    }
+}

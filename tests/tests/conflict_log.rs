@@ -1,0 +1,259 @@
+//! The conflict log on the reconcile path (in-process stores): each conflict recorded once
+//! with what the policy saw and decided; host-settled cases counted, stored only under full
+//! capture; retention from the tenant's configuration; a failed conflict redriven after a fix
+//! ends resolved, its record carrying both outcomes; and a three-region simulation whose
+//! every record reproduces under the policy that decided it.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use host_core::conflict::CapturedConflict;
+use host_core::conflict_log::{ConflictLog, ConflictQuery, MemoryConflictLog, conflict_id};
+use host_core::ingest::memory::{MemoryDeadLetters, MemoryStore};
+use host_core::ingest::{PartyStore, Provenance, StoredParty};
+use host_core::reconcile::{Reconcile, ReconcileOutcome};
+use host_core::sim::{SimConfig, SimPolicies, run};
+use host_core::{ActivePolicy, Policy, Resolver, TenantPolicies, resolve_with};
+use integration_tests::{email_vs_status, engine, guests, load, write};
+use policy_types::PartyVersion;
+use serde_json::json;
+
+fn rig(
+    policy: Arc<Policy>,
+    config: &str,
+) -> (
+    Reconcile<MemoryStore, MemoryDeadLetters>,
+    Arc<MemoryConflictLog>,
+    Arc<TenantPolicies>,
+) {
+    let policies = Arc::new(TenantPolicies::new());
+    policies.activate("acme", ActivePolicy::new(policy).with_config(config));
+    let log = Arc::new(MemoryConflictLog::new());
+    let reconcile = Reconcile::new(
+        MemoryStore::new(),
+        MemoryDeadLetters::default(),
+        Arc::new(Resolver::new(policies.clone(), "eu")),
+    )
+    .with_conflict_log(log.clone());
+    (reconcile, log, policies)
+}
+
+fn store(r: &Reconcile<MemoryStore, MemoryDeadLetters>, v: &PartyVersion) {
+    r.store()
+        .put_party(
+            &StoredParty {
+                version: v.clone(),
+                provenance: Provenance::default(),
+            },
+            None,
+        )
+        .unwrap();
+}
+
+#[test]
+fn a_conflict_is_recorded_once_with_what_the_policy_saw_and_decided() {
+    let engine = engine();
+    let policy = integration_tests::default_policy(&engine);
+    let (r, log, _) = rig(policy.clone(), r#"{"conflictLog":{"retentionDays":7}}"#);
+    let (eu, na) = email_vs_status("acme");
+    store(&r, &eu);
+    let outcome = r.restore(&na, 1_000_000);
+    assert!(
+        matches!(
+            outcome,
+            ReconcileOutcome::Resolved {
+                concurrent: true,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    // Delivered again: already resolved, nothing new recorded.
+    assert_eq!(r.restore(&na, 1_000_500), ReconcileOutcome::AlreadyResolved);
+
+    let records = log.all();
+    assert_eq!(records.len(), 1);
+    let rec = &records[0];
+    assert_eq!(rec.id, conflict_id("acme", &eu, &na));
+    assert_eq!(
+        rec.id,
+        conflict_id("acme", &na, &eu),
+        "the same conflict from either side"
+    );
+    assert_eq!(
+        (rec.local.clone(), rec.remote.clone()),
+        (eu.clone(), na.clone())
+    );
+    assert_eq!(rec.regions, ["eu", "na"]);
+    assert_eq!(rec.region, "eu");
+    assert_eq!(
+        rec.config, None,
+        "the policy saw no configuration: conflictLog is the host's"
+    );
+    assert_eq!(rec.expires_at, Some(1_000 + 7 * 86_400));
+    let first = rec.first();
+    assert_eq!(first.by, "reconcile");
+    assert_eq!(first.policy_digest.as_deref(), Some(policy.digest()));
+    let expected = resolve_with(&policy, "{}", "eu", &eu, &na).unwrap();
+    assert_eq!(first.decision, expected.decision.kind());
+    assert_eq!(first.written.as_ref(), expected.written(&eu, &na));
+    // What was written is what the record says was written.
+    let stored = r.store().party("acme", &eu.party_id).unwrap().unwrap();
+    assert_eq!(Some(&stored.version), first.written.as_ref());
+}
+
+#[test]
+fn host_settled_cases_are_counted_unless_the_tenant_asks_for_full_capture() {
+    let engine = engine();
+    let policy = integration_tests::default_policy(&engine);
+    for (config, stored) in [("{}", 0), (r#"{"conflictLog":{"capture":"all"}}"#, 1)] {
+        let (r, log, _) = rig(policy.clone(), config);
+        // Last-writer-wins put an older version over a newer one: the host restores the newer.
+        let (old, _) = email_vs_status("acme");
+        let mut newer = old.clone();
+        write(&mut newer, "eu", 5_000, json!({"givenName": "Janet"}));
+        store(&r, &old);
+        let outcome = r.restore(&newer, 1_000_000);
+        assert!(
+            matches!(
+                outcome,
+                ReconcileOutcome::Resolved {
+                    concurrent: false,
+                    policy_digest: None,
+                    ..
+                }
+            ),
+            "{outcome:?}"
+        );
+        assert_eq!(log.all().len(), stored, "config {config}");
+        assert_eq!(
+            r.dominated.load(Ordering::Relaxed),
+            1 - stored as u64,
+            "config {config}"
+        );
+        if stored == 1 {
+            assert_eq!(log.all()[0].first().policy_digest, None);
+        }
+    }
+}
+
+#[test]
+fn a_failed_conflict_redriven_after_a_fix_ends_resolved_with_both_outcomes() {
+    let engine = engine();
+    let broken = load(&engine, guests::PANIC).unwrap();
+    let fixed = integration_tests::default_policy(&engine);
+    let (r, log, policies) = rig(broken.clone(), "{}");
+    let (eu, na) = email_vs_status("acme");
+    store(&r, &eu);
+    let outcome = r.restore(&na, 1_000_000);
+    assert!(
+        matches!(
+            outcome,
+            ReconcileOutcome::DeadLettered {
+                policy_failure: Some("trap"),
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    let rec = &log.all()[0];
+    assert_eq!(rec.first().decision, "failed");
+    assert_eq!(rec.first().policy_digest.as_deref(), Some(broken.digest()));
+    assert!(rec.first().written.is_none());
+    assert!(rec.first().reason.as_deref().unwrap().contains("trapped"));
+
+    // The dead letter names the record.
+    let letter = r.dead_letters().letters.lock().unwrap()[0].clone();
+    let captured: CapturedConflict = serde_json::from_value(letter.payload).unwrap();
+    assert_eq!(captured.id.as_deref(), Some(rec.id.as_str()));
+
+    // The policy is fixed; the redrive resolves it and appends to the same record.
+    policies.activate("acme", ActivePolicy::new(fixed.clone()));
+    let outcome = r.redrive_conflict(&captured, 2_000_000);
+    assert!(
+        matches!(
+            outcome,
+            ReconcileOutcome::Resolved {
+                concurrent: true,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    let all = log.all();
+    assert_eq!(all.len(), 1, "no second record");
+    let rec = &all[0];
+    let decisions: Vec<(&str, &str)> = rec
+        .outcomes
+        .iter()
+        .map(|o| (o.by.as_str(), o.decision.as_str()))
+        .collect();
+    assert_eq!(decisions, [("reconcile", "failed"), ("redrive", "merged")]);
+    assert_eq!(rec.latest().policy_digest.as_deref(), Some(fixed.digest()));
+    let stored = r.store().party("acme", &eu.party_id).unwrap().unwrap();
+    assert_eq!(Some(&stored.version), rec.latest().written.as_ref());
+    // Queryable by outcome: it now reads as merged.
+    let q = ConflictQuery {
+        outcome: Some("merged".into()),
+        ..ConflictQuery::tenant("acme")
+    };
+    assert_eq!(log.query(&q).unwrap().len(), 1);
+}
+
+#[test]
+fn a_three_region_run_records_each_conflict_once_reproducibly() {
+    let engine = engine();
+    let first = integration_tests::default_policy(&engine);
+    let second =
+        Arc::new(Policy::load(&engine, default_policy_artifact::NA_STATUS_POLICY, None).unwrap());
+    let policies = SimPolicies {
+        first: first.clone(),
+        second: Some(second.clone()),
+        config: "{}".into(),
+    };
+    for seed in [1u64, 2, 3] {
+        eprintln!("simulation seed {seed}");
+        let log = Arc::new(MemoryConflictLog::new());
+        let config = SimConfig {
+            swap_at: Some(30),
+            conflict_log: Some(log.clone()),
+            ..SimConfig::new(seed)
+        };
+        let report = run(&config, &policies);
+        assert!(report.ok(), "seed {seed}");
+        let records = log.all();
+        assert!(!records.is_empty(), "seed {seed} had conflicts");
+        let mut ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), records.len(), "seed {seed}: each conflict once");
+        for rec in &records {
+            let o = rec.first();
+            let policy = [&first, &second]
+                .into_iter()
+                .find(|p| Some(p.digest()) == o.policy_digest.as_deref())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "seed {seed}: decided by an unknown policy {:?}",
+                        o.policy_digest
+                    )
+                });
+            let again = resolve_with(policy, "{}", &rec.region, &rec.local, &rec.remote).unwrap();
+            assert_eq!(o.decision, again.decision.kind(), "seed {seed}, {}", rec.id);
+            assert_eq!(
+                o.written.as_ref(),
+                again.written(&rec.local, &rec.remote),
+                "seed {seed}, {}",
+                rec.id
+            );
+        }
+        // The same run again: every conflict is already recorded.
+        let rerun = run(&config, &policies);
+        assert_eq!(rerun.conflicts, report.conflicts);
+        assert_eq!(
+            log.all().len(),
+            records.len(),
+            "seed {seed}: nothing recorded twice"
+        );
+    }
+}
