@@ -12,7 +12,7 @@ use policy_benches::fixtures::{
 use policy_benches::proto::{ProtoOptions, ProtoPolicy};
 use policy_benches::report::{Report, criterion};
 use policy_benches::script::ScriptPolicy;
-use policy_benches::strip::{resolve_stripped, strip};
+use policy_benches::strip::{resolve_whole, strip};
 use policy_benches::{KEEP_LOCAL_POLICY, dominated_winner, load, native_resolve, serving_engine};
 use policy_types::compare_vectors;
 use std::sync::Arc;
@@ -133,8 +133,8 @@ fn conflicts(c: &mut Criterion) {
                     .unwrap()
             })
         });
-        g.bench_function(format!("{n}-stripped-full"), |b| {
-            b.iter(|| resolve_stripped(&policy, REGION, black_box(l), black_box(r)).unwrap())
+        g.bench_function(format!("{n}-whole-versions-full"), |b| {
+            b.iter(|| resolve_whole(&policy, REGION, black_box(l), black_box(r)).unwrap())
         });
         g.bench_function(format!("{n}-script-call"), |b| {
             b.iter(|| {
@@ -355,16 +355,10 @@ fn report(mut rep: Report) {
             None,
         );
         rep.ratio(
-            &format!("{n}: stripped resolve / resolve_with"),
-            ("conflict", &id(size, "stripped-full")),
+            &format!("{n}: contract 1.0 path (whole versions) / resolve_with (1.1: differences)"),
+            ("conflict", &id(size, "whole-versions-full")),
             ("conflict", &id(size, "wasm-full")),
             None,
-        );
-        rep.ratio(
-            &format!("{n}: stripped resolve / native merge + materialize"),
-            ("conflict", &id(size, "stripped-full")),
-            ("conflict", &id(size, "native-full")),
-            target,
         );
         rep.speedup(
             &format!("{n}: script call / WASM raw call (WASM speed-up)"),

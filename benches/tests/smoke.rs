@@ -9,7 +9,7 @@ use policy_benches::fixtures::{REGION, Size, TENANT, concurrent, dominated, empt
 use policy_benches::hot_swap::{SwapConfig, run};
 use policy_benches::proto::{ProtoOptions, ProtoPolicy};
 use policy_benches::script::ScriptPolicy;
-use policy_benches::strip::{resolve_stripped, strip};
+use policy_benches::strip::{resolve_whole, strip};
 use policy_benches::{KEEP_LOCAL_POLICY, dominated_winner, load, native_resolve, serving_engine};
 use policy_types::{Resolution, VectorOrder, compare_vectors};
 
@@ -92,8 +92,8 @@ fn every_peer_resolves_the_conflicts_alike() {
         assert_eq!(decision, Decision::Merged);
         let hosted = resolve_with(&policy, "{}", REGION, l, r).unwrap();
         assert_eq!(hosted.party, party, "{size:?} resolve_with");
-        let stripped = resolve_stripped(&policy, REGION, l, r).unwrap();
-        assert_eq!(stripped, party, "{size:?} stripped");
+        let whole = resolve_whole(&policy, REGION, l, r).unwrap();
+        assert_eq!(whole, party, "{size:?} whole versions (contract 1.0 path)");
         let s = strip(l, r).unwrap();
         assert!(
             s.local.fields.len() < l.fields.len() || size == Size::Small,

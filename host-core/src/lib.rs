@@ -32,6 +32,7 @@ pub mod refresh;
 pub mod registry;
 pub mod resolver;
 pub mod sim;
+pub mod strip;
 
 pub use party_model as model;
 pub use policy_types as types;
@@ -45,4 +46,5 @@ pub use refresh::PolicySource;
 pub use registry::{ActivePolicy, TenantPolicies};
 pub use resolver::{
     Decision, ResolveFailure, Resolved, Resolver, apply_resolution, relation, resolve_with,
+    resolve_with_whole_versions,
 };

@@ -33,6 +33,9 @@ pub struct PolicyInfo {
     pub exports: Vec<String>,
     /// Whether the compiled code came from the artifact cache.
     pub from_cache: bool,
+    /// Contract 1.1: the policy declared that it receives only what differs between the two
+    /// versions ([`crate::strip`]).
+    pub differences_only: bool,
 }
 
 type ResolveParams<'a> = (&'a Context, &'a PartyVersion, &'a PartyVersion);
@@ -188,6 +191,7 @@ impl Policy {
                 imports,
                 exports,
                 from_cache,
+                differences_only: false,
             },
             engine: engine.clone(),
             pre,
@@ -215,6 +219,7 @@ impl Policy {
             .call(&mut warm.store, ())
             .map_err(|e| LoadError::Startup(format!("{e:#}")))?;
         check_contract_version(&description.contract_version)?;
+        policy.info.differences_only = declares_differences_only(&description.contract_version);
         warm.resolve
             .typed::<ResolveParams<'_>, (Resolution,)>(&warm.store)
             .map_err(|e| LoadError::WrongSignature {
@@ -417,6 +422,15 @@ fn find_contract_export(exports: &[String]) -> Result<String, LoadError> {
         .unwrap_or("unversioned");
     check_contract_version(version)?;
     Ok(found.clone())
+}
+
+/// Contract 1.1 and later minors of major 1: the policy is sent only what differs.
+fn declares_differences_only(version: &str) -> bool {
+    let mut parts = version.split('.');
+    matches!(
+        (parts.next().and_then(|m| m.parse::<u64>().ok()), parts.next().and_then(|m| m.parse::<u64>().ok())),
+        (Some(1), Some(minor)) if minor >= 1
+    )
 }
 
 /// Semver compatibility with [`policy_types::CONTRACT_VERSION`]: same major, and same minor

@@ -406,8 +406,9 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// How many times an operation re-reads and retries after a concurrent change.
-const CAS_ATTEMPTS: usize = 5;
+/// How many times an operation re-reads and retries after a concurrent change (with a
+/// jittered exponential backoff, so that contending operators spread out).
+const CAS_ATTEMPTS: u32 = 12;
 
 impl Registry {
     pub fn new(store: Arc<dyn PolicyRegistry>, actor: impl Into<String>) -> Self {
@@ -774,7 +775,13 @@ impl Registry {
         ) -> Result<Option<(Option<String>, Option<String>)>, RegistryError>,
     ) -> Result<Change, RegistryError> {
         let mut last = None;
-        for _ in 0..CAS_ATTEMPTS {
+        for attempt in 0..CAS_ATTEMPTS {
+            if attempt > 0 {
+                let ceiling = 1u64 << attempt.min(7);
+                std::thread::sleep(std::time::Duration::from_millis(
+                    1 + rand::random::<u64>() % ceiling,
+                ));
+            }
             let current = self
                 .store
                 .state(tenant)?

@@ -110,13 +110,44 @@ pub fn apply_resolution(
     })
 }
 
-/// Resolves with an explicit policy and configuration (dry-run, law checks, tests).
+/// Resolves with an explicit policy and configuration (dry-run, law checks, tests). A
+/// policy of contract 1.1 is sent only what differs between the versions ([`crate::strip`]).
 pub fn resolve_with(
     policy: &Policy,
     config: &str,
     region: &str,
     local: &PartyVersion,
     remote: &PartyVersion,
+) -> Result<Resolved, ResolveError> {
+    resolve_inner(
+        policy,
+        config,
+        region,
+        local,
+        remote,
+        policy.info().differences_only,
+    )
+}
+
+/// As [`resolve_with`], always sending both versions whole (as to a contract 1.0 policy):
+/// what the benchmarks and the equivalence tests compare the 1.1 path with.
+pub fn resolve_with_whole_versions(
+    policy: &Policy,
+    config: &str,
+    region: &str,
+    local: &PartyVersion,
+    remote: &PartyVersion,
+) -> Result<Resolved, ResolveError> {
+    resolve_inner(policy, config, region, local, remote, false)
+}
+
+fn resolve_inner(
+    policy: &Policy,
+    config: &str,
+    region: &str,
+    local: &PartyVersion,
+    remote: &PartyVersion,
+    differences_only: bool,
 ) -> Result<Resolved, ResolveError> {
     let relation = relation(local, remote);
     let fail = |failure| ResolveError {
@@ -144,7 +175,15 @@ pub fn resolve_with(
         relation,
         config: config.to_owned(),
     };
-    let resolution = policy.call(&ctx, local, remote).map_err(fail)?;
+    let stripped = if differences_only {
+        crate::strip::strip(local, remote)
+    } else {
+        None
+    };
+    let resolution = match &stripped {
+        Some(s) => crate::strip::restore(s, policy.call(&ctx, &s.local, &s.remote).map_err(fail)?),
+        None => policy.call(&ctx, local, remote).map_err(fail)?,
+    };
     let (decision, party) =
         apply_resolution(region, relation, local, remote, &resolution).map_err(fail)?;
     Ok(Resolved {

@@ -86,3 +86,43 @@ fn component_is_commutative_and_associative() {
         })
         .unwrap();
 }
+
+/// Contract 1.1: sending only what differs changes nothing. On generated histories (two and
+/// three regions, both resource types, every array field, tombstones), the default and the
+/// NA-status policies write the same party, with the same decision, whether they are sent the
+/// differences (`resolve_with`, as the hosts call them) or both versions whole.
+#[test]
+fn sending_only_the_differences_changes_no_result() {
+    let engine = engine();
+    let na = std::sync::Arc::new(
+        host_core::Policy::load(&engine, default_policy_artifact::NA_STATUS_POLICY, None).unwrap(),
+    );
+    let policies = [default_policy(&engine), na];
+    for p in &policies {
+        assert!(
+            p.info().differences_only,
+            "{} declares 1.1",
+            p.description().name
+        );
+    }
+    let configs = ["{}", r#"{"deleteRule":"update-resurrects"}"#];
+    runner(300)
+        .run(&(plan(3, 5), 0usize..2, 0usize..2), |(p, c, which)| {
+            let v = p.build();
+            let policy = &policies[which];
+            for (l, r) in [(&v[0], &v[1]), (&v[1], &v[2]), (&v[2], &v[0])] {
+                let sent = host_core::resolve_with(policy, configs[c], "eu", l, r);
+                let whole = host_core::resolve_with_whole_versions(policy, configs[c], "eu", l, r);
+                match (sent, whole) {
+                    (Ok(a), Ok(b)) => {
+                        prop_assert_eq!(&a.decision, &b.decision);
+                        prop_assert_eq!(a.written(l, r), b.written(l, r));
+                    }
+                    (Err(a), Err(b)) => prop_assert_eq!(a.failure.kind(), b.failure.kind()),
+                    (a, b) => prop_assert!(false, "differences {a:?}, whole {b:?}"),
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}

@@ -153,7 +153,11 @@ fn default_policy_imports_nothing_and_describes_itself() {
     assert_eq!(info.description.name, "tmf632-default");
     assert_eq!(
         info.description.contract_version,
-        policy_types::CONTRACT_VERSION
+        policy_types::CONTRACT_REVISION
+    );
+    assert!(
+        info.differences_only,
+        "revision 1.1: sent only what differs"
     );
     assert_eq!(
         info.digest,

@@ -28,7 +28,7 @@ pub fn describe() -> Description {
     Description {
         name: "tmf632-default".to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        contract_version: policy_types::CONTRACT_VERSION.to_owned(),
+        contract_version: policy_types::CONTRACT_REVISION.to_owned(),
     }
 }
 

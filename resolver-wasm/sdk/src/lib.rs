@@ -51,7 +51,7 @@ pub fn description(name: &str, version: &str) -> Description {
     Description {
         name: name.to_owned(),
         version: version.to_owned(),
-        contract_version: policy_types::CONTRACT_VERSION.to_owned(),
+        contract_version: policy_types::CONTRACT_REVISION.to_owned(),
     }
 }
 
