@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
+step "disk (a full disk fails builds in confusing ways)"
+df -h . | tail -1
+
 step "toolchain and wasm targets (rust-toolchain.toml)"
 # rustup does not add a listed target to a toolchain that is already installed; this does.
 rustup toolchain install
@@ -47,3 +50,7 @@ step "end to end: the ingest Lambda binary under cargo lambda watch"
 # features equal to the test build's, so this reuses it.
 cargo build -p host-lambda --bins
 .venv/bin/python tests/e2e/lambda_ingest.py
+
+step "disk after the run"
+df -h . | tail -1
+du -sh target 2>/dev/null || true

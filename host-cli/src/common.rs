@@ -58,7 +58,7 @@ pub fn load(
 
 /// A short form of a digest for human output.
 pub fn short(digest: &str) -> &str {
-    &digest[..12.min(digest.len())]
+    digest.get(..12).unwrap_or(digest)
 }
 
 /// Writes a command's output to stdout; a closed pipe (`| head`) is not an error.

@@ -172,7 +172,7 @@ pub fn list(o: ListOpts) -> anyhow::Result<ExitCode> {
         out.push_str(&format!(
             "{}  {}  party {:<10} {:<14} {:<10} {:<22} {}\n",
             time(r.at_ms),
-            &r.id[..12],
+            common::short(&r.id),
             r.party_id,
             r.regions.join(","),
             format!("{:?}", r.relation).to_lowercase(),
@@ -401,7 +401,7 @@ pub fn replay(o: ReplayOpts) -> anyhow::Result<ExitCode> {
         for d in &differences {
             out.push_str(&format!(
                 "{}  party {:<10} recorded {} by {}, candidate {}{}\n",
-                &d["id"].as_str().unwrap_or_default()[..12],
+                common::short(d["id"].as_str().unwrap_or_default()),
                 d["partyId"].as_str().unwrap_or_default(),
                 d["recorded"]["decision"].as_str().unwrap_or_default(),
                 d["recorded"]["policyDigest"]
@@ -482,7 +482,7 @@ pub fn resolve(o: ResolveOpts) -> anyhow::Result<ExitCode> {
     } else {
         common::emit(&format!(
             "conflict {}: {} -> {} by {} (sha256:{})\n",
-            &r.id[..12],
+            common::short(&r.id),
             r.latest().decision,
             outcome.decision,
             policy.description().name,

@@ -240,6 +240,15 @@ impl LogSettings {
     }
 }
 
+/// Reads a stored record; one without an outcome is refused (every record has its first).
+pub fn parse_record(bytes: &[u8]) -> Result<ConflictRecord, String> {
+    let r: ConflictRecord = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if r.outcomes.is_empty() {
+        return Err("the record has no outcome".into());
+    }
+    Ok(r)
+}
+
 /// Which records a query selects.
 #[derive(Clone, Debug, Default)]
 pub struct ConflictQuery {
@@ -414,7 +423,7 @@ impl DirConflictLog {
 
     fn read(path: &Path) -> Result<Option<ConflictRecord>, LogError> {
         match std::fs::read(path) {
-            Ok(b) => serde_json::from_slice(&b)
+            Ok(b) => parse_record(&b)
                 .map(Some)
                 .map_err(|e| LogError::Storage(format!("{} is corrupt: {e}", path.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

@@ -659,22 +659,34 @@ impl Registry {
             };
             if state.shadow.as_ref().is_some_and(|s| s.digest == digest) {
                 state.shadow = None;
+                state.previous.retain(|p| p != &digest);
                 state.retired.insert(digest);
                 return Ok(Some((None, reason.clone())));
             }
             if state.active.as_deref() != Some(digest.as_str()) {
-                if state.retired.insert(digest) {
+                // Retired versions are never rolled back to.
+                let was_previous = state.previous.iter().any(|p| p == &digest);
+                state.previous.retain(|p| p != &digest);
+                if state.retired.insert(digest) || was_previous {
                     return Ok(Some((None, reason.clone())));
                 }
                 return Ok(None);
             }
-            let Some(previous) = state.previous.pop() else {
-                return Err(RegistryError::Refused(format!(
-                    "tenant {tenant} has no previously active version to roll back to; activate one instead"
-                )));
+            let previous = loop {
+                match state.previous.pop() {
+                    Some(p) if state.retired.contains(&p) || p == digest => continue,
+                    Some(p) => break p,
+                    None => {
+                        return Err(RegistryError::Refused(format!(
+                            "tenant {tenant} has no previously active version to roll back to; activate one instead"
+                        )));
+                    }
+                }
             };
             state.retired.insert(digest);
-            state.retired.remove(&previous);
+            if state.shadow.as_ref().is_some_and(|s| s.digest == previous) {
+                state.shadow = None;
+            }
             let replaced = state.active.replace(previous);
             Ok(Some((replaced, reason.clone())))
         })
@@ -840,7 +852,7 @@ impl Registry {
 
 /// A short form of a digest for messages.
 pub fn short(digest: &str) -> &str {
-    &digest[..12.min(digest.len())]
+    digest.get(..12).unwrap_or(digest)
 }
 
 fn describe_version(v: &PolicyVersion) -> String {

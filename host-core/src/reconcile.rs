@@ -232,7 +232,8 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
                         crate::resolver::ResolveFailure::Policy(p) => {
                             (Some(p.failure.kind()), Some(p.digest.clone()))
                         }
-                        crate::resolver::ResolveFailure::NoPolicy(_) => (None, None),
+                        crate::resolver::ResolveFailure::NoPolicy(_)
+                        | crate::resolver::ResolveFailure::Registry(_) => (None, None),
                     };
                     self.log_outcome(
                         &current.version,

@@ -71,11 +71,23 @@ struct Slot {
     seen: Mutex<Seen>,
 }
 
+type Served = (u64, u64, String);
+
+fn fingerprint(state: &TenantState) -> Served {
+    (
+        state.revision,
+        state.updated_at_ms,
+        state.updated_by.clone(),
+    )
+}
+
 #[derive(Default)]
 struct Seen {
     checked: Option<Instant>,
-    /// The registry revision being served (`None` before the first successful refresh).
-    revision: Option<u64>,
+    /// What is being served: the state's revision, when and by whom it was written (`None`
+    /// before the first successful refresh). More than the revision: two regions' writes to
+    /// the global registry table may carry the same revision, and last-writer-wins keeps one.
+    served: Option<Served>,
 }
 
 /// Loaded versions kept for reuse (rollback, a candidate promoted to active).
@@ -167,9 +179,11 @@ impl PolicySource {
         &self.stats
     }
 
-    /// Makes sure the tenant's policy is at most one interval stale. Never fails: a refresh
-    /// that goes wrong is logged and counted, and the current policy keeps serving.
-    pub fn ensure(&self, tenant: &str) {
+    /// Makes sure the tenant's policy is at most one interval stale. A refresh that goes wrong
+    /// is logged and counted, and the current policy keeps serving; only when the tenant has
+    /// never been read successfully is the failure returned (serving the default policy to a
+    /// tenant that has its own would write the wrong merges), and the next call tries again.
+    pub fn ensure(&self, tenant: &str) -> Result<(), RefreshError> {
         let slot = self
             .slots
             .lock()
@@ -180,16 +194,16 @@ impl PolicySource {
         let first = {
             let seen = slot.seen.lock().unwrap();
             if seen.checked.is_some_and(|c| c.elapsed() < self.interval) {
-                return;
+                return Ok(());
             }
-            seen.revision.is_none()
+            seen.served.is_none()
         };
         let _guard = if first {
             slot.loading.lock().unwrap()
         } else {
             match slot.loading.try_lock() {
                 Ok(g) => g,
-                Err(_) => return,
+                Err(_) => return Ok(()),
             }
         };
         if slot
@@ -199,25 +213,33 @@ impl PolicySource {
             .checked
             .is_some_and(|c| c.elapsed() < self.interval)
         {
-            return;
+            return Ok(());
         }
-        let served = slot.seen.lock().unwrap().revision;
+        let served = slot.seen.lock().unwrap().served.clone();
         // Staleness counts from the read, not from the end of a (slow) load: a change made
         // after this read is seen by the first call one interval later.
         let started = Instant::now();
-        let result = self.refresh_from(tenant, served);
+        let result = self.refresh_from(tenant, served.as_ref());
         let mut seen = slot.seen.lock().unwrap();
-        seen.checked = Some(started);
         match result {
-            Ok((_, revision)) => seen.revision = Some(revision),
+            Ok((_, now_served)) => {
+                seen.checked = Some(started);
+                seen.served = now_served;
+                Ok(())
+            }
             Err(e) => {
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(tenant, error = %e, "host.policy.refresh_failed");
+                if seen.served.is_none() {
+                    return Err(e);
+                }
+                seen.checked = Some(started);
+                Ok(())
             }
         }
     }
 
-    /// Reads the tenant's state now and swaps if its revision differs from the one served.
+    /// Reads the tenant's state now and swaps if it differs from the one served.
     pub fn refresh(&self, tenant: &str) -> Result<Refreshed, RefreshError> {
         let slot = self
             .slots
@@ -227,14 +249,14 @@ impl PolicySource {
             .or_default()
             .clone();
         let _guard = slot.loading.lock().unwrap();
-        let served = slot.seen.lock().unwrap().revision;
+        let served = slot.seen.lock().unwrap().served.clone();
         let started = Instant::now();
-        let result = self.refresh_from(tenant, served);
+        let result = self.refresh_from(tenant, served.as_ref());
         let mut seen = slot.seen.lock().unwrap();
         seen.checked = Some(started);
         match result {
-            Ok((outcome, revision)) => {
-                seen.revision = Some(revision);
+            Ok((outcome, now_served)) => {
+                seen.served = now_served;
                 Ok(outcome)
             }
             Err(e) => {
@@ -244,11 +266,13 @@ impl PolicySource {
         }
     }
 
+    /// Returns what is served afterwards; `None` when a part (the shadow candidate) could not
+    /// be loaded, so that the next refresh tries again.
     fn refresh_from(
         &self,
         tenant: &str,
-        served: Option<u64>,
-    ) -> Result<(Refreshed, u64), RefreshError> {
+        served: Option<&Served>,
+    ) -> Result<(Refreshed, Option<Served>), RefreshError> {
         self.stats.checks.fetch_add(1, Ordering::Relaxed);
         let state = self
             .registry
@@ -258,35 +282,40 @@ impl PolicySource {
                 source,
             })?;
         let Some(state) = state else {
-            if served.is_some_and(|r| r > 0) {
+            if served.is_some_and(|s| s.0 > 0) {
                 self.policies.deactivate(tenant);
             }
-            return Ok((Refreshed::NoEntry, 0));
+            return Ok((Refreshed::NoEntry, Some((0, 0, String::new()))));
         };
-        if served == Some(state.revision) {
-            return Ok((Refreshed::Unchanged, state.revision));
+        let now = fingerprint(&state);
+        if served == Some(&now) {
+            return Ok((Refreshed::Unchanged, Some(now)));
         }
-        self.swap_to(&state)?;
+        let complete = self.swap_to(&state)?;
         Ok((
             Refreshed::Swapped {
                 revision: state.revision,
             },
-            state.revision,
+            complete.then_some(now),
         ))
     }
 
-    fn swap_to(&self, state: &TenantState) -> Result<(), RefreshError> {
+    /// Swaps to the state's versions; returns false when the shadow candidate could not be
+    /// loaded (the active version serves; the comparison waits for the next refresh).
+    fn swap_to(&self, state: &TenantState) -> Result<bool, RefreshError> {
         let tenant = &state.tenant;
         let Some(active) = &state.active else {
             // Versions uploaded, none activated (or all rolled back): the default serves.
             self.policies.deactivate(tenant);
-            return Ok(());
+            return Ok(true);
         };
         let policy = self.load(tenant, active)?;
+        let mut complete = true;
         let shadow = match &state.shadow {
             Some(s) => match self.load(tenant, &s.digest) {
                 Ok(p) => Some(p),
                 Err(e) => {
+                    complete = false;
                     // The active policy still serves; only the comparison is lost.
                     self.stats.failures.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(tenant = %tenant, error = %e, "host.policy.shadow_load_failed");
@@ -315,7 +344,7 @@ impl PolicySource {
             shadow = state.shadow.as_ref().map_or("-", |s| s.digest.as_str()),
             "host.policy.swap"
         );
-        Ok(())
+        Ok(complete)
     }
 
     /// A loaded version: reused when loaded before, else fetched, verified and loaded.

@@ -219,6 +219,9 @@ pub enum ResolveFailure {
     NoPolicy(#[from] NoPolicy),
     #[error(transparent)]
     Policy(#[from] ResolveError),
+    /// The tenant's policy could not be read from the registry (and none was read before).
+    #[error("{0}")]
+    Registry(String),
 }
 
 impl Resolver {
@@ -258,7 +261,9 @@ impl Resolver {
         remote: &PartyVersion,
     ) -> Result<Resolved, ResolveFailure> {
         if let Some(source) = &self.source {
-            source.ensure(&local.tenant);
+            source
+                .ensure(&local.tenant)
+                .map_err(|e| ResolveFailure::Registry(e.to_string()))?;
         }
         let active = self.policies.get(&local.tenant)?;
         let result = resolve_with(&active.policy, &active.config, &self.region, local, remote)

@@ -75,7 +75,7 @@ fn from_item(item: &Item) -> Result<ConflictRecord, LogError> {
         .get("doc")
         .and_then(|v| v.as_s().ok())
         .ok_or_else(|| LogError::Storage("a conflict item has no doc".into()))?;
-    serde_json::from_str(text).map_err(|e| {
+    host_core::conflict_log::parse_record(text.as_bytes()).map_err(|e| {
         LogError::Storage(format!(
             "a conflict item cannot be read back (a truncated record?): {e}"
         ))
@@ -253,9 +253,16 @@ impl ConflictLog for DynamoConflictLog {
         };
         let mut records = Vec::new();
         for item in &items {
-            let r = from_item(item)?;
-            if query.matches(&r) {
-                records.push(r);
+            // One unreadable item (a record truncated to fit the item limit) does not hide the
+            // others: it is skipped with a warning naming its key.
+            match from_item(item) {
+                Ok(r) if query.matches(&r) => records.push(r),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(
+                    sk = item.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or("?"),
+                    error = %e,
+                    "conflicts.unreadable"
+                ),
             }
         }
         records.sort_by(|a, b| (a.at_ms, &a.id).cmp(&(b.at_ms, &b.id)));

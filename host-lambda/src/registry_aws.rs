@@ -66,12 +66,13 @@ fn doc<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, RegistryError> 
 
 /// Distinguishes items written in the same millisecond by this process.
 fn nonce() -> String {
+    use std::hash::{BuildHasher, Hasher};
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{:08x}{:06x}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed) & 0xff_ffff
-    )
+    // Random per process (RandomState's keys), so that two execution environments with the
+    // same pid and counter never write the same key.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(SEQ.fetch_add(1, Ordering::Relaxed));
+    format!("{:016x}", h.finish())
 }
 
 fn component_key(digest: &str) -> String {
@@ -277,17 +278,15 @@ impl PolicyRegistry for AwsRegistry {
         );
         match out {
             Ok(_) => Ok(()),
+            // Cancelled: the revision moved, or another transaction touched the item at the
+            // same time (TransactionConflict); either way the operation re-reads and retries.
             Err(e) if e.code() == Some("TransactionCanceledException") => {
                 let found = self.state(&state.tenant)?.map_or(0, |s| s.revision);
-                if found != expected {
-                    Err(RegistryError::Conflict {
-                        tenant: state.tenant.clone(),
-                        expected,
-                        found,
-                    })
-                } else {
-                    Err(storage("changing a tenant's state", e))
-                }
+                Err(RegistryError::Conflict {
+                    tenant: state.tenant.clone(),
+                    expected,
+                    found,
+                })
             }
             Err(e) => Err(storage("changing a tenant's state", e)),
         }

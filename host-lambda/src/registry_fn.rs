@@ -130,7 +130,11 @@ impl RegistryFunction {
             .map(|s| host_core::registry::policy_view(&s.config))
             .unwrap_or_else(|| "{}".into());
         // The seed is the digest's first bytes: a retried step checks the same cases.
-        let seed = u64::from_str_radix(&version.digest[..16], 16).unwrap_or(1);
+        let seed = version
+            .digest
+            .get(..16)
+            .and_then(|d| u64::from_str_radix(d, 16).ok())
+            .unwrap_or(1);
         let report = check(
             &policy,
             &CheckOptions {

@@ -656,3 +656,27 @@ fn shadow_records_exactly_the_disagreements() {
         reg.stop_shadow("acme").unwrap();
     }
 }
+
+#[test]
+fn a_retired_version_is_never_rolled_back_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let (reg, _) = registry(&dir);
+    let (_, v1) = reg.upload("acme", DEFAULT, &options("v1")).unwrap();
+    reg.upload("acme", NA, &options("v2")).unwrap();
+    reg.upload("acme", &renamed(DEFAULT, "v3"), &options("v3"))
+        .unwrap();
+    reg.activate("acme", "v1").unwrap();
+    reg.activate("acme", "v2").unwrap();
+    // v1 is taken out of service while it waits as the rollback target.
+    assert!(reg.rollback("acme", Some("v1"), None).unwrap().changed);
+    let err = reg.rollback("acme", None, None).unwrap_err();
+    assert!(matches!(err, RegistryError::Refused(_)), "{err}");
+
+    // Rolling back to a version that runs in shadow ends its shadow run.
+    reg.activate("acme", "v1").unwrap(); // explicitly reactivated: in service again
+    reg.activate("acme", "v3").unwrap();
+    reg.shadow("acme", "v1").unwrap();
+    let c = reg.rollback("acme", None, None).unwrap();
+    assert_eq!(c.active.as_deref(), Some(v1.digest.as_str()));
+    assert_eq!(c.shadow, None);
+}
