@@ -23,8 +23,6 @@ use host_core::{
 };
 use host_lambda::registry_fn::{RegistryFunction, Step};
 use host_lambda::sqs::KIND_RECONCILE;
-use policy_types::PartyVersion;
-use serde_json::json;
 
 const DEFAULT: &[u8] = default_policy_artifact::DEFAULT_POLICY;
 const NA: &[u8] = default_policy_artifact::NA_STATUS_POLICY;
@@ -131,16 +129,6 @@ fn options(label: &str) -> UploadOptions {
     }
 }
 
-/// A status conflict the default and NA-status policies decide differently.
-fn status_conflict(n: u32) -> (PartyVersion, PartyVersion) {
-    let (mut eu, mut na) = integration_tests::email_vs_status("acme");
-    eu.party_id = format!("p{n}");
-    na.party_id = format!("p{n}");
-    integration_tests::write(&mut eu, "eu", 3_000, json!({"status": "validated"}));
-    integration_tests::write(&mut na, "na", 3_001, json!({"status": "initialized"}));
-    (eu, na)
-}
-
 #[test]
 fn the_registry_on_dynamodb_and_s3() {
     let rig = RegistryRig::new();
@@ -173,7 +161,7 @@ fn the_registry_on_dynamodb_and_s3() {
     src.refresh("acme").unwrap();
     let resolver = Resolver::from_source(src, "eu");
     for n in 0..3 {
-        let (eu, na) = status_conflict(n);
+        let (eu, na) = integration_tests::status_conflict("acme", n);
         resolver.resolve(&eu, &na).unwrap();
         let (eu, na) = integration_tests::email_vs_status("acme");
         resolver.resolve(&eu, &na).unwrap();
@@ -279,7 +267,7 @@ fn the_reconcile_path_follows_the_registry() {
         resolver,
     );
     let resolve = |n: u32| {
-        let (eu, na) = status_conflict(n);
+        let (eu, na) = integration_tests::status_conflict("acme", n);
         reconcile
             .store()
             .put_party(

@@ -64,6 +64,18 @@ pub fn email_vs_status(tenant: &str) -> (PartyVersion, PartyVersion) {
     (eu, na)
 }
 
+/// A status conflict the default and the NA-status policies decide differently: EU moved the
+/// party to validated, NA (later by the clock, earlier in the lifecycle) back to initialized.
+/// `n` names the party (`p{n}`).
+pub fn status_conflict(tenant: &str, n: u32) -> (PartyVersion, PartyVersion) {
+    let (mut eu, mut na) = email_vs_status(tenant);
+    eu.party_id = format!("p{n}");
+    na.party_id = format!("p{n}");
+    write(&mut eu, "eu", 3_000, json!({"status": "validated"}));
+    write(&mut na, "na", 3_001, json!({"status": "initialized"}));
+    (eu, na)
+}
+
 /// The visible TMF JSON of a party.
 pub fn tmf(version: &PartyVersion) -> Value {
     party_model::to_tmf(version).unwrap_or(Value::Null)

@@ -17,9 +17,8 @@ use host_core::{
     ActivePolicy, ArtifactCache, Limits, Metering, Policy, PolicyEngine, PolicyRegistry,
     PolicySource, Resolver, TenantPolicies, resolve_with,
 };
-use integration_tests::guests;
 use integration_tests::samples::example;
-use policy_types::PartyVersion;
+use integration_tests::{guests, status_conflict};
 use serde_json::json;
 
 const DEFAULT: &[u8] = default_policy_artifact::DEFAULT_POLICY;
@@ -64,17 +63,6 @@ fn source(store: Arc<dyn PolicyRegistry>, interval: Duration) -> Arc<PolicySourc
         Policy::load(&engine, DEFAULT, None).unwrap(),
     )));
     Arc::new(PolicySource::new(store, policies, engine, None, interval))
-}
-
-/// A status conflict the default and the NA-status policies decide differently: EU moved the
-/// party to validated, NA (later by the clock) back to initialized. `n` varies the party.
-fn status_conflict(tenant: &str, n: u32) -> (PartyVersion, PartyVersion) {
-    let (mut eu, mut na) = integration_tests::email_vs_status(tenant);
-    eu.party_id = format!("p{n}");
-    na.party_id = format!("p{n}");
-    integration_tests::write(&mut eu, "eu", 3_000, json!({"status": "validated"}));
-    integration_tests::write(&mut na, "na", 3_001, json!({"status": "initialized"}));
-    (eu, na)
 }
 
 #[test]
