@@ -56,9 +56,24 @@ pub fn load(
     Ok(Policy::load(engine, &bytes, cache.cache().as_ref()))
 }
 
-/// A short form of a digest for human output.
-pub fn short(digest: &str) -> &str {
-    digest.get(..12).unwrap_or(digest)
+pub use host_core::policy_registry::short;
+
+/// Writes a JSON document (pretty, one trailing newline) to stdout.
+pub fn emit_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    emit(&(serde_json::to_string_pretty(value)? + "\n"));
+    Ok(())
+}
+
+/// The AWS SDK's configuration from the environment, with the runtime its clients run on (the
+/// CLI calls the sync stores from its main thread, which is not one of the runtime's workers).
+pub fn aws() -> anyhow::Result<(tokio::runtime::Runtime, aws_config::SdkConfig)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the AWS SDK's runtime")?;
+    let sdk = runtime.block_on(aws_config::load_from_env());
+    Ok((runtime, sdk))
 }
 
 /// Writes a command's output to stdout; a closed pipe (`| head`) is not an error.

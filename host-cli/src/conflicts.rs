@@ -71,12 +71,7 @@ impl LogOpts {
             .or_else(|| std::env::var("TMF632_CONFLICT_LOG").ok())
             .unwrap_or_else(|| "conflict-log".into());
         if location == "aws" {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .context("starting the AWS SDK's runtime")?;
-            let sdk = runtime.block_on(aws_config::load_from_env());
+            let (runtime, sdk) = common::aws()?;
             let log = host_lambda::conflict_log_aws::DynamoConflictLog::new(
                 aws_sdk_dynamodb::Client::new(&sdk),
                 &self.table,
@@ -163,7 +158,7 @@ pub fn list(o: ListOpts) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        common::emit(&format!("{}\n", serde_json::to_string_pretty(&rows)?));
+        common::emit_json(&rows)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = String::new();
@@ -221,7 +216,7 @@ pub fn show(o: ShowOpts) -> anyhow::Result<ExitCode> {
     let opened = o.log.open()?;
     let r = find(&*opened.log, &o.log.tenant, &o.id)?;
     if o.log.json {
-        common::emit(&format!("{}\n", serde_json::to_string_pretty(&r)?));
+        common::emit_json(&r)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = format!(
@@ -386,16 +381,13 @@ pub fn replay(o: ReplayOpts) -> anyhow::Result<ExitCode> {
         }
     }
     if o.log.json {
-        common::emit(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&json!({
-                "tenant": o.log.tenant,
-                "candidate": policy.digest(),
-                "replayed": records.len(),
-                "different": differences.len(),
-                "differences": differences,
-            }))?
-        ));
+        common::emit_json(&json!({
+            "tenant": o.log.tenant,
+            "candidate": policy.digest(),
+            "replayed": records.len(),
+            "different": differences.len(),
+            "differences": differences,
+        }))?;
     } else {
         let mut out = String::new();
         for d in &differences {
@@ -471,14 +463,11 @@ pub fn resolve(o: ResolveOpts) -> anyhow::Result<ExitCode> {
     };
     opened.log.add_outcome(&r.tenant, &r.id, &outcome)?;
     if o.log.json {
-        common::emit(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&json!({
-                "id": r.id,
-                "previous": r.latest(),
-                "outcome": outcome,
-            }))?
-        ));
+        common::emit_json(&json!({
+            "id": r.id,
+            "previous": r.latest(),
+            "outcome": outcome,
+        }))?;
     } else {
         common::emit(&format!(
             "conflict {}: {} -> {} by {} (sha256:{})\n",

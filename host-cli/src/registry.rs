@@ -65,12 +65,7 @@ impl RegistryOpts {
                 .clone()
                 .or_else(|| std::env::var("POLICY_BUCKET").ok())
                 .context("--registry aws needs the policy bucket: --bucket or $POLICY_BUCKET")?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .context("starting the AWS SDK's runtime")?;
-            let sdk = runtime.block_on(aws_config::load_from_env());
+            let (runtime, sdk) = common::aws()?;
             let store = host_lambda::wiring::registry_from(
                 &sdk,
                 &self.table,
@@ -98,7 +93,7 @@ fn report(o: &RegistryOpts, result: Result<Change, RegistryError>) -> anyhow::Re
     match result {
         Ok(change) => {
             if o.json {
-                common::emit(&format!("{}\n", serde_json::to_string_pretty(&change)?));
+                common::emit_json(&change)?;
             } else {
                 common::emit(&format!("{}\n", describe_change(&change)));
             }
@@ -117,7 +112,7 @@ fn refused(o: &RegistryOpts, e: RegistryError) -> anyhow::Result<ExitCode> {
         if let RegistryError::LawFailed { counterexample, .. } = &e {
             doc["counterexample"] = json!(counterexample);
         }
-        common::emit(&format!("{}\n", serde_json::to_string_pretty(&doc)?));
+        common::emit_json(&doc)?;
     } else {
         eprintln!("refused: {e}");
         if let RegistryError::LawFailed { counterexample, .. } = &e {
@@ -226,7 +221,7 @@ pub fn upload(o: UploadOpts) -> anyhow::Result<ExitCode> {
     let digest = host_core::digest(&bytes);
     let seed = o
         .seed
-        .unwrap_or_else(|| u64::from_str_radix(&digest[..16], 16).unwrap_or(1));
+        .unwrap_or_else(|| host_core::policy_registry::seed_from_digest(&digest));
     let uploaded = opened.registry.upload(
         &o.registry.tenant,
         &bytes,
@@ -274,15 +269,12 @@ pub fn list(o: ListOpts) -> anyhow::Result<ExitCode> {
         Err(e) => return refused(&o.registry, e),
     };
     if o.registry.json {
-        common::emit(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&json!({
-                "tenant": o.registry.tenant,
-                "revision": state.revision,
-                "config": serde_json::from_str::<serde_json::Value>(&state.config).unwrap_or_default(),
-                "versions": versions,
-            }))?
-        ));
+        common::emit_json(&json!({
+            "tenant": o.registry.tenant,
+            "revision": state.revision,
+            "config": serde_json::from_str::<serde_json::Value>(&state.config).unwrap_or_default(),
+            "versions": versions,
+        }))?;
         return Ok(ExitCode::SUCCESS);
     }
     common::emit(&render_list(&versions, &state));
@@ -344,7 +336,7 @@ pub fn history(o: HistoryOpts) -> anyhow::Result<ExitCode> {
         Err(e) => return refused(&o.registry, e),
     };
     if o.registry.json {
-        common::emit(&format!("{}\n", serde_json::to_string_pretty(&entries)?));
+        common::emit_json(&entries)?;
     } else {
         common::emit(&render_history(&entries));
     }
@@ -504,17 +496,14 @@ pub fn shadow_report(o: ShadowReportOpts) -> anyhow::Result<ExitCode> {
         std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;
     }
     if o.registry.json {
-        common::emit(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&json!({
-                "tenant": o.registry.tenant,
-                "candidate": digest,
-                "compared": summary.compared,
-                "disagreed": summary.disagreed,
-                "disagreementRate": summary.rate(),
-                "disagreements": summary.disagreements,
-            }))?
-        ));
+        common::emit_json(&json!({
+            "tenant": o.registry.tenant,
+            "candidate": digest,
+            "compared": summary.compared,
+            "disagreed": summary.disagreed,
+            "disagreementRate": summary.rate(),
+            "disagreements": summary.disagreements,
+        }))?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = format!(
@@ -584,14 +573,11 @@ pub fn config(o: ConfigOpts) -> anyhow::Result<ExitCode> {
                 Err(e) => return refused(&o.registry, e),
             };
             if o.registry.json {
-                common::emit(&format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&json!({
-                        "tenant": o.registry.tenant,
-                        "revision": state.revision,
-                        "config": serde_json::from_str::<serde_json::Value>(&state.config).unwrap_or_default(),
-                    }))?
-                ));
+                common::emit_json(&json!({
+                    "tenant": o.registry.tenant,
+                    "revision": state.revision,
+                    "config": serde_json::from_str::<serde_json::Value>(&state.config).unwrap_or_default(),
+                }))?;
             } else {
                 common::emit(&format!("{}\n", state.config));
             }

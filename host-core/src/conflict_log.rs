@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::conflict::{CapturedConflict, CapturedContext};
-use crate::resolver::{Resolved, relation};
+use crate::resolver::{Resolved, Resolver, relation};
 
 /// One resolution of a conflict: the first by the reconcile path, later ones by a redrive or an
 /// operator.
@@ -174,6 +174,36 @@ impl ConflictRecord {
         }
     }
 
+    /// The record of a conflict resolved by `resolver`'s region with the tenant's active
+    /// configuration and log settings; `None` for a case the host settled alone (one version
+    /// dominated), which is counted, not stored, unless the tenant asks for full capture.
+    pub fn for_resolver(
+        resolver: &Resolver,
+        local: &PartyVersion,
+        remote: &PartyVersion,
+        at_ms: u64,
+        outcome: ConflictOutcome,
+    ) -> Option<Self> {
+        let (config, settings) = resolver
+            .policies()
+            .get(&local.tenant)
+            .map(|a| (a.config.clone(), a.log.clone()))
+            .unwrap_or_else(|_| ("{}".to_owned(), LogSettings::default()));
+        let settled_by_host = outcome.policy_digest.is_none() && outcome.written.is_some();
+        if settled_by_host && !settings.full_capture {
+            return None;
+        }
+        Some(Self::new(
+            resolver.region(),
+            local,
+            remote,
+            &config,
+            at_ms,
+            &settings,
+            outcome,
+        ))
+    }
+
     /// The first outcome: what the reconcile path decided.
     pub fn first(&self) -> &ConflictOutcome {
         &self.outcomes[0]
@@ -247,6 +277,11 @@ pub fn parse_record(bytes: &[u8]) -> Result<ConflictRecord, String> {
         return Err("the record has no outcome".into());
     }
     Ok(r)
+}
+
+/// Orders query results: oldest first, then by id (what every backend returns).
+pub fn sort_records(records: &mut [ConflictRecord]) {
+    records.sort_by(|a, b| (a.at_ms, &a.id).cmp(&(b.at_ms, &b.id)));
 }
 
 /// Which records a query selects.
@@ -362,7 +397,7 @@ impl ConflictLog for MemoryConflictLog {
             .filter(|r| query.matches(r))
             .cloned()
             .collect();
-        found.sort_by(|a, b| (a.at_ms, &a.id).cmp(&(b.at_ms, &b.id)));
+        sort_records(&mut found);
         Ok(found)
     }
 
@@ -465,7 +500,7 @@ impl ConflictLog for DirConflictLog {
                 found.push(r);
             }
         }
-        found.sort_by(|a, b| (a.at_ms, &a.id).cmp(&(b.at_ms, &b.id)));
+        sort_records(&mut found);
         Ok(found)
     }
 

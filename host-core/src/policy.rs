@@ -424,24 +424,22 @@ fn find_contract_export(exports: &[String]) -> Result<String, LoadError> {
     Ok(found.clone())
 }
 
+/// The major and minor of a contract version (`1.1.0` → (1, 1)).
+fn major_minor(version: &str) -> Option<(u64, u64)> {
+    let mut parts = version.split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
 /// Contract 1.1 and later minors of major 1: the policy is sent only what differs.
 fn declares_differences_only(version: &str) -> bool {
-    let mut parts = version.split('.');
-    matches!(
-        (parts.next().and_then(|m| m.parse::<u64>().ok()), parts.next().and_then(|m| m.parse::<u64>().ok())),
-        (Some(1), Some(minor)) if minor >= 1
-    )
+    matches!(major_minor(version), Some((1, minor)) if minor >= 1)
 }
 
 /// Semver compatibility with [`policy_types::CONTRACT_VERSION`]: same major, and same minor
 /// while the major is 0.
 pub fn check_contract_version(found: &str) -> Result<(), LoadError> {
-    let parse = |v: &str| -> Option<(u64, u64)> {
-        let mut parts = v.split('.');
-        Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
-    };
-    let ours = parse(policy_types::CONTRACT_VERSION).expect("our contract version parses");
-    let compatible = match parse(found) {
+    let ours = major_minor(policy_types::CONTRACT_VERSION).expect("our contract version parses");
+    let compatible = match major_minor(found) {
         Some((0, minor)) => ours.0 == 0 && ours.1 == minor,
         Some((major, _)) => major == ours.0,
         None => false,

@@ -341,6 +341,50 @@ pub fn fetch_component(
     Ok(bytes)
 }
 
+/// The seed a law check of `digest` uses when none is given: its first 64 bits, so that a
+/// retried upload or workflow step checks the same cases.
+pub fn seed_from_digest(digest: &str) -> u64 {
+    digest
+        .get(..16)
+        .and_then(|d| u64::from_str_radix(d, 16).ok())
+        .unwrap_or(1)
+}
+
+/// Loads a component under the host's limits (metered) and checks its laws under the tenant's
+/// configuration (as the policy sees it); the loaded policy, or why it is refused.
+pub fn check_laws(
+    bytes: &[u8],
+    config: &str,
+    cases: u32,
+    seed: u64,
+) -> Result<Policy, RegistryError> {
+    let engine = PolicyEngine::new(Limits::default(), Metering::Fuel)
+        .map_err(|e| RegistryError::Storage(e.to_string()))?;
+    let policy = Policy::load(&engine, bytes, None).map_err(RegistryError::Invalid)?;
+    let report = check(
+        &policy,
+        &CheckOptions {
+            cases,
+            seed,
+            config: config.to_owned(),
+        },
+    );
+    if let Some(failed) = report.outcomes.iter().find(|o| o.failure.is_some()) {
+        let failure = failed.failure.as_ref().expect("found a failure");
+        return Err(RegistryError::LawFailed {
+            law: failed.law.name(),
+            seed,
+            message: failure.message.clone(),
+            counterexample: failure
+                .conflicts
+                .iter()
+                .map(crate::conflict::to_line)
+                .collect(),
+        });
+    }
+    Ok(policy)
+}
+
 /// A version with its status, as `list` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -434,6 +478,18 @@ impl Registry {
         check_tenant(tenant)?;
         let digest = digest(bytes);
         let versions = self.store.versions(tenant)?;
+        let state = self.store.state(tenant)?;
+        let report = |changed: bool, label: Option<String>| Change {
+            tenant: tenant.to_owned(),
+            action: "upload".into(),
+            changed,
+            revision: state.as_ref().map_or(0, |s| s.revision),
+            digest: Some(digest.clone()),
+            label,
+            previously_active: None,
+            active: state.as_ref().and_then(|s| s.active.clone()),
+            shadow: None,
+        };
         if let Some(label) = &options.label
             && let Some(other) = versions
                 .iter()
@@ -446,56 +502,18 @@ impl Registry {
             });
         }
         if let Some(existing) = versions.iter().find(|v| v.digest == digest) {
-            // Idempotent, but the bytes must still be there (a failed earlier upload may have
-            // written the record and not the component: impossible in this order, but cheap).
+            // Idempotent, but the bytes must be in this store (an upload to another region's
+            // bucket finds the record, replicated, and adds only the bytes).
             if fetch_component(&*self.store, &digest).is_err() {
                 self.store.put_component(&digest, bytes)?;
             }
-            let state = self.store.state(tenant)?;
-            return Ok((
-                Change {
-                    tenant: tenant.to_owned(),
-                    action: "upload".into(),
-                    changed: false,
-                    revision: state.as_ref().map_or(0, |s| s.revision),
-                    digest: Some(digest),
-                    label: existing.label.clone(),
-                    previously_active: None,
-                    active: state.and_then(|s| s.active),
-                    shadow: None,
-                },
-                existing.clone(),
-            ));
+            return Ok((report(false, existing.label.clone()), existing.clone()));
         }
-        let config = self
-            .store
-            .state(tenant)?
+        let config = state
+            .as_ref()
             .map(|s| crate::registry::policy_view(&s.config))
             .unwrap_or_else(|| "{}".to_owned());
-        let engine = PolicyEngine::new(Limits::default(), Metering::Fuel)
-            .map_err(|e| RegistryError::Storage(e.to_string()))?;
-        let policy = Policy::load(&engine, bytes, None).map_err(RegistryError::Invalid)?;
-        let report = check(
-            &policy,
-            &CheckOptions {
-                cases: options.law_cases,
-                seed: options.seed,
-                config,
-            },
-        );
-        if let Some(failed) = report.outcomes.iter().find(|o| o.failure.is_some()) {
-            let failure = failed.failure.as_ref().expect("found a failure");
-            return Err(RegistryError::LawFailed {
-                law: failed.law.name(),
-                seed: options.seed,
-                message: failure.message.clone(),
-                counterexample: failure
-                    .conflicts
-                    .iter()
-                    .map(crate::conflict::to_line)
-                    .collect(),
-            });
-        }
+        let policy = check_laws(bytes, &config, options.law_cases, options.seed)?;
         // Bytes first: a version record never points at a component that is not stored.
         self.store.put_component(&digest, bytes)?;
         let version = PolicyVersion {
@@ -531,21 +549,7 @@ impl Registry {
                 )),
             })?;
         }
-        let state = self.store.state(tenant)?;
-        Ok((
-            Change {
-                tenant: tenant.to_owned(),
-                action: "upload".into(),
-                changed: created,
-                revision: state.as_ref().map_or(0, |s| s.revision),
-                digest: Some(digest),
-                label: version.label.clone(),
-                previously_active: None,
-                active: state.and_then(|s| s.active),
-                shadow: None,
-            },
-            version,
-        ))
+        Ok((report(created, version.label.clone()), version))
     }
 
     /// Finds a version by label, full digest or digest prefix (at least 6 hex digits).

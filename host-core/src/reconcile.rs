@@ -21,7 +21,7 @@ use policy_types::{PartyVersion, VectorOrder, compare_vectors};
 use serde_json::json;
 
 use crate::conflict::{CapturedConflict, CapturedContext};
-use crate::conflict_log::{ConflictLog, ConflictOutcome, ConflictRecord, LogSettings, conflict_id};
+use crate::conflict_log::{ConflictLog, ConflictOutcome, ConflictRecord, conflict_id};
 use crate::ingest::{DeadLetter, DeadLetterSink, PartyStore, Provenance, StoreError, StoredParty};
 use crate::resolver::{Decision, Resolver};
 
@@ -138,12 +138,6 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
         outcome: ConflictOutcome,
     ) {
         let Some(log) = &self.log else { return };
-        let (config, settings) = self
-            .resolver
-            .policies()
-            .get(&lost.tenant)
-            .map(|a| (a.config.clone(), a.log.clone()))
-            .unwrap_or_else(|_| ("{}".to_owned(), LogSettings::default()));
         let by = if redriven.is_some() {
             "redrive"
         } else {
@@ -156,17 +150,13 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
         let written = match redriven {
             Some(id) => log.add_outcome(&lost.tenant, id, &outcome),
             None => {
-                if outcome.policy_digest.is_none()
-                    && outcome.written.is_some()
-                    && !settings.full_capture
-                {
-                    self.dominated.fetch_add(1, Ordering::Relaxed);
-                    return;
+                match ConflictRecord::for_resolver(&self.resolver, local, lost, now_ms, outcome) {
+                    Some(record) => log.record(&record).map(|_| ()),
+                    None => {
+                        self.dominated.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
                 }
-                let region = self.resolver.region();
-                let record =
-                    ConflictRecord::new(region, local, lost, &config, now_ms, &settings, outcome);
-                log.record(&record).map(|_| ())
             }
         };
         if let Err(e) = written {

@@ -179,18 +179,21 @@ impl PolicySource {
         &self.stats
     }
 
+    /// The tenant's slot (allocated once per tenant, not per call).
+    fn slot(&self, tenant: &str) -> Arc<Slot> {
+        let mut slots = self.slots.lock().unwrap();
+        if let Some(slot) = slots.get(tenant) {
+            return slot.clone();
+        }
+        slots.entry(tenant.to_owned()).or_default().clone()
+    }
+
     /// Makes sure the tenant's policy is at most one interval stale. A refresh that goes wrong
     /// is logged and counted, and the current policy keeps serving; only when the tenant has
     /// never been read successfully is the failure returned (serving the default policy to a
     /// tenant that has its own would write the wrong merges), and the next call tries again.
     pub fn ensure(&self, tenant: &str) -> Result<(), RefreshError> {
-        let slot = self
-            .slots
-            .lock()
-            .unwrap()
-            .entry(tenant.to_owned())
-            .or_default()
-            .clone();
+        let slot = self.slot(tenant);
         let first = {
             let seen = slot.seen.lock().unwrap();
             if seen.checked.is_some_and(|c| c.elapsed() < self.interval) {
@@ -241,13 +244,7 @@ impl PolicySource {
 
     /// Reads the tenant's state now and swaps if it differs from the one served.
     pub fn refresh(&self, tenant: &str) -> Result<Refreshed, RefreshError> {
-        let slot = self
-            .slots
-            .lock()
-            .unwrap()
-            .entry(tenant.to_owned())
-            .or_default()
-            .clone();
+        let slot = self.slot(tenant);
         let _guard = slot.loading.lock().unwrap();
         let served = slot.seen.lock().unwrap().served.clone();
         let started = Instant::now();

@@ -23,7 +23,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value, json};
 
-use crate::conflict_log::{ConflictLog, ConflictOutcome, ConflictRecord, LogSettings};
+use crate::conflict_log::{ConflictLog, ConflictOutcome, ConflictRecord};
 use crate::policy::Policy;
 use crate::registry::{ActivePolicy, TenantPolicies};
 use crate::resolver::{Decision, Resolver};
@@ -736,19 +736,13 @@ impl<'a> World<'a> {
         };
         let now = self.now(region);
         let outcome = match resolved {
-            Ok(r) if r.policy_digest.is_none() => return, // settled by the host: counted only
             Ok(r) => ConflictOutcome::from_resolved("simulation", now, r, local, remote),
             Err(e) => ConflictOutcome::failed("simulation", now, "failed", &e.to_string(), None),
         };
-        let name = &self.regions[region].name;
-        let (config, settings) = self.regions[region]
-            .resolver
-            .policies()
-            .get(&local.tenant)
-            .map(|a| (a.config.clone(), a.log.clone()))
-            .unwrap_or_else(|_| ("{}".into(), LogSettings::default()));
-        let record = ConflictRecord::new(name, local, remote, &config, now, &settings, outcome);
-        if let Err(e) = log.record(&record) {
+        let resolver = &self.regions[region].resolver;
+        if let Some(record) = ConflictRecord::for_resolver(resolver, local, remote, now, outcome)
+            && let Err(e) = log.record(&record)
+        {
             tracing::warn!(error = %e, "sim.log_failed");
         }
     }

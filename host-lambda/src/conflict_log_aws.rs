@@ -265,7 +265,7 @@ impl ConflictLog for DynamoConflictLog {
                 ),
             }
         }
-        records.sort_by(|a, b| (a.at_ms, &a.id).cmp(&(b.at_ms, &b.id)));
+        host_core::conflict_log::sort_records(&mut records);
         Ok(records)
     }
 

@@ -10,9 +10,9 @@
 
 use std::sync::Arc;
 
-use host_core::laws::{CheckOptions, check};
-use host_core::policy_registry::{Registry, RegistryError, fetch_component};
-use host_core::{Limits, Metering, Policy, PolicyEngine};
+use host_core::policy_registry::{
+    Registry, RegistryError, check_laws, fetch_component, seed_from_digest,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -117,11 +117,6 @@ impl RegistryFunction {
             .map_err(function_error)?;
         let bytes =
             fetch_component(&**self.registry.store(), &version.digest).map_err(function_error)?;
-        let engine = PolicyEngine::new(Limits::default(), Metering::Fuel)
-            .map_err(|e| FunctionError::Retryable(e.to_string()))?;
-        let policy = Policy::load(&engine, &bytes, None).map_err(|e| {
-            FunctionError::NonRetryable(format!("version {} would be refused: {e}", version.digest))
-        })?;
         let config = self
             .registry
             .store()
@@ -129,28 +124,11 @@ impl RegistryFunction {
             .map_err(function_error)?
             .map(|s| host_core::registry::policy_view(&s.config))
             .unwrap_or_else(|| "{}".into());
-        // The seed is the digest's first bytes: a retried step checks the same cases.
-        let seed = version
-            .digest
-            .get(..16)
-            .and_then(|d| u64::from_str_radix(d, 16).ok())
-            .unwrap_or(1);
-        let report = check(
-            &policy,
-            &CheckOptions {
-                cases: VALIDATE_CASES,
-                seed,
-                config,
-            },
-        );
-        if let Some(failed) = report.outcomes.iter().find(|o| o.failure.is_some()) {
-            return Err(FunctionError::NonRetryable(format!(
-                "version {} breaks the law of {} (seed {seed}): {}",
-                version.digest,
-                failed.law.name(),
-                failed.failure.as_ref().map_or("", |f| f.message.as_str())
-            )));
-        }
+        // The seed follows the digest: a retried step checks the same cases.
+        let seed = seed_from_digest(&version.digest);
+        let policy = check_laws(&bytes, &config, VALIDATE_CASES, seed).map_err(|e| {
+            FunctionError::NonRetryable(format!("version {} is refused: {e}", version.digest))
+        })?;
         Ok(json!({
             "digest": version.digest,
             "name": policy.description().name,
