@@ -13,6 +13,8 @@ const UNKNOWN: &[&str] = &[
     "guest-keep-local",
     "guest-prefer-local",
     "guest-stateful",
+    "guest-cache",
+    "guest-bad-packed",
 ];
 const WASIP2: &[&str] = &["guest-fs"];
 

@@ -13,7 +13,10 @@ use policy_benches::proto::{ProtoOptions, ProtoPolicy};
 use policy_benches::report::{Report, criterion};
 use policy_benches::script::ScriptPolicy;
 use policy_benches::strip::{resolve_whole, strip};
-use policy_benches::{KEEP_LOCAL_POLICY, dominated_winner, load, native_resolve, serving_engine};
+use policy_benches::{
+    KEEP_LOCAL_POLICY, dominated_winner, load, native_resolve, native_resolve_stripped,
+    serving_engine,
+};
 use policy_types::compare_vectors;
 use std::sync::Arc;
 
@@ -37,14 +40,6 @@ fn conflicts(c: &mut Criterion) {
     let proto_no_deadline = ProtoPolicy::new(
         &limits,
         DEFAULT,
-        ProtoOptions {
-            no_deadline: true,
-            ..ProtoOptions::default()
-        },
-    );
-    let proto_trivial_no_deadline = ProtoPolicy::new(
-        &limits,
-        KEEP_LOCAL_POLICY,
         ProtoOptions {
             no_deadline: true,
             ..ProtoOptions::default()
@@ -88,10 +83,20 @@ fn conflicts(c: &mut Criterion) {
         g.bench_function(format!("{n}-native-full"), |b| {
             b.iter(|| native_resolve(REGION, black_box(l), black_box(r)).unwrap())
         });
+        g.bench_function(format!("{n}-native-stripped-full"), |b| {
+            b.iter(|| native_resolve_stripped(REGION, black_box(l), black_box(r)).unwrap())
+        });
         g.bench_function(format!("{n}-wasm-call"), |b| {
             b.iter(|| {
                 policy
                     .call(black_box(&ctx), black_box(l), black_box(r))
+                    .unwrap()
+            })
+        });
+        g.bench_function(format!("{n}-wasm-typed-call"), |b| {
+            b.iter(|| {
+                policy
+                    .call_unpacked(black_box(&ctx), black_box(l), black_box(r))
                     .unwrap()
             })
         });
@@ -126,13 +131,6 @@ fn conflicts(c: &mut Criterion) {
                     .unwrap()
             })
         });
-        g.bench_function(format!("{n}-proto-no-deadline-trivial-call"), |b| {
-            b.iter(|| {
-                proto_trivial_no_deadline
-                    .call(black_box(&ctx), black_box(l), black_box(r))
-                    .unwrap()
-            })
-        });
         g.bench_function(format!("{n}-whole-versions-full"), |b| {
             b.iter(|| resolve_whole(&policy, REGION, black_box(l), black_box(r)).unwrap())
         });
@@ -141,6 +139,62 @@ fn conflicts(c: &mut Criterion) {
                 script
                     .call(black_box(&ctx), black_box(l), black_box(r))
                     .unwrap()
+            })
+        });
+    }
+    g.finish();
+
+    // Where `resolve_with`'s time goes on each size: leaving out what both versions hold,
+    // the call on what is left, putting it back, and validating and materialising the answer.
+    let mut g = c.benchmark_group("parts");
+    for size in Size::ALL {
+        let pair = concurrent(size);
+        let ctx = pair.context();
+        let (l, r) = (&pair.local, &pair.remote);
+        let n = size.name();
+        let stripped = host_core::strip::strip(l, r).expect("no tombstones");
+        let answer = policy.call_stripped(&ctx, &stripped).unwrap();
+        let restored = host_core::strip::restore(&stripped, answer.clone());
+        g.bench_function(format!("{n}-strip"), |b| {
+            b.iter(|| host_core::strip::strip(black_box(l), black_box(r)))
+        });
+        g.bench_function(format!("{n}-stripped-call"), |b| {
+            b.iter(|| {
+                policy
+                    .call_stripped(black_box(&ctx), black_box(&stripped))
+                    .unwrap()
+            })
+        });
+        g.bench_function(format!("{n}-restore"), |b| {
+            b.iter(|| host_core::strip::restore(&stripped, black_box(&answer).clone()))
+        });
+        g.bench_function(format!("{n}-answer-clone"), |b| {
+            b.iter(|| black_box(&answer).clone())
+        });
+        let native_answer = tmf632_merge::resolve(&ctx, l, r);
+        g.bench_function(format!("{n}-apply-native-answer"), |b| {
+            b.iter(|| {
+                host_core::apply_resolution(
+                    REGION,
+                    policy_types::Relation::Concurrent,
+                    black_box(l),
+                    black_box(r),
+                    black_box(&native_answer),
+                )
+                .unwrap()
+            })
+        });
+        g.bench_function(format!("{n}-apply"), |b| {
+            b.iter(|| {
+                host_core::apply_resolution_with(
+                    REGION,
+                    policy_types::Relation::Concurrent,
+                    black_box(l),
+                    black_box(r),
+                    black_box(&restored),
+                    stripped.identical_fields(),
+                )
+                .unwrap()
             })
         });
     }
@@ -163,6 +217,9 @@ fn conflicts(c: &mut Criterion) {
         }
         g.bench_function(format!("{n}-borrowed-decision"), |b| {
             b.iter(|| dominated_winner(black_box(l), black_box(r)).map(|(rel, _)| rel))
+        });
+        g.bench_function(format!("{n}-decide-by-host"), |b| {
+            b.iter(|| host_core::decide_by_host(black_box(l), black_box(r)))
         });
         g.bench_function(format!("{n}-resolve-with"), |b| {
             b.iter(|| resolve_with(&policy, "{}", REGION, black_box(l), black_box(r)).unwrap())
@@ -264,7 +321,8 @@ fn report(mut rep: Report) {
                 )
             });
         if let Some(st) = strip(&pair.local, &pair.remote) {
-            let sc = boundary_strings(&st.local) + boundary_strings(&st.remote);
+            let (sl, sr) = st.versions();
+            let sc = boundary_strings(&sl) + boundary_strings(&sr);
             rep.line(
                 &format!("{}: lowered per stripped call (both versions)", size.name()),
                 &format!(
@@ -276,6 +334,17 @@ fn report(mut rep: Report) {
                 ),
             );
         }
+        let ctx = pair.context();
+        let mut packed = Vec::new();
+        policy_types::packed::pack_call(&mut packed, &ctx, &pair.local, &pair.remote);
+        let whole = packed.len();
+        if let Some(st) = strip(&pair.local, &pair.remote) {
+            st.pack(&mut packed, &ctx);
+        }
+        rep.line(
+            &format!("{}: packed call (whole / only what differs)", size.name()),
+            &format!("{whole} / {} bytes", packed.len()),
+        );
         rep.line(
             &format!("{}: lowered per call (both versions)", size.name()),
             &format!(
@@ -311,11 +380,52 @@ fn report(mut rep: Report) {
             ("conflict", &id(size, "native-merge")),
             target,
         );
+        rep.figure(
+            &format!("{n}: WASM typed call (resolver.resolve)"),
+            "conflict",
+            &id(size, "wasm-typed-call"),
+        );
+        rep.ratio(
+            &format!("{n}: typed call / packed call (Policy::call)"),
+            ("conflict", &id(size, "wasm-typed-call")),
+            ("conflict", &id(size, "wasm-call")),
+            None,
+        );
+        for part in ["strip", "stripped-call", "restore", "answer-clone", "apply"] {
+            rep.figure(
+                &format!("{n}: resolve_with part: {part}"),
+                "parts",
+                &id(size, part),
+            );
+        }
+        rep.figure(
+            &format!("{n}: WASM resolve_with"),
+            "conflict",
+            &id(size, "wasm-full"),
+        );
+        rep.figure(
+            &format!("{n}: native merge + materialize"),
+            "conflict",
+            &id(size, "native-full"),
+        );
         rep.ratio(
             &format!("{n}: WASM resolve_with / native merge + materialize"),
             ("conflict", &id(size, "wasm-full")),
             ("conflict", &id(size, "native-full")),
             target,
+        );
+        rep.figure(
+            &format!(
+                "{n}: native merge through the 1.1 path (strip, copy, merge, restore, materialise)"
+            ),
+            "conflict",
+            &id(size, "native-stripped-full"),
+        );
+        rep.ratio(
+            &format!("{n}: WASM resolve_with / native merge through the same 1.1 path"),
+            ("conflict", &id(size, "wasm-full")),
+            ("conflict", &id(size, "native-stripped-full")),
+            None,
         );
         rep.ratio(
             &format!("{n}: boundary (trivial guest call) / WASM raw call"),
@@ -331,9 +441,9 @@ fn report(mut rep: Report) {
             None,
         );
         rep.ratio(
-            &format!("{n}: prototype baseline / Policy::call (replica check)"),
+            &format!("{n}: prototype baseline / typed call (replica check)"),
             ("conflict", &id(size, "proto-baseline-call")),
-            ("conflict", &id(size, "wasm-call")),
+            ("conflict", &id(size, "wasm-typed-call")),
             None,
         );
         rep.ratio(
@@ -346,12 +456,6 @@ fn report(mut rep: Report) {
             &format!("{n}: prototype without deadline / prototype baseline"),
             ("conflict", &id(size, "proto-no-deadline-call")),
             ("conflict", &id(size, "proto-baseline-call")),
-            None,
-        );
-        rep.ratio(
-            &format!("{n}: trivial call without deadline / trivial call"),
-            ("conflict", &id(size, "proto-no-deadline-trivial-call")),
-            ("conflict", &id(size, "trivial-call")),
             None,
         );
         rep.ratio(
@@ -374,6 +478,15 @@ fn report(mut rep: Report) {
         Some(2.0),
     );
     for size in [Size::Small, Size::Typical] {
+        rep.ratio(
+            &format!(
+                "dominated {}: decide_by_host / compare_vectors",
+                size.name()
+            ),
+            ("dominated", &id(size, "decide-by-host")),
+            ("dominated", "compare-vectors"),
+            Some(2.0),
+        );
         rep.ratio(
             &format!("dominated {}: resolve_with / compare_vectors", size.name()),
             ("dominated", &id(size, "resolve-with")),
@@ -411,6 +524,13 @@ fn report(mut rep: Report) {
             Some(1.0),
         );
     }
+    rep.extra_ratio(
+        "instantiation (typical: call_fresh − call) / typical resolve_with",
+        ("instantiation", &id(Size::Typical, "call-fresh")),
+        ("instantiation", &id(Size::Typical, "call-warm")),
+        ("conflict", &id(Size::Typical, "wasm-full")),
+        None,
+    );
     rep.ratio(
         "prototype fresh, keep_resident 1 MiB / fresh (typical)",
         ("instantiation", &id(Size::Typical, "proto-fresh-resident")),

@@ -33,13 +33,12 @@ pub fn load(engine: &PolicyEngine, bytes: &[u8]) -> Policy {
     Policy::load(engine, bytes, None).expect("the policy loads")
 }
 
-/// The native peer of `resolve_with` on concurrent versions: the causal relation, the merge,
-/// and the same validation and materialisation of the result.
-pub fn native_resolve(
+/// The relation and the context a host gives the merge, with no configuration.
+fn native_context(
     region: &str,
     local: &PartyVersion,
     remote: &PartyVersion,
-) -> Result<(Decision, Option<PartyVersion>), CallFailure> {
+) -> (Relation, Context) {
     let relation = relation(local, remote);
     let ctx = Context {
         tenant: local.tenant.clone(),
@@ -47,8 +46,44 @@ pub fn native_resolve(
         relation,
         config: "{}".to_owned(),
     };
+    (relation, ctx)
+}
+
+/// The native peer of `resolve_with` on concurrent versions: the causal relation, the merge,
+/// and the same validation and materialisation of the result.
+pub fn native_resolve(
+    region: &str,
+    local: &PartyVersion,
+    remote: &PartyVersion,
+) -> Result<(Decision, Option<PartyVersion>), CallFailure> {
+    let (relation, ctx) = native_context(region, local, remote);
     let resolution = tmf632_merge::resolve(&ctx, local, remote);
     apply_resolution(region, relation, local, remote, &resolution)
+}
+
+/// The native merge through the host's contract 1.1 path: what differs is copied out of the
+/// versions (a native merge needs values; the WASM path packs views instead), merged, put
+/// back, and the answer validated and materialised with the identical fields kept as they are.
+/// The baseline for what the 1.1 path itself saves, apart from WASM.
+pub fn native_resolve_stripped(
+    region: &str,
+    local: &PartyVersion,
+    remote: &PartyVersion,
+) -> Result<(Decision, Option<PartyVersion>), CallFailure> {
+    let Some(stripped) = host_core::strip::strip(local, remote) else {
+        return native_resolve(region, local, remote);
+    };
+    let (relation, ctx) = native_context(region, local, remote);
+    let (l, r) = stripped.versions();
+    let answer = host_core::strip::restore(&stripped, tmf632_merge::resolve(&ctx, &l, &r));
+    host_core::apply_resolution_with(
+        region,
+        relation,
+        local,
+        remote,
+        &answer,
+        stripped.identical_fields(),
+    )
 }
 
 /// Prototype of the host's shortcut for dominated versions without the copy: the checks

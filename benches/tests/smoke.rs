@@ -70,7 +70,20 @@ fn every_peer_resolves_the_conflicts_alike() {
         let (l, r) = (&pair.local, &pair.remote);
         let native = tmf632_merge::resolve(&ctx, l, r);
         assert!(matches!(native, Resolution::Merged(_)), "{size:?}");
+        assert!(policy.info().packed);
         assert_eq!(policy.call(&ctx, l, r).unwrap(), native, "{size:?} wasm");
+        assert_eq!(
+            policy.call_unpacked(&ctx, l, r).unwrap(),
+            native,
+            "{size:?} typed"
+        );
+        let stripped = host_core::strip::strip(l, r).unwrap();
+        let (sl, sr) = stripped.versions();
+        assert_eq!(
+            policy.call_stripped(&ctx, &stripped).unwrap(),
+            policy.call_unpacked(&ctx, &sl, &sr).unwrap(),
+            "{size:?} stripped, packed and typed"
+        );
         assert_eq!(
             policy.call_fresh(&ctx, l, r).unwrap(),
             native,
@@ -90,13 +103,18 @@ fn every_peer_resolves_the_conflicts_alike() {
 
         let (decision, party) = native_resolve(REGION, l, r).unwrap();
         assert_eq!(decision, Decision::Merged);
+        assert_eq!(
+            policy_benches::native_resolve_stripped(REGION, l, r).unwrap(),
+            (Decision::Merged, party.clone()),
+            "{size:?} native through the 1.1 path"
+        );
         let hosted = resolve_with(&policy, "{}", REGION, l, r).unwrap();
-        assert_eq!(hosted.party, party, "{size:?} resolve_with");
+        assert_eq!(hosted.party.map(|p| *p), party, "{size:?} resolve_with");
         let whole = resolve_whole(&policy, REGION, l, r).unwrap();
         assert_eq!(whole, party, "{size:?} whole versions (contract 1.0 path)");
         let s = strip(l, r).unwrap();
         assert!(
-            s.local.fields.len() < l.fields.len() || size == Size::Small,
+            s.local.len() < l.fields.len() || size == Size::Small,
             "{size:?}: identical fields are left out"
         );
     }
@@ -137,8 +155,13 @@ fn dominated_versions_are_decided_by_the_host() {
     let (relation, winner) = dominated_winner(&pair.local, &pair.remote).unwrap();
     assert_eq!(relation, resolved.relation);
     assert_eq!(Some(winner), written);
+    assert_eq!(
+        host_core::decide_by_host(&pair.local, &pair.remote),
+        Some(resolved)
+    );
     let concurrent = concurrent(Size::Typical);
     assert!(dominated_winner(&concurrent.local, &concurrent.remote).is_none());
+    assert!(host_core::decide_by_host(&concurrent.local, &concurrent.remote).is_none());
 }
 
 #[test]

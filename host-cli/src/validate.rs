@@ -42,6 +42,7 @@ pub fn run(o: Opts) -> anyhow::Result<ExitCode> {
                     "contractVersion": info.description.contract_version,
                     "imports": info.imports,
                     "exports": info.exports,
+                    "calls": calls(info),
                     "size": info.size,
                     "digest": info.digest,
                 });
@@ -60,6 +61,7 @@ pub fn run(o: Opts) -> anyhow::Result<ExitCode> {
                 };
                 println!("imports    {imports}");
                 println!("exports    {}", info.exports.join(", "));
+                println!("calls      {}", calls(info));
                 println!("size       {} bytes", info.size);
                 println!("digest     sha256:{}", info.digest);
             }
@@ -77,5 +79,15 @@ pub fn run(o: Opts) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::from(1))
         }
+    }
+}
+
+/// How the hosts will call the policy: what it is sent, and in which form.
+fn calls(info: &host_core::PolicyInfo) -> &'static str {
+    match (info.differences_only, info.packed) {
+        (true, true) => "packed, only what differs",
+        (true, false) => "typed, only what differs",
+        (false, true) => "packed, whole versions",
+        (false, false) => "typed, whole versions",
     }
 }

@@ -45,6 +45,6 @@ pub use policy_registry::{PolicyRegistry, Registry, RegistryError};
 pub use refresh::PolicySource;
 pub use registry::{ActivePolicy, TenantPolicies};
 pub use resolver::{
-    Decision, ResolveFailure, Resolved, Resolver, apply_resolution, relation, resolve_with,
-    resolve_with_whole_versions,
+    Decision, ResolveFailure, Resolved, Resolver, apply_resolution, apply_resolution_with,
+    decide_by_host, relation, resolve_with, resolve_with_whole_versions,
 };

@@ -8,7 +8,9 @@
 
 use std::sync::Mutex;
 
-use policy_types::{Context, Description, PartyVersion, RESOLVER_INTERFACE, Resolution};
+use policy_types::{
+    Context, Description, PACKED_INTERFACE, PartyVersion, RESOLVER_INTERFACE, Resolution, packed,
+};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, ComponentExportIndex, Func, Instance, InstancePre, Linker};
 use wasmtime::{ResourceLimiter, Store, Trap};
@@ -16,6 +18,7 @@ use wasmtime::{ResourceLimiter, Store, Trap};
 use crate::cache::ArtifactCache;
 use crate::engine::{Metering, PolicyEngine};
 use crate::error::{CallFailure, LoadError};
+use crate::strip::Stripped;
 
 /// The sha256 of a component's bytes, hex-encoded: the identity of a policy everywhere.
 pub fn digest(bytes: &[u8]) -> String {
@@ -36,9 +39,19 @@ pub struct PolicyInfo {
     /// Contract 1.1: the policy declared that it receives only what differs between the two
     /// versions ([`crate::strip`]).
     pub differences_only: bool,
+    /// The component exports `packed-resolver`: calls go through it ([`policy_types::packed`]).
+    pub packed: bool,
 }
 
 type ResolveParams<'a> = (&'a Context, &'a PartyVersion, &'a PartyVersion);
+
+/// The versions a call carries.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    Whole(&'a PartyVersion, &'a PartyVersion),
+    /// Only what differs (contract 1.1).
+    Stripped(&'a Stripped<'a>),
+}
 
 /// A policy ready to be called.
 pub struct Policy {
@@ -46,6 +59,7 @@ pub struct Policy {
     engine: PolicyEngine,
     pre: InstancePre<StoreState>,
     resolve: ComponentExportIndex,
+    packed_resolve: Option<ComponentExportIndex>,
     idle: Mutex<Vec<Warm>>,
 }
 
@@ -62,6 +76,9 @@ struct Warm {
     store: Store<StoreState>,
     instance: Instance,
     resolve: Func,
+    packed_resolve: Option<Func>,
+    /// The packed call's buffer, reused from call to call.
+    buf: Vec<u8>,
 }
 
 struct StoreState {
@@ -174,6 +191,26 @@ impl Policy {
         };
         let resolve = lookup("resolve")?;
         let describe = lookup("describe")?;
+        let packed_resolve = match find_export(&exports, PACKED_INTERFACE) {
+            None => None,
+            Some(name) => {
+                check_contract_version(name.split_once('@').map_or("unversioned", |(_, v)| v))?;
+                let iface = component.get_export_index(None, name).ok_or_else(|| {
+                    LoadError::WrongSignature {
+                        function: "resolve",
+                        detail: format!("{name} is not an interface"),
+                    }
+                })?;
+                Some(
+                    component
+                        .get_export_index(Some(&iface), "resolve")
+                        .ok_or_else(|| LoadError::WrongSignature {
+                            function: "resolve",
+                            detail: format!("{name} has no function resolve"),
+                        })?,
+                )
+            }
+        };
         let linker: Linker<StoreState> = Linker::new(&engine.engine);
         let pre = linker
             .instantiate_pre(&component)
@@ -192,10 +229,12 @@ impl Policy {
                 exports,
                 from_cache,
                 differences_only: false,
+                packed: packed_resolve.is_some(),
             },
             engine: engine.clone(),
             pre,
             resolve,
+            packed_resolve,
             idle: Mutex::new(Vec::new()),
         };
         let mut warm = policy
@@ -226,6 +265,14 @@ impl Policy {
                 function: "resolve",
                 detail: format!("{e:#}"),
             })?;
+        if let Some(f) = &warm.packed_resolve {
+            f.typed::<(&[u8],), (Vec<u8>,)>(&warm.store).map_err(|e| {
+                LoadError::WrongSignature {
+                    function: "resolve",
+                    detail: format!("{PACKED_INTERFACE}: {e:#}"),
+                }
+            })?;
+        }
         policy.info.description = description;
         // The instance that answered `describe` serves the first call: a new version does not
         // pay for an instantiation on its first conflict.
@@ -263,12 +310,44 @@ impl Policy {
         local: &PartyVersion,
         remote: &PartyVersion,
     ) -> Result<(Resolution, Option<u64>), CallFailure> {
+        self.call_pooled(ctx, Input::Whole(local, remote), self.info.packed)
+    }
+
+    /// Calls with only what differs between the versions ([`crate::strip`]): packed straight
+    /// from the versions for a policy that takes packed calls, copied out for one that does not.
+    pub fn call_stripped(
+        &self,
+        ctx: &Context,
+        stripped: &Stripped<'_>,
+    ) -> Result<Resolution, CallFailure> {
+        Ok(self
+            .call_pooled(ctx, Input::Stripped(stripped), self.info.packed)?
+            .0)
+    }
+
+    /// As [`Policy::call`], through `resolver.resolve` even where the policy takes packed
+    /// calls: the tests and benchmarks compare the two paths with it.
+    pub fn call_unpacked(
+        &self,
+        ctx: &Context,
+        local: &PartyVersion,
+        remote: &PartyVersion,
+    ) -> Result<Resolution, CallFailure> {
+        Ok(self.call_pooled(ctx, Input::Whole(local, remote), false)?.0)
+    }
+
+    fn call_pooled(
+        &self,
+        ctx: &Context,
+        input: Input<'_>,
+        packed: bool,
+    ) -> Result<(Resolution, Option<u64>), CallFailure> {
         let warm = self.idle.lock().unwrap().pop();
         let mut warm = match warm {
             Some(w) => w,
             None => self.instantiate()?,
         };
-        let result = self.call_on(&mut warm, ctx, local, remote);
+        let result = self.call_on(&mut warm, ctx, input, packed);
         if result.is_ok() {
             let mut idle = self.idle.lock().unwrap();
             if idle.len() < MAX_IDLE {
@@ -286,24 +365,67 @@ impl Policy {
         remote: &PartyVersion,
     ) -> Result<Resolution, CallFailure> {
         let mut warm = self.instantiate()?;
-        Ok(self.call_on(&mut warm, ctx, local, remote)?.0)
+        Ok(self
+            .call_on(
+                &mut warm,
+                ctx,
+                Input::Whole(local, remote),
+                self.info.packed,
+            )?
+            .0)
     }
 
     fn call_on(
         &self,
         warm: &mut Warm,
         ctx: &Context,
-        local: &PartyVersion,
-        remote: &PartyVersion,
+        input: Input<'_>,
+        packed: bool,
     ) -> Result<(Resolution, Option<u64>), CallFailure> {
         self.arm(&mut warm.store);
-        // Checked against the contract at load time; the check here is a type comparison.
-        let typed = warm
-            .resolve
-            .typed::<ResolveParams<'_>, (Resolution,)>(&warm.store)
-            .map_err(|e| CallFailure::Trap(format!("{e:#}")))?;
-        match typed.call(&mut warm.store, (ctx, local, remote)) {
-            Ok((resolution,)) => {
+        let called = match (&warm.packed_resolve, packed) {
+            (Some(f), true) => {
+                // Checked at load time; the check here is a type comparison.
+                let typed = f
+                    .typed::<(&[u8],), (Vec<u8>,)>(&warm.store)
+                    .map_err(|e| CallFailure::Trap(format!("{e:#}")))?;
+                match input {
+                    Input::Whole(local, remote) => {
+                        packed::pack_call(&mut warm.buf, ctx, local, remote)
+                    }
+                    Input::Stripped(s) => s.pack(&mut warm.buf, ctx),
+                }
+                typed
+                    .call(&mut warm.store, (warm.buf.as_slice(),))
+                    .map(|(answer,)| {
+                        packed::unpack_resolution(&answer).map_err(|e| {
+                            CallFailure::InvalidResult(format!(
+                                "the policy's packed answer is not a resolution: {e}"
+                            ))
+                        })
+                    })
+            }
+            _ => {
+                let typed = warm
+                    .resolve
+                    .typed::<ResolveParams<'_>, (Resolution,)>(&warm.store)
+                    .map_err(|e| CallFailure::Trap(format!("{e:#}")))?;
+                let sent;
+                let (local, remote) = match input {
+                    Input::Whole(local, remote) => (local, remote),
+                    Input::Stripped(s) => {
+                        sent = s.versions();
+                        (&sent.0, &sent.1)
+                    }
+                };
+                typed
+                    .call(&mut warm.store, (ctx, local, remote))
+                    .map(|(resolution,)| Ok(resolution))
+            }
+        };
+        match called {
+            Ok(resolution) => {
+                let resolution = resolution?;
                 let fuel = match self.engine.metering {
                     Metering::Fuel => warm
                         .store
@@ -350,10 +472,18 @@ impl Policy {
         let resolve = instance
             .get_func(&mut store, self.resolve)
             .ok_or_else(|| CallFailure::Trap("the instance has no resolve function".into()))?;
+        let packed_resolve = match self.packed_resolve {
+            Some(index) => Some(instance.get_func(&mut store, index).ok_or_else(|| {
+                CallFailure::Trap("the instance has no packed resolve function".into())
+            })?),
+            None => None,
+        };
         Ok(Warm {
             store,
             instance,
             resolve,
+            packed_resolve,
+            buf: Vec::new(),
         })
     }
 
@@ -404,15 +534,18 @@ fn check_component_header(bytes: &[u8]) -> Result<(), LoadError> {
     }
 }
 
-/// Finds the exported contract interface and checks its version against ours.
-fn find_contract_export(exports: &[String]) -> Result<String, LoadError> {
-    let (base, _) = RESOLVER_INTERFACE
-        .split_once('@')
-        .expect("versioned interface name");
-    let found = exports
+/// The export that names `interface` (any version of it).
+fn find_export<'a>(exports: &'a [String], interface: &str) -> Option<&'a String> {
+    let (base, _) = interface.split_once('@').expect("versioned interface name");
+    exports
         .iter()
         .find(|e| e.split_once('@').map(|(b, _)| b) == Some(base) || e.as_str() == base)
-        .ok_or_else(|| LoadError::MissingContract {
+}
+
+/// Finds the exported contract interface and checks its version against ours.
+fn find_contract_export(exports: &[String]) -> Result<String, LoadError> {
+    let found =
+        find_export(exports, RESOLVER_INTERFACE).ok_or_else(|| LoadError::MissingContract {
             expected: RESOLVER_INTERFACE.to_owned(),
             found: exports.to_vec(),
         })?;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use policy_types::{
     Context, PartyVersion, Relation, Resolution, VectorOrder, compare_vectors, join_vectors,
-    materialize,
+    materialize_with,
 };
 
 use crate::error::{CallFailure, NoPolicy, ResolveError};
@@ -14,6 +14,7 @@ use crate::refresh::PolicySource;
 use crate::registry::TenantPolicies;
 
 /// The causal relation of two versions, from their version vectors.
+#[inline]
 pub fn relation(local: &PartyVersion, remote: &PartyVersion) -> Relation {
     match compare_vectors(&local.version_vector, &remote.version_vector) {
         VectorOrder::Equal => Relation::Equal,
@@ -52,7 +53,8 @@ pub struct Resolved {
     /// The party the policy's answer describes (merged, or one side under the joined version
     /// vector). `None` when rejected, and when one version dominates: the host then answers
     /// without copying anything — the winner is one of the inputs ([`Resolved::written`]).
-    pub party: Option<PartyVersion>,
+    /// Boxed, so that a host decision moves a few words rather than a whole version's worth.
+    pub party: Option<Box<PartyVersion>>,
     /// The digest of the policy that decided, `None` when the host decided alone
     /// (one version dominates the other).
     pub policy_digest: Option<String>,
@@ -66,7 +68,7 @@ impl Resolved {
         remote: &'a PartyVersion,
     ) -> Option<&'a PartyVersion> {
         match (&self.party, &self.decision) {
-            (Some(p), _) => Some(p),
+            (Some(p), _) => Some(&**p),
             (None, Decision::KeepLocal) => Some(local),
             (None, Decision::TakeRemote) => Some(remote),
             (None, _) => None,
@@ -86,6 +88,19 @@ pub fn apply_resolution(
     remote: &PartyVersion,
     resolution: &Resolution,
 ) -> Result<(Decision, Option<PartyVersion>), CallFailure> {
+    apply_resolution_with(region, relation, local, remote, resolution, &[])
+}
+
+/// As [`apply_resolution`], a merged answer also keeping the local fields at `identical`
+/// (those a contract 1.1 call left out: [`crate::strip::Stripped::identical_fields`]).
+pub fn apply_resolution_with(
+    region: &str,
+    relation: Relation,
+    local: &PartyVersion,
+    remote: &PartyVersion,
+    resolution: &Resolution,
+    identical: &[usize],
+) -> Result<(Decision, Option<PartyVersion>), CallFailure> {
     let keep = |side: &PartyVersion| {
         let mut party = side.clone();
         if relation == Relation::Concurrent || relation == Relation::Equal {
@@ -99,19 +114,40 @@ pub fn apply_resolution(
         Resolution::TakeRemote => (Decision::TakeRemote, Some(keep(remote))),
         Resolution::Reject(reason) => (Decision::Rejected(reason.clone()), None),
         Resolution::Merged(merged) => {
-            let party = materialize(local, remote, merged, region, &|text| {
+            let is_json = |text: &str| {
                 serde_json::from_str::<serde::de::IgnoredAny>(text)
                     .map(|_| ())
                     .map_err(|e| e.to_string())
-            })
-            .map_err(|e| CallFailure::InvalidResult(e.to_string()))?;
+            };
+            let party = materialize_with(local, remote, merged, region, &is_json, identical)
+                .map_err(|e| CallFailure::InvalidResult(e.to_string()))?;
             (Decision::Merged, Some(party))
         }
     })
 }
 
+/// The host's own decision, without a policy: `Some` when one version dominates the other or
+/// both are the same; `None` when a policy must decide (or the versions are of different
+/// parties, which [`resolve_with`] refuses). Nothing is copied: the winner is one of the inputs
+/// ([`Resolved::written`]).
+#[inline]
+pub fn decide_by_host(local: &PartyVersion, remote: &PartyVersion) -> Option<Resolved> {
+    if local.tenant != remote.tenant || local.party_id != remote.party_id {
+        return None;
+    }
+    let relation = relation(local, remote);
+    let decision = match relation {
+        Relation::LocalDominates => Decision::KeepLocal,
+        Relation::RemoteDominates => Decision::TakeRemote,
+        Relation::Equal if local == remote => Decision::KeepLocal,
+        Relation::Equal | Relation::Concurrent => return None,
+    };
+    Some(decided_by_host(relation, decision))
+}
+
 /// Resolves with an explicit policy and configuration (dry-run, law checks, tests). A
 /// policy of contract 1.1 is sent only what differs between the versions ([`crate::strip`]).
+#[inline]
 pub fn resolve_with(
     policy: &Policy,
     config: &str,
@@ -119,6 +155,9 @@ pub fn resolve_with(
     local: &PartyVersion,
     remote: &PartyVersion,
 ) -> Result<Resolved, ResolveError> {
+    if let Some(decided) = decide_by_host(local, remote) {
+        return Ok(decided);
+    }
     resolve_inner(
         policy,
         config,
@@ -141,6 +180,9 @@ pub fn resolve_with_whole_versions(
     resolve_inner(policy, config, region, local, remote, false)
 }
 
+/// The policy's part. Kept out of line: inlined into [`resolve_with`], its large frame made the
+/// host's own decision there cost twice as much (measured: 31 → 15 ns on a dominated pair).
+#[inline(never)]
 fn resolve_inner(
     policy: &Policy,
     config: &str,
@@ -149,6 +191,9 @@ fn resolve_inner(
     remote: &PartyVersion,
     differences_only: bool,
 ) -> Result<Resolved, ResolveError> {
+    if let Some(decided) = decide_by_host(local, remote) {
+        return Ok(decided);
+    }
     let relation = relation(local, remote);
     let fail = |failure| ResolveError {
         tenant: local.tenant.clone(),
@@ -160,14 +205,6 @@ fn resolve_inner(
             "the versions are of different parties ({}/{} and {}/{}); nothing to resolve",
             local.tenant, local.party_id, remote.tenant, remote.party_id
         ))));
-    }
-    match relation {
-        Relation::LocalDominates => return Ok(decided_by_host(relation, Decision::KeepLocal)),
-        Relation::RemoteDominates => return Ok(decided_by_host(relation, Decision::TakeRemote)),
-        Relation::Equal if local == remote => {
-            return Ok(decided_by_host(relation, Decision::KeepLocal));
-        }
-        Relation::Equal | Relation::Concurrent => {}
     }
     let ctx = Context {
         tenant: local.tenant.clone(),
@@ -181,15 +218,17 @@ fn resolve_inner(
         None
     };
     let resolution = match &stripped {
-        Some(s) => crate::strip::restore(s, policy.call(&ctx, &s.local, &s.remote).map_err(fail)?),
+        Some(s) => crate::strip::restore(s, policy.call_stripped(&ctx, s).map_err(fail)?),
         None => policy.call(&ctx, local, remote).map_err(fail)?,
     };
+    let identical = stripped.as_ref().map_or(&[][..], |s| s.identical_fields());
     let (decision, party) =
-        apply_resolution(region, relation, local, remote, &resolution).map_err(fail)?;
+        apply_resolution_with(region, relation, local, remote, &resolution, identical)
+            .map_err(fail)?;
     Ok(Resolved {
         relation,
         decision,
-        party,
+        party: party.map(Box::new),
         policy_digest: Some(policy.digest().to_owned()),
     })
 }
@@ -260,6 +299,10 @@ impl Resolver {
         local: &PartyVersion,
         remote: &PartyVersion,
     ) -> Result<Resolved, ResolveFailure> {
+        // Dominated versions need no policy: no registry read, no policy lookup, no copy.
+        if let Some(decided) = decide_by_host(local, remote) {
+            return Ok(decided);
+        }
         if let Some(source) = &self.source {
             source
                 .ensure(&local.tenant)

@@ -5,16 +5,18 @@
 //! for an element, element indices remapped), before validating against the full versions.
 //! Versions with a tombstone are sent whole (a write older than the delete must be dropped even
 //! if both hold it). Measured on the typical party: 273 strings lowered per call become 55
-//! (BENCHMARKS.md).
+//! (BENCHMARKS.md). What is sent is a list of views into the versions: a packed call packs
+//! them directly; only the typed interface needs them as values ([`Stripped::versions`]).
 
+use policy_types::packed::SentField;
 use policy_types::{
-    Element, EntryRef, Field, FieldValue, MergedField, MergedValue, PartyVersion, Resolution, Side,
+    Element, EntryRef, Field, FieldValue, MergedValue, PartyVersion, Resolution, Side,
 };
 
 /// What was left out of one element field.
 #[derive(Debug)]
-struct ElementMap {
-    name: String,
+struct ElementMap<'a> {
+    name: &'a str,
     /// Original index of each element sent, per side.
     local: Vec<u32>,
     remote: Vec<u32>,
@@ -22,24 +24,79 @@ struct ElementMap {
     identical: Vec<(u32, u32)>,
 }
 
-/// The versions as sent to the policy, and what to put back.
+/// What is sent of each version (views into them, nothing copied), and what to put back.
 #[derive(Debug)]
-pub struct Stripped {
-    pub local: PartyVersion,
-    pub remote: PartyVersion,
-    identical_fields: Vec<String>,
-    maps: Vec<ElementMap>,
+pub struct Stripped<'a> {
+    pub local: Vec<SentField<'a>>,
+    pub remote: Vec<SentField<'a>>,
+    local_version: &'a PartyVersion,
+    remote_version: &'a PartyVersion,
+    /// Indices into the local version's fields of those both versions hold identically.
+    identical_fields: Vec<usize>,
+    maps: Vec<ElementMap<'a>>,
+}
+
+impl Stripped<'_> {
+    /// The fields left out because both versions hold them identically, as indices into the
+    /// local version's fields: [`crate::apply_resolution_with`] keeps them as they are.
+    pub fn identical_fields(&self) -> &[usize] {
+        &self.identical_fields
+    }
+
+    /// Packs the call as sent ([`policy_types::packed`]).
+    pub fn pack(&self, out: &mut Vec<u8>, ctx: &policy_types::Context) {
+        policy_types::packed::pack_call_sent(
+            out,
+            ctx,
+            self.local_version,
+            &self.local,
+            self.remote_version,
+            &self.remote,
+        );
+    }
+
+    /// The versions as sent, as values (for a policy called through the typed interface).
+    pub fn versions(&self) -> (PartyVersion, PartyVersion) {
+        (
+            sent_version(self.local_version, &self.local),
+            sent_version(self.remote_version, &self.remote),
+        )
+    }
+}
+
+fn sent_version(v: &PartyVersion, sent: &[SentField<'_>]) -> PartyVersion {
+    PartyVersion {
+        tenant: v.tenant.clone(),
+        party_id: v.party_id.clone(),
+        resource_type: v.resource_type,
+        fields: sent
+            .iter()
+            .map(|f| match f {
+                SentField::Whole(f) => (*f).clone(),
+                SentField::Elements(f, elements) => Field {
+                    name: f.name.clone(),
+                    stamp: f.stamp.clone(),
+                    value: FieldValue::Elements(elements.iter().map(|e| (*e).clone()).collect()),
+                },
+            })
+            .collect(),
+        version_vector: v.version_vector.clone(),
+        tombstone: v.tombstone.clone(),
+        origin_region: v.origin_region.clone(),
+    }
 }
 
 /// Leaves out what both versions hold identically. `None` when the versions carry a tombstone
 /// (then a write older than the delete must be dropped even if both hold it).
-pub fn strip(local: &PartyVersion, remote: &PartyVersion) -> Option<Stripped> {
+pub fn strip<'a>(local: &'a PartyVersion, remote: &'a PartyVersion) -> Option<Stripped<'a>> {
     if local.tombstone.is_some() || remote.tombstone.is_some() {
         return None;
     }
     let mut out = Stripped {
-        local: shell(local),
-        remote: shell(remote),
+        local: Vec::new(),
+        remote: Vec::new(),
+        local_version: local,
+        remote_version: remote,
         identical_fields: Vec::new(),
         maps: Vec::new(),
     };
@@ -53,27 +110,27 @@ pub fn strip(local: &PartyVersion, remote: &PartyVersion) -> Option<Stripped> {
         };
         match ord {
             std::cmp::Ordering::Less => {
-                out.local.fields.push(a[i].clone());
+                out.local.push(SentField::Whole(&a[i]));
                 i += 1;
             }
             std::cmp::Ordering::Greater => {
-                out.remote.fields.push(b[j].clone());
+                out.remote.push(SentField::Whole(&b[j]));
                 j += 1;
             }
             std::cmp::Ordering::Equal => {
                 let (x, y) = (&a[i], &b[j]);
                 if x == y {
-                    out.identical_fields.push(x.name.clone());
+                    out.identical_fields.push(i);
                 } else if let (FieldValue::Elements(ex), FieldValue::Elements(ey)) =
                     (&x.value, &y.value)
                 {
                     let (sx, sy, map) = strip_elements(&x.name, ex, ey);
-                    out.local.fields.push(with_elements(x, sx));
-                    out.remote.fields.push(with_elements(y, sy));
+                    out.local.push(SentField::Elements(x, sx));
+                    out.remote.push(SentField::Elements(y, sy));
                     out.maps.push(map);
                 } else {
-                    out.local.fields.push(x.clone());
-                    out.remote.fields.push(y.clone());
+                    out.local.push(SentField::Whole(x));
+                    out.remote.push(SentField::Whole(y));
                 }
                 i += 1;
                 j += 1;
@@ -83,34 +140,15 @@ pub fn strip(local: &PartyVersion, remote: &PartyVersion) -> Option<Stripped> {
     Some(out)
 }
 
-/// The version without its fields.
-fn shell(v: &PartyVersion) -> PartyVersion {
-    PartyVersion {
-        tenant: v.tenant.clone(),
-        party_id: v.party_id.clone(),
-        resource_type: v.resource_type,
-        fields: Vec::new(),
-        version_vector: v.version_vector.clone(),
-        tombstone: v.tombstone.clone(),
-        origin_region: v.origin_region.clone(),
-    }
-}
+type SentElements<'a> = Vec<&'a Element>;
 
-fn with_elements(f: &Field, elements: Vec<Element>) -> Field {
-    Field {
-        name: f.name.clone(),
-        stamp: f.stamp.clone(),
-        value: FieldValue::Elements(elements),
-    }
-}
-
-fn strip_elements(
-    name: &str,
-    a: &[Element],
-    b: &[Element],
-) -> (Vec<Element>, Vec<Element>, ElementMap) {
+fn strip_elements<'a>(
+    name: &'a str,
+    a: &'a [Element],
+    b: &'a [Element],
+) -> (SentElements<'a>, SentElements<'a>, ElementMap<'a>) {
     let mut map = ElementMap {
-        name: name.to_owned(),
+        name,
         local: Vec::new(),
         remote: Vec::new(),
         identical: Vec::new(),
@@ -125,12 +163,12 @@ fn strip_elements(
         };
         match ord {
             std::cmp::Ordering::Less => {
-                sa.push(a[i].clone());
+                sa.push(&a[i]);
                 map.local.push(i as u32);
                 i += 1;
             }
             std::cmp::Ordering::Greater => {
-                sb.push(b[j].clone());
+                sb.push(&b[j]);
                 map.remote.push(j as u32);
                 j += 1;
             }
@@ -138,9 +176,9 @@ fn strip_elements(
                 if a[i].entries == b[j].entries {
                     map.identical.push((i as u32, a[i].entries.len() as u32));
                 } else {
-                    sa.push(a[i].clone());
+                    sa.push(&a[i]);
                     map.local.push(i as u32);
-                    sb.push(b[j].clone());
+                    sb.push(&b[j]);
                     map.remote.push(j as u32);
                 }
                 i += 1;
@@ -151,8 +189,10 @@ fn strip_elements(
     (sa, sb, map)
 }
 
-/// Puts back what [`strip`] left out of a policy's answer: the answer is then about the
-/// original versions.
+/// Puts back what [`strip`] left out of a policy's answer's elements (indices remapped, elements
+/// both held added as the local side's): the answer is then about the original versions, but
+/// for the fields both held identically, which [`crate::apply_resolution_with`] adds
+/// ([`Stripped::identical_fields`]).
 pub fn restore(stripped: &Stripped, resolution: Resolution) -> Resolution {
     let Resolution::Merged(mut merged) = resolution else {
         return resolution;
@@ -184,12 +224,6 @@ pub fn restore(stripped: &Stripped, resolution: Resolution) -> Resolution {
                 );
             }
         }
-    }
-    for name in &stripped.identical_fields {
-        merged.fields.push(MergedField {
-            name: name.clone(),
-            value: MergedValue::Copy(Side::Local),
-        });
     }
     Resolution::Merged(merged)
 }

@@ -87,6 +87,15 @@ fn component_is_commutative_and_associative() {
         .unwrap();
 }
 
+/// The merge's two delete rules.
+const CONFIGS: [&str; 2] = ["{}", r#"{"deleteRule":"update-resurrects"}"#];
+
+/// The two policies built with the Rust SDK: the default and the NA-status example.
+fn rust_policies(engine: &host_core::PolicyEngine) -> [std::sync::Arc<host_core::Policy>; 2] {
+    let na = host_core::Policy::load(engine, default_policy_artifact::NA_STATUS_POLICY, None);
+    [default_policy(engine), std::sync::Arc::new(na.unwrap())]
+}
+
 /// Contract 1.1: sending only what differs changes nothing. On generated histories (two and
 /// three regions, both resource types, every array field, tombstones), the default and the
 /// NA-status policies write the same party, with the same decision, whether they are sent the
@@ -94,10 +103,7 @@ fn component_is_commutative_and_associative() {
 #[test]
 fn sending_only_the_differences_changes_no_result() {
     let engine = engine();
-    let na = std::sync::Arc::new(
-        host_core::Policy::load(&engine, default_policy_artifact::NA_STATUS_POLICY, None).unwrap(),
-    );
-    let policies = [default_policy(&engine), na];
+    let policies = rust_policies(&engine);
     for p in &policies {
         assert!(
             p.info().differences_only,
@@ -105,14 +111,13 @@ fn sending_only_the_differences_changes_no_result() {
             p.description().name
         );
     }
-    let configs = ["{}", r#"{"deleteRule":"update-resurrects"}"#];
     runner(300)
         .run(&(plan(3, 5), 0usize..2, 0usize..2), |(p, c, which)| {
             let v = p.build();
             let policy = &policies[which];
             for (l, r) in [(&v[0], &v[1]), (&v[1], &v[2]), (&v[2], &v[0])] {
-                let sent = host_core::resolve_with(policy, configs[c], "eu", l, r);
-                let whole = host_core::resolve_with_whole_versions(policy, configs[c], "eu", l, r);
+                let sent = host_core::resolve_with(policy, CONFIGS[c], "eu", l, r);
+                let whole = host_core::resolve_with_whole_versions(policy, CONFIGS[c], "eu", l, r);
                 match (sent, whole) {
                     (Ok(a), Ok(b)) => {
                         prop_assert_eq!(&a.decision, &b.decision);
@@ -125,4 +130,61 @@ fn sending_only_the_differences_changes_no_result() {
             Ok(())
         })
         .unwrap();
+}
+
+/// The packed call (`packed-resolver`, what hosts use for SDK policies) and the typed call
+/// (`resolver.resolve`) of the same component answer exactly the same, on generated histories
+/// in every relation, for both Rust policies; and the hosts do take the packed path.
+#[test]
+fn packed_and_typed_calls_answer_the_same() {
+    let engine = engine();
+    let policies = rust_policies(&engine);
+    for p in &policies {
+        assert!(
+            p.info().packed,
+            "{} takes packed calls",
+            p.description().name
+        );
+    }
+    runner(300)
+        .run(&(plan(3, 5), 0usize..2, 0usize..2), |(p, c, which)| {
+            let v = p.build();
+            let policy = &policies[which];
+            for (l, r) in [(&v[0], &v[1]), (&v[1], &v[2]), (&v[2], &v[0])] {
+                let ctx = ctx(relation(l, r), CONFIGS[c]);
+                let packed = policy.call(&ctx, l, r).expect("packed call succeeds");
+                let typed = policy
+                    .call_unpacked(&ctx, l, r)
+                    .expect("typed call succeeds");
+                prop_assert_eq!(packed, typed);
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// The SDK's call arena never reuses memory a policy still holds: a policy that keeps a
+/// growing cache between calls (checked on every call) answers every generated conflict as the
+/// default merge does, call after call on the same warm instance, while the conflicts' sizes
+/// make the arena grow.
+#[test]
+fn a_policy_that_keeps_memory_between_calls_finds_it_intact() {
+    let engine = engine();
+    let policy = integration_tests::load(&engine, integration_tests::guests::CACHE).unwrap();
+    assert!(policy.info().packed);
+    let calls = std::cell::Cell::new(0);
+    runner(200)
+        .run(&plan(3, 6), |p| {
+            let v = p.build();
+            for (l, r) in [(&v[0], &v[1]), (&v[1], &v[2]), (&v[2], &v[0])] {
+                let ctx = ctx(relation(l, r), "{}");
+                let answer = policy.call(&ctx, l, r).expect("call succeeds");
+                calls.set(calls.get() + 1);
+                let native = tmf632_merge::resolve(&ctx, l, r);
+                prop_assert_eq!(answer, native, "call {}", calls.get());
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert!(calls.get() >= 600, "{} calls", calls.get());
 }

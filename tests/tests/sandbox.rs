@@ -89,6 +89,35 @@ fn forged_party_id_is_refused() {
 }
 
 #[test]
+fn a_packed_answer_that_is_not_a_resolution_is_refused() {
+    let engine = engine();
+    let bad = load(&engine, guests::BAD_PACKED).unwrap();
+    assert!(bad.info().packed);
+    let resolver = host(bad);
+    let (msg, failure) = failure_of(&resolver);
+    assert!(matches!(failure, CallFailure::InvalidResult(_)), "{msg}");
+    assert!(
+        msg.contains("packed answer is not a resolution")
+            && msg.contains("at byte 1: unknown resolution"),
+        "{msg}"
+    );
+    still_serves(&resolver);
+    // The same policy through its typed interface answers as written.
+    let (eu, na) = email_vs_status("evil");
+    let ctx = policy_types::Context {
+        tenant: "evil".into(),
+        resolving_region: "eu".into(),
+        relation: policy_types::Relation::Concurrent,
+        config: "{}".into(),
+    };
+    let bad = load(&engine, guests::BAD_PACKED).unwrap();
+    assert_eq!(
+        bad.call_unpacked(&ctx, &eu, &na).unwrap(),
+        policy_types::Resolution::KeepLocal
+    );
+}
+
+#[test]
 fn forged_clock_is_refused() {
     let engine = engine();
     let resolver = host(load(&engine, guests::FORGE_CLOCK).unwrap());
@@ -148,8 +177,12 @@ fn default_policy_imports_nothing_and_describes_itself() {
     assert!(info.imports.is_empty(), "{:?}", info.imports);
     assert_eq!(
         info.exports,
-        vec![policy_types::RESOLVER_INTERFACE.to_owned()]
+        vec![
+            policy_types::RESOLVER_INTERFACE.to_owned(),
+            policy_types::PACKED_INTERFACE.to_owned()
+        ]
     );
+    assert!(info.packed);
     assert_eq!(info.description.name, "tmf632-default");
     assert_eq!(
         info.description.contract_version,
@@ -204,4 +237,16 @@ fn dominated_versions_are_decided_by_the_host_without_a_call_or_a_copy() {
         std::ptr::eq(r.written(&eu, &later).unwrap(), &later),
         "the winner is the input itself"
     );
+    // A resolver decides them before it looks for the tenant's policy: a tenant without one
+    // still settles dominated pairs, and only a concurrent pair needs the policy.
+    let resolver = Resolver::new(Arc::new(host_core::TenantPolicies::new()), "eu");
+    let r = resolver
+        .resolve(&later, &eu)
+        .expect("decided without a policy");
+    assert_eq!(r.decision, Decision::KeepLocal);
+    let (a, b) = email_vs_status("acme");
+    assert!(matches!(
+        resolver.resolve(&a, &b),
+        Err(host_core::ResolveFailure::NoPolicy(_))
+    ));
 }

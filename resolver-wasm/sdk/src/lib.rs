@@ -26,7 +26,7 @@ pub mod fields;
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "policy",
+        world: "packed-policy",
         pub_export_macro: true,
         default_bindings_module: "policy_sdk::bindings",
     });
@@ -34,8 +34,35 @@ pub mod bindings {
 
 mod convert;
 
+#[cfg(target_arch = "wasm32")]
+mod arena;
+
+/// Packed calls allocate from a call arena ([`arena`]): a policy built with the SDK gets it as
+/// its global allocator, so it cannot declare another one.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ARENA: arena::CallArena = arena::CallArena::new();
+
+/// Runs one packed call inside the call arena; `answer` builds what outlives the call.
 #[doc(hidden)]
-pub use convert::{__describe, __resolve};
+pub fn __in_call_arena<T, R>(call: impl FnOnce() -> T, answer: impl FnOnce(&T) -> R) -> R {
+    #[cfg(target_arch = "wasm32")]
+    ARENA.begin();
+    let value = call();
+    #[cfg(target_arch = "wasm32")]
+    ARENA.pause();
+    let out = answer(&value);
+    drop(value);
+    #[cfg(target_arch = "wasm32")]
+    ARENA.end();
+    out
+}
+
+#[doc(hidden)]
+pub type __Bytes = Vec<u8>;
+
+#[doc(hidden)]
+pub use convert::{__describe, __resolve, __resolve_packed};
 
 use policy_types::{Context, Description, PartyVersion, Resolution};
 
@@ -55,7 +82,9 @@ pub fn description(name: &str, version: &str) -> Description {
     }
 }
 
-/// Exports a [`Policy`] implementation as the component's `tmf632:conflict/resolver` interface.
+/// Exports a [`Policy`] implementation as the component's `tmf632:conflict/resolver` interface,
+/// and as `tmf632:conflict/packed-resolver` (the same `resolve` on packed bytes, which hosts
+/// prefer: BENCHMARKS.md).
 #[macro_export]
 macro_rules! export_policy {
     ($policy:ty) => {
@@ -72,6 +101,11 @@ macro_rules! export_policy {
                     remote: $crate::bindings::exports::tmf632::conflict::resolver::PartyVersion,
                 ) -> $crate::bindings::exports::tmf632::conflict::resolver::Resolution {
                     $crate::__resolve::<$policy>(ctx, local, remote)
+                }
+            }
+            impl $crate::bindings::exports::tmf632::conflict::packed_resolver::Guest for __PolicyShim {
+                fn resolve(call: $crate::__Bytes) -> $crate::__Bytes {
+                    $crate::__resolve_packed::<$policy>(call)
                 }
             }
     $crate::bindings::export!(__PolicyShim with_types_in $crate::bindings);

@@ -11,9 +11,10 @@ mod causality;
 #[cfg(feature = "serde")]
 mod json;
 mod materialize;
+pub mod packed;
 
 pub use causality::{VectorOrder, compare_vectors, covers, join_vectors};
-pub use materialize::{InvalidResult, materialize};
+pub use materialize::{InvalidResult, materialize, materialize_with};
 
 use std::cmp::Ordering;
 
@@ -27,6 +28,9 @@ pub const CONTRACT_VERSION: &str = "1.0.0";
 pub const CONTRACT_REVISION: &str = "1.1.0";
 /// The name of the exported interface, with its version, as it appears in a component.
 pub const RESOLVER_INTERFACE: &str = "tmf632:conflict/resolver@1.0.0";
+/// The optional interface that takes `resolve`'s arguments and answer packed into bytes
+/// ([`packed`]). A host that finds it calls it instead of `resolver.resolve`.
+pub const PACKED_INTERFACE: &str = "tmf632:conflict/packed-resolver@1.0.0";
 
 /// A hybrid-logical-clock stamp, ordered by (wall-ms, logical, region).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]

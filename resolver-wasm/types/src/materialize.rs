@@ -181,6 +181,21 @@ pub fn materialize(
     resolving_region: &str,
     is_json: &dyn Fn(&str) -> Result<(), String>,
 ) -> Result<PartyVersion, InvalidResult> {
+    materialize_with(local, remote, merged, resolving_region, is_json, &[])
+}
+
+/// As [`materialize`], with `identical` more fields kept as the local side holds them: indices
+/// into `local.fields` of fields both versions hold identically, which the host left out of the
+/// call (contract 1.1) and puts back here, without a lookup by name. A policy's answer that
+/// names one of them anyway is refused as a duplicate.
+pub fn materialize_with(
+    local: &PartyVersion,
+    remote: &PartyVersion,
+    merged: &MergedParty,
+    resolving_region: &str,
+    is_json: &dyn Fn(&str) -> Result<(), String>,
+    identical: &[usize],
+) -> Result<PartyVersion, InvalidResult> {
     if merged.tenant != local.tenant {
         return Err(InvalidResult::WrongTenant {
             expected: local.tenant.clone(),
@@ -207,8 +222,8 @@ pub fn materialize(
         return Err(InvalidResult::ForgedTombstone { found: t.clone() });
     }
 
-    let mut seen = HashSet::with_capacity(merged.fields.len());
-    let mut fields = Vec::with_capacity(merged.fields.len());
+    let mut seen = HashSet::with_capacity(merged.fields.len() + identical.len());
+    let mut fields = Vec::with_capacity(merged.fields.len() + identical.len());
     for mf in &merged.fields {
         let name = &mf.name;
         if !seen.insert(name.as_str()) {
@@ -284,6 +299,14 @@ pub fn materialize(
             }
         }
         fields.push(field);
+    }
+    for field in identical.iter().filter_map(|&i| local.fields.get(i)) {
+        if !seen.insert(field.name.as_str()) {
+            return Err(InvalidResult::DuplicateField {
+                name: field.name.clone(),
+            });
+        }
+        fields.push(field.clone());
     }
     fields.sort_by(|a, b| a.name.cmp(&b.name));
 
@@ -396,4 +419,58 @@ fn build_elements(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Dot, MergedField, ResourceType};
+
+    fn version(region: &str, b: &str) -> PartyVersion {
+        let field = |name: &str, value: &str, ms| Field {
+            name: name.into(),
+            stamp: Hlc::new(ms, 0, region),
+            value: FieldValue::Json(value.into()),
+        };
+        PartyVersion {
+            tenant: "t".into(),
+            party_id: "p".into(),
+            resource_type: ResourceType::Individual,
+            fields: vec![field("a", "1", 1), field("b", b, 2)],
+            version_vector: vec![Dot::new(region, 1)],
+            tombstone: None,
+            origin_region: region.into(),
+        }
+    }
+
+    #[test]
+    fn identical_fields_are_kept_and_a_policy_cannot_name_them_again() {
+        let (mut l, r) = (version("eu", "2"), version("na", "3"));
+        l.fields[0].stamp.region = "na".into(); // "a" is the same on both sides
+        let r = PartyVersion {
+            fields: vec![l.fields[0].clone(), r.fields[1].clone()],
+            ..r
+        };
+        let mut merged = MergedParty {
+            tenant: "t".into(),
+            party_id: "p".into(),
+            version_vector: join_vectors(&l.version_vector, &r.version_vector),
+            fields: vec![MergedField {
+                name: "b".into(),
+                value: MergedValue::Copy(Side::Remote),
+            }],
+            tombstone: None,
+        };
+        let ok = &|_: &str| Ok(());
+        let party = materialize_with(&l, &r, &merged, "eu", ok, &[0]).unwrap();
+        assert_eq!(party.fields, vec![l.fields[0].clone(), r.fields[1].clone()]);
+        merged.fields.push(MergedField {
+            name: "a".into(),
+            value: MergedValue::Copy(Side::Local),
+        });
+        assert_eq!(
+            materialize_with(&l, &r, &merged, "eu", ok, &[0]),
+            Err(InvalidResult::DuplicateField { name: "a".into() })
+        );
+    }
 }
