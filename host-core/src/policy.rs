@@ -194,7 +194,7 @@ impl Policy {
         let packed_resolve = match find_export(&exports, PACKED_INTERFACE) {
             None => None,
             Some(name) => {
-                check_contract_version(name.split_once('@').map_or("unversioned", |(_, v)| v))?;
+                check_contract_version(export_version(name))?;
                 let iface = component.get_export_index(None, name).ok_or_else(|| {
                     LoadError::WrongSignature {
                         function: "resolve",
@@ -542,6 +542,11 @@ fn find_export<'a>(exports: &'a [String], interface: &str) -> Option<&'a String>
         .find(|e| e.split_once('@').map(|(b, _)| b) == Some(base) || e.as_str() == base)
 }
 
+/// The version an export's name carries (`…@1.0.0` → `1.0.0`).
+fn export_version(name: &str) -> &str {
+    name.split_once('@').map_or("unversioned", |(_, v)| v)
+}
+
 /// Finds the exported contract interface and checks its version against ours.
 fn find_contract_export(exports: &[String]) -> Result<String, LoadError> {
     let found =
@@ -549,11 +554,7 @@ fn find_contract_export(exports: &[String]) -> Result<String, LoadError> {
             expected: RESOLVER_INTERFACE.to_owned(),
             found: exports.to_vec(),
         })?;
-    let version = found
-        .split_once('@')
-        .map(|(_, v)| v)
-        .unwrap_or("unversioned");
-    check_contract_version(version)?;
+    check_contract_version(export_version(found))?;
     Ok(found.clone())
 }
 
