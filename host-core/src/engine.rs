@@ -107,6 +107,10 @@ impl PolicyEngine {
     fn config(limits: &Limits, metering: Metering, pagemap_scan: bool) -> Config {
         let mut config = Config::new();
         config.wasm_component_model(true);
+        // For profiling: `perf` then names the policies' compiled functions (BENCHMARKS.md).
+        if std::env::var_os("POLICY_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         // Policies are synchronous; the component-model concurrency machinery costs ~0.5 µs a call.
         config.concurrency_support(false);
         match metering {

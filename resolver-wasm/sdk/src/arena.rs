@@ -1,34 +1,46 @@
-//! The call arena: while a packed call runs, the guest allocates by bumping a pointer through
-//! one chunk of memory, frees are no-ops, and the chunk is reused by the next call.
+//! The call arena, the SDK's global allocator on wasm32: allocation bumps a pointer through one
+//! chunk of memory, a free only counts, and the chunk is rewound as soon as nothing allocated
+//! in it is held any more, which is once per call (the host frees the answer in `post-return`).
 //!
 //! A call unpacks its arguments into a few hundred small strings and vectors, merges, and
 //! drops them all; with the general-purpose allocator (dlmalloc on wasm32) that bookkeeping
 //! costs more than the merge (BENCHMARKS.md). Here it is an addition and a comparison.
 //!
+//! The first chunk is a static, so it lies in the module's initial memory: a call that fits in
+//! it never grows the memory. Growing costs a fresh instance two `mprotect`s (one to grow, one
+//! when the pooling allocator resets the slot for the next instance), each a TLB flush on every
+//! core: about a third of what a fresh instance cost before (BENCHMARKS.md).
+//!
 //! Safe for policies that keep something between calls (a cache in a static, against the
-//! contract's advice): the arena counts its live allocations and is rewound only when none is
-//! left, so nothing a policy still holds is ever reused. Until then allocations continue after
-//! the survivors, and once the chunk is full they go to the general allocator, as they do for
-//! everything outside a packed call (the answer, the typed interface's calls).
+//! contract's advice): the arena is rewound only when no block is live, so nothing a policy
+//! still holds is ever reused. Until then allocations continue after the survivors, and once
+//! the chunk is full they go to the general allocator.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+use std::cell::{Cell, UnsafeCell};
 
-/// The first chunk; a call that needed more makes the next chunk large enough.
-const FIRST_CHUNK: usize = 64 * 1024;
+/// The first chunk, in the module's initial memory (zeroed static data: it adds nothing to the
+/// component's size, and the pages a call does not touch cost nothing).
+const FIRST_CHUNK: usize = 1024 * 1024;
 /// The largest chunk kept (the host caps a policy's memory at 64 MiB by default).
 const MAX_CHUNK: usize = 16 * 1024 * 1024;
 const CHUNK_ALIGN: usize = 16;
+
+#[repr(C, align(16))]
+struct FirstChunk(UnsafeCell<[u8; FIRST_CHUNK]>);
+
+// SAFETY: wasm32 guests are single-threaded; the chunk is only reached through the arena.
+unsafe impl Sync for FirstChunk {}
+
+static FIRST: FirstChunk = FirstChunk(UnsafeCell::new([0; FIRST_CHUNK]));
 
 pub struct CallArena {
     start: Cell<usize>,
     end: Cell<usize>,
     next: Cell<usize>,
-    /// Arena allocations not yet freed.
+    /// Arena blocks not yet freed.
     live: Cell<usize>,
-    /// Allocating from the arena (inside a packed call).
-    on: Cell<bool>,
-    /// Bytes this call wanted from the arena and did not find.
+    /// Bytes wanted from the arena since it was last rewound, and not found there.
     missed: Cell<usize>,
 }
 
@@ -42,7 +54,6 @@ impl CallArena {
             end: Cell::new(0),
             next: Cell::new(0),
             live: Cell::new(0),
-            on: Cell::new(false),
             missed: Cell::new(0),
         }
     }
@@ -52,46 +63,37 @@ impl CallArena {
         p >= self.start.get() && p < self.end.get()
     }
 
-    /// Starts a call: allocations come from the arena until [`CallArena::pause`].
-    pub fn begin(&self) {
+    fn use_chunk(&self, start: usize, size: usize) {
+        self.start.set(start);
+        self.end.set(start + size);
+        self.next.set(start);
+    }
+
+    /// Called when the last live block is freed: starts over at the chunk's beginning, with a
+    /// larger chunk if the blocks since the last rewind did not all fit.
+    fn rewind(&self) {
+        self.next.set(self.start.get());
+        let missed = self.missed.replace(0);
         let capacity = self.end.get() - self.start.get();
-        let wanted = (capacity + self.missed.get()).next_power_of_two();
-        if self.live.get() == 0 && (capacity == 0 || wanted > capacity && capacity < MAX_CHUNK) {
-            let size = wanted.clamp(FIRST_CHUNK, MAX_CHUNK);
-            // SAFETY: the old chunk holds no live allocation; the layouts match.
+        if missed == 0 || capacity >= MAX_CHUNK {
+            return;
+        }
+        let size = (capacity + missed).next_power_of_two().min(MAX_CHUNK);
+        // SAFETY: a valid, non-zero size and a power-of-two alignment.
+        let chunk = unsafe { System.alloc(Layout::from_size_align_unchecked(size, CHUNK_ALIGN)) };
+        if chunk.is_null() {
+            return;
+        }
+        if self.start.get() != FIRST.0.get() as usize {
+            // SAFETY: the old chunk came from `System` with this layout and holds no live block.
             unsafe {
-                if capacity > 0 {
-                    System.dealloc(
-                        self.start.get() as *mut u8,
-                        Layout::from_size_align_unchecked(capacity, CHUNK_ALIGN),
-                    );
-                }
-                let chunk = System.alloc(Layout::from_size_align_unchecked(size, CHUNK_ALIGN));
-                let (start, end) = if chunk.is_null() {
-                    (0, 0)
-                } else {
-                    (chunk as usize, chunk as usize + size)
-                };
-                self.start.set(start);
-                self.end.set(end);
-                self.next.set(start);
-            }
+                System.dealloc(
+                    self.start.get() as *mut u8,
+                    Layout::from_size_align_unchecked(capacity, CHUNK_ALIGN),
+                )
+            };
         }
-        self.missed.set(0);
-        self.on.set(true);
-    }
-
-    /// Stops allocating from the arena (what is allocated next outlives the call).
-    pub fn pause(&self) {
-        self.on.set(false);
-    }
-
-    /// Ends a call: rewinds the arena if nothing allocated in it is still held.
-    pub fn end(&self) {
-        self.on.set(false);
-        if self.live.get() == 0 {
-            self.next.set(self.start.get());
-        }
+        self.use_chunk(chunk as usize, size);
     }
 }
 
@@ -102,28 +104,37 @@ impl Default for CallArena {
 }
 
 // SAFETY: arena blocks are aligned as asked, lie inside one chunk, never overlap (the pointer
-// only moves forward until no block is live), and are never handed to `System`; everything
-// else is `System`'s.
+// only moves back when no block is live), and are never handed to `System`; everything else
+// is `System`'s.
 unsafe impl GlobalAlloc for CallArena {
+    #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if self.on.get() {
-            let p = self.next.get().next_multiple_of(layout.align());
-            match p.checked_add(layout.size()) {
-                Some(end) if end <= self.end.get() => {
-                    self.next.set(end);
-                    self.live.set(self.live.get() + 1);
-                    return p as *mut u8;
-                }
-                _ => self.missed.set(self.missed.get() + layout.size()),
+        if self.end.get() == 0 {
+            self.use_chunk(FIRST.0.get() as usize, FIRST_CHUNK);
+        }
+        let p = self.next.get().next_multiple_of(layout.align());
+        match p.checked_add(layout.size()) {
+            Some(end) if end <= self.end.get() => {
+                self.next.set(end);
+                self.live.set(self.live.get() + 1);
+                p as *mut u8
+            }
+            _ => {
+                self.missed.set(self.missed.get() + layout.size());
+                // SAFETY: forwarded as is.
+                unsafe { System.alloc(layout) }
             }
         }
-        // SAFETY: forwarded as is.
-        unsafe { System.alloc(layout) }
     }
 
+    #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if self.owns(ptr) {
-            self.live.set(self.live.get() - 1);
+            let live = self.live.get() - 1;
+            self.live.set(live);
+            if live == 0 {
+                self.rewind();
+            }
         } else {
             // SAFETY: not an arena block, so `System` allocated it with this layout.
             unsafe { System.dealloc(ptr, layout) }
@@ -140,13 +151,15 @@ unsafe impl GlobalAlloc for CallArena {
             return ptr;
         }
         // The newest block grows in place while the chunk has room.
-        if p + layout.size() == self.next.get() && p + new_size <= self.end.get() && self.on.get() {
+        if p + layout.size() == self.next.get() && p + new_size <= self.end.get() {
             self.next.set(p + new_size);
             return ptr;
         }
         // SAFETY: the caller guarantees a valid size for this alignment.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        // SAFETY: a fresh block of at least the old size; the old one is freed once copied.
+        // SAFETY: a fresh block of at least the old size; the old one is freed once copied. If
+        // the new block is the arena's, it is live, so freeing the old one cannot rewind the
+        // arena under it.
         unsafe {
             let new = self.alloc(new_layout);
             if !new.is_null() {

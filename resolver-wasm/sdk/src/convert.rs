@@ -169,17 +169,11 @@ pub fn __resolve<P: Policy>(
 /// that the conflict is kept with the reason.
 #[doc(hidden)]
 pub fn __resolve_packed<P: Policy>(call: Vec<u8>) -> Vec<u8> {
-    let out = crate::__in_call_arena(
-        || match t::packed::unpack_call(&call) {
-            Ok((ctx, local, remote)) => P::resolve(&ctx, &local, &remote),
-            Err(e) => t::Resolution::Reject(format!("the policy could not read its call: {e}")),
-        },
-        |resolution| {
-            let mut out = Vec::with_capacity(256);
-            t::packed::pack_resolution(&mut out, resolution);
-            out
-        },
-    );
-    drop(call);
+    let resolution = match t::packed::unpack_call(&call) {
+        Ok((ctx, local, remote)) => P::resolve(&ctx, &local, &remote),
+        Err(e) => t::Resolution::Reject(format!("the policy could not read its call: {e}")),
+    };
+    let mut out = Vec::with_capacity(256);
+    t::packed::pack_resolution(&mut out, &resolution);
     out
 }

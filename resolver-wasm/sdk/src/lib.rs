@@ -37,26 +37,11 @@ mod convert;
 #[cfg(target_arch = "wasm32")]
 mod arena;
 
-/// Packed calls allocate from a call arena ([`arena`]): a policy built with the SDK gets it as
-/// its global allocator, so it cannot declare another one.
+/// Calls allocate from a call arena ([`arena`]): a policy built with the SDK gets it as its
+/// global allocator, so it cannot declare another one.
 #[cfg(target_arch = "wasm32")]
 #[global_allocator]
 static ARENA: arena::CallArena = arena::CallArena::new();
-
-/// Runs one packed call inside the call arena; `answer` builds what outlives the call.
-#[doc(hidden)]
-pub fn __in_call_arena<T, R>(call: impl FnOnce() -> T, answer: impl FnOnce(&T) -> R) -> R {
-    #[cfg(target_arch = "wasm32")]
-    ARENA.begin();
-    let value = call();
-    #[cfg(target_arch = "wasm32")]
-    ARENA.pause();
-    let out = answer(&value);
-    drop(value);
-    #[cfg(target_arch = "wasm32")]
-    ARENA.end();
-    out
-}
 
 #[doc(hidden)]
 pub type __Bytes = Vec<u8>;

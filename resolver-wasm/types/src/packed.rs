@@ -434,6 +434,7 @@ impl<'b> Reader<'b> {
         }
     }
 
+    #[inline]
     fn byte(&mut self) -> Result<u8, PackError> {
         let b = *self
             .bytes
@@ -443,7 +444,20 @@ impl<'b> Reader<'b> {
         Ok(b)
     }
 
+    #[inline]
     fn varint(&mut self) -> Result<u64, PackError> {
+        // Most integers in a call (lengths, counts, region numbers) fit in one byte.
+        if let Some(&b) = self.bytes.get(self.pos)
+            && b & 0x80 == 0
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
+        self.varint_long()
+    }
+
+    #[inline(never)]
+    fn varint_long(&mut self) -> Result<u64, PackError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
@@ -466,6 +480,7 @@ impl<'b> Reader<'b> {
 
     /// A count of items that take at least a byte each: never more than the bytes left, so a
     /// hostile count cannot make the reader allocate more than the input's size.
+    #[inline]
     fn count(&mut self) -> Result<usize, PackError> {
         let n = self.varint()?;
         match usize::try_from(n) {
@@ -474,6 +489,7 @@ impl<'b> Reader<'b> {
         }
     }
 
+    #[inline]
     fn str(&mut self) -> Result<String, PackError> {
         let n = self.count()?;
         let raw = &self.bytes[self.pos..self.pos + n];
@@ -482,6 +498,7 @@ impl<'b> Reader<'b> {
         Ok(s.to_owned())
     }
 
+    #[inline]
     fn region(&mut self) -> Result<String, PackError> {
         match self.varint()? {
             0 => {
@@ -505,6 +522,7 @@ impl<'b> Reader<'b> {
         }
     }
 
+    #[inline]
     fn hlc(&mut self) -> Result<Hlc, PackError> {
         Ok(Hlc {
             wall_ms: self.varint()?,
@@ -513,6 +531,7 @@ impl<'b> Reader<'b> {
         })
     }
 
+    #[inline]
     fn dot(&mut self) -> Result<Dot, PackError> {
         Ok(Dot {
             region: self.region()?,
