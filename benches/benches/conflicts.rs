@@ -491,7 +491,7 @@ fn report(mut rep: Report) {
             &format!("dominated {}: resolve_with / compare_vectors", size.name()),
             ("dominated", &id(size, "resolve-with")),
             ("dominated", "compare-vectors"),
-            Some(2.0),
+            None,
         );
         rep.ratio(
             &format!(
@@ -500,7 +500,7 @@ fn report(mut rep: Report) {
             ),
             ("dominated", &id(size, "borrowed-decision")),
             ("dominated", "compare-vectors"),
-            Some(2.0),
+            None,
         );
         rep.ratio(
             &format!(
@@ -509,7 +509,7 @@ fn report(mut rep: Report) {
             ),
             ("dominated", &id(size, "resolve-with")),
             ("dominated", &id(size, "native-compare-clone")),
-            Some(2.0),
+            None,
         );
     }
     for size in [Size::Small, Size::Typical] {
@@ -521,7 +521,7 @@ fn report(mut rep: Report) {
             ("instantiation", &id(size, "call-fresh")),
             ("instantiation", &id(size, "call-warm")),
             ("instantiation", &id(Size::Typical, "call-warm")),
-            Some(1.0),
+            None,
         );
     }
     rep.extra_ratio(
@@ -529,7 +529,7 @@ fn report(mut rep: Report) {
         ("instantiation", &id(Size::Typical, "call-fresh")),
         ("instantiation", &id(Size::Typical, "call-warm")),
         ("conflict", &id(Size::Typical, "wasm-full")),
-        None,
+        Some(1.0),
     );
     rep.ratio(
         "prototype fresh, keep_resident 1 MiB / fresh (typical)",
