@@ -447,11 +447,29 @@ impl DirConflictLog {
         Ok(self.root.join(tenant).join(format!("{id}.json")))
     }
 
+    /// Holds the tenant's lock file exclusively until dropped: recording and adding an outcome
+    /// read, change and write a record, and two processes (two `host-cli conflicts resolve`,
+    /// say) must not both start from the same version of it.
+    fn lock(&self, tenant: &str) -> Result<std::fs::File, LogError> {
+        let dir = self.root.join(tenant);
+        let path = dir.join(".lock");
+        let io = |e: std::io::Error| LogError::Storage(format!("{}: {e}", path.display()));
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        file.lock().map_err(io)?;
+        Ok(file)
+    }
+
     fn write(&self, path: &Path, record: &ConflictRecord) -> Result<(), LogError> {
         let io = |e: std::io::Error| LogError::Storage(format!("{}: {e}", path.display()));
         let dir = path.parent().expect("records have a directory");
         std::fs::create_dir_all(dir).map_err(io)?;
-        let tmp = dir.join(format!(".{}.tmp", record.id));
+        let tmp = dir.join(format!(".{}.{}.tmp", record.id, std::process::id()));
         std::fs::write(&tmp, serde_json::to_vec(record).expect("records serialise")).map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)
     }
@@ -470,6 +488,7 @@ impl DirConflictLog {
 impl ConflictLog for DirConflictLog {
     fn record(&self, record: &ConflictRecord) -> Result<bool, LogError> {
         let path = self.path(&record.tenant, &record.id)?;
+        let _locked = self.lock(&record.tenant)?;
         if path.is_file() {
             return Ok(false);
         }
@@ -511,6 +530,7 @@ impl ConflictLog for DirConflictLog {
         outcome: &ConflictOutcome,
     ) -> Result<(), LogError> {
         let path = self.path(tenant, id)?;
+        let _locked = self.lock(tenant)?;
         let mut record = Self::read(&path)?.ok_or_else(|| LogError::NotFound {
             tenant: tenant.to_owned(),
             id: id.to_owned(),

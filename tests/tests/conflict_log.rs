@@ -1,14 +1,18 @@
 //! The conflict log on the reconcile path (in-process stores): each conflict recorded once
 //! with what the policy saw and decided; host-settled cases counted, stored only under full
 //! capture; retention from the tenant's configuration; a failed conflict redriven after a fix
-//! ends resolved, its record carrying both outcomes; and a three-region simulation whose
-//! every record reproduces under the policy that decided it.
+//! ends resolved, its record carrying both outcomes; a three-region simulation whose every
+//! record reproduces under the policy that decided it; and the directory log shared by
+//! concurrent writers losing no record and no outcome.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use host_core::conflict::CapturedConflict;
-use host_core::conflict_log::{ConflictLog, ConflictQuery, MemoryConflictLog, conflict_id};
+use host_core::conflict_log::{
+    ConflictLog, ConflictOutcome, ConflictQuery, ConflictRecord, DirConflictLog, LogSettings,
+    MemoryConflictLog, conflict_id,
+};
 use host_core::ingest::memory::{MemoryDeadLetters, MemoryStore};
 use host_core::ingest::{PartyStore, Provenance, StoredParty};
 use host_core::reconcile::{Reconcile, ReconcileOutcome};
@@ -256,4 +260,43 @@ fn a_three_region_run_records_each_conflict_once_reproducibly() {
             "seed {seed}: nothing recorded twice"
         );
     }
+}
+
+/// Several processes (two `host-cli conflicts resolve`, say) may write one directory log at
+/// once; each writer here has its own `DirConflictLog`, as separate processes would. Without the
+/// tenant's lock, read-modify-write loses outcomes (and `record` may answer "new" twice).
+#[test]
+fn concurrent_writers_of_a_directory_log_lose_no_outcome() {
+    const WRITERS: usize = 6;
+    const EACH: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let (eu, na) = email_vs_status("acme");
+    let outcome = |n: usize| ConflictOutcome::failed("test", n as u64, "failed", "x", None);
+    let record = ConflictRecord::new("eu", &eu, &na, "{}", 0, &LogSettings::default(), outcome(0));
+    let recorded: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..WRITERS)
+            .map(|_| s.spawn(|| DirConflictLog::new(dir.path()).record(&record).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap() as usize).sum()
+    });
+    assert_eq!(recorded, 1, "exactly one writer records the conflict as new");
+    std::thread::scope(|s| {
+        for w in 0..WRITERS {
+            let (dir, id) = (dir.path(), &record.id);
+            s.spawn(move || {
+                let log = DirConflictLog::new(dir);
+                for i in 0..EACH {
+                    log.add_outcome("acme", id, &outcome(1 + w * EACH + i)).unwrap();
+                }
+            });
+        }
+    });
+    let stored = DirConflictLog::new(dir.path())
+        .get("acme", &record.id)
+        .unwrap()
+        .unwrap();
+    let mut seen: Vec<u64> = stored.outcomes.iter().map(|o| o.at_ms).collect();
+    seen.sort();
+    let want: Vec<u64> = (0..=(WRITERS * EACH) as u64).collect();
+    assert_eq!(seen, want, "every outcome of every writer is kept, once");
 }
