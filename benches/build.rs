@@ -1,6 +1,7 @@
-//! Builds the trivial-body test guest (`tests/guests/guest-keep-local`): calling it costs the
-//! boundary (lowering both parties into the guest and lifting them there) and almost nothing
-//! else, which splits a policy call into boundary and merge.
+//! Builds two test guests: the trivial-body one (`tests/guests/guest-keep-local`), whose call
+//! costs the boundary (lowering both parties into the guest and lifting them there) and almost
+//! nothing else, which splits a policy call into boundary and merge; and one that panics
+//! (`tests/guests/guest-panic`), for what a trap and the fresh instance after it cost.
 
 use std::path::PathBuf;
 
@@ -8,13 +9,15 @@ fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let workspace = manifest.parent().unwrap().to_path_buf();
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
-    println!(
-        "cargo:rerun-if-changed={}",
-        workspace.join("tests/guests/guest-keep-local").display()
-    );
+    for guest in ["guest-keep-local", "guest-panic"] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join("tests/guests").join(guest).display()
+        );
+    }
     guest_build::build(
         &workspace,
-        &["guest-keep-local"],
+        &["guest-keep-local", "guest-panic"],
         guest_build::Target::Unknown,
         &out,
     );

@@ -14,8 +14,8 @@ use policy_benches::report::{Report, criterion};
 use policy_benches::script::ScriptPolicy;
 use policy_benches::strip::{resolve_whole, strip};
 use policy_benches::{
-    KEEP_LOCAL_POLICY, dominated_winner, load, native_resolve, native_resolve_stripped,
-    serving_engine,
+    KEEP_LOCAL_POLICY, PANIC_POLICY, dominated_winner, load, native_resolve,
+    native_resolve_stripped, serving_engine,
 };
 use policy_types::compare_vectors;
 use std::sync::Arc;
@@ -26,6 +26,7 @@ fn conflicts(c: &mut Criterion) {
     let engine = serving_engine();
     let policy = load(&engine, DEFAULT);
     let trivial = load(&engine, KEEP_LOCAL_POLICY);
+    let panics = load(&engine, PANIC_POLICY);
     let script = ScriptPolicy::new();
     let limits = Limits::default();
     let proto_baseline = ProtoPolicy::new(&limits, DEFAULT, ProtoOptions::default());
@@ -261,6 +262,15 @@ fn conflicts(c: &mut Criterion) {
                 policy
                     .call(black_box(&ctx), black_box(l), black_box(r))
                     .unwrap()
+            })
+        });
+        // What a trap costs the host: the trapped instance is discarded, so every call here
+        // also instantiates afresh (the host's strategy after a trap).
+        g.bench_function(format!("{n}-trap"), |b| {
+            b.iter(|| {
+                panics
+                    .call(black_box(&ctx), black_box(l), black_box(r))
+                    .unwrap_err()
             })
         });
         g.bench_function(format!("{n}-proto-fresh-typed"), |b| {
@@ -530,6 +540,12 @@ fn report(mut rep: Report) {
         ("instantiation", &id(Size::Typical, "call-warm")),
         ("conflict", &id(Size::Typical, "wasm-full")),
         Some(1.0),
+    );
+    rep.ratio(
+        "a trapping call (fresh instance, panic, unwind; typical) / typical resolve_with",
+        ("instantiation", &id(Size::Typical, "trap")),
+        ("conflict", &id(Size::Typical, "wasm-full")),
+        None,
     );
     rep.ratio(
         "prototype fresh, keep_resident 1 MiB / fresh (typical)",

@@ -23,6 +23,10 @@ use policy_types::{Context, PartyVersion, Relation};
 pub const KEEP_LOCAL_POLICY: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/guest-keep-local.wasm"));
 
+/// A policy that panics on every call (`tests/guests/guest-panic`): each call traps, so the
+/// host discards its instance and the next call gets a fresh one.
+pub const PANIC_POLICY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest-panic.wasm"));
+
 /// The serving engine: epoch deadline and memory cap on, default limits.
 pub fn serving_engine() -> PolicyEngine {
     PolicyEngine::new(Limits::default(), Metering::Epoch).expect("the serving engine")

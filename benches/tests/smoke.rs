@@ -10,7 +10,9 @@ use policy_benches::hot_swap::{SwapConfig, run};
 use policy_benches::proto::{ProtoOptions, ProtoPolicy};
 use policy_benches::script::ScriptPolicy;
 use policy_benches::strip::{resolve_whole, strip};
-use policy_benches::{KEEP_LOCAL_POLICY, dominated_winner, load, native_resolve, serving_engine};
+use policy_benches::{
+    KEEP_LOCAL_POLICY, PANIC_POLICY, dominated_winner, load, native_resolve, serving_engine,
+};
 use policy_types::{Resolution, VectorOrder, compare_vectors};
 
 const DEFAULT: &[u8] = default_policy_artifact::DEFAULT_POLICY;
@@ -116,6 +118,21 @@ fn every_peer_resolves_the_conflicts_alike() {
         assert!(
             s.local.len() < l.fields.len() || size == Size::Small,
             "{size:?}: identical fields are left out"
+        );
+    }
+}
+
+#[test]
+fn the_trapping_policy_traps_on_every_call_and_the_host_keeps_calling() {
+    let engine = serving_engine();
+    let panics = load(&engine, PANIC_POLICY);
+    let pair = concurrent(Size::Typical);
+    let ctx = pair.context();
+    for _ in 0..3 {
+        let failure = panics.call(&ctx, &pair.local, &pair.remote).unwrap_err();
+        assert!(
+            matches!(failure, host_core::CallFailure::Trap(_)),
+            "{failure:?}"
         );
     }
 }
