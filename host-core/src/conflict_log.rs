@@ -420,7 +420,9 @@ impl ConflictLog for MemoryConflictLog {
     }
 }
 
-/// The log in a directory, one JSON file per record: `{root}/{tenant}/{id}.json`.
+/// The log in a directory, one JSON file per record: `{root}/{tenant}/{id}.json`. Writers
+/// (threads or processes) serialise on `{root}/{tenant}/.lock`; readers need no lock, since a
+/// record is replaced whole by a rename.
 #[derive(Clone, Debug)]
 pub struct DirConflictLog {
     root: PathBuf,
