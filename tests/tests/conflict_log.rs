@@ -277,16 +277,23 @@ fn concurrent_writers_of_a_directory_log_lose_no_outcome() {
         let handles: Vec<_> = (0..WRITERS)
             .map(|_| s.spawn(|| DirConflictLog::new(dir.path()).record(&record).unwrap()))
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap() as usize).sum()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap() as usize)
+            .sum()
     });
-    assert_eq!(recorded, 1, "exactly one writer records the conflict as new");
+    assert_eq!(
+        recorded, 1,
+        "exactly one writer records the conflict as new"
+    );
     std::thread::scope(|s| {
         for w in 0..WRITERS {
             let (dir, id) = (dir.path(), &record.id);
             s.spawn(move || {
                 let log = DirConflictLog::new(dir);
                 for i in 0..EACH {
-                    log.add_outcome("acme", id, &outcome(1 + w * EACH + i)).unwrap();
+                    log.add_outcome("acme", id, &outcome(1 + w * EACH + i))
+                        .unwrap();
                 }
             });
         }
