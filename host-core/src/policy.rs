@@ -12,7 +12,9 @@ use policy_types::{
     Context, Description, PACKED_INTERFACE, PartyVersion, RESOLVER_INTERFACE, Resolution, packed,
 };
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, ComponentExportIndex, Func, Instance, InstancePre, Linker};
+use wasmtime::component::{
+    Component, ComponentExportIndex, Func, Instance, InstancePre, Linker, TypedFunc,
+};
 use wasmtime::{ResourceLimiter, Store, Trap};
 
 use crate::cache::ArtifactCache;
@@ -77,9 +79,15 @@ struct Warm {
     instance: Instance,
     resolve: Func,
     packed_resolve: Option<Func>,
+    /// `packed_resolve` with its signature checked once, when the instance was made.
+    /// `TypedFunc` is covariant in its parameters: typed for `'static` bytes, it takes the
+    /// shorter-lived buffer of each call.
+    packed_typed: Option<PackedFunc>,
     /// The packed call's buffer, reused from call to call.
     buf: Vec<u8>,
 }
+
+type PackedFunc = TypedFunc<(&'static [u8],), (Vec<u8>,)>;
 
 struct StoreState {
     limiter: Limiter,
@@ -385,10 +393,13 @@ impl Policy {
         self.arm(&mut warm.store);
         let called = match (&warm.packed_resolve, packed) {
             (Some(f), true) => {
-                // Checked at load time; the check here is a type comparison.
-                let typed = f
-                    .typed::<(&[u8],), (Vec<u8>,)>(&warm.store)
-                    .map_err(|e| CallFailure::Trap(format!("{e:#}")))?;
+                let typed = match warm.packed_typed {
+                    Some(typed) => typed,
+                    // Checked at load time, so not expected: the error says what it is.
+                    None => f
+                        .typed::<(&[u8],), (Vec<u8>,)>(&warm.store)
+                        .map_err(|e| CallFailure::Trap(format!("{e:#}")))?,
+                };
                 match input {
                     Input::Whole(local, remote) => {
                         packed::pack_call(&mut warm.buf, ctx, local, remote)
@@ -478,11 +489,13 @@ impl Policy {
             })?),
             None => None,
         };
+        let packed_typed = packed_resolve.and_then(|f| f.typed(&store).ok());
         Ok(Warm {
             store,
             instance,
             resolve,
             packed_resolve,
+            packed_typed,
             buf: Vec::new(),
         })
     }

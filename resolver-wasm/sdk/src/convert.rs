@@ -164,13 +164,63 @@ pub fn __resolve<P: Policy>(
     }
 }
 
+/// The strings of a call that lies in the arena: each owns its bytes in the call, none is copied
+/// (`arena::CallArena::share`). The policy gets them by `&` only, and the SDK drops them.
+#[cfg(target_arch = "wasm32")]
+struct Shared;
+
+#[cfg(target_arch = "wasm32")]
+impl t::packed::Strings for Shared {
+    #[inline]
+    fn string(&mut self, s: &str) -> String {
+        // SAFETY: the reader hands out slices of the call, which `ARENA.holds`; the strings
+        // go into the arguments lent to the policy by `&`, so nothing writes to them.
+        unsafe { crate::ARENA.share(s) }
+    }
+
+    /// Most strings of a call are short ASCII (names, regions, ids): those are checked inline,
+    /// without a call to `from_utf8`, which checks the rest (a byte loop is slower than its
+    /// word-at-a-time check on longer strings, such as JSON values).
+    #[inline]
+    fn text<'a>(&self, bytes: &'a [u8]) -> Option<&'a str> {
+        if bytes.len() <= 16 && bytes.iter().all(|&b| b < 0x80) {
+            // SAFETY: ASCII is UTF-8.
+            Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+        } else {
+            std::str::from_utf8(bytes).ok()
+        }
+    }
+}
+
 /// `packed-resolver.resolve`: the same policy on the packed form of the call. Arguments the
 /// host packed wrongly are a host bug; the policy answers with a rejection that names it, so
 /// that the conflict is kept with the reason.
 #[doc(hidden)]
 pub fn __resolve_packed<P: Policy>(call: Vec<u8>) -> Vec<u8> {
-    let resolution = match t::packed::unpack_call(&call) {
-        Ok((ctx, local, remote)) => P::resolve(&ctx, &local, &remote),
+    #[cfg(target_arch = "wasm32")]
+    if crate::ARENA.holds(&call) {
+        // Every string of the arguments owns its bytes in the call, and when everything the
+        // arguments hold came from the arena, they are released at once instead of dropped.
+        let (unpacked, blocks) =
+            crate::ARENA.count_blocks(|| t::packed::unpack_call_with(&call, Shared));
+        let answer = answer::<P>(&unpacked);
+        if let Some(blocks) = blocks {
+            std::mem::forget(unpacked);
+            // SAFETY: the blocks are those the arguments hold, which were just forgotten; the
+            // answer was packed into a block of its own.
+            unsafe { crate::ARENA.release(blocks) };
+        }
+        return answer;
+    }
+    answer::<P>(&t::packed::unpack_call(&call))
+}
+
+/// The packed answer of `P` to an unpacked call.
+fn answer<P: Policy>(
+    unpacked: &Result<(t::Context, t::PartyVersion, t::PartyVersion), t::packed::PackError>,
+) -> Vec<u8> {
+    let resolution = match unpacked {
+        Ok((ctx, local, remote)) => P::resolve(ctx, local, remote),
         Err(e) => t::Resolution::Reject(format!("the policy could not read its call: {e}")),
     };
     let mut out = Vec::with_capacity(256);

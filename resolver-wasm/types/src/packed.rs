@@ -104,9 +104,41 @@ pub fn pack_call_sent<'a>(
     }
 }
 
+/// Where the reader's strings come from: each is a checked UTF-8 slice of the bytes being
+/// read, and the reader needs it as a `String`.
+pub trait Strings {
+    fn string(&mut self, s: &str) -> String;
+
+    /// `bytes` as text, if they are UTF-8.
+    #[inline]
+    fn text<'a>(&self, bytes: &'a [u8]) -> Option<&'a str> {
+        std::str::from_utf8(bytes).ok()
+    }
+}
+
+/// Every string is a copy of its bytes: what the host does with a guest's answer.
+pub struct Copied;
+
+impl Strings for Copied {
+    #[inline]
+    fn string(&mut self, s: &str) -> String {
+        s.to_owned()
+    }
+}
+
 /// Unpacks what [`pack_call`] or [`pack_call_sent`] wrote.
 pub fn unpack_call(bytes: &[u8]) -> Result<(Context, PartyVersion, PartyVersion), PackError> {
-    let mut r = Reader::new(bytes)?;
+    unpack_call_with(bytes, Copied)
+}
+
+/// [`unpack_call`] with the strings made by `strings`. The Rust SDK's guests use one that hands
+/// out strings owning their bytes inside the call itself, which its allocator allows
+/// (`policy_sdk`'s arena): unpacking then copies no string at all.
+pub fn unpack_call_with<S: Strings>(
+    bytes: &[u8],
+    strings: S,
+) -> Result<(Context, PartyVersion, PartyVersion), PackError> {
+    let mut r = Reader::with_strings(bytes, strings)?;
     let ctx = Context {
         tenant: r.str()?,
         resolving_region: r.region()?,
@@ -175,7 +207,7 @@ pub fn pack_resolution(out: &mut Vec<u8>, resolution: &Resolution) {
 
 /// Unpacks what [`pack_resolution`] wrote.
 pub fn unpack_resolution(bytes: &[u8]) -> Result<Resolution, PackError> {
-    let mut r = Reader::new(bytes)?;
+    let mut r = Reader::with_strings(bytes, Copied)?;
     let resolution = match r.byte()? {
         0 => Resolution::KeepLocal,
         1 => Resolution::TakeRemote,
@@ -392,18 +424,21 @@ impl<'o, 'v> Writer<'o, 'v> {
     }
 }
 
-struct Reader<'b> {
+struct Reader<'b, S> {
     bytes: &'b [u8],
     pos: usize,
-    regions: Vec<String>,
+    /// The region names defined so far, in order.
+    regions: Vec<&'b str>,
+    strings: S,
 }
 
-impl<'b> Reader<'b> {
-    fn new(bytes: &'b [u8]) -> Result<Self, PackError> {
+impl<'b, S: Strings> Reader<'b, S> {
+    fn with_strings(bytes: &'b [u8], strings: S) -> Result<Self, PackError> {
         let mut r = Reader {
             bytes,
             pos: 0,
             regions: Vec::new(),
+            strings,
         };
         if r.byte()? != FORMAT {
             return Err(PackError {
@@ -490,28 +525,40 @@ impl<'b> Reader<'b> {
     }
 
     #[inline]
-    fn str(&mut self) -> Result<String, PackError> {
+    fn slice(&mut self) -> Result<&'b str, PackError> {
         let n = self.count()?;
-        let raw = &self.bytes[self.pos..self.pos + n];
-        let s = std::str::from_utf8(raw).map_err(|_| self.error("string is not UTF-8"))?;
+        let bytes: &'b [u8] = self.bytes;
+        let s = self
+            .strings
+            .text(&bytes[self.pos..self.pos + n])
+            .ok_or_else(|| self.error("string is not UTF-8"))?;
         self.pos += n;
-        Ok(s.to_owned())
+        Ok(s)
+    }
+
+    #[inline]
+    fn str(&mut self) -> Result<String, PackError> {
+        let s = self.slice()?;
+        Ok(self.strings.string(s))
     }
 
     #[inline]
     fn region(&mut self) -> Result<String, PackError> {
-        match self.varint()? {
+        let name = match self.varint()? {
             0 => {
-                let name = self.str()?;
-                self.regions.push(name.clone());
-                Ok(name)
+                let name = self.slice()?;
+                self.regions.push(name);
+                name
             }
-            i => usize::try_from(i - 1)
+            i => match usize::try_from(i - 1)
                 .ok()
                 .and_then(|i| self.regions.get(i))
-                .cloned()
-                .ok_or_else(|| self.error("region number not defined yet")),
-        }
+            {
+                Some(name) => name,
+                None => return Err(self.error("region number not defined yet")),
+            },
+        };
+        Ok(self.strings.string(name))
     }
 
     fn side(&mut self) -> Result<Side, PackError> {
@@ -736,6 +783,56 @@ mod tests {
         let text = String::from_utf8_lossy(&buf);
         assert_eq!(text.matches("eu").count(), 1, "{text}");
         assert_eq!(text.matches("ap-south-é").count(), 1, "{text}");
+    }
+
+    /// The Rust SDK's guests make strings that own their bytes inside the call (`policy_sdk`'s
+    /// arena), which is only sound if every string the reader asks for is a slice of the call
+    /// itself, region names included, and never a temporary.
+    #[test]
+    fn every_string_of_a_call_is_asked_for_as_a_slice_of_the_call() {
+        struct Within {
+            call: std::ops::Range<usize>,
+            asked: usize,
+        }
+        impl Strings for &mut Within {
+            fn string(&mut self, s: &str) -> String {
+                let at = s.as_ptr() as usize;
+                assert!(
+                    self.call.contains(&at) && at + s.len() <= self.call.end,
+                    "{s:?} is not a slice of the call"
+                );
+                self.asked += 1;
+                s.to_owned()
+            }
+        }
+        let (ctx, local, remote) = call();
+        let mut buf = Vec::new();
+        pack_call(&mut buf, &ctx, &local, &remote);
+        let mut within = Within {
+            call: buf.as_ptr_range().start as usize..buf.as_ptr_range().end as usize,
+            asked: 0,
+        };
+        let unpacked = unpack_call_with(&buf, &mut within).unwrap();
+        assert_eq!(unpacked, (ctx, local, remote));
+        // Every string of the three values, regions each time they are named.
+        let strings = |v: &PartyVersion| {
+            3 + v.version_vector.len()
+                + usize::from(v.tombstone.is_some())
+                + v.fields
+                    .iter()
+                    .map(|f| match &f.value {
+                        FieldValue::Json(_) => 3,
+                        FieldValue::Elements(es) => {
+                            2 + es.iter().map(|e| 1 + 3 * e.entries.len()).sum::<usize>()
+                        }
+                    })
+                    .sum::<usize>()
+        };
+        assert_eq!(
+            within.asked,
+            3 + strings(&unpacked.1) + strings(&unpacked.2),
+            "a string was made without asking"
+        );
     }
 
     #[test]
