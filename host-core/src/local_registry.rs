@@ -165,6 +165,19 @@ impl PolicyRegistry for LocalRegistry {
             if path.is_file() {
                 return Ok(false);
             }
+            // Under the tenant's lock, so two uploads cannot both take one label.
+            if let Some(label) = &version.label
+                && let Some(other) = self
+                    .versions(&version.tenant)?
+                    .into_iter()
+                    .find(|v| v.label.as_ref() == Some(label))
+            {
+                return Err(RegistryError::LabelTaken {
+                    tenant: version.tenant.clone(),
+                    label: label.clone(),
+                    digest: other.digest,
+                });
+            }
             let text = serde_json::to_vec_pretty(version).expect("versions serialise");
             write_atomically(&path, &text)?;
             Ok(true)

@@ -278,6 +278,9 @@ pub trait PolicyRegistry: Send + Sync {
     /// The bytes stored under `digest`, unverified (use [`fetch_component`]).
     fn component(&self, digest: &str) -> Result<Vec<u8>, RegistryError>;
     /// Records a version unless one with its digest exists; returns whether it was created.
+    /// The version's label is taken in the same atomic step: if another version holds it,
+    /// nothing is recorded and the answer is [`RegistryError::LabelTaken`] (two operators
+    /// uploading different policies under one label at once: one wins, the other is told).
     fn put_version(&self, version: &PolicyVersion) -> Result<bool, RegistryError>;
     fn versions(&self, tenant: &str) -> Result<Vec<PolicyVersion>, RegistryError>;
     /// The tenant's state; `None` before its first change.

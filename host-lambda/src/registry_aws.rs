@@ -151,9 +151,37 @@ impl AwsRegistry {
         }
     }
 
+    /// One registry item, read consistently; `what` names the read in errors.
+    fn item(&self, tenant: &str, entry: &str, what: &str) -> Result<Option<Item>, RegistryError> {
+        let out = self
+            .rt
+            .block_on(
+                self.ddb
+                    .get_item()
+                    .table_name(&self.table)
+                    .key("tenant", s(tenant))
+                    .key("entry", s(entry))
+                    .consistent_read(true)
+                    .send(),
+            )
+            .map_err(|e| storage(what, e))?;
+        Ok(out.item)
+    }
+
     fn history_entry(entry: &HistoryEntry) -> String {
         format!("H#{:013}#{:010}#{}", entry.at_ms, entry.revision, nonce())
     }
+}
+
+/// How often [`AwsRegistry::put_version`] retries a transaction cancelled by a concurrent one.
+const CANCELLED_ATTEMPTS: u32 = 8;
+
+fn transact_put(
+    put: aws_sdk_dynamodb::types::builders::PutBuilder,
+) -> Result<TransactWriteItem, RegistryError> {
+    put.build()
+        .map(|p| TransactWriteItem::builder().put(p).build())
+        .map_err(|e| RegistryError::Storage(e.to_string()))
 }
 
 impl PolicyRegistry for AwsRegistry {
@@ -204,12 +232,67 @@ impl PolicyRegistry for AwsRegistry {
 
     fn put_version(&self, version: &PolicyVersion) -> Result<bool, RegistryError> {
         check_tenant(&version.tenant)?;
-        self.put_doc(
-            &version.tenant,
-            format!("V#{}", version.digest),
-            serde_json::to_string(version).expect("versions serialise"),
-            true,
-        )
+        let entry = format!("V#{}", version.digest);
+        let text = serde_json::to_string(version).expect("versions serialise");
+        let Some(label) = &version.label else {
+            return self.put_doc(&version.tenant, entry, text, true);
+        };
+        // The record and the label's item `L#<label>` (holding the digest) in one transaction,
+        // each on condition: no record for this digest yet, and the label free or already
+        // this digest's.
+        let put_version = Put::builder()
+            .table_name(&self.table)
+            .item("tenant", s(&version.tenant))
+            .item("entry", s(&entry))
+            .item("doc", s(text))
+            .condition_expression("attribute_not_exists(entry)");
+        let put_label = Put::builder()
+            .table_name(&self.table)
+            .item("tenant", s(&version.tenant))
+            .item("entry", s(format!("L#{label}")))
+            .item("doc", s(&version.digest))
+            .condition_expression("attribute_not_exists(entry) OR doc = :digest")
+            .expression_attribute_values(":digest", s(&version.digest));
+        for attempt in 0..CANCELLED_ATTEMPTS {
+            let out = self.rt.block_on(
+                self.ddb
+                    .transact_write_items()
+                    .transact_items(transact_put(put_version.clone())?)
+                    .transact_items(transact_put(put_label.clone())?)
+                    .send(),
+            );
+            match out {
+                Ok(_) => return Ok(true),
+                // Cancelled: find out which condition failed by reading, since the reasons
+                // are not in every implementation's error.
+                Err(e) if e.code() == Some("TransactionCanceledException") => {
+                    let read = "reading a version and its label";
+                    if self.item(&version.tenant, &entry, read)?.is_some() {
+                        return Ok(false);
+                    }
+                    let holder = self.item(&version.tenant, &format!("L#{label}"), read)?;
+                    if let Some(digest) = holder
+                        .as_ref()
+                        .and_then(|item| item.get("doc")?.as_s().ok())
+                        .filter(|digest| **digest != version.digest)
+                    {
+                        return Err(RegistryError::LabelTaken {
+                            tenant: version.tenant.clone(),
+                            label: label.clone(),
+                            digest: digest.clone(),
+                        });
+                    }
+                    // Neither: another transaction touched the items at the same moment.
+                    std::thread::sleep(std::time::Duration::from_millis(10 << attempt.min(5)));
+                }
+                Err(e) => return Err(storage("writing a version to the registry table", e)),
+            }
+        }
+        Err(RegistryError::Storage(format!(
+            "recording version {} of tenant {}: the transaction was cancelled {CANCELLED_ATTEMPTS} \
+             times without a failed condition",
+            version.digest, version.tenant
+        )))
     }
 
     fn versions(&self, tenant: &str) -> Result<Vec<PolicyVersion>, RegistryError> {
@@ -218,19 +301,10 @@ impl PolicyRegistry for AwsRegistry {
 
     fn state(&self, tenant: &str) -> Result<Option<TenantState>, RegistryError> {
         check_tenant(tenant)?;
-        let out = self
-            .rt
-            .block_on(
-                self.ddb
-                    .get_item()
-                    .table_name(&self.table)
-                    .key("tenant", s(tenant))
-                    .key("entry", s(STATE))
-                    .consistent_read(true)
-                    .send(),
-            )
-            .map_err(|e| storage("reading a tenant's state", e))?;
-        out.item.as_ref().map(doc).transpose()
+        self.item(tenant, STATE, "reading a tenant's state")?
+            .as_ref()
+            .map(doc)
+            .transpose()
     }
 
     fn put_state(
@@ -264,16 +338,11 @@ impl PolicyRegistry for AwsRegistry {
                 "doc",
                 s(serde_json::to_string(entry).expect("history serialises")),
             );
-        let build = |p: aws_sdk_dynamodb::types::builders::PutBuilder| {
-            p.build()
-                .map(|p| TransactWriteItem::builder().put(p).build())
-                .map_err(|e| RegistryError::Storage(e.to_string()))
-        };
         let out = self.rt.block_on(
             self.ddb
                 .transact_write_items()
-                .transact_items(build(put_state)?)
-                .transact_items(build(put_history)?)
+                .transact_items(transact_put(put_state)?)
+                .transact_items(transact_put(put_history)?)
                 .send(),
         );
         match out {
@@ -385,20 +454,9 @@ impl PolicyRegistry for AwsRegistry {
         candidate: &str,
     ) -> Result<ShadowSummary, RegistryError> {
         check_tenant(tenant)?;
-        let out = self
-            .rt
-            .block_on(
-                self.ddb
-                    .get_item()
-                    .table_name(&self.table)
-                    .key("tenant", s(tenant))
-                    .key("entry", s(format!("S#{candidate}")))
-                    .consistent_read(true)
-                    .send(),
-            )
-            .map_err(|e| storage("reading shadow counters", e))?;
+        let counters = self.item(tenant, &format!("S#{candidate}"), "reading shadow counters")?;
         let count = |name: &str| -> u64 {
-            out.item
+            counters
                 .as_ref()
                 .and_then(|i| i.get(name))
                 .and_then(|v| v.as_n().ok())

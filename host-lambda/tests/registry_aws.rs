@@ -139,8 +139,11 @@ fn the_registry_on_dynamodb_and_s3() {
     let (c, _) = reg.upload("acme", DEFAULT, &options("v1")).unwrap();
     assert!(!c.changed, "the same bytes twice change nothing");
     assert_eq!(rig.store.component(&v1.digest).unwrap(), DEFAULT);
+    // Two uploads under one label that race past `upload`'s check: one is refused.
+    let rival = std::fs::read(integration_tests::guests::KEEP_LOCAL).unwrap();
+    integration_tests::a_taken_label_is_refused_by_the_store(&*rig.store, &v1, &rival);
     let (_, v2) = reg.upload("acme", NA, &options("v2")).unwrap();
-    assert_eq!(rig.store.versions("acme").unwrap().len(), 2);
+    assert_eq!(rig.store.versions("acme").unwrap().len(), 3);
 
     reg.activate("acme", "v1").unwrap();
     reg.shadow("acme", "v2").unwrap();

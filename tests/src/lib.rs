@@ -81,3 +81,47 @@ pub fn tmf(version: &PartyVersion) -> Value {
     party_model::to_tmf(version).unwrap_or(Value::Null)
 }
 pub mod samples;
+
+/// What keeps two operators from uploading different policies under one label at the same
+/// moment: both pass `upload`'s early check (neither version is recorded yet), so the store's
+/// `put_version` must take the label atomically with the record. This plays the second
+/// uploader, after the first one's version `taken` (labelled) was recorded.
+pub fn a_taken_label_is_refused_by_the_store(
+    store: &dyn host_core::policy_registry::PolicyRegistry,
+    taken: &host_core::policy_registry::PolicyVersion,
+    other_bytes: &[u8],
+) {
+    use host_core::policy_registry::RegistryError;
+    let label = taken.label.clone().expect("the first version has a label");
+    let before = store.versions(&taken.tenant).unwrap().len();
+    let rival = host_core::policy_registry::PolicyVersion {
+        digest: host_core::digest(other_bytes),
+        ..taken.clone()
+    };
+    store.put_component(&rival.digest, other_bytes).unwrap();
+    match store.put_version(&rival) {
+        Err(RegistryError::LabelTaken {
+            digest, label: l, ..
+        }) => {
+            assert_eq!(
+                (digest.as_str(), l.as_str()),
+                (taken.digest.as_str(), label.as_str())
+            )
+        }
+        other => panic!("a second version under label {label:?} was not refused: {other:?}"),
+    }
+    assert_eq!(
+        store.versions(&taken.tenant).unwrap().len(),
+        before,
+        "the refused version was recorded anyway"
+    );
+    // The first version again (a retried upload) is no change and no error; a new label for
+    // the other bytes is accepted.
+    assert!(!store.put_version(taken).unwrap());
+    let relabelled = host_core::policy_registry::PolicyVersion {
+        label: Some(format!("{label}-other")),
+        ..rival
+    };
+    assert!(store.put_version(&relabelled).unwrap());
+    assert_eq!(store.versions(&taken.tenant).unwrap().len(), before + 1);
+}

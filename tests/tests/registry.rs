@@ -101,6 +101,9 @@ fn uploads_are_validated_idempotent_and_labelled() {
         Err(RegistryError::LabelTaken { digest, .. }) => assert_eq!(digest, v1.digest),
         other => panic!("expected the label to be refused, got {other:?}"),
     }
+    // ... also when two uploads race past that check: the store takes the label atomically.
+    let rival = std::fs::read(integration_tests::guests::KEEP_LOCAL).unwrap();
+    integration_tests::a_taken_label_is_refused_by_the_store(&*store, &v1, &rival);
     // Found by label, digest and prefix; a short or unknown selector is refused with the versions.
     assert_eq!(reg.find("acme", "v1").unwrap().digest, v1.digest);
     assert_eq!(reg.find("acme", &v1.digest[..8]).unwrap().digest, v1.digest);
