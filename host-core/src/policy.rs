@@ -78,11 +78,10 @@ struct Warm {
     store: Store<StoreState>,
     instance: Instance,
     resolve: Func,
-    packed_resolve: Option<Func>,
-    /// `packed_resolve` with its signature checked once, when the instance was made.
-    /// `TypedFunc` is covariant in its parameters: typed for `'static` bytes, it takes the
-    /// shorter-lived buffer of each call.
-    packed_typed: Option<PackedFunc>,
+    /// `packed-resolver.resolve`, its signature checked once, when the instance was made (load
+    /// refuses a component where that fails). `TypedFunc` is covariant in its parameters:
+    /// typed for `'static` bytes, it takes the shorter-lived buffer of each call.
+    packed_resolve: Option<PackedFunc>,
     /// The packed call's buffer, reused from call to call.
     buf: Vec<u8>,
 }
@@ -273,13 +272,16 @@ impl Policy {
                 function: "resolve",
                 detail: format!("{e:#}"),
             })?;
-        if let Some(f) = &warm.packed_resolve {
-            f.typed::<(&[u8],), (Vec<u8>,)>(&warm.store).map_err(|e| {
-                LoadError::WrongSignature {
-                    function: "resolve",
-                    detail: format!("{PACKED_INTERFACE}: {e:#}"),
-                }
-            })?;
+        if let Some(index) = policy.packed_resolve {
+            let wrong = |detail: String| LoadError::WrongSignature {
+                function: "resolve",
+                detail: format!("{PACKED_INTERFACE}: {detail}"),
+            };
+            warm.instance
+                .get_func(&mut warm.store, index)
+                .ok_or_else(|| wrong("not a function".into()))?
+                .typed::<(&[u8],), (Vec<u8>,)>(&warm.store)
+                .map_err(|e| wrong(format!("{e:#}")))?;
         }
         policy.info.description = description;
         // The instance that answered `describe` serves the first call: a new version does not
@@ -392,14 +394,7 @@ impl Policy {
     ) -> Result<(Resolution, Option<u64>), CallFailure> {
         self.arm(&mut warm.store);
         let called = match (&warm.packed_resolve, packed) {
-            (Some(f), true) => {
-                let typed = match warm.packed_typed {
-                    Some(typed) => typed,
-                    // Checked at load time, so not expected: the error says what it is.
-                    None => f
-                        .typed::<(&[u8],), (Vec<u8>,)>(&warm.store)
-                        .map_err(|e| CallFailure::Trap(format!("{e:#}")))?,
-                };
+            (Some(typed), true) => {
                 match input {
                     Input::Whole(local, remote) => {
                         packed::pack_call(&mut warm.buf, ctx, local, remote)
@@ -484,18 +479,20 @@ impl Policy {
             .get_func(&mut store, self.resolve)
             .ok_or_else(|| CallFailure::Trap("the instance has no resolve function".into()))?;
         let packed_resolve = match self.packed_resolve {
-            Some(index) => Some(instance.get_func(&mut store, index).ok_or_else(|| {
-                CallFailure::Trap("the instance has no packed resolve function".into())
-            })?),
+            Some(index) => instance
+                .get_func(&mut store, index)
+                .ok_or_else(|| {
+                    CallFailure::Trap("the instance has no packed resolve function".into())
+                })?
+                .typed(&store)
+                .ok(),
             None => None,
         };
-        let packed_typed = packed_resolve.and_then(|f| f.typed(&store).ok());
         Ok(Warm {
             store,
             instance,
             resolve,
             packed_resolve,
-            packed_typed,
             buf: Vec::new(),
         })
     }
