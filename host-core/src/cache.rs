@@ -66,16 +66,7 @@ impl ArtifactCache {
         let artifact = component
             .serialize()
             .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-        let dir = path.parent().expect("artifact path has a parent");
-        std::fs::create_dir_all(dir).map_err(LoadError::Cache)?;
-        // Write then rename, so a concurrent reader never sees half an artifact.
-        let tmp = dir.join(format!(
-            ".{}.{}.tmp",
-            path.file_name().unwrap().to_string_lossy(),
-            std::process::id()
-        ));
-        std::fs::write(&tmp, artifact).map_err(LoadError::Cache)?;
-        std::fs::rename(&tmp, path).map_err(LoadError::Cache)?;
-        Ok(())
+        // Written whole, so a concurrent reader never sees half an artifact.
+        crate::files::write_atomically(path, &artifact).map_err(LoadError::Cache)
     }
 }

@@ -453,27 +453,13 @@ impl DirConflictLog {
     /// read, change and write a record, and two processes (two `host-cli conflicts resolve`,
     /// say) must not both start from the same version of it.
     fn lock(&self, tenant: &str) -> Result<std::fs::File, LogError> {
-        let dir = self.root.join(tenant);
-        let path = dir.join(".lock");
-        let io = |e: std::io::Error| LogError::Storage(format!("{}: {e}", path.display()));
-        std::fs::create_dir_all(&dir).map_err(io)?;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io)?;
-        file.lock().map_err(io)?;
-        Ok(file)
+        crate::files::lock_dir(&self.root.join(tenant))
+            .map_err(|e| LogError::Storage(e.to_string()))
     }
 
     fn write(&self, path: &Path, record: &ConflictRecord) -> Result<(), LogError> {
-        let io = |e: std::io::Error| LogError::Storage(format!("{}: {e}", path.display()));
-        let dir = path.parent().expect("records have a directory");
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let tmp = dir.join(format!(".{}.{}.tmp", record.id, std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec(record).expect("records serialise")).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        let bytes = serde_json::to_vec(record).expect("records serialise");
+        crate::files::write_atomically(path, &bytes).map_err(|e| LogError::Storage(e.to_string()))
     }
 
     fn read(path: &Path) -> Result<Option<ConflictRecord>, LogError> {

@@ -22,6 +22,7 @@ pub mod conflict_log;
 pub mod engine;
 pub mod error;
 pub mod event;
+mod files;
 pub mod ingest;
 pub mod laws;
 pub mod local_registry;

@@ -13,6 +13,7 @@
 //! (two operators, a host recording shadow results) never interleave; files are replaced by
 //! write-then-rename, so a reader never sees half a file.
 
+use crate::files;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -56,19 +57,8 @@ impl LocalRegistry {
         f: impl FnOnce(&Path) -> Result<T, RegistryError>,
     ) -> Result<T, RegistryError> {
         let dir = self.tenant_dir(tenant)?;
-        fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-        let lock_path = dir.join(".lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io(format!("opening {}", lock_path.display())))?;
-        lock.lock()
-            .map_err(io(format!("locking {}", lock_path.display())))?;
-        let result = f(&dir);
-        let _ = lock.unlock();
-        result
+        let _lock = files::lock_dir(&dir).map_err(storage)?;
+        f(&dir)
     }
 }
 
@@ -83,15 +73,11 @@ fn check_digest(digest: &str) -> Result<(), RegistryError> {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
-    let dir = path.parent().expect("registry files have a parent");
-    fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().unwrap().to_string_lossy(),
-        std::process::id()
-    ));
-    fs::write(&tmp, bytes).map_err(io(format!("writing {}", tmp.display())))?;
-    fs::rename(&tmp, path).map_err(io(format!("renaming to {}", path.display())))
+    files::write_atomically(path, bytes).map_err(storage)
+}
+
+fn storage(e: std::io::Error) -> RegistryError {
+    RegistryError::Storage(e.to_string())
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, RegistryError> {
