@@ -154,7 +154,7 @@ fn conflicts(c: &mut Criterion) {
         let (l, r) = (&pair.local, &pair.remote);
         let n = size.name();
         let stripped = host_core::strip::strip(l, r).expect("no tombstones");
-        let answer = policy.call_stripped(&ctx, &stripped).unwrap();
+        let answer = policy.call_stripped((&ctx).into(), &stripped).unwrap();
         let restored = host_core::strip::restore(&stripped, answer.clone());
         g.bench_function(format!("{n}-strip"), |b| {
             b.iter(|| host_core::strip::strip(black_box(l), black_box(r)))
@@ -162,7 +162,7 @@ fn conflicts(c: &mut Criterion) {
         g.bench_function(format!("{n}-stripped-call"), |b| {
             b.iter(|| {
                 policy
-                    .call_stripped(black_box(&ctx), black_box(&stripped))
+                    .call_stripped(black_box(&ctx).into(), black_box(&stripped))
                     .unwrap()
             })
         });
@@ -349,7 +349,7 @@ fn report(mut rep: Report) {
         policy_types::packed::pack_call(&mut packed, &ctx, &pair.local, &pair.remote);
         let whole = packed.len();
         if let Some(st) = strip(&pair.local, &pair.remote) {
-            st.pack(&mut packed, &ctx);
+            st.pack(&mut packed, (&ctx).into());
         }
         rep.line(
             &format!("{}: packed call (whole / only what differs)", size.name()),

@@ -82,7 +82,7 @@ fn every_peer_resolves_the_conflicts_alike() {
         let stripped = host_core::strip::strip(l, r).unwrap();
         let (sl, sr) = stripped.versions();
         assert_eq!(
-            policy.call_stripped(&ctx, &stripped).unwrap(),
+            policy.call_stripped((&ctx).into(), &stripped).unwrap(),
             policy.call_unpacked(&ctx, &sl, &sr).unwrap(),
             "{size:?} stripped, packed and typed"
         );

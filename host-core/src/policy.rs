@@ -9,7 +9,8 @@
 use std::sync::Mutex;
 
 use policy_types::{
-    Context, Description, PACKED_INTERFACE, PartyVersion, RESOLVER_INTERFACE, Resolution, packed,
+    Context, ContextRef, Description, PACKED_INTERFACE, PartyVersion, RESOLVER_INTERFACE,
+    Resolution, packed,
 };
 use sha2::{Digest, Sha256};
 use wasmtime::component::{
@@ -320,14 +321,26 @@ impl Policy {
         local: &PartyVersion,
         remote: &PartyVersion,
     ) -> Result<(Resolution, Option<u64>), CallFailure> {
-        self.call_pooled(ctx, Input::Whole(local, remote), self.info.packed)
+        self.call_pooled(ctx.into(), Input::Whole(local, remote), self.info.packed)
+    }
+
+    /// As [`Policy::call`], with the context by reference (what the resolver passes).
+    pub(crate) fn call_ref(
+        &self,
+        ctx: ContextRef<'_>,
+        local: &PartyVersion,
+        remote: &PartyVersion,
+    ) -> Result<Resolution, CallFailure> {
+        Ok(self
+            .call_pooled(ctx, Input::Whole(local, remote), self.info.packed)?
+            .0)
     }
 
     /// Calls with only what differs between the versions ([`crate::strip`]): packed straight
     /// from the versions for a policy that takes packed calls, copied out for one that does not.
     pub fn call_stripped(
         &self,
-        ctx: &Context,
+        ctx: ContextRef<'_>,
         stripped: &Stripped<'_>,
     ) -> Result<Resolution, CallFailure> {
         Ok(self
@@ -343,12 +356,14 @@ impl Policy {
         local: &PartyVersion,
         remote: &PartyVersion,
     ) -> Result<Resolution, CallFailure> {
-        Ok(self.call_pooled(ctx, Input::Whole(local, remote), false)?.0)
+        Ok(self
+            .call_pooled(ctx.into(), Input::Whole(local, remote), false)?
+            .0)
     }
 
     fn call_pooled(
         &self,
-        ctx: &Context,
+        ctx: ContextRef<'_>,
         input: Input<'_>,
         packed: bool,
     ) -> Result<(Resolution, Option<u64>), CallFailure> {
@@ -378,7 +393,7 @@ impl Policy {
         Ok(self
             .call_on(
                 &mut warm,
-                ctx,
+                ctx.into(),
                 Input::Whole(local, remote),
                 self.info.packed,
             )?
@@ -388,7 +403,7 @@ impl Policy {
     fn call_on(
         &self,
         warm: &mut Warm,
-        ctx: &Context,
+        ctx: ContextRef<'_>,
         input: Input<'_>,
         packed: bool,
     ) -> Result<(Resolution, Option<u64>), CallFailure> {
@@ -397,7 +412,7 @@ impl Policy {
             (Some(typed), true) => {
                 match input {
                     Input::Whole(local, remote) => {
-                        packed::pack_call(&mut warm.buf, ctx, local, remote)
+                        packed::pack_call_ref(&mut warm.buf, ctx, local, remote)
                     }
                     Input::Stripped(s) => s.pack(&mut warm.buf, ctx),
                 }
@@ -416,6 +431,7 @@ impl Policy {
                     .resolve
                     .typed::<ResolveParams<'_>, (Resolution,)>(&warm.store)
                     .map_err(|e| CallFailure::Trap(format!("{e:#}")))?;
+                let ctx = ctx.to_context();
                 let sent;
                 let (local, remote) = match input {
                     Input::Whole(local, remote) => (local, remote),
@@ -425,7 +441,7 @@ impl Policy {
                     }
                 };
                 typed
-                    .call(&mut warm.store, (ctx, local, remote))
+                    .call(&mut warm.store, (&ctx, local, remote))
                     .map(|(resolution,)| Ok(resolution))
             }
         };

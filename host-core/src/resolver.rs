@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use policy_types::{
-    Context, PartyVersion, Relation, Resolution, VectorOrder, compare_vectors, join_vectors,
+    ContextRef, PartyVersion, Relation, Resolution, VectorOrder, compare_vectors, join_vectors,
     materialize_with,
 };
 
@@ -207,11 +207,11 @@ fn resolve_inner(
             local.tenant, local.party_id, remote.tenant, remote.party_id
         ))));
     }
-    let ctx = Context {
-        tenant: local.tenant.clone(),
-        resolving_region: region.to_owned(),
+    let ctx = ContextRef {
+        tenant: &local.tenant,
+        resolving_region: region,
         relation,
-        config: config.to_owned(),
+        config,
     };
     let stripped = if differences_only {
         crate::strip::strip(local, remote)
@@ -219,8 +219,8 @@ fn resolve_inner(
         None
     };
     let resolution = match &stripped {
-        Some(s) => crate::strip::restore(s, policy.call_stripped(&ctx, s).map_err(fail)?),
-        None => policy.call(&ctx, local, remote).map_err(fail)?,
+        Some(s) => crate::strip::restore(s, policy.call_stripped(ctx, s).map_err(fail)?),
+        None => policy.call_ref(ctx, local, remote).map_err(fail)?,
     };
     let identical = stripped.as_ref().map_or(&[][..], |s| s.identical_fields());
     let (decision, party) =

@@ -44,7 +44,7 @@ impl Stripped<'_> {
     }
 
     /// Packs the call as sent ([`policy_types::packed`]).
-    pub fn pack(&self, out: &mut Vec<u8>, ctx: &policy_types::Context) {
+    pub fn pack(&self, out: &mut Vec<u8>, ctx: policy_types::ContextRef<'_>) {
         policy_types::packed::pack_call_sent(
             out,
             ctx,

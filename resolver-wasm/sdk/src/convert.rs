@@ -179,16 +179,32 @@ impl t::packed::Strings for Shared {
     }
 
     /// Most strings of a call are short ASCII (names, regions, ids): those are checked inline,
-    /// without a call to `from_utf8`, which checks the rest (a byte loop is slower than its
-    /// word-at-a-time check on longer strings, such as JSON values).
-    #[inline]
+    /// a word at a time, without a call to `from_utf8`, which checks the rest.
+    #[inline(always)]
     fn text<'a>(&self, bytes: &'a [u8]) -> Option<&'a str> {
-        if bytes.len() <= 16 && bytes.iter().all(|&b| b < 0x80) {
+        if short_ascii(bytes) {
             // SAFETY: ASCII is UTF-8.
             Some(unsafe { std::str::from_utf8_unchecked(bytes) })
         } else {
             std::str::from_utf8(bytes).ok()
         }
+    }
+}
+
+/// Whether `bytes` are at most 16 bytes of ASCII: two overlapping loads of a word (or of half
+/// a word) cover them, and no byte may have its high bit set.
+#[cfg(any(target_arch = "wasm32", test))]
+#[inline(always)]
+fn short_ascii(bytes: &[u8]) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let n = bytes.len();
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    let half = |at: usize| u64::from(u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()));
+    match n {
+        8..=16 => (word(0) | word(n - 8)) & HIGH == 0,
+        4..=7 => (half(0) | half(n - 4)) & HIGH == 0,
+        _ if n <= 16 => bytes.iter().all(|&b| b < 0x80),
+        _ => false,
     }
 }
 
@@ -226,4 +242,24 @@ fn answer<P: Policy>(
     let mut out = Vec::with_capacity(256);
     t::packed::pack_resolution(&mut out, &resolution);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_ascii;
+
+    /// Every length up to 17, with a non-ASCII byte at each position in turn: the overlapping
+    /// loads must see every byte.
+    #[test]
+    fn short_ascii_sees_every_byte_of_up_to_16() {
+        for n in 0..=17 {
+            let ascii = vec![b'a'; n];
+            assert_eq!(short_ascii(&ascii), n <= 16, "{n} ASCII bytes");
+            for at in 0..n {
+                let mut bytes = ascii.clone();
+                bytes[at] = 0xc3;
+                assert!(!short_ascii(&bytes), "{n} bytes, high bit at {at}");
+            }
+        }
+    }
 }

@@ -335,6 +335,39 @@ pub struct Context {
     pub config: String,
 }
 
+/// A [`Context`] by reference: what a host packs into a call without making an owned copy of
+/// the tenant, the region and the configuration first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContextRef<'a> {
+    pub tenant: &'a str,
+    pub resolving_region: &'a str,
+    pub relation: Relation,
+    pub config: &'a str,
+}
+
+impl<'a> From<&'a Context> for ContextRef<'a> {
+    fn from(c: &'a Context) -> Self {
+        ContextRef {
+            tenant: &c.tenant,
+            resolving_region: &c.resolving_region,
+            relation: c.relation,
+            config: &c.config,
+        }
+    }
+}
+
+impl ContextRef<'_> {
+    /// The owned context (for a call through the typed interface).
+    pub fn to_context(self) -> Context {
+        Context {
+            tenant: self.tenant.to_owned(),
+            resolving_region: self.resolving_region.to_owned(),
+            relation: self.relation,
+            config: self.config.to_owned(),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]

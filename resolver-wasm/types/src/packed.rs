@@ -29,8 +29,9 @@
 //! wrote, and a hostile guest must not get further than a refused result.
 
 use crate::{
-    Computed, Context, Dot, Element, Entry, EntryRef, Field, FieldValue, Hlc, MergedElements,
-    MergedField, MergedParty, MergedValue, PartyVersion, Relation, Resolution, ResourceType, Side,
+    Computed, Context, ContextRef, Dot, Element, Entry, EntryRef, Field, FieldValue, Hlc,
+    MergedElements, MergedField, MergedParty, MergedValue, PartyVersion, Relation, Resolution,
+    ResourceType, Side,
 };
 
 /// The first byte of every packed call and answer.
@@ -58,6 +59,16 @@ impl std::error::Error for PackError {}
 
 /// Packs `resolve`'s arguments into `out` (cleared first, so a caller can reuse its buffer).
 pub fn pack_call(out: &mut Vec<u8>, ctx: &Context, local: &PartyVersion, remote: &PartyVersion) {
+    pack_call_ref(out, ctx.into(), local, remote);
+}
+
+/// As [`pack_call`], with the context by reference.
+pub fn pack_call_ref(
+    out: &mut Vec<u8>,
+    ctx: ContextRef<'_>,
+    local: &PartyVersion,
+    remote: &PartyVersion,
+) {
     let mut w = Writer::start(out);
     w.context(ctx);
     w.version(local);
@@ -76,7 +87,7 @@ pub enum SentField<'a> {
 /// `remote_fields` (views into the versions: nothing is copied but into `out`).
 pub fn pack_call_sent<'a>(
     out: &mut Vec<u8>,
-    ctx: &'a Context,
+    ctx: ContextRef<'a>,
     local: &'a PartyVersion,
     local_fields: &'a [SentField<'a>],
     remote: &'a PartyVersion,
@@ -359,11 +370,11 @@ impl<'o, 'v> Writer<'o, 'v> {
         }
     }
 
-    fn context(&mut self, ctx: &'v Context) {
-        self.str(&ctx.tenant);
-        self.region(&ctx.resolving_region);
+    fn context(&mut self, ctx: ContextRef<'v>) {
+        self.str(ctx.tenant);
+        self.region(ctx.resolving_region);
         self.byte(relation_byte(ctx.relation));
-        self.str(&ctx.config);
+        self.str(ctx.config);
     }
 
     fn version(&mut self, v: &'v PartyVersion) {
@@ -469,7 +480,7 @@ impl<'b, S: Strings> Reader<'b, S> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn byte(&mut self) -> Result<u8, PackError> {
         let b = *self
             .bytes
@@ -479,7 +490,7 @@ impl<'b, S: Strings> Reader<'b, S> {
         Ok(b)
     }
 
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, PackError> {
         // Most integers in a call (lengths, counts, region numbers) fit in one byte.
         if let Some(&b) = self.bytes.get(self.pos)
@@ -515,7 +526,7 @@ impl<'b, S: Strings> Reader<'b, S> {
 
     /// A count of items that take at least a byte each: never more than the bytes left, so a
     /// hostile count cannot make the reader allocate more than the input's size.
-    #[inline]
+    #[inline(always)]
     fn count(&mut self) -> Result<usize, PackError> {
         let n = self.varint()?;
         match usize::try_from(n) {
@@ -524,7 +535,7 @@ impl<'b, S: Strings> Reader<'b, S> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn slice(&mut self) -> Result<&'b str, PackError> {
         let n = self.count()?;
         let bytes: &'b [u8] = self.bytes;
@@ -536,13 +547,13 @@ impl<'b, S: Strings> Reader<'b, S> {
         Ok(s)
     }
 
-    #[inline]
+    #[inline(always)]
     fn str(&mut self) -> Result<String, PackError> {
         let s = self.slice()?;
         Ok(self.strings.string(s))
     }
 
-    #[inline]
+    #[inline(always)]
     fn region(&mut self) -> Result<String, PackError> {
         let name = match self.varint()? {
             0 => {
@@ -569,7 +580,7 @@ impl<'b, S: Strings> Reader<'b, S> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn hlc(&mut self) -> Result<Hlc, PackError> {
         Ok(Hlc {
             wall_ms: self.varint()?,
@@ -578,7 +589,7 @@ impl<'b, S: Strings> Reader<'b, S> {
         })
     }
 
-    #[inline]
+    #[inline(always)]
     fn dot(&mut self) -> Result<Dot, PackError> {
         Ok(Dot {
             region: self.region()?,
@@ -764,7 +775,14 @@ mod tests {
         let local_sent = [SentField::Whole(&local.fields[1])];
         let remote_sent = [SentField::Elements(&remote.fields[0], vec![&elements[0]])];
         let mut buf = Vec::new();
-        pack_call_sent(&mut buf, &ctx, &local, &local_sent, &remote, &remote_sent);
+        pack_call_sent(
+            &mut buf,
+            (&ctx).into(),
+            &local,
+            &local_sent,
+            &remote,
+            &remote_sent,
+        );
         let (c, l, r) = unpack_call(&buf).unwrap();
         assert_eq!(c, ctx);
         assert_eq!(l.fields, vec![local.fields[1].clone()]);
@@ -863,6 +881,38 @@ mod tests {
         let mut long = answer_bytes.clone();
         long.push(0);
         assert_eq!(unpack_resolution(&long).unwrap_err().what, "trailing bytes");
+    }
+
+    #[test]
+    fn varints_round_trip_and_overlong_ones_are_refused_where_they_stop() {
+        let read = |bytes: &[u8]| {
+            let mut with_format = vec![FORMAT];
+            with_format.extend_from_slice(bytes);
+            let mut r = Reader::with_strings(&with_format, Copied).unwrap();
+            r.varint().map(|v| (v, r.pos)).map_err(|e| (e.at, e.what))
+        };
+        for v in [
+            0,
+            1,
+            127,
+            128,
+            300,
+            1 << 35,
+            1_764_000_000_000,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            let mut out = vec![FORMAT];
+            Writer::start(&mut out).varint(v);
+            assert_eq!(read(&out[1..]), Ok((v, out.len())), "{v}");
+        }
+        // Cut short after a continuation byte; ten bytes whose last has more than the top
+        // bit; eleven bytes.
+        assert_eq!(read(&[0x80, 0x80]), Err((3, "ends too early")));
+        let mut ten = [0xff; 10];
+        ten[9] = 0x02;
+        assert_eq!(read(&ten), Err((11, "integer overflows 64 bits")));
+        assert_eq!(read(&[0xff; 11]), Err((11, "integer overflows 64 bits")));
     }
 
     #[test]
