@@ -304,10 +304,11 @@ impl Policy {
     }
 
     /// Calls the policy's `resolve` as is: no causality shortcut, no result validation.
-    /// (The [`crate::Resolver`] adds both; law checks call this directly.)
-    pub fn call(
+    /// (The [`crate::Resolver`] adds both; law checks call this directly.) The context is a
+    /// `&Context` or, where the caller holds its parts, a [`ContextRef`].
+    pub fn call<'c>(
         &self,
-        ctx: &Context,
+        ctx: impl Into<ContextRef<'c>>,
         local: &PartyVersion,
         remote: &PartyVersion,
     ) -> Result<Resolution, CallFailure> {
@@ -315,25 +316,13 @@ impl Policy {
     }
 
     /// As [`Policy::call`], also returning the fuel the call consumed (metered engines only).
-    pub fn call_metered(
+    pub fn call_metered<'c>(
         &self,
-        ctx: &Context,
+        ctx: impl Into<ContextRef<'c>>,
         local: &PartyVersion,
         remote: &PartyVersion,
     ) -> Result<(Resolution, Option<u64>), CallFailure> {
         self.call_pooled(ctx.into(), Input::Whole(local, remote), self.info.packed)
-    }
-
-    /// As [`Policy::call`], with the context by reference (what the resolver passes).
-    pub(crate) fn call_ref(
-        &self,
-        ctx: ContextRef<'_>,
-        local: &PartyVersion,
-        remote: &PartyVersion,
-    ) -> Result<Resolution, CallFailure> {
-        Ok(self
-            .call_pooled(ctx, Input::Whole(local, remote), self.info.packed)?
-            .0)
     }
 
     /// Calls with only what differs between the versions ([`crate::strip`]): packed straight

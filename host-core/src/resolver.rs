@@ -220,7 +220,7 @@ fn resolve_inner(
     };
     let resolution = match &stripped {
         Some(s) => crate::strip::restore(s, policy.call_stripped(ctx, s).map_err(fail)?),
-        None => policy.call_ref(ctx, local, remote).map_err(fail)?,
+        None => policy.call(ctx, local, remote).map_err(fail)?,
     };
     let identical = stripped.as_ref().map_or(&[][..], |s| s.identical_fields());
     let (decision, party) =

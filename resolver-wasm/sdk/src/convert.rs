@@ -203,7 +203,7 @@ fn short_ascii(bytes: &[u8]) -> bool {
     match n {
         8..=16 => (word(0) | word(n - 8)) & HIGH == 0,
         4..=7 => (half(0) | half(n - 4)) & HIGH == 0,
-        _ if n <= 16 => bytes.iter().all(|&b| b < 0x80),
+        0..=3 => bytes.iter().all(|&b| b < 0x80),
         _ => false,
     }
 }
