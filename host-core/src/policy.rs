@@ -134,6 +134,18 @@ impl ResourceLimiter for Limiter {
     }
 }
 
+thread_local! {
+    /// The last answer this thread was done with ([`recycle`]): the next packed answer is
+    /// unpacked into its strings and vectors instead of new ones.
+    static SPARE: std::cell::Cell<Option<Resolution>> = const { std::cell::Cell::new(None) };
+}
+
+/// Hands back an answer the caller is done with, so that the next packed answer unpacked on
+/// this thread reuses its allocations (a small conflict's answer is a dozen strings).
+pub fn recycle(resolution: Resolution) {
+    SPARE.set(Some(resolution));
+}
+
 /// Idle instances kept per policy; more than this are dropped after use.
 const MAX_IDLE: usize = 16;
 
@@ -408,11 +420,13 @@ impl Policy {
                 typed
                     .call(&mut warm.store, (warm.buf.as_slice(),))
                     .map(|(answer,)| {
-                        packed::unpack_resolution(&answer).map_err(|e| {
-                            CallFailure::InvalidResult(format!(
+                        let mut resolution = SPARE.take().unwrap_or(Resolution::KeepLocal);
+                        match packed::unpack_resolution_into(&answer, &mut resolution) {
+                            Ok(()) => Ok(resolution),
+                            Err(e) => Err(CallFailure::InvalidResult(format!(
                                 "the policy's packed answer is not a resolution: {e}"
-                            ))
-                        })
+                            ))),
+                        }
                     })
             }
             _ => {

@@ -223,9 +223,9 @@ fn resolve_inner(
         None => policy.call(ctx, local, remote).map_err(fail)?,
     };
     let identical = stripped.as_ref().map_or(&[][..], |s| s.identical_fields());
-    let (decision, party) =
-        apply_resolution_with(region, relation, local, remote, &resolution, identical)
-            .map_err(fail)?;
+    let applied = apply_resolution_with(region, relation, local, remote, &resolution, identical);
+    crate::policy::recycle(resolution);
+    let (decision, party) = applied.map_err(fail)?;
     Ok(Resolved {
         relation,
         decision,

@@ -208,6 +208,35 @@ fn short_ascii(bytes: &[u8]) -> bool {
     }
 }
 
+/// `memcmp`'s answer for two byte strings of the same length: the sign of the first byte that
+/// differs, found a word at a time.
+#[cfg(any(target_arch = "wasm32", test))]
+#[inline(always)]
+pub(crate) fn compare(a: &[u8], b: &[u8]) -> i32 {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        let x = u64::from_le_bytes(a[i..i + 8].try_into().unwrap());
+        let y = u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
+        if x != y {
+            // The first byte that differs decides: compared as big-endian words.
+            return if x.swap_bytes() < y.swap_bytes() {
+                -1
+            } else {
+                1
+            };
+        }
+        i += 8;
+    }
+    while i < n {
+        if a[i] != b[i] {
+            return i32::from(a[i]) - i32::from(b[i]);
+        }
+        i += 1;
+    }
+    0
+}
+
 /// `packed-resolver.resolve`: the same policy on the packed form of the call. Arguments the
 /// host packed wrongly are a host bug; the policy answers with a rejection that names it, so
 /// that the conflict is kept with the reason.
@@ -246,7 +275,26 @@ fn answer<P: Policy>(
 
 #[cfg(test)]
 mod tests {
-    use super::short_ascii;
+    use super::{compare, short_ascii};
+
+    /// Against the standard library's ordering: every length up to 20, a difference at every
+    /// position, in both directions, with bytes that differ in their high bit too.
+    #[test]
+    fn compare_orders_as_memcmp_does() {
+        for n in 0..=20usize {
+            let base: Vec<u8> = (0..n).map(|i| (i * 37 % 251) as u8).collect();
+            assert_eq!(compare(&base, &base), 0, "{n} equal bytes");
+            for at in 0..n {
+                for delta in [1u8, 0x80, 0xff] {
+                    let mut other = base.clone();
+                    other[at] = other[at].wrapping_add(delta);
+                    let want = base.cmp(&other) as i32;
+                    assert_eq!(compare(&base, &other).signum(), want, "{n} bytes, at {at}");
+                    assert_eq!(compare(&other, &base).signum(), -want, "{n} bytes, at {at}");
+                }
+            }
+        }
+    }
 
     /// Every length up to 17, with a non-ASCII byte at each position in turn: the overlapping
     /// loads must see every byte.

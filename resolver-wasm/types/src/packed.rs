@@ -218,63 +218,78 @@ pub fn pack_resolution(out: &mut Vec<u8>, resolution: &Resolution) {
 
 /// Unpacks what [`pack_resolution`] wrote.
 pub fn unpack_resolution(bytes: &[u8]) -> Result<Resolution, PackError> {
-    let mut r = Reader::with_strings(bytes, Copied)?;
-    let resolution = match r.byte()? {
-        0 => Resolution::KeepLocal,
-        1 => Resolution::TakeRemote,
-        2 => {
-            let tenant = r.str()?;
-            let party_id = r.str()?;
-            let version_vector = r.dots()?;
-            let n = r.count()?;
-            let mut fields = Vec::with_capacity(n);
-            for _ in 0..n {
-                let name = r.str()?;
-                let value = match r.byte()? {
-                    0 => MergedValue::Copy(r.side()?),
-                    1 => {
-                        let stamp_from = r.side()?;
-                        let n = r.count()?;
-                        let mut elements = Vec::with_capacity(n);
-                        for _ in 0..n {
-                            let m = r.count()?;
-                            let mut refs = Vec::with_capacity(m);
-                            for _ in 0..m {
-                                refs.push(EntryRef {
-                                    side: r.side()?,
-                                    element: r.u32()?,
-                                    entry: r.u32()?,
-                                });
-                            }
-                            elements.push(refs);
-                        }
-                        MergedValue::Elements(MergedElements {
-                            stamp_from,
-                            elements,
-                        })
-                    }
-                    2 => MergedValue::Computed(Computed {
-                        value: r.str()?,
-                        stamp: r.hlc()?,
-                    }),
-                    _ => return Err(r.bad_tag("unknown merged-value")),
-                };
-                fields.push(MergedField { name, value });
-            }
-            let tombstone = r.tombstone()?;
-            Resolution::Merged(MergedParty {
-                tenant,
-                party_id,
-                version_vector,
-                fields,
-                tombstone,
-            })
-        }
-        3 => Resolution::Reject(r.str()?),
-        _ => return Err(r.bad_tag("unknown resolution")),
-    };
-    r.finish()?;
+    let mut resolution = Resolution::KeepLocal;
+    unpack_resolution_into(bytes, &mut resolution)?;
     Ok(resolution)
+}
+
+/// As [`unpack_resolution`], into `into`, reusing the strings and vectors of the answer it
+/// holds: a host unpacks one answer a call, and taking over the last one's tenant, party id,
+/// regions and field names spares it a dozen allocations and frees on a small conflict
+/// (BENCHMARKS.md). On an error `into` holds some valid value, to be discarded.
+pub fn unpack_resolution_into(bytes: &[u8], into: &mut Resolution) -> Result<(), PackError> {
+    let mut r = Reader::with_strings(bytes, Copied)?;
+    match r.byte()? {
+        0 => *into = Resolution::KeepLocal,
+        1 => *into = Resolution::TakeRemote,
+        2 => {
+            if !matches!(into, Resolution::Merged(_)) {
+                *into = Resolution::Merged(MergedParty {
+                    tenant: String::new(),
+                    party_id: String::new(),
+                    version_vector: Vec::new(),
+                    fields: Vec::new(),
+                    tombstone: None,
+                });
+            }
+            let Resolution::Merged(m) = into else {
+                unreachable!("made merged above")
+            };
+            set(&mut m.tenant, r.slice()?);
+            set(&mut m.party_id, r.slice()?);
+            let n = r.count()?;
+            m.version_vector.truncate(n);
+            for i in 0..n {
+                let region = r.region_slice()?;
+                let counter = r.varint()?;
+                let d = slot(&mut m.version_vector, i, || Dot::new("", 0));
+                set(&mut d.region, region);
+                d.counter = counter;
+            }
+            let n = r.count()?;
+            m.fields.truncate(n);
+            for i in 0..n {
+                let name = r.slice()?;
+                let value = r.merged_value()?;
+                let f = slot(&mut m.fields, i, || MergedField {
+                    name: String::new(),
+                    value: MergedValue::Copy(Side::Local),
+                });
+                set(&mut f.name, name);
+                f.value = value;
+            }
+            m.tombstone = r.tombstone()?;
+        }
+        3 => *into = Resolution::Reject(r.str()?),
+        _ => return Err(r.bad_tag("unknown resolution")),
+    }
+    r.finish()
+}
+
+/// Entry `i` of `v`, which has at least `i` entries: the one there, or a new one made by `empty`.
+#[inline(always)]
+fn slot<T>(v: &mut Vec<T>, i: usize, empty: impl FnOnce() -> T) -> &mut T {
+    if i == v.len() {
+        v.push(empty());
+    }
+    &mut v[i]
+}
+
+/// `dst` becomes `s`, in the allocation `dst` already has where it is large enough.
+#[inline(always)]
+fn set(dst: &mut String, s: &str) {
+    dst.clear();
+    dst.push_str(s);
 }
 
 fn relation_byte(relation: Relation) -> u8 {
@@ -286,10 +301,82 @@ fn relation_byte(relation: Relation) -> u8 {
     }
 }
 
+/// Region names in order of first appearance: a call names two or three, so the first few are
+/// kept inline (no allocation, no `memcmp` call to find one), any more in a vector.
+struct RegionTable<'a> {
+    inline: [&'a str; INLINE_REGIONS],
+    len: usize,
+    more: Vec<&'a str>,
+}
+
+const INLINE_REGIONS: usize = 8;
+
+impl<'a> RegionTable<'a> {
+    fn new() -> Self {
+        RegionTable {
+            inline: [""; INLINE_REGIONS],
+            len: 0,
+            more: Vec::new(),
+        }
+    }
+
+    #[inline(always)]
+    fn get(&self, i: usize) -> Option<&'a str> {
+        if i < self.len.min(INLINE_REGIONS) {
+            Some(self.inline[i])
+        } else {
+            self.more.get(i.checked_sub(INLINE_REGIONS)?).copied()
+        }
+    }
+
+    #[inline(always)]
+    fn position(&self, name: &str) -> Option<usize> {
+        let inline = &self.inline[..self.len.min(INLINE_REGIONS)];
+        match inline.iter().position(|r| same_short(r, name)) {
+            Some(i) => Some(i),
+            None if self.len > INLINE_REGIONS => self
+                .more
+                .iter()
+                .position(|r| *r == name)
+                .map(|i| i + INLINE_REGIONS),
+            None => None,
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, name: &'a str) {
+        if self.len < INLINE_REGIONS {
+            self.inline[self.len] = name;
+        } else {
+            self.more.push(name);
+        }
+        self.len += 1;
+    }
+}
+
+/// `a == b`, without a call to `memcmp` for names of up to 16 bytes (region names are two or
+/// three): equal lengths, and two overlapping windows of each equal.
+#[inline(always)]
+fn same_short(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap());
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap());
+    match n {
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
+        _ => a == b,
+    }
+}
+
 struct Writer<'o, 'v> {
     out: &'o mut Vec<u8>,
     /// Regions in order of first appearance (at most a handful: a linear search wins).
-    regions: Vec<&'v str>,
+    regions: RegionTable<'v>,
 }
 
 impl<'o, 'v> Writer<'o, 'v> {
@@ -299,7 +386,7 @@ impl<'o, 'v> Writer<'o, 'v> {
         out.push(FORMAT);
         Writer {
             out,
-            regions: Vec::new(),
+            regions: RegionTable::new(),
         }
     }
 
@@ -307,7 +394,34 @@ impl<'o, 'v> Writer<'o, 'v> {
         self.out.push(b);
     }
 
-    fn varint(&mut self, mut v: u64) {
+    #[inline(always)]
+    fn varint(&mut self, v: u64) {
+        if v < 0x80 {
+            self.out.push(v as u8);
+        } else {
+            self.varint_long(v);
+        }
+    }
+
+    /// Two bytes or more. Up to 56 bits (eight bytes: the stamps' wall clocks take six), the
+    /// 7-bit groups are spread into the bytes of one word at once and written as one window.
+    fn varint_long(&mut self, mut v: u64) {
+        if v < 1 << 56 {
+            let len = (64 - v.leading_zeros()).div_ceil(7) as usize;
+            let spread = (v & 0x7f)
+                | ((v & (0x7f << 7)) << 1)
+                | ((v & (0x7f << 14)) << 2)
+                | ((v & (0x7f << 21)) << 3)
+                | ((v & (0x7f << 28)) << 4)
+                | ((v & (0x7f << 35)) << 5)
+                | ((v & (0x7f << 42)) << 6)
+                | ((v & (0x7f << 49)) << 7);
+            let more = 0x8080_8080_8080_8080 & ((1u64 << (8 * (len - 1))) - 1);
+            let at = self.out.len();
+            self.out.extend_from_slice(&(spread | more).to_le_bytes());
+            self.out.truncate(at + len);
+            return;
+        }
         while v >= 0x80 {
             self.out.push((v as u8) | 0x80);
             v >>= 7;
@@ -321,11 +435,35 @@ impl<'o, 'v> Writer<'o, 'v> {
 
     fn str(&mut self, s: &str) {
         self.count(s.len());
-        self.out.extend_from_slice(s.as_bytes());
+        self.bytes(s.as_bytes());
+    }
+
+    /// Appends `b`. Most strings are short (names, regions, ids): up to 16 bytes are written
+    /// as two overlapping fixed-size windows, a few stores, where `extend_from_slice` calls
+    /// `memcpy` (in a guest, a call out of the sandbox).
+    #[inline(always)]
+    fn bytes(&mut self, b: &[u8]) {
+        let n = b.len();
+        let at = self.out.len();
+        match n {
+            8..=16 => {
+                self.out.extend_from_slice(&[0; 16]);
+                self.out.truncate(at + n);
+                self.out[at..at + 8].copy_from_slice(&b[..8]);
+                self.out[at + n - 8..at + n].copy_from_slice(&b[n - 8..]);
+            }
+            4..=7 => {
+                self.out.extend_from_slice(&[0; 8]);
+                self.out.truncate(at + n);
+                self.out[at..at + 4].copy_from_slice(&b[..4]);
+                self.out[at + n - 4..at + n].copy_from_slice(&b[n - 4..]);
+            }
+            _ => self.out.extend_from_slice(b),
+        }
     }
 
     fn region(&mut self, region: &'v str) {
-        match self.regions.iter().position(|r| *r == region) {
+        match self.regions.position(region) {
             Some(i) => self.count(i + 1),
             None => {
                 self.regions.push(region);
@@ -439,7 +577,7 @@ struct Reader<'b, S> {
     bytes: &'b [u8],
     pos: usize,
     /// The region names defined so far, in order.
-    regions: Vec<&'b str>,
+    regions: RegionTable<'b>,
     strings: S,
 }
 
@@ -448,7 +586,7 @@ impl<'b, S: Strings> Reader<'b, S> {
         let mut r = Reader {
             bytes,
             pos: 0,
-            regions: Vec::new(),
+            regions: RegionTable::new(),
             strings,
         };
         if r.byte()? != FORMAT {
@@ -504,6 +642,27 @@ impl<'b, S: Strings> Reader<'b, S> {
 
     #[inline(never)]
     fn varint_long(&mut self) -> Result<u64, PackError> {
+        // Up to eight bytes at once where eight are left: the group that ends the integer is
+        // the first byte without its top bit, and the 7-bit groups before it are gathered
+        // with shifts and masks instead of a loop over the bytes.
+        if let Some(w) = self.bytes.get(self.pos..self.pos + 8) {
+            let w = u64::from_le_bytes(w.try_into().unwrap());
+            let ends = !w & 0x8080_8080_8080_8080;
+            if ends != 0 {
+                let len = (ends.trailing_zeros() / 8 + 1) as usize;
+                let w = w & (u64::MAX >> (64 - 8 * len));
+                let v = (w & 0x7f)
+                    | ((w >> 1) & (0x7f << 7))
+                    | ((w >> 2) & (0x7f << 14))
+                    | ((w >> 3) & (0x7f << 21))
+                    | ((w >> 4) & (0x7f << 28))
+                    | ((w >> 5) & (0x7f << 35))
+                    | ((w >> 6) & (0x7f << 42))
+                    | ((w >> 7) & (0x7f << 49));
+                self.pos += len;
+                return Ok(v);
+            }
+        }
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
@@ -555,7 +714,13 @@ impl<'b, S: Strings> Reader<'b, S> {
 
     #[inline(always)]
     fn region(&mut self) -> Result<String, PackError> {
-        let name = match self.varint()? {
+        let name = self.region_slice()?;
+        Ok(self.strings.string(name))
+    }
+
+    #[inline(always)]
+    fn region_slice(&mut self) -> Result<&'b str, PackError> {
+        Ok(match self.varint()? {
             0 => {
                 let name = self.slice()?;
                 self.regions.push(name);
@@ -568,8 +733,39 @@ impl<'b, S: Strings> Reader<'b, S> {
                 Some(name) => name,
                 None => return Err(self.error("region number not defined yet")),
             },
-        };
-        Ok(self.strings.string(name))
+        })
+    }
+
+    fn merged_value(&mut self) -> Result<MergedValue, PackError> {
+        Ok(match self.byte()? {
+            0 => MergedValue::Copy(self.side()?),
+            1 => {
+                let stamp_from = self.side()?;
+                let n = self.count()?;
+                let mut elements = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let m = self.count()?;
+                    let mut refs = Vec::with_capacity(m);
+                    for _ in 0..m {
+                        refs.push(EntryRef {
+                            side: self.side()?,
+                            element: self.u32()?,
+                            entry: self.u32()?,
+                        });
+                    }
+                    elements.push(refs);
+                }
+                MergedValue::Elements(MergedElements {
+                    stamp_from,
+                    elements,
+                })
+            }
+            2 => MergedValue::Computed(Computed {
+                value: self.str()?,
+                stamp: self.hlc()?,
+            }),
+            _ => return Err(self.bad_tag("unknown merged-value")),
+        })
     }
 
     fn side(&mut self) -> Result<Side, PackError> {
@@ -766,6 +962,45 @@ mod tests {
         }
     }
 
+    /// Unpacked into the previous answer's allocations, whatever that answer was (more or
+    /// fewer fields, a longer vector, another kind, or left half-written by a refused answer),
+    /// an answer comes out as it does unpacked fresh.
+    #[test]
+    fn an_answer_unpacked_into_a_previous_one_is_the_same_as_unpacked_fresh() {
+        let Resolution::Merged(full) = merged() else {
+            unreachable!()
+        };
+        let mut short = full.clone();
+        short.fields.truncate(1);
+        short
+            .version_vector
+            .push(Dot::new("zz-longer-region-name", 7));
+        short.tenant = "a-much-longer-tenant-name".into();
+        short.tombstone = Some(hlc(3, "eu"));
+        let answers = [
+            Resolution::Merged(short.clone()),
+            Resolution::Merged(full.clone()),
+            Resolution::Merged(short),
+            Resolution::Reject("no".into()),
+            Resolution::Merged(full),
+            Resolution::KeepLocal,
+            merged(),
+            Resolution::TakeRemote,
+        ];
+        let mut into = Resolution::KeepLocal;
+        let mut buf = Vec::new();
+        for (i, a) in answers.iter().enumerate() {
+            pack_resolution(&mut buf, a);
+            unpack_resolution_into(&buf, &mut into).unwrap();
+            assert_eq!(&into, a, "answer {i}");
+            // A refused answer leaves something behind; the next one is still right.
+            let cut = &buf[..buf.len() - 1];
+            if cut.len() > 1 {
+                assert!(unpack_resolution_into(cut, &mut into).is_err());
+            }
+        }
+    }
+
     #[test]
     fn a_call_sent_with_views_unpacks_as_the_versions_it_describes() {
         let (ctx, local, remote) = call();
@@ -905,6 +1140,31 @@ mod tests {
             let mut out = vec![FORMAT];
             Writer::start(&mut out).varint(v);
             assert_eq!(read(&out[1..]), Ok((v, out.len())), "{v}");
+        }
+        // Every length, at both ends of its range, written as the byte loop of LEB128 writes
+        // it and read back with and without eight bytes after it (the reader's word-at-a-time
+        // path and its byte loop).
+        let leb128 = |mut v: u64| {
+            let mut out = Vec::new();
+            while v >= 0x80 {
+                out.push((v as u8) | 0x80);
+                v >>= 7;
+            }
+            out.push(v as u8);
+            out
+        };
+        let mut values = vec![0x80, 0x3fff, 1_764_000_000_000, u64::MAX];
+        for bits in (7..64).step_by(7) {
+            values.extend([(1u64 << bits) - 1, 1 << bits, (1 << bits) + 1]);
+        }
+        for v in values {
+            let mut out = vec![FORMAT];
+            Writer::start(&mut out).varint(v);
+            assert_eq!(&out[1..], leb128(v), "{v} is written as LEB128");
+            let n = out.len();
+            assert_eq!(read(&out[1..]), Ok((v, n)), "{v} alone");
+            out.extend_from_slice(&[0xff; 8]);
+            assert_eq!(read(&out[1..]), Ok((v, n)), "{v} followed by eight bytes");
         }
         // Cut short after a continuation byte; ten bytes whose last has more than the top
         // bit; eleven bytes.
