@@ -291,6 +291,12 @@ mod tests {
                     let want = base.cmp(&other) as i32;
                     assert_eq!(compare(&base, &other).signum(), want, "{n} bytes, at {at}");
                     assert_eq!(compare(&other, &base).signum(), -want, "{n} bytes, at {at}");
+                    // A later byte that differs the other way does not decide.
+                    if at + 1 < n {
+                        other[at + 1] = other[at + 1].wrapping_sub(delta);
+                        let want = base.cmp(&other) as i32;
+                        assert_eq!(compare(&base, &other).signum(), want, "{n}, {at} and next");
+                    }
                 }
             }
         }

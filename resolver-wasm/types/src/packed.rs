@@ -1038,6 +1038,30 @@ mod tests {
         assert_eq!(text.matches("ap-south-é").count(), 1, "{text}");
     }
 
+    /// More regions than the table keeps inline (eight): each still spelled once, each number
+    /// read back as the name it stands for, in a call and in an answer.
+    #[test]
+    fn a_call_naming_twenty_regions_comes_back_unchanged() {
+        let (ctx, mut local, remote) = call();
+        let regions: Vec<String> = (0..20).map(|i| format!("region-{i:02}")).collect();
+        local.version_vector = regions.iter().map(|r| Dot::new(r, 1)).collect();
+        local.fields[1].stamp.region = regions[19].clone();
+        let mut buf = Vec::new();
+        pack_call(&mut buf, &ctx, &local, &remote);
+        let text = String::from_utf8_lossy(&buf);
+        for r in &regions {
+            assert_eq!(text.matches(r.as_str()).count(), 1, "{r}");
+        }
+        assert_eq!(unpack_call(&buf).unwrap(), (ctx, local, remote));
+        let Resolution::Merged(mut m) = merged() else {
+            unreachable!()
+        };
+        m.version_vector = regions.iter().rev().map(|r| Dot::new(r, 2)).collect();
+        let answer = Resolution::Merged(m);
+        pack_resolution(&mut buf, &answer);
+        assert_eq!(unpack_resolution(&buf).unwrap(), answer);
+    }
+
     /// The Rust SDK's guests make strings that own their bytes inside the call (`policy_sdk`'s
     /// arena), which is only sound if every string the reader asks for is a slice of the call
     /// itself, region names included, and never a temporary.
