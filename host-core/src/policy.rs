@@ -143,7 +143,7 @@ thread_local! {
 /// Hands back an answer the caller is done with, so that the next packed answer unpacked on
 /// this thread reuses its allocations (a small conflict's answer is a dozen strings). A thread
 /// keeps one answer at most: the last one handed back.
-pub fn recycle(resolution: Resolution) {
+pub(crate) fn recycle(resolution: Resolution) {
     SPARE.set(Some(resolution));
 }
 
