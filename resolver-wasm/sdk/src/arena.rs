@@ -1,6 +1,7 @@
 //! The call arena, the SDK's global allocator on wasm32: allocation bumps a pointer through one
 //! chunk of memory, a free only counts, and the chunk is rewound as soon as nothing allocated
-//! in it is held any more, which is once per call (the host frees the answer in `post-return`).
+//! in it is held any more, which is once per call: a packed call's answer is freed by the next
+//! call's first allocation ([`CallArena::hold`]), a typed call's by the host's `post-return`.
 //!
 //! A call unpacks its arguments into a few hundred small strings and vectors, merges, and
 //! drops them all; with the general-purpose allocator (dlmalloc on wasm32) that bookkeeping
@@ -18,6 +19,9 @@
 //! contract's advice): the arena is rewound only when no block is live, so nothing a policy
 //! still holds is ever reused. Until then allocations continue after the survivors, and once
 //! the chunk is full they go to the general allocator.
+
+// Natively only the tests use it.
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, UnsafeCell};
@@ -45,6 +49,9 @@ pub struct CallArena {
     live: Cell<usize>,
     /// Bytes wanted from the arena since it was last rewound, and not found there.
     missed: Cell<usize>,
+    /// The last packed answer, held until the host has copied it out ([`CallArena::hold`]):
+    /// its pointer and capacity, or a null pointer.
+    held: Cell<(*mut u8, usize)>,
 }
 
 // SAFETY: wasm32 guests are single-threaded; the cells are never shared between threads.
@@ -58,6 +65,7 @@ impl CallArena {
             next: Cell::new(0),
             live: Cell::new(0),
             missed: Cell::new(0),
+            held: Cell::new((std::ptr::null_mut(), 0)),
         }
     }
 
@@ -123,6 +131,30 @@ impl CallArena {
         unsafe { String::from_raw_parts(s.as_ptr().cast_mut(), s.len(), s.len()) }
     }
 
+    /// Keeps `answer` where it is until the next allocation, and frees it then: an export's
+    /// answer that the host copies out after the export returns, without a post-return call to
+    /// free it (the next call's first allocation is the host's for its arguments).
+    ///
+    /// `answer` must come from this allocator (on wasm32 it is the global one).
+    pub fn hold(&self, answer: Vec<u8>) {
+        self.free_held();
+        let mut answer = std::mem::ManuallyDrop::new(answer);
+        if answer.capacity() > 0 {
+            self.held.set((answer.as_mut_ptr(), answer.capacity()));
+        }
+    }
+
+    #[inline(always)]
+    fn free_held(&self) {
+        let (ptr, capacity) = self.held.get();
+        if !ptr.is_null() {
+            self.held.set((std::ptr::null_mut(), 0));
+            // SAFETY: `hold` took these parts from a `Vec<u8>` of this allocator that it did
+            // not drop; this frees its block once, as that vector's drop would have.
+            unsafe { self.dealloc(ptr, Layout::from_size_align_unchecked(capacity, 1)) };
+        }
+    }
+
     fn use_chunk(&self, start: usize, size: usize) {
         self.start.set(start);
         self.end.set(start + size);
@@ -169,6 +201,7 @@ impl Default for CallArena {
 unsafe impl GlobalAlloc for CallArena {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.free_held();
         if self.end.get() == 0 {
             self.use_chunk(FIRST.0.get() as usize, FIRST_CHUNK);
         }
@@ -232,6 +265,45 @@ unsafe impl GlobalAlloc for CallArena {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::CallArena;
+    use std::alloc::{GlobalAlloc, Layout};
+
+    /// What a packed call does to the arena: the host allocates the call's bytes, the policy
+    /// allocates and frees, the answer is held for the host. The held answer must be freed by
+    /// the next call's first allocation, so that every call starts at the beginning of the
+    /// arena again (without the free, each call would start after the last one's answer).
+    #[test]
+    fn a_held_answer_is_freed_at_the_next_allocation_and_every_call_starts_over() {
+        let arena = CallArena::new();
+        let layout = |n| Layout::from_size_align(n, 1).unwrap();
+        let mut start = None;
+        for call in 0..10_000 {
+            // SAFETY: blocks of this arena, freed once each with the layout they were made with;
+            // the answer is handed to `hold` as a vector of this allocator.
+            unsafe {
+                let args = arena.alloc(layout(4096));
+                assert!(arena.owns(args), "call {call} is in the arena");
+                match start {
+                    None => start = Some(args),
+                    Some(p) => assert_eq!(p, args, "call {call} starts where the first did"),
+                }
+                let work = arena.alloc(layout(100));
+                let answer = arena.alloc(layout(512));
+                arena.dealloc(work, layout(100));
+                arena.dealloc(args, layout(4096));
+                arena.hold(Vec::from_raw_parts(answer, 300, 512));
+                assert_eq!(
+                    arena.live.get(),
+                    1,
+                    "only the answer is live after call {call}"
+                );
+            }
+        }
+    }
+}
+
 /// `memcmp` for the guest, in place of compiler-builtins' byte loop: most comparisons a merge
 /// makes are of short names and regions, which [`crate::convert::compare`] compares a word at a
 /// time (measured: 342 fewer instructions on a small conflict).
@@ -239,6 +311,7 @@ unsafe impl GlobalAlloc for CallArena {
 /// # Safety
 ///
 /// As C's `memcmp`: `a` and `b` are valid for `n` bytes.
+#[cfg(target_arch = "wasm32")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
     // SAFETY: the caller guarantees both are valid for `n` bytes.

@@ -21,20 +21,34 @@ pub use tmf632_merge as merge;
 
 pub mod fields;
 
-/// The generated guest bindings. Not part of the SDK's API: use [`export_policy!`].
+/// The generated guest bindings of `resolver`. Not part of the SDK's API: use
+/// [`export_policy!`].
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "packed-policy",
+        world: "policy",
         pub_export_macro: true,
         default_bindings_module: "policy_sdk::bindings",
     });
 }
 
+/// The component type of `packed-policy`, which adds `packed-resolver` to `policy`. Its one
+/// function is exported by hand ([`export_policy!`], `convert::__packed_export`) rather than
+/// generated, so that it has no post-return function: the host enters the guest twice a call
+/// instead of three times (BENCHMARKS.md).
+#[allow(dead_code)]
+mod packed_bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "packed-policy",
+        skip: ["describe", "resolve"],
+    });
+}
+
 mod convert;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(any(target_arch = "wasm32", test))]
 mod arena;
 
 /// Calls allocate from a call arena ([`arena`]): a policy built with the SDK gets it as its
@@ -43,11 +57,11 @@ mod arena;
 #[global_allocator]
 static ARENA: arena::CallArena = arena::CallArena::new();
 
+#[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
-pub type __Bytes = Vec<u8>;
-
+pub use convert::__packed_export;
 #[doc(hidden)]
-pub use convert::{__describe, __resolve, __resolve_packed};
+pub use convert::{__describe, __resolve};
 
 use policy_types::{Context, Description, PartyVersion, Resolution};
 
@@ -69,7 +83,8 @@ pub fn description(name: &str, version: &str) -> Description {
 
 /// Exports a [`Policy`] implementation as the component's `tmf632:conflict/resolver` interface,
 /// and as `tmf632:conflict/packed-resolver` (the same `resolve` on packed bytes, which hosts
-/// prefer: BENCHMARKS.md).
+/// prefer: BENCHMARKS.md). The packed export has no post-return function: its answer is freed
+/// at the guest's next allocation instead.
 #[macro_export]
 macro_rules! export_policy {
     ($policy:ty) => {
@@ -88,12 +103,17 @@ macro_rules! export_policy {
                     $crate::__resolve::<$policy>(ctx, local, remote)
                 }
             }
-            impl $crate::bindings::exports::tmf632::conflict::packed_resolver::Guest for __PolicyShim {
-                fn resolve(call: $crate::__Bytes) -> $crate::__Bytes {
-                    $crate::__resolve_packed::<$policy>(call)
-                }
-            }
     $crate::bindings::export!(__PolicyShim with_types_in $crate::bindings);
+
+            /// `packed-resolver.resolve` in the canonical ABI: the call's bytes in, a pointer
+            /// to the answer's (pointer, length) out, and no post-return function.
+            #[cfg(target_arch = "wasm32")]
+            #[unsafe(export_name = "tmf632:conflict/packed-resolver@1.0.0#resolve")]
+            unsafe extern "C" fn __packed_resolve(call: *mut u8, len: usize) -> *mut u8 {
+                // SAFETY: the host calls this export as the canonical ABI says: `call` holds
+                // `len` bytes it allocated through `cabi_realloc`, now the guest's.
+                unsafe { $crate::__packed_export::<$policy>(call, len) }
+            }
         };
     };
 }

@@ -5,7 +5,7 @@
 //! to a component directly (feature `wasmtime` derives the component model's `Lift`/`Lower`).
 //! Feature `serde` gives the JSON form used in captured-conflict files and stored items.
 
-#![cfg_attr(not(feature = "wasmtime"), forbid(unsafe_code))]
+#![cfg_attr(not(feature = "wasmtime"), deny(unsafe_code))]
 
 mod causality;
 #[cfg(feature = "serde")]

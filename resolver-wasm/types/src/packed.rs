@@ -119,11 +119,35 @@ pub fn pack_call_sent<'a>(
 /// read, and the reader needs it as a `String`.
 pub trait Strings {
     fn string(&mut self, s: &str) -> String;
+}
 
-    /// `bytes` as text, if they are UTF-8.
-    #[inline]
-    fn text<'a>(&self, bytes: &'a [u8]) -> Option<&'a str> {
+/// `bytes` as text, if they are UTF-8. Most strings of a call or an answer are short ASCII
+/// (names, regions, ids): those are checked inline, a word at a time, without a call to
+/// `from_utf8`, which checks the rest.
+#[inline(always)]
+fn text(bytes: &[u8]) -> Option<&str> {
+    if short_ascii(bytes) {
+        // SAFETY: ASCII is UTF-8.
+        #[allow(unsafe_code)]
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
         std::str::from_utf8(bytes).ok()
+    }
+}
+
+/// Whether `bytes` are at most 16 bytes of ASCII: two overlapping loads of a word (or of half
+/// a word) cover them, and no byte may have its high bit set.
+#[inline(always)]
+fn short_ascii(bytes: &[u8]) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let n = bytes.len();
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    let half = |at: usize| u64::from(u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()));
+    match n {
+        8..=16 => (word(0) | word(n - 8)) & HIGH == 0,
+        4..=7 => (half(0) | half(n - 4)) & HIGH == 0,
+        0..=3 => bytes.iter().all(|&b| b < 0x80),
+        _ => false,
     }
 }
 
@@ -311,6 +335,9 @@ struct RegionTable<'a> {
 
 const INLINE_REGIONS: usize = 8;
 
+/// The longest string the writer appends with fixed-size stores (its length fits one byte).
+const SHORT: usize = 16;
+
 impl<'a> RegionTable<'a> {
     fn new() -> Self {
         RegionTable {
@@ -404,7 +431,7 @@ impl<'o, 'v> Writer<'o, 'v> {
     }
 
     /// Two bytes or more. Up to 56 bits (eight bytes: the stamps' wall clocks take six), the
-    /// 7-bit groups are spread into the bytes of one word at once and written as one window.
+    /// 7-bit groups are spread into the bytes of one word at once and written as one store.
     fn varint_long(&mut self, mut v: u64) {
         if v < 1 << 56 {
             let len = (64 - v.leading_zeros()).div_ceil(7) as usize;
@@ -417,9 +444,17 @@ impl<'o, 'v> Writer<'o, 'v> {
                 | ((v & (0x7f << 42)) << 6)
                 | ((v & (0x7f << 49)) << 7);
             let more = 0x8080_8080_8080_8080 & ((1u64 << (8 * (len - 1))) - 1);
+            self.out.reserve(8);
             let at = self.out.len();
-            self.out.extend_from_slice(&(spread | more).to_le_bytes());
-            self.out.truncate(at + len);
+            // SAFETY: `reserve` left room for eight bytes at `at`; the length grows only over
+            // the `len` ≤ 8 of them just written.
+            #[allow(unsafe_code)]
+            unsafe {
+                let dst = self.out.as_mut_ptr().add(at);
+                dst.cast::<[u8; 8]>()
+                    .write_unaligned((spread | more).to_le_bytes());
+                self.out.set_len(at + len);
+            }
             return;
         }
         while v >= 0x80 {
@@ -433,32 +468,40 @@ impl<'o, 'v> Writer<'o, 'v> {
         self.varint(n as u64);
     }
 
-    fn str(&mut self, s: &str) {
-        self.count(s.len());
-        self.bytes(s.as_bytes());
-    }
-
-    /// Appends `b`. Most strings are short (names, regions, ids): up to 16 bytes are written
-    /// as two overlapping fixed-size windows, a few stores, where `extend_from_slice` calls
-    /// `memcpy` (in a guest, a call out of the sandbox).
+    /// Appends a string: its length, then its bytes. Most strings are short (names, regions,
+    /// ids): a length under 128 and up to 16 bytes are written with one `reserve` and a few
+    /// fixed-size stores, where `extend_from_slice` calls `memcpy` (in a guest, a call out of
+    /// the sandbox).
     #[inline(always)]
-    fn bytes(&mut self, b: &[u8]) {
+    fn str(&mut self, s: &str) {
+        let b = s.as_bytes();
         let n = b.len();
+        if n > SHORT {
+            self.count(n);
+            self.out.extend_from_slice(b);
+            return;
+        }
+        self.out.reserve(1 + SHORT);
         let at = self.out.len();
-        match n {
-            8..=16 => {
-                self.out.extend_from_slice(&[0; 16]);
-                self.out.truncate(at + n);
-                self.out[at..at + 8].copy_from_slice(&b[..8]);
-                self.out[at + n - 8..at + n].copy_from_slice(&b[n - 8..]);
+        // SAFETY: `reserve` left room for 1 + SHORT bytes at `at`. Every store below lies in
+        // `at .. at + 1 + n` (n ≤ SHORT), every load in `b`, and together the stores cover
+        // that range, so the length grows only over bytes just written.
+        #[allow(unsafe_code)]
+        unsafe {
+            let dst = self.out.as_mut_ptr().add(at);
+            dst.write(n as u8);
+            let (src, dst) = (b.as_ptr(), dst.add(1));
+            match n {
+                8..=SHORT => windows::<8>(src, dst, n),
+                4..=7 => windows::<4>(src, dst, n),
+                1..=3 => {
+                    dst.write(*src);
+                    dst.add(n / 2).write(*src.add(n / 2));
+                    dst.add(n - 1).write(*src.add(n - 1));
+                }
+                _ => {}
             }
-            4..=7 => {
-                self.out.extend_from_slice(&[0; 8]);
-                self.out.truncate(at + n);
-                self.out[at..at + 4].copy_from_slice(&b[..4]);
-                self.out[at + n - 4..at + n].copy_from_slice(&b[n - 4..]);
-            }
-            _ => self.out.extend_from_slice(b),
+            self.out.set_len(at + 1 + n);
         }
     }
 
@@ -570,6 +613,27 @@ impl<'o, 'v> Writer<'o, 'v> {
             self.dot(&n.dot);
             self.varint(n.position.into());
         }
+    }
+}
+
+/// Copies `n` bytes, `W ≤ n ≤ 2W`, from `src` to `dst` as two overlapping windows of `W`
+/// bytes: two fixed-size loads and stores instead of a `memcpy` of `n`.
+///
+/// # Safety
+///
+/// `src` is valid for reading and `dst` for writing `n` bytes, and they do not overlap.
+#[inline(always)]
+#[allow(unsafe_code)]
+unsafe fn windows<const W: usize>(src: *const u8, dst: *mut u8, n: usize) {
+    debug_assert!((W..=2 * W).contains(&n));
+    // SAFETY: both windows lie in the first `n` bytes of each, as `W ≤ n`.
+    unsafe {
+        let last = n - W;
+        dst.cast::<[u8; W]>()
+            .write_unaligned(src.cast::<[u8; W]>().read_unaligned());
+        dst.add(last)
+            .cast::<[u8; W]>()
+            .write_unaligned(src.add(last).cast::<[u8; W]>().read_unaligned());
     }
 }
 
@@ -698,9 +762,7 @@ impl<'b, S: Strings> Reader<'b, S> {
     fn slice(&mut self) -> Result<&'b str, PackError> {
         let n = self.count()?;
         let bytes: &'b [u8] = self.bytes;
-        let s = self
-            .strings
-            .text(&bytes[self.pos..self.pos + n])
+        let s = text(&bytes[self.pos..self.pos + n])
             .ok_or_else(|| self.error("string is not UTF-8"))?;
         self.pos += n;
         Ok(s)
@@ -863,6 +925,49 @@ impl<'b, S: Strings> Reader<'b, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every length up to 17, with a non-ASCII byte at each position in turn: the overlapping
+    /// loads must see every byte.
+    #[test]
+    fn short_ascii_sees_every_byte_of_up_to_16() {
+        for n in 0..=17 {
+            let ascii = vec![b'a'; n];
+            assert_eq!(short_ascii(&ascii), n <= 16, "{n} ASCII bytes");
+            for at in 0..n {
+                let mut bytes = ascii.clone();
+                bytes[at] = 0xc3;
+                assert!(!short_ascii(&bytes), "{n} bytes, high bit at {at}");
+            }
+        }
+    }
+
+    /// Short strings take the inline check, longer ones `from_utf8`: both refuse what is not
+    /// UTF-8 and give back what is.
+    #[test]
+    fn text_refuses_what_is_not_utf8_at_any_length() {
+        for n in 0..=40 {
+            let ascii = "a".repeat(n);
+            assert_eq!(
+                text(ascii.as_bytes()),
+                Some(ascii.as_str()),
+                "{n} ASCII bytes"
+            );
+            if n >= 2 {
+                let mut accented = "a".repeat(n - 2);
+                accented.push('é');
+                assert_eq!(
+                    text(accented.as_bytes()),
+                    Some(accented.as_str()),
+                    "{n} bytes"
+                );
+            }
+            for at in 0..n {
+                let mut bytes = ascii.clone().into_bytes();
+                bytes[at] = 0xff;
+                assert_eq!(text(&bytes), None, "{n} bytes, 0xff at {at}");
+            }
+        }
+    }
 
     fn hlc(ms: u64, region: &str) -> Hlc {
         Hlc::new(ms, 0, region)
@@ -1140,6 +1245,46 @@ mod tests {
         let mut long = answer_bytes.clone();
         long.push(0);
         assert_eq!(unpack_resolution(&long).unwrap_err().what, "trailing bytes");
+    }
+
+    /// Strings of every length from empty to past the short path, ASCII and not, written after
+    /// every number of bytes already in the buffer and with the buffer's capacity exactly used
+    /// up: each comes out as its LEB128 length and its bytes, after what was there, and reads
+    /// back as itself.
+    #[test]
+    fn strings_of_every_length_are_written_as_length_and_bytes() {
+        for n in 0..=40usize {
+            for text in ["a".repeat(n), "é".repeat(n / 2) + &"z".repeat(n % 2)] {
+                let mut want = Vec::new();
+                let mut len = text.len() as u64;
+                while len >= 0x80 {
+                    want.push((len as u8) | 0x80);
+                    len >>= 7;
+                }
+                want.push(len as u8);
+                want.extend_from_slice(text.as_bytes());
+                for before in 0..=9 {
+                    let mut out = Vec::with_capacity(1 + before);
+                    let mut w = Writer::start(&mut out);
+                    for i in 0..before {
+                        w.byte(i as u8);
+                    }
+                    w.str(&text);
+                    let written = &out[1 + before..];
+                    assert_eq!(written, &want[..], "{text:?} after {before} bytes");
+                    assert!(
+                        out[1..1 + before]
+                            .iter()
+                            .enumerate()
+                            .all(|(i, &b)| b == i as u8)
+                    );
+                    let mut r = Reader::with_strings(&out, Copied).unwrap();
+                    r.pos += before;
+                    assert_eq!(r.str().unwrap(), text, "{text:?} read back");
+                    r.finish().unwrap();
+                }
+            }
+        }
     }
 
     #[test]

@@ -2,7 +2,17 @@
 //! `packed-resolver.resolve` answers bytes that are not a resolution (a valid header, then an
 //! unknown tag). Hosts call the packed interface when it exists, so they must refuse the answer
 //! with a reason that names the packed answer, keep serving, and keep the conflict.
-use policy_sdk::bindings::exports::tmf632::conflict::{packed_resolver, resolver};
+//!
+//! It implements the interfaces itself, with bindings of its own: the SDK exports the packed
+//! interface by hand from `export_policy!` only.
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../../wit",
+        world: "packed-policy",
+    });
+}
+
+use bindings::exports::tmf632::conflict::{packed_resolver, resolver};
 
 struct BadPacked;
 
@@ -29,4 +39,4 @@ impl packed_resolver::Guest for BadPacked {
     }
 }
 
-policy_sdk::bindings::export!(BadPacked with_types_in policy_sdk::bindings);
+bindings::export!(BadPacked with_types_in bindings);
