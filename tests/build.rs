@@ -15,6 +15,7 @@ const UNKNOWN: &[&str] = &[
     "guest-stateful",
     "guest-cache",
     "guest-bad-packed",
+    "guest-revision-1-1",
 ];
 const WASIP2: &[&str] = &["guest-fs"];
 

@@ -14,10 +14,11 @@ use policy_benches::report::{Report, criterion};
 use policy_benches::script::ScriptPolicy;
 use policy_benches::strip::{resolve_whole, strip};
 use policy_benches::{
-    KEEP_LOCAL_POLICY, PANIC_POLICY, dominated_winner, load, native_resolve,
+    KEEP_LOCAL_POLICY, PANIC_POLICY, dominated_winner, interleaved, load, native_resolve,
     native_resolve_stripped, serving_engine,
 };
 use policy_types::compare_vectors;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 const DEFAULT: &[u8] = default_policy_artifact::DEFAULT_POLICY;
@@ -306,7 +307,56 @@ fn conflicts(c: &mut Criterion) {
     g.finish();
 }
 
-fn report(mut rep: Report) {
+/// The ratios held to a target, measured again in interleaved blocks
+/// ([`policy_benches::interleaved`]) so that a drift of the shared machine's speed cannot fall
+/// between the two figures of a ratio: `resolve_with` against its native peer for each size
+/// (`"{size}-resolve"`), and `decide_by_host` on dominated versions against `compare_vectors`
+/// (`"dominated-{size}"`). Only under `cargo bench` (criterion's test mode runs every
+/// benchmark once and measures nothing).
+fn interleaved_ratios() -> HashMap<String, policy_benches::Interleaved> {
+    let mut out = HashMap::new();
+    if !std::env::args().any(|a| a == "--bench") {
+        return out;
+    }
+    let engine = serving_engine();
+    let policy = load(&engine, DEFAULT);
+    for size in Size::ALL {
+        let pair = concurrent(size);
+        let (l, r) = (&pair.local, &pair.remote);
+        let m = interleaved(
+            || {
+                black_box(resolve_with(&policy, "{}", REGION, black_box(l), black_box(r)).unwrap());
+            },
+            || {
+                black_box(native_resolve(REGION, black_box(l), black_box(r)).unwrap());
+            },
+            500,
+        );
+        out.insert(format!("{}-resolve", size.name()), m);
+    }
+    // The vectors `dominated/compare-vectors` compares: the typical pair's.
+    let typical = dominated(Size::Typical);
+    for size in [Size::Small, Size::Typical] {
+        let pair = dominated(size);
+        let (l, r) = (&pair.local, &pair.remote);
+        let m = interleaved(
+            || {
+                black_box(host_core::decide_by_host(black_box(l), black_box(r)));
+            },
+            || {
+                black_box(compare_vectors(
+                    black_box(&typical.local.version_vector),
+                    black_box(&typical.remote.version_vector),
+                ));
+            },
+            500,
+        );
+        out.insert(format!("dominated-{}", size.name()), m);
+    }
+    out
+}
+
+fn report(mut rep: Report, interleaved: &HashMap<String, policy_benches::Interleaved>) {
     let id = |s: Size, what: &str| format!("{}-{what}", s.name());
     rep.figure(
         "floor: trivial guest, versions without fields",
@@ -349,7 +399,11 @@ fn report(mut rep: Report) {
         policy_types::packed::pack_call(&mut packed, &ctx, &pair.local, &pair.remote);
         let whole = packed.len();
         if let Some(st) = strip(&pair.local, &pair.remote) {
-            st.pack(&mut packed, (&ctx).into());
+            st.pack(
+                &mut packed,
+                policy_types::packed::Format::LATEST,
+                (&ctx).into(),
+            );
         }
         rep.line(
             &format!("{}: packed call (whole / only what differs)", size.name()),
@@ -424,6 +478,16 @@ fn report(mut rep: Report) {
             ("conflict", &id(size, "native-full")),
             target,
         );
+        if let Some(m) = interleaved.get(&id(size, "resolve")) {
+            rep.interleaved(
+                &format!(
+                    "{n}: the same, interleaved (median of {} adjacent pairs of 1 ms blocks)",
+                    m.pairs
+                ),
+                m,
+                target,
+            );
+        }
         rep.figure(
             &format!(
                 "{n}: native merge through the 1.1 path (strip, copy, merge, restore, materialise)"
@@ -497,6 +561,17 @@ fn report(mut rep: Report) {
             ("dominated", "compare-vectors"),
             Some(2.0),
         );
+        if let Some(m) = interleaved.get(&format!("dominated-{}", size.name())) {
+            rep.interleaved(
+                &format!(
+                    "dominated {}: the same, interleaved (median of {} adjacent pairs of 1 ms blocks)",
+                    size.name(),
+                    m.pairs
+                ),
+                m,
+                Some(2.0),
+            );
+        }
         rep.ratio(
             &format!("dominated {}: resolve_with / compare_vectors", size.name()),
             ("dominated", &id(size, "resolve-with")),
@@ -571,5 +646,6 @@ fn main() {
     let mut c = criterion();
     conflicts(&mut c);
     c.final_summary();
-    report(rep);
+    let interleaved = interleaved_ratios();
+    report(rep, &interleaved);
 }

@@ -107,3 +107,60 @@ pub fn dominated_winner<'a>(
         Relation::Equal | Relation::Concurrent => None,
     }
 }
+
+/// Two operations timed in alternating blocks (`a`, `b`, `a`, `b`, …) of about a millisecond
+/// each: the ratio of each block of `a` to the block of `b` beside it, and its median over
+/// all pairs. Criterion times one benchmark for seconds, then the next; on a shared machine
+/// whose speed drifts by 10–40 % over minutes, two figures taken apart can differ by that much
+/// even where their ratio does not. Blocks side by side see the same machine.
+#[derive(Clone, Copy, Debug)]
+pub struct Interleaved {
+    /// The median time of one `a`, in ns.
+    pub a_ns: f64,
+    /// The median time of one `b`, in ns.
+    pub b_ns: f64,
+    /// The median of the pairs' ratios `a / b`.
+    pub ratio: f64,
+    pub pairs: usize,
+}
+
+/// Times `a` against `b` in `pairs` pairs of blocks ([`Interleaved`]), after a warm-up of both.
+pub fn interleaved(mut a: impl FnMut(), mut b: impl FnMut(), pairs: usize) -> Interleaved {
+    use std::time::{Duration, Instant};
+    let per_call = |f: &mut dyn FnMut(), n: u32| {
+        let t = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        t.elapsed() / n
+    };
+    let warm = |f: &mut dyn FnMut()| {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(100) {
+            f();
+        }
+    };
+    warm(&mut a);
+    warm(&mut b);
+    // Blocks of about a millisecond of the slower of the two, at least one call.
+    let slowest = per_call(&mut a, 20).max(per_call(&mut b, 20));
+    let block = (Duration::from_millis(1).as_nanos() / slowest.as_nanos().max(1)).max(1) as u32;
+    let (mut ta, mut tb, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..pairs {
+        let x = per_call(&mut a, block).as_nanos() as f64;
+        let y = per_call(&mut b, block).as_nanos() as f64;
+        ta.push(x);
+        tb.push(y);
+        ratios.push(x / y.max(1.0));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Interleaved {
+        a_ns: median(&mut ta),
+        b_ns: median(&mut tb),
+        ratio: median(&mut ratios),
+        pairs,
+    }
+}

@@ -174,6 +174,12 @@ impl Report {
             .push(format!("| {label} | {shown} | {ratio_s} | {verdict} |"));
     }
 
+    /// A ratio measured with interleaved blocks ([`crate::Interleaved`]), held to `at most`.
+    pub fn interleaved(&mut self, label: &str, m: &crate::Interleaved, at_most: Option<f64>) {
+        self.measured.set(true);
+        self.push_ratio(label, Some((m.a_ns, m.b_ns)), Some(m.ratio), at_most, false);
+    }
+
     /// A free-form row (e.g. a derived throughput).
     pub fn line(&mut self, label: &str, value: &str) {
         self.rows.push(format!("| {label} | {value} | | |"));

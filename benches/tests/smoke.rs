@@ -238,3 +238,27 @@ fn events_apply_once_each() {
     assert_eq!(party.version_vector.len(), 1);
     assert!(EventStore::new("eu").is_empty());
 }
+
+/// The interleaved measurement runs both operations block for block, the same number of times,
+/// and reports the pairs it took (its figures are times, so only their sanity is checked).
+#[test]
+fn interleaved_blocks_run_both_operations_and_report_their_pairs() {
+    let (a, b) = (std::cell::Cell::new(0u64), std::cell::Cell::new(0u64));
+    let m = policy_benches::interleaved(
+        || {
+            a.set(a.get() + 1);
+            std::hint::black_box(concurrent(Size::Small));
+        },
+        || {
+            b.set(b.get() + 1);
+            std::hint::black_box(concurrent(Size::Small));
+        },
+        7,
+    );
+    assert_eq!(m.pairs, 7);
+    assert!(m.a_ns > 0.0 && m.b_ns > 0.0 && m.ratio.is_finite() && m.ratio > 0.0);
+    // Warm-up and calibration run each for at least 100 ms and 20 calls; then 7 blocks each,
+    // of the same size for both.
+    let (a, b) = (a.get(), b.get());
+    assert!(a >= 20 + 7 && b >= 20 + 7, "{a} and {b} calls");
+}

@@ -83,11 +83,16 @@ pub fn run(o: Opts) -> anyhow::Result<ExitCode> {
 }
 
 /// How the hosts will call the policy: what it is sent, and in which form.
-fn calls(info: &host_core::PolicyInfo) -> &'static str {
-    match (info.differences_only, info.packed) {
-        (true, true) => "packed, only what differs",
-        (true, false) => "typed, only what differs",
-        (false, true) => "packed, whole versions",
-        (false, false) => "typed, whole versions",
-    }
+fn calls(info: &host_core::PolicyInfo) -> String {
+    let form = if info.packed {
+        format!("packed (format {})", info.packed_format as u8)
+    } else {
+        "typed".to_owned()
+    };
+    let sent = if info.differences_only {
+        "only what differs"
+    } else {
+        "whole versions"
+    };
+    format!("{form}, {sent}")
 }

@@ -44,6 +44,9 @@ pub struct PolicyInfo {
     pub differences_only: bool,
     /// The component exports `packed-resolver`: calls go through it ([`policy_types::packed`]).
     pub packed: bool,
+    /// The packed format its calls are written in: format 2 from contract 1.2 on, format 1
+    /// before ([`packed::Format`]).
+    pub packed_format: packed::Format,
 }
 
 type ResolveParams<'a> = (&'a Context, &'a PartyVersion, &'a PartyVersion);
@@ -251,6 +254,7 @@ impl Policy {
                 from_cache,
                 differences_only: false,
                 packed: packed_resolve.is_some(),
+                packed_format: packed::Format::V1,
             },
             engine: engine.clone(),
             pre,
@@ -280,6 +284,7 @@ impl Policy {
             .map_err(|e| LoadError::Startup(format!("{e:#}")))?;
         check_contract_version(&description.contract_version)?;
         policy.info.differences_only = declares_differences_only(&description.contract_version);
+        policy.info.packed_format = packed_format(&description.contract_version);
         warm.resolve
             .typed::<ResolveParams<'_>, (Resolution,)>(&warm.store)
             .map_err(|e| LoadError::WrongSignature {
@@ -413,10 +418,14 @@ impl Policy {
         let called = match (&warm.packed_resolve, packed) {
             (Some(typed), true) => {
                 match input {
-                    Input::Whole(local, remote) => {
-                        packed::pack_call_ref(&mut warm.buf, ctx, local, remote)
-                    }
-                    Input::Stripped(s) => s.pack(&mut warm.buf, ctx),
+                    Input::Whole(local, remote) => packed::pack_call_ref(
+                        &mut warm.buf,
+                        self.info.packed_format,
+                        ctx,
+                        local,
+                        remote,
+                    ),
+                    Input::Stripped(s) => s.pack(&mut warm.buf, self.info.packed_format, ctx),
                 }
                 typed
                     .call(&mut warm.store, (warm.buf.as_slice(),))
@@ -599,6 +608,15 @@ fn declares_differences_only(version: &str) -> bool {
     matches!(major_minor(version), Some((1, minor)) if minor >= 1)
 }
 
+/// Contract 1.2 and later minors of major 1 read packed format 2; earlier revisions (a policy
+/// built with an older SDK) only format 1.
+fn packed_format(version: &str) -> packed::Format {
+    match major_minor(version) {
+        Some((1, minor)) if minor >= 2 => packed::Format::V2,
+        _ => packed::Format::V1,
+    }
+}
+
 /// Semver compatibility with [`policy_types::CONTRACT_VERSION`]: same major, and same minor
 /// while the major is 0.
 pub fn check_contract_version(found: &str) -> Result<(), LoadError> {
@@ -615,5 +633,36 @@ pub fn check_contract_version(found: &str) -> Result<(), LoadError> {
             found: found.to_owned(),
             expected: policy_types::CONTRACT_VERSION.to_owned(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a policy is sent follows the revision it declares: only what differs from 1.1,
+    /// packed format 2 from 1.2, and neither for 1.0 or an unreadable version.
+    #[test]
+    fn the_declared_revision_decides_what_a_policy_is_sent_and_in_which_format() {
+        for (version, differences_only, format) in [
+            ("1.0.0", false, packed::Format::V1),
+            ("1.1.0", true, packed::Format::V1),
+            ("1.1.7", true, packed::Format::V1),
+            ("1.2.0", true, packed::Format::V2),
+            ("1.10.0", true, packed::Format::V2),
+            ("2.2.0", false, packed::Format::V1),
+            ("one.two", false, packed::Format::V1),
+        ] {
+            assert_eq!(
+                (declares_differences_only(version), packed_format(version)),
+                (differences_only, format),
+                "{version}"
+            );
+        }
+        assert_eq!(
+            packed_format(policy_types::CONTRACT_REVISION),
+            packed::Format::LATEST,
+            "a policy built with these types reads the latest format"
+        );
     }
 }

@@ -44,9 +44,15 @@ impl Stripped<'_> {
     }
 
     /// Packs the call as sent ([`policy_types::packed`]).
-    pub fn pack(&self, out: &mut Vec<u8>, ctx: policy_types::ContextRef<'_>) {
+    pub fn pack(
+        &self,
+        out: &mut Vec<u8>,
+        format: policy_types::packed::Format,
+        ctx: policy_types::ContextRef<'_>,
+    ) {
         policy_types::packed::pack_call_sent(
             out,
+            format,
             ctx,
             self.local_version,
             &self.local,

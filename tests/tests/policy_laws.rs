@@ -6,7 +6,7 @@ use integration_tests::{default_policy, engine};
 use party_model::generate::plan;
 use policy_types::{Context, PartyVersion, Resolution};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 
 fn ctx(relation: policy_types::Relation, config: &str) -> Context {
     Context {
@@ -96,6 +96,24 @@ fn rust_policies(engine: &host_core::PolicyEngine) -> [std::sync::Arc<host_core:
     [default_policy(engine), std::sync::Arc::new(na.unwrap())]
 }
 
+/// Two resolutions of the same conflict decide alike and write the same party, or fail alike.
+fn same_outcome(
+    l: &PartyVersion,
+    r: &PartyVersion,
+    a: Result<host_core::Resolved, host_core::ResolveError>,
+    b: Result<host_core::Resolved, host_core::ResolveError>,
+) -> Result<(), TestCaseError> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => {
+            prop_assert_eq!(&a.decision, &b.decision);
+            prop_assert_eq!(a.written(l, r), b.written(l, r));
+        }
+        (Err(a), Err(b)) => prop_assert_eq!(a.failure.kind(), b.failure.kind()),
+        (a, b) => prop_assert!(false, "{a:?} against {b:?}"),
+    }
+    Ok(())
+}
+
 /// Contract 1.1: sending only what differs changes nothing. On generated histories (two and
 /// three regions, both resource types, every array field, tombstones), the default and the
 /// NA-status policies write the same party, with the same decision, whether they are sent the
@@ -118,14 +136,7 @@ fn sending_only_the_differences_changes_no_result() {
             for (l, r) in [(&v[0], &v[1]), (&v[1], &v[2]), (&v[2], &v[0])] {
                 let sent = host_core::resolve_with(policy, CONFIGS[c], "eu", l, r);
                 let whole = host_core::resolve_with_whole_versions(policy, CONFIGS[c], "eu", l, r);
-                match (sent, whole) {
-                    (Ok(a), Ok(b)) => {
-                        prop_assert_eq!(&a.decision, &b.decision);
-                        prop_assert_eq!(a.written(l, r), b.written(l, r));
-                    }
-                    (Err(a), Err(b)) => prop_assert_eq!(a.failure.kind(), b.failure.kind()),
-                    (a, b) => prop_assert!(false, "differences {a:?}, whole {b:?}"),
-                }
+                same_outcome(l, r, sent, whole)?;
             }
             Ok(())
         })
@@ -157,6 +168,36 @@ fn packed_and_typed_calls_answer_the_same() {
                     .call_unpacked(&ctx, l, r)
                     .expect("typed call succeeds");
                 prop_assert_eq!(packed, typed);
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Packed format 1 still serves policies built before contract revision 1.2: a policy that
+/// declares revision 1.1 is sent format 1 (the default policy, of revision 1.2, format 2), and
+/// answers every generated conflict exactly as the default policy does, through the hosts'
+/// path (only what differs) and with whole versions, packed and typed alike.
+#[test]
+fn a_policy_of_revision_1_1_is_called_in_format_1_and_answers_as_the_default() {
+    use policy_types::packed::Format;
+    let engine = engine();
+    let default = default_policy(&engine);
+    let old = integration_tests::load(&engine, integration_tests::guests::REVISION_1_1).unwrap();
+    assert_eq!(default.info().packed_format, Format::V2);
+    assert_eq!(old.info().packed_format, Format::V1);
+    assert!(old.info().packed && old.info().differences_only);
+    runner(200)
+        .run(&(plan(3, 5), 0usize..2), |(p, c)| {
+            let v = p.build();
+            for (l, r) in [(&v[0], &v[1]), (&v[1], &v[2]), (&v[2], &v[0])] {
+                let sent = host_core::resolve_with(&old, CONFIGS[c], "eu", l, r);
+                let want = host_core::resolve_with(&default, CONFIGS[c], "eu", l, r);
+                same_outcome(l, r, sent, want)?;
+                let ctx = ctx(relation(l, r), CONFIGS[c]);
+                let packed = old.call(&ctx, l, r).expect("packed call succeeds");
+                prop_assert_eq!(&packed, &default.call(&ctx, l, r).expect("call succeeds"));
+                prop_assert_eq!(packed, old.call_unpacked(&ctx, l, r).expect("typed call"));
             }
             Ok(())
         })

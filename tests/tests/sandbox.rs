@@ -190,7 +190,12 @@ fn default_policy_imports_nothing_and_describes_itself() {
     );
     assert!(
         info.differences_only,
-        "revision 1.1: sent only what differs"
+        "revision 1.1 and later: sent only what differs"
+    );
+    assert_eq!(
+        info.packed_format,
+        policy_types::packed::Format::V2,
+        "revision 1.2 and later: packed format 2"
     );
     assert_eq!(
         info.digest,

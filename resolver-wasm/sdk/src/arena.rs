@@ -199,7 +199,7 @@ impl Default for CallArena {
 // only moves back when no block is live), and are never handed to `System`; everything else
 // is `System`'s.
 unsafe impl GlobalAlloc for CallArena {
-    #[inline]
+    #[inline(always)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         self.free_held();
         if self.end.get() == 0 {
@@ -221,7 +221,7 @@ unsafe impl GlobalAlloc for CallArena {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if self.owns(ptr) {
             let live = self.live.get() - 1;

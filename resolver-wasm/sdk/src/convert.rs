@@ -180,32 +180,58 @@ impl t::packed::Strings for Shared {
 }
 
 /// `memcmp`'s answer for two byte strings of the same length: the sign of the first byte that
-/// differs, found a word at a time.
+/// differs. Without a loop over bytes: up to 16 bytes are two overlapping windows of 8 or 4
+/// bytes (the second window's bytes that overlap the first are equal once the first is), three
+/// bytes or fewer one word built from them; longer strings go a word at a time and end with an
+/// overlapping window.
 #[cfg(any(target_arch = "wasm32", test))]
 #[inline(always)]
 pub(crate) fn compare(a: &[u8], b: &[u8]) -> i32 {
     let n = a.len().min(b.len());
-    let mut i = 0;
-    while i + 8 <= n {
-        let x = u64::from_le_bytes(a[i..i + 8].try_into().unwrap());
-        let y = u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
-        if x != y {
-            // The first byte that differs decides: compared as big-endian words.
-            return if x.swap_bytes() < y.swap_bytes() {
-                -1
-            } else {
-                1
+    let (a, b) = (&a[..n], &b[..n]);
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap());
+    let half =
+        |s: &[u8], at: usize| u64::from(u32::from_le_bytes(s[at..at + 4].try_into().unwrap()));
+    match n {
+        0 => 0,
+        1..=3 => {
+            // The first, middle and last bytes, first most significant: for three bytes or
+            // fewer these spell the string in order (repeating some), so they order as it does.
+            let key = |s: &[u8]| {
+                (u32::from(s[0]) << 16) | (u32::from(s[n / 2]) << 8) | u32::from(s[n - 1])
             };
+            (key(a) as i32) - (key(b) as i32)
         }
-        i += 8;
-    }
-    while i < n {
-        if a[i] != b[i] {
-            return i32::from(a[i]) - i32::from(b[i]);
+        4..=7 => match first_difference(half(a, 0), half(b, 0)) {
+            0 => first_difference(half(a, n - 4), half(b, n - 4)),
+            d => d,
+        },
+        _ => {
+            let mut i = 0;
+            while i + 8 < n {
+                let d = first_difference(word(a, i), word(b, i));
+                if d != 0 {
+                    return d;
+                }
+                i += 8;
+            }
+            first_difference(word(a, n - 8), word(b, n - 8))
         }
-        i += 1;
     }
-    0
+}
+
+/// The sign of the first byte (in memory order) that differs between two little-endian words:
+/// the lowest set bit of their difference names it, without swapping the words' bytes (which
+/// WebAssembly has no instruction for).
+#[cfg(any(target_arch = "wasm32", test))]
+#[inline(always)]
+fn first_difference(x: u64, y: u64) -> i32 {
+    let d = x ^ y;
+    if d == 0 {
+        return 0;
+    }
+    let shift = d.trailing_zeros() & !7;
+    (((x >> shift) & 0xff) as i32) - (((y >> shift) & 0xff) as i32)
 }
 
 /// `packed-resolver.resolve`: the same policy on the packed form of the call. Arguments the
@@ -219,7 +245,7 @@ fn resolve_packed<P: Policy>(call: Vec<u8>) -> Vec<u8> {
         // arguments hold came from the arena, they are released at once instead of dropped.
         let (unpacked, blocks) =
             crate::ARENA.count_blocks(|| t::packed::unpack_call_with(&call, Shared));
-        let answer = answer::<P>(&unpacked);
+        let answer = answer::<P>(format_of(&call), &unpacked);
         if let Some(blocks) = blocks {
             std::mem::forget(unpacked);
             // SAFETY: the blocks are those the arguments hold, which were just forgotten; the
@@ -228,7 +254,13 @@ fn resolve_packed<P: Policy>(call: Vec<u8>) -> Vec<u8> {
         }
         return answer;
     }
-    answer::<P>(&t::packed::unpack_call(&call))
+    answer::<P>(format_of(&call), &t::packed::unpack_call(&call))
+}
+
+/// The format to answer a call in: the call's own, so that a host that writes only format 1
+/// can read the answer; the latest where the call declares none (it is refused anyway).
+fn format_of(call: &[u8]) -> t::packed::Format {
+    t::packed::Format::of(call).unwrap_or(t::packed::Format::LATEST)
 }
 
 /// Where the canonical ABI reads an export's `list<u8>` result: its pointer and length.
@@ -270,8 +302,9 @@ pub unsafe fn __packed_export<P: Policy>(call: *mut u8, len: usize) -> *mut u8 {
     area.cast()
 }
 
-/// The packed answer of `P` to an unpacked call.
+/// The packed answer of `P` to an unpacked call, in `format`.
 fn answer<P: Policy>(
+    format: t::packed::Format,
     unpacked: &Result<(t::Context, t::PartyVersion, t::PartyVersion), t::packed::PackError>,
 ) -> Vec<u8> {
     let resolution = match unpacked {
@@ -279,19 +312,82 @@ fn answer<P: Policy>(
         Err(e) => t::Resolution::Reject(format!("the policy could not read its call: {e}")),
     };
     let mut out = Vec::with_capacity(256);
-    t::packed::pack_resolution(&mut out, &resolution);
+    t::packed::pack_resolution(&mut out, format, &resolution);
     out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::compare;
+    use super::{compare, resolve_packed};
+    use crate::Policy;
+    use policy_types::packed::{self, Format};
+    use policy_types::{
+        Context, Description, Dot, Field, FieldValue, Hlc, PartyVersion, Relation, Resolution,
+        ResourceType,
+    };
 
-    /// Against the standard library's ordering: every length up to 20, a difference at every
-    /// position, in both directions, with bytes that differ in their high bit too.
+    struct DefaultMerge;
+
+    impl Policy for DefaultMerge {
+        fn describe() -> Description {
+            crate::description("default-merge", "1.0.0")
+        }
+        fn resolve(ctx: &Context, local: &PartyVersion, remote: &PartyVersion) -> Resolution {
+            tmf632_merge::resolve(ctx, local, remote)
+        }
+    }
+
+    fn version(region: &str, ms: u64, name: &str) -> PartyVersion {
+        PartyVersion {
+            tenant: "acme".into(),
+            party_id: "p-1".into(),
+            resource_type: ResourceType::Individual,
+            fields: vec![Field {
+                name: "givenName".into(),
+                stamp: Hlc::new(ms, 0, region),
+                value: FieldValue::Json(format!("{name:?}")),
+            }],
+            version_vector: vec![Dot::new(region, 1)],
+            tombstone: None,
+            origin_region: region.into(),
+        }
+    }
+
+    /// A host that writes only format 1 (one of contract 1.1) can read the answer: a policy
+    /// answers in the format of its call, and gives the same answer in both.
+    #[test]
+    fn a_packed_call_is_answered_in_its_own_format() {
+        let ctx = Context {
+            tenant: "acme".into(),
+            resolving_region: "eu".into(),
+            relation: Relation::Concurrent,
+            config: "{}".into(),
+        };
+        let (local, remote) = (
+            version("eu", 1_764_000_000_000, "Ann"),
+            version("na", 1_764_000_000_500, "Anne"),
+        );
+        let want = DefaultMerge::resolve(&ctx, &local, &remote);
+        assert!(matches!(want, Resolution::Merged(_)));
+        for format in [Format::V1, Format::V2] {
+            let mut call = Vec::new();
+            packed::pack_call_ref(&mut call, format, (&ctx).into(), &local, &remote);
+            let answer = resolve_packed::<DefaultMerge>(call);
+            assert_eq!(Format::of(&answer), Some(format));
+            assert_eq!(
+                packed::unpack_resolution(&answer).unwrap(),
+                want,
+                "{format:?}"
+            );
+        }
+    }
+
+    /// Against the standard library's ordering: every length up to 40 (each way through the
+    /// windows, and several words), a difference at every position, in both directions, with
+    /// bytes that differ in their high bit too.
     #[test]
     fn compare_orders_as_memcmp_does() {
-        for n in 0..=20usize {
+        for n in 0..=40usize {
             let base: Vec<u8> = (0..n).map(|i| (i * 37 % 251) as u8).collect();
             assert_eq!(compare(&base, &base), 0, "{n} equal bytes");
             for at in 0..n {
@@ -307,6 +403,28 @@ mod tests {
                         let want = base.cmp(&other) as i32;
                         assert_eq!(compare(&base, &other).signum(), want, "{n}, {at} and next");
                     }
+                }
+                // Any two bytes at `at` and any two after it: only the first difference decides,
+                // however its bits and the next byte's fall in a word.
+                const BYTES: [u8; 7] = [0x00, 0x01, 0x40, 0x7f, 0x80, 0xfe, 0xff];
+                for (x, y, p, q) in BYTES.iter().flat_map(|&x| {
+                    BYTES.iter().flat_map(move |&y| {
+                        BYTES
+                            .iter()
+                            .flat_map(move |&p| BYTES.iter().map(move |&q| (x, y, p, q)))
+                    })
+                }) {
+                    let (mut a, mut b) = (base.clone(), base.clone());
+                    (a[at], b[at]) = (x, y);
+                    if at + 1 < n {
+                        (a[at + 1], b[at + 1]) = (p, q);
+                    }
+                    let want = a.cmp(&b) as i32;
+                    assert_eq!(
+                        compare(&a, &b).signum(),
+                        want,
+                        "{n} bytes: {a:?} against {b:?}"
+                    );
                 }
             }
         }

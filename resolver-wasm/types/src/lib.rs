@@ -20,12 +20,12 @@ use std::cmp::Ordering;
 
 /// The contract version these types describe (the WIT package version).
 pub const CONTRACT_VERSION: &str = "1.0.0";
-/// The contract revision a policy built with these types declares in `describe`. Revision 1.1
-/// keeps the 1.0 interface and adds one agreement: the host sends only what differs between
-/// the two versions (fields and elements both hold identically are left out and kept as the
-/// local side's). A policy that needs every field (one that derives a field from others)
-/// declares "1.0.0" instead.
-pub const CONTRACT_REVISION: &str = "1.1.0";
+/// The contract revision a policy built with these types declares in `describe`. Revisions keep
+/// the 1.0 interface and add agreements: from 1.1 the host sends only what differs between the
+/// two versions (fields and elements both hold identically are left out and kept as the local
+/// side's); from 1.2 a packed call is in packed format 2 ([`packed::Format`]). A policy that
+/// needs every field (one that derives a field from others) declares "1.0.0" instead.
+pub const CONTRACT_REVISION: &str = "1.2.0";
 /// The name of the exported interface, with its version, as it appears in a component.
 pub const RESOLVER_INTERFACE: &str = "tmf632:conflict/resolver@1.0.0";
 /// The optional interface that takes `resolve`'s arguments and answer packed into bytes

@@ -9,14 +9,15 @@
 //! The format (all integers LEB128 varints unless said otherwise, strings a varint length and
 //! UTF-8 bytes):
 //!
-//! - a format byte ([`FORMAT`]);
+//! - a format byte ([`Format`]: 1 or 2);
 //! - call: context (tenant, resolving region, relation byte, config), then the local and the
 //!   remote version;
 //! - version: tenant, party id, resource-type byte, fields (count, then each), version vector
 //!   (count, then dots), tombstone (0, or 1 and a stamp), origin region;
 //! - field: name, stamp, then 0 and the JSON text, or 1 and the elements (count, each a key and
 //!   its entries: value, stamp, dot, position);
-//! - stamp: wall-ms, logical, region; dot: region, counter;
+//! - stamp: wall-ms (format 2: eight little-endian bytes; format 1: a varint), logical,
+//!   region; dot: region, counter;
 //! - a region: 0 and its name where it first appears, afterwards its number in order of first
 //!   appearance plus one (three regions spell their names once per call);
 //! - answer: 0 keep-local, 1 take-remote, 2 merged (tenant, party id, version vector, fields,
@@ -34,8 +35,32 @@ use crate::{
     ResourceType, Side,
 };
 
-/// The first byte of every packed call and answer.
-pub const FORMAT: u8 = 1;
+/// The format of a packed call or answer, its first byte. Both are read; a host writes the
+/// one its policy reads (format 2 from contract revision 1.2 on), and a policy answers in the
+/// format of its call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Every integer a varint (contract revisions 1.0 and 1.1).
+    V1 = 1,
+    /// A stamp's wall clock as eight little-endian bytes, everything else as in format 1. A
+    /// wall clock in milliseconds is a six-byte varint, the costliest item of a call to write
+    /// and read; as a fixed-size word it is one store and one load (BENCHMARKS.md).
+    V2 = 2,
+}
+
+impl Format {
+    /// What this crate writes where the reader's format is not known otherwise.
+    pub const LATEST: Format = Format::V2;
+
+    /// The format packed bytes declare in their first byte, if they declare one.
+    pub fn of(bytes: &[u8]) -> Option<Format> {
+        match bytes.first() {
+            Some(1) => Some(Format::V1),
+            Some(2) => Some(Format::V2),
+            _ => None,
+        }
+    }
+}
 
 /// Packed bytes that do not describe a call or an answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,19 +82,21 @@ impl std::fmt::Display for PackError {
 
 impl std::error::Error for PackError {}
 
-/// Packs `resolve`'s arguments into `out` (cleared first, so a caller can reuse its buffer).
+/// Packs `resolve`'s arguments into `out` (cleared first, so a caller can reuse its buffer), in
+/// the latest format.
 pub fn pack_call(out: &mut Vec<u8>, ctx: &Context, local: &PartyVersion, remote: &PartyVersion) {
-    pack_call_ref(out, ctx.into(), local, remote);
+    pack_call_ref(out, Format::LATEST, ctx.into(), local, remote);
 }
 
-/// As [`pack_call`], with the context by reference.
+/// As [`pack_call`], in `format`, with the context by reference.
 pub fn pack_call_ref(
     out: &mut Vec<u8>,
+    format: Format,
     ctx: ContextRef<'_>,
     local: &PartyVersion,
     remote: &PartyVersion,
 ) {
-    let mut w = Writer::start(out);
+    let mut w = Writer::start(out, format);
     w.context(ctx);
     w.version(local);
     w.version(remote);
@@ -87,13 +114,14 @@ pub enum SentField<'a> {
 /// `remote_fields` (views into the versions: nothing is copied but into `out`).
 pub fn pack_call_sent<'a>(
     out: &mut Vec<u8>,
+    format: Format,
     ctx: ContextRef<'a>,
     local: &'a PartyVersion,
     local_fields: &'a [SentField<'a>],
     remote: &'a PartyVersion,
     remote_fields: &'a [SentField<'a>],
 ) {
-    let mut w = Writer::start(out);
+    let mut w = Writer::start(out, format);
     w.context(ctx);
     for (v, fields) in [(local, local_fields), (remote, remote_fields)] {
         w.version_head(v);
@@ -192,9 +220,10 @@ pub fn unpack_call_with<S: Strings>(
     Ok((ctx, local, remote))
 }
 
-/// Packs a policy's answer into `out` (cleared first).
-pub fn pack_resolution(out: &mut Vec<u8>, resolution: &Resolution) {
-    let mut w = Writer::start(out);
+/// Packs a policy's answer into `out` (cleared first), in `format`: the format of the call it
+/// answers.
+pub fn pack_resolution(out: &mut Vec<u8>, format: Format, resolution: &Resolution) {
+    let mut w = Writer::start(out, format);
     match resolution {
         Resolution::KeepLocal => w.byte(0),
         Resolution::TakeRemote => w.byte(1),
@@ -402,17 +431,20 @@ fn same_short(a: &str, b: &str) -> bool {
 
 struct Writer<'o, 'v> {
     out: &'o mut Vec<u8>,
+    /// Format 2: a stamp's wall clock as eight bytes, not a varint.
+    fixed_clocks: bool,
     /// Regions in order of first appearance (at most a handful: a linear search wins).
     regions: RegionTable<'v>,
 }
 
 impl<'o, 'v> Writer<'o, 'v> {
     /// Clears `out` (a caller may reuse its buffer) and writes the format byte.
-    fn start(out: &'o mut Vec<u8>) -> Self {
+    fn start(out: &'o mut Vec<u8>, format: Format) -> Self {
         out.clear();
-        out.push(FORMAT);
+        out.push(format as u8);
         Writer {
             out,
+            fixed_clocks: format == Format::V2,
             regions: RegionTable::new(),
         }
     }
@@ -516,6 +548,14 @@ impl<'o, 'v> Writer<'o, 'v> {
         }
     }
 
+    fn wall_clock(&mut self, ms: u64) {
+        if self.fixed_clocks {
+            self.out.extend_from_slice(&ms.to_le_bytes());
+        } else {
+            self.varint(ms);
+        }
+    }
+
     fn side(&mut self, side: Side) {
         self.byte(match side {
             Side::Local => 0,
@@ -524,7 +564,7 @@ impl<'o, 'v> Writer<'o, 'v> {
     }
 
     fn hlc(&mut self, h: &'v Hlc) {
-        self.varint(h.wall_ms);
+        self.wall_clock(h.wall_ms);
         self.varint(h.logical.into());
         self.region(&h.region);
     }
@@ -640,6 +680,8 @@ unsafe fn windows<const W: usize>(src: *const u8, dst: *mut u8, n: usize) {
 struct Reader<'b, S> {
     bytes: &'b [u8],
     pos: usize,
+    /// Format 2: a stamp's wall clock is eight bytes, not a varint.
+    fixed_clocks: bool,
     /// The region names defined so far, in order.
     regions: RegionTable<'b>,
     strings: S,
@@ -647,19 +689,19 @@ struct Reader<'b, S> {
 
 impl<'b, S: Strings> Reader<'b, S> {
     fn with_strings(bytes: &'b [u8], strings: S) -> Result<Self, PackError> {
-        let mut r = Reader {
-            bytes,
-            pos: 0,
-            regions: RegionTable::new(),
-            strings,
-        };
-        if r.byte()? != FORMAT {
+        let Some(format) = Format::of(bytes) else {
             return Err(PackError {
                 at: 0,
-                what: "unknown format (expected 1)",
+                what: "unknown format (expected 1 or 2)",
             });
-        }
-        Ok(r)
+        };
+        Ok(Reader {
+            bytes,
+            pos: 1,
+            fixed_clocks: format == Format::V2,
+            regions: RegionTable::new(),
+            strings,
+        })
     }
 
     fn error(&self, what: &'static str) -> PackError {
@@ -742,6 +784,20 @@ impl<'b, S: Strings> Reader<'b, S> {
         Err(self.error("integer overflows 64 bits"))
     }
 
+    #[inline(always)]
+    fn wall_clock(&mut self) -> Result<u64, PackError> {
+        if !self.fixed_clocks {
+            return self.varint();
+        }
+        let w = self
+            .bytes
+            .get(self.pos..self.pos + 8)
+            .ok_or_else(|| self.error("ends too early"))?;
+        self.pos += 8;
+        Ok(u64::from_le_bytes(w.try_into().unwrap()))
+    }
+
+    #[inline(always)]
     fn u32(&mut self) -> Result<u32, PackError> {
         let v = self.varint()?;
         u32::try_from(v).map_err(|_| self.error("integer overflows 32 bits"))
@@ -841,7 +897,7 @@ impl<'b, S: Strings> Reader<'b, S> {
     #[inline(always)]
     fn hlc(&mut self) -> Result<Hlc, PackError> {
         Ok(Hlc {
-            wall_ms: self.varint()?,
+            wall_ms: self.wall_clock()?,
             logical: self.u32()?,
             region: self.region()?,
         })
@@ -1051,19 +1107,62 @@ mod tests {
     }
 
     #[test]
-    fn calls_and_answers_come_back_unchanged() {
+    fn calls_and_answers_come_back_unchanged_in_either_format() {
         let (ctx, local, remote) = call();
         let mut buf = vec![9, 9, 9];
-        pack_call(&mut buf, &ctx, &local, &remote);
-        assert_eq!(unpack_call(&buf).unwrap(), (ctx, local, remote));
-        for r in [
-            Resolution::KeepLocal,
-            Resolution::TakeRemote,
-            Resolution::Reject("no".into()),
-            merged(),
+        for format in [Format::V1, Format::V2] {
+            pack_call_ref(&mut buf, format, (&ctx).into(), &local, &remote);
+            assert_eq!(Format::of(&buf), Some(format));
+            assert_eq!(
+                unpack_call(&buf).unwrap(),
+                (ctx.clone(), local.clone(), remote.clone()),
+                "{format:?}"
+            );
+            for r in [
+                Resolution::KeepLocal,
+                Resolution::TakeRemote,
+                Resolution::Reject("no".into()),
+                merged(),
+            ] {
+                pack_resolution(&mut buf, format, &r);
+                assert_eq!(Format::of(&buf), Some(format));
+                assert_eq!(unpack_resolution(&buf).unwrap(), r, "{format:?}");
+            }
+        }
+    }
+
+    /// The one difference between the formats: a stamp's wall clock is a varint in format 1
+    /// and eight little-endian bytes in format 2 (a clock of today, 41 bits, takes six bytes
+    /// as a varint).
+    #[test]
+    fn a_stamps_wall_clock_is_a_varint_in_format_1_and_eight_bytes_in_format_2() {
+        let stamp = Hlc::new(1_764_000_000_000, 3, "eu");
+        let mut leb128 = Vec::new();
+        let mut ms = stamp.wall_ms;
+        while ms >= 0x80 {
+            leb128.push((ms as u8) | 0x80);
+            ms >>= 7;
+        }
+        leb128.push(ms as u8);
+        assert_eq!(leb128.len(), 6);
+        for (format, clock) in [
+            (Format::V1, leb128),
+            (Format::V2, stamp.wall_ms.to_le_bytes().to_vec()),
         ] {
-            pack_resolution(&mut buf, &r);
-            assert_eq!(unpack_resolution(&buf).unwrap(), r);
+            let mut out = Vec::new();
+            Writer::start(&mut out, format).hlc(&stamp);
+            let mut want = vec![format as u8];
+            want.extend_from_slice(&clock);
+            want.extend_from_slice(&[3, 0, 2, b'e', b'u']);
+            assert_eq!(out, want, "{format:?}");
+            let mut r = Reader::with_strings(&out, Copied).unwrap();
+            assert_eq!(r.hlc().unwrap(), stamp, "{format:?}");
+            r.finish().unwrap();
+            // Cut anywhere in the clock, the stamp is refused.
+            for cut in 1..1 + clock.len() {
+                let mut r = Reader::with_strings(&out[..cut], Copied).unwrap();
+                assert!(r.hlc().is_err(), "{format:?} cut at {cut}");
+            }
         }
     }
 
@@ -1095,7 +1194,7 @@ mod tests {
         let mut into = Resolution::KeepLocal;
         let mut buf = Vec::new();
         for (i, a) in answers.iter().enumerate() {
-            pack_resolution(&mut buf, a);
+            pack_resolution(&mut buf, Format::LATEST, a);
             unpack_resolution_into(&buf, &mut into).unwrap();
             assert_eq!(&into, a, "answer {i}");
             // A refused answer leaves something behind; the next one is still right.
@@ -1117,6 +1216,7 @@ mod tests {
         let mut buf = Vec::new();
         pack_call_sent(
             &mut buf,
+            Format::LATEST,
             (&ctx).into(),
             &local,
             &local_sent,
@@ -1163,7 +1263,7 @@ mod tests {
         };
         m.version_vector = regions.iter().rev().map(|r| Dot::new(r, 2)).collect();
         let answer = Resolution::Merged(m);
-        pack_resolution(&mut buf, &answer);
+        pack_resolution(&mut buf, Format::LATEST, &answer);
         assert_eq!(unpack_resolution(&buf).unwrap(), answer);
     }
 
@@ -1223,7 +1323,7 @@ mod tests {
         let mut call_bytes = Vec::new();
         pack_call(&mut call_bytes, &ctx, &local, &remote);
         let mut answer_bytes = Vec::new();
-        pack_resolution(&mut answer_bytes, &merged());
+        pack_resolution(&mut answer_bytes, Format::LATEST, &merged());
         for bytes in [&call_bytes, &answer_bytes] {
             for cut in 0..bytes.len() {
                 let short = &bytes[..cut];
@@ -1265,7 +1365,7 @@ mod tests {
                 want.extend_from_slice(text.as_bytes());
                 for before in 0..=9 {
                     let mut out = Vec::with_capacity(1 + before);
-                    let mut w = Writer::start(&mut out);
+                    let mut w = Writer::start(&mut out, Format::LATEST);
                     for i in 0..before {
                         w.byte(i as u8);
                     }
@@ -1290,7 +1390,7 @@ mod tests {
     #[test]
     fn varints_round_trip_and_overlong_ones_are_refused_where_they_stop() {
         let read = |bytes: &[u8]| {
-            let mut with_format = vec![FORMAT];
+            let mut with_format = vec![Format::LATEST as u8];
             with_format.extend_from_slice(bytes);
             let mut r = Reader::with_strings(&with_format, Copied).unwrap();
             r.varint().map(|v| (v, r.pos)).map_err(|e| (e.at, e.what))
@@ -1306,8 +1406,8 @@ mod tests {
             u64::MAX - 1,
             u64::MAX,
         ] {
-            let mut out = vec![FORMAT];
-            Writer::start(&mut out).varint(v);
+            let mut out = vec![Format::LATEST as u8];
+            Writer::start(&mut out, Format::LATEST).varint(v);
             assert_eq!(read(&out[1..]), Ok((v, out.len())), "{v}");
         }
         // Every length, at both ends of its range, written as the byte loop of LEB128 writes
@@ -1327,8 +1427,8 @@ mod tests {
             values.extend([(1u64 << bits) - 1, 1 << bits, (1 << bits) + 1]);
         }
         for v in values {
-            let mut out = vec![FORMAT];
-            Writer::start(&mut out).varint(v);
+            let mut out = vec![Format::LATEST as u8];
+            Writer::start(&mut out, Format::LATEST).varint(v);
             assert_eq!(&out[1..], leb128(v), "{v} is written as LEB128");
             let n = out.len();
             assert_eq!(read(&out[1..]), Ok((v, n)), "{v} alone");
@@ -1356,7 +1456,11 @@ mod tests {
         // format, merged, "", "", one dot naming region 2 before any is defined.
         let e = unpack_resolution(&[1, 2, 0, 0, 1, 2, 0]).unwrap_err();
         assert_eq!(e.what, "region number not defined yet");
-        assert_eq!(unpack_resolution(&[2, 0]).unwrap_err().at, 0);
+        for unknown in [0, 3, 0xff] {
+            let e = unpack_resolution(&[unknown, 0]).unwrap_err();
+            assert_eq!((e.at, e.what), (0, "unknown format (expected 1 or 2)"));
+        }
+        assert!(unpack_call(&[]).is_err());
         assert_eq!(
             unpack_resolution(&[1, 0xff]).unwrap_err().what,
             "unknown resolution"
