@@ -14,6 +14,16 @@ step "toolchain and wasm targets (rust-toolchain.toml)"
 rustup toolchain install
 rustup target add --toolchain "$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)" wasm32-unknown-unknown wasm32-wasip2
 
+step "a browser for the page tests (headless Chromium, Debian's chromium)"
+if ! command -v chromium >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    fi
+fi
+chromium --version
+
 step "python tools in .venv (moto, cargo-lambda)"
 scripts/python-tools.sh
 
@@ -32,8 +42,12 @@ unset AWS_PROFILE AWS_SESSION_TOKEN
 step "format"
 cargo fmt --all --check
 
+step "no import cycle between the modules of any crate"
+python3 scripts/module-cycles.py
+
 step "clippy (warnings are errors)"
-cargo clippy --workspace --all-targets -- -D warnings
+# With the CLI's AWS backends (feature `aws`, left out of its default build) so they are linted.
+cargo clippy --workspace --all-targets --features host-cli/aws -- -D warnings
 
 step "deployment: SAM template and state machines (cfn-lint, statelint)"
 scripts/lint-deploy.sh
@@ -44,6 +58,10 @@ export FOREIGN_POLICIES="$PWD/target/foreign-policies"
 
 step "tests"
 cargo test --no-fail-fast
+
+step "the simulation from the command line: a thousand seeded schedules, every fault on"
+# The CLI binary the tests built; the rerun line of any failure is printed.
+cargo run -q -p host-cli -- simulate --seed 1 --seeds 1000 --quiet
 
 step "end to end: the ingest Lambda binary under cargo lambda watch"
 # What `cargo lambda watch` runs (cargo run -p host-lambda); host-lambda's manifest keeps its

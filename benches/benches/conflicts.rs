@@ -1,21 +1,20 @@
 //! Per-conflict costs: the default policy as WASM against the same merge natively and as a
-//! Rhai script; the host's decision on dominated versions; instantiation; the call-path
-//! prototypes. Prints the ratios of this run at the end.
+//! Rhai script; the host's decision on dominated versions; instantiation. Every WASM figure is
+//! measured through the host's own `Policy::call`. Prints the ratios of this run at the end.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput};
-use host_core::{ActivePolicy, Limits, Resolver, TenantPolicies, relation, resolve_with};
+use host_core::{ActivePolicy, Call, Resolver, TenantPolicies, relation, resolve_with};
 use policy_benches::fixtures::{
     REGION, Size, TENANT, boundary_strings, concurrent, dominated, empty,
 };
-use policy_benches::proto::{ProtoOptions, ProtoPolicy};
 use policy_benches::report::{Report, criterion};
 use policy_benches::script::ScriptPolicy;
 use policy_benches::strip::{resolve_whole, strip};
 use policy_benches::{
-    KEEP_LOCAL_POLICY, PANIC_POLICY, dominated_winner, interleaved, load, native_resolve,
-    native_resolve_stripped, serving_engine,
+    KEEP_LOCAL_POLICY, PANIC_POLICY, interleaved, load, native_resolve, native_resolve_stripped,
+    serving_engine,
 };
 use policy_types::compare_vectors;
 use std::collections::HashMap;
@@ -29,24 +28,6 @@ fn conflicts(c: &mut Criterion) {
     let trivial = load(&engine, KEEP_LOCAL_POLICY);
     let panics = load(&engine, PANIC_POLICY);
     let script = ScriptPolicy::new();
-    let limits = Limits::default();
-    let proto_baseline = ProtoPolicy::new(&limits, DEFAULT, ProtoOptions::default());
-    let proto_typed = ProtoPolicy::new(
-        &limits,
-        DEFAULT,
-        ProtoOptions {
-            typed_once: true,
-            ..ProtoOptions::default()
-        },
-    );
-    let proto_no_deadline = ProtoPolicy::new(
-        &limits,
-        DEFAULT,
-        ProtoOptions {
-            no_deadline: true,
-            ..ProtoOptions::default()
-        },
-    );
 
     let mut g = c.benchmark_group("floor");
     let pair = empty();
@@ -54,11 +35,11 @@ fn conflicts(c: &mut Criterion) {
     g.bench_function("empty-trivial-call", |b| {
         b.iter(|| {
             trivial
-                .call(
+                .call((
                     black_box(&ctx),
                     black_box(&pair.local),
                     black_box(&pair.remote),
-                )
+                ))
                 .unwrap()
         })
     });
@@ -91,14 +72,14 @@ fn conflicts(c: &mut Criterion) {
         g.bench_function(format!("{n}-wasm-call"), |b| {
             b.iter(|| {
                 policy
-                    .call(black_box(&ctx), black_box(l), black_box(r))
+                    .call((black_box(&ctx), black_box(l), black_box(r)))
                     .unwrap()
             })
         });
         g.bench_function(format!("{n}-wasm-typed-call"), |b| {
             b.iter(|| {
                 policy
-                    .call_unpacked(black_box(&ctx), black_box(l), black_box(r))
+                    .call(Call::new(black_box(&ctx), black_box(l), black_box(r)).typed())
                     .unwrap()
             })
         });
@@ -108,28 +89,7 @@ fn conflicts(c: &mut Criterion) {
         g.bench_function(format!("{n}-trivial-call"), |b| {
             b.iter(|| {
                 trivial
-                    .call(black_box(&ctx), black_box(l), black_box(r))
-                    .unwrap()
-            })
-        });
-        g.bench_function(format!("{n}-proto-baseline-call"), |b| {
-            b.iter(|| {
-                proto_baseline
-                    .call(black_box(&ctx), black_box(l), black_box(r))
-                    .unwrap()
-            })
-        });
-        g.bench_function(format!("{n}-proto-typed-once-call"), |b| {
-            b.iter(|| {
-                proto_typed
-                    .call(black_box(&ctx), black_box(l), black_box(r))
-                    .unwrap()
-            })
-        });
-        g.bench_function(format!("{n}-proto-no-deadline-call"), |b| {
-            b.iter(|| {
-                proto_no_deadline
-                    .call(black_box(&ctx), black_box(l), black_box(r))
+                    .call((black_box(&ctx), black_box(l), black_box(r)))
                     .unwrap()
             })
         });
@@ -154,21 +114,23 @@ fn conflicts(c: &mut Criterion) {
         let ctx = pair.context();
         let (l, r) = (&pair.local, &pair.remote);
         let n = size.name();
-        let stripped = host_core::strip::strip(l, r).expect("no tombstones");
-        let answer = policy.call_stripped((&ctx).into(), &stripped).unwrap();
-        let restored = host_core::strip::restore(&stripped, answer.clone());
+        let stripped = host_core::sandbox::strip::strip(l, r).expect("no tombstones");
+        let answer = policy
+            .call(Call::stripped((&ctx).into(), &stripped))
+            .unwrap();
+        let restored = host_core::sandbox::strip::restore(&stripped, answer.clone());
         g.bench_function(format!("{n}-strip"), |b| {
-            b.iter(|| host_core::strip::strip(black_box(l), black_box(r)))
+            b.iter(|| host_core::sandbox::strip::strip(black_box(l), black_box(r)))
         });
         g.bench_function(format!("{n}-stripped-call"), |b| {
             b.iter(|| {
                 policy
-                    .call_stripped(black_box(&ctx).into(), black_box(&stripped))
+                    .call(Call::stripped(black_box(&ctx).into(), black_box(&stripped)))
                     .unwrap()
             })
         });
         g.bench_function(format!("{n}-restore"), |b| {
-            b.iter(|| host_core::strip::restore(&stripped, black_box(&answer).clone()))
+            b.iter(|| host_core::sandbox::strip::restore(&stripped, black_box(&answer).clone()))
         });
         g.bench_function(format!("{n}-answer-clone"), |b| {
             b.iter(|| black_box(&answer).clone())
@@ -217,9 +179,6 @@ fn conflicts(c: &mut Criterion) {
                 b.iter(|| relation(black_box(l), black_box(r)))
             });
         }
-        g.bench_function(format!("{n}-borrowed-decision"), |b| {
-            b.iter(|| dominated_winner(black_box(l), black_box(r)).map(|(rel, _)| rel))
-        });
         g.bench_function(format!("{n}-decide-by-host"), |b| {
             b.iter(|| host_core::decide_by_host(black_box(l), black_box(r)))
         });
@@ -237,15 +196,6 @@ fn conflicts(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("instantiation");
-    let proto_fresh = ProtoPolicy::new(
-        &limits,
-        DEFAULT,
-        ProtoOptions {
-            typed_once: true,
-            keep_resident: 1 << 20,
-            ..ProtoOptions::default()
-        },
-    );
     for size in [Size::Small, Size::Typical] {
         let pair = concurrent(size);
         let ctx = pair.context();
@@ -254,14 +204,14 @@ fn conflicts(c: &mut Criterion) {
         g.bench_function(format!("{n}-call-fresh"), |b| {
             b.iter(|| {
                 policy
-                    .call_fresh(black_box(&ctx), black_box(l), black_box(r))
+                    .call(Call::new(black_box(&ctx), black_box(l), black_box(r)).fresh())
                     .unwrap()
             })
         });
         g.bench_function(format!("{n}-call-warm"), |b| {
             b.iter(|| {
                 policy
-                    .call(black_box(&ctx), black_box(l), black_box(r))
+                    .call((black_box(&ctx), black_box(l), black_box(r)))
                     .unwrap()
             })
         });
@@ -270,22 +220,8 @@ fn conflicts(c: &mut Criterion) {
         g.bench_function(format!("{n}-trap"), |b| {
             b.iter(|| {
                 panics
-                    .call(black_box(&ctx), black_box(l), black_box(r))
+                    .call((black_box(&ctx), black_box(l), black_box(r)))
                     .unwrap_err()
-            })
-        });
-        g.bench_function(format!("{n}-proto-fresh-typed"), |b| {
-            b.iter(|| {
-                proto_typed
-                    .call_fresh(black_box(&ctx), black_box(l), black_box(r))
-                    .unwrap()
-            })
-        });
-        g.bench_function(format!("{n}-proto-fresh-resident"), |b| {
-            b.iter(|| {
-                proto_fresh
-                    .call_fresh(black_box(&ctx), black_box(l), black_box(r))
-                    .unwrap()
             })
         });
     }
@@ -396,14 +332,10 @@ fn report(mut rep: Report, interleaved: &HashMap<String, policy_benches::Interle
         }
         let ctx = pair.context();
         let mut packed = Vec::new();
-        policy_types::packed::pack_call(&mut packed, &ctx, &pair.local, &pair.remote);
+        policy_packed::pack_call(&mut packed, &ctx, &pair.local, &pair.remote);
         let whole = packed.len();
         if let Some(st) = strip(&pair.local, &pair.remote) {
-            st.pack(
-                &mut packed,
-                policy_types::packed::Format::LATEST,
-                (&ctx).into(),
-            );
+            st.pack(&mut packed, policy_packed::Format::LATEST, (&ctx).into());
         }
         rep.line(
             &format!("{}: packed call (whole / only what differs)", size.name()),
@@ -515,24 +447,6 @@ fn report(mut rep: Report, interleaved: &HashMap<String, policy_benches::Interle
             None,
         );
         rep.ratio(
-            &format!("{n}: prototype baseline / typed call (replica check)"),
-            ("conflict", &id(size, "proto-baseline-call")),
-            ("conflict", &id(size, "wasm-typed-call")),
-            None,
-        );
-        rep.ratio(
-            &format!("{n}: prototype typed-once / prototype baseline"),
-            ("conflict", &id(size, "proto-typed-once-call")),
-            ("conflict", &id(size, "proto-baseline-call")),
-            None,
-        );
-        rep.ratio(
-            &format!("{n}: prototype without deadline / prototype baseline"),
-            ("conflict", &id(size, "proto-no-deadline-call")),
-            ("conflict", &id(size, "proto-baseline-call")),
-            None,
-        );
-        rep.ratio(
             &format!("{n}: contract 1.0 path (whole versions) / resolve_with (1.1: differences)"),
             ("conflict", &id(size, "whole-versions-full")),
             ("conflict", &id(size, "wasm-full")),
@@ -580,15 +494,6 @@ fn report(mut rep: Report, interleaved: &HashMap<String, policy_benches::Interle
         );
         rep.ratio(
             &format!(
-                "dominated {}: borrowed decision (prototype) / compare_vectors",
-                size.name()
-            ),
-            ("dominated", &id(size, "borrowed-decision")),
-            ("dominated", "compare-vectors"),
-            None,
-        );
-        rep.ratio(
-            &format!(
                 "dominated {}: resolve_with / compare_vectors + clone",
                 size.name()
             ),
@@ -620,12 +525,6 @@ fn report(mut rep: Report, interleaved: &HashMap<String, policy_benches::Interle
         "a trapping call (fresh instance, panic, unwind; typical) / typical resolve_with",
         ("instantiation", &id(Size::Typical, "trap")),
         ("conflict", &id(Size::Typical, "wasm-full")),
-        None,
-    );
-    rep.ratio(
-        "prototype fresh, keep_resident 1 MiB / fresh (typical)",
-        ("instantiation", &id(Size::Typical, "proto-fresh-resident")),
-        ("instantiation", &id(Size::Typical, "proto-fresh-typed")),
         None,
     );
     if let Some(t) = rep.figure(

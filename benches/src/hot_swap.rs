@@ -118,7 +118,7 @@ fn phase(
                 );
                 if warm {
                     policy
-                        .call(&pair.context(), &pair.local, &pair.remote)
+                        .call((&pair.context(), &pair.local, &pair.remote))
                         .expect("the warm-up call");
                 }
                 keep.push(Arc::downgrade(&policy));

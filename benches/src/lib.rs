@@ -8,7 +8,6 @@
 pub mod events;
 pub mod fixtures;
 pub mod hot_swap;
-pub mod proto;
 pub mod report;
 pub mod script;
 pub mod strip;
@@ -74,12 +73,12 @@ pub fn native_resolve_stripped(
     local: &PartyVersion,
     remote: &PartyVersion,
 ) -> Result<(Decision, Option<PartyVersion>), CallFailure> {
-    let Some(stripped) = host_core::strip::strip(local, remote) else {
+    let Some(stripped) = host_core::sandbox::strip::strip(local, remote) else {
         return native_resolve(region, local, remote);
     };
     let (relation, ctx) = native_context(region, local, remote);
     let (l, r) = stripped.versions();
-    let answer = host_core::strip::restore(&stripped, tmf632_merge::resolve(&ctx, &l, &r));
+    let answer = host_core::sandbox::strip::restore(&stripped, tmf632_merge::resolve(&ctx, &l, &r));
     host_core::apply_resolution_with(
         region,
         relation,
@@ -88,24 +87,6 @@ pub fn native_resolve_stripped(
         &answer,
         stripped.identical_fields(),
     )
-}
-
-/// Prototype of the host's shortcut for dominated versions without the copy: the checks
-/// `resolve_with` makes before it would call a policy, answering with a reference to the
-/// version to keep instead of a clone of it. `None` when a policy must decide.
-pub fn dominated_winner<'a>(
-    local: &'a PartyVersion,
-    remote: &'a PartyVersion,
-) -> Option<(Relation, &'a PartyVersion)> {
-    if local.tenant != remote.tenant || local.party_id != remote.party_id {
-        return None;
-    }
-    match relation(local, remote) {
-        r @ Relation::LocalDominates => Some((r, local)),
-        r @ Relation::RemoteDominates => Some((r, remote)),
-        r @ Relation::Equal if local == remote => Some((r, local)),
-        Relation::Equal | Relation::Concurrent => None,
-    }
 }
 
 /// Two operations timed in alternating blocks (`a`, `b`, `a`, `b`, …) of about a millisecond

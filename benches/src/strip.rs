@@ -1,4 +1,4 @@
-//! The contract 1.1 path the benchmarks compare with the 1.0 one: `host_core::strip` leaves out
+//! The contract 1.1 path the benchmarks compare with the 1.0 one: `host_sandbox::strip` leaves out
 //! of the call what both versions hold identically (the hosts do this for policies that
 //! declare revision 1.1, as the default policy does).
 
@@ -6,7 +6,7 @@ use policy_types::PartyVersion;
 
 use host_core::{ResolveError, resolve_with_whole_versions};
 
-pub use host_core::strip::{Stripped, restore, strip};
+pub use host_core::sandbox::strip::{Stripped, restore, strip};
 
 /// `resolve_with` as a contract 1.0 policy is called: both versions whole. Returns the party
 /// written.

@@ -3,16 +3,13 @@
 
 use std::time::Duration;
 
-use host_core::{ArtifactCache, Decision, Limits, Policy, resolve_with};
+use host_core::{ArtifactCache, Call, Decision, Policy, resolve_with};
 use policy_benches::events::{Applied, EventStore, apply_all, event_stream};
 use policy_benches::fixtures::{REGION, Size, TENANT, concurrent, dominated, empty, tmf_bytes};
 use policy_benches::hot_swap::{SwapConfig, run};
-use policy_benches::proto::{ProtoOptions, ProtoPolicy};
 use policy_benches::script::ScriptPolicy;
 use policy_benches::strip::{resolve_whole, strip};
-use policy_benches::{
-    KEEP_LOCAL_POLICY, PANIC_POLICY, dominated_winner, load, native_resolve, serving_engine,
-};
+use policy_benches::{KEEP_LOCAL_POLICY, PANIC_POLICY, load, native_resolve, serving_engine};
 use policy_types::{Resolution, VectorOrder, compare_vectors};
 
 const DEFAULT: &[u8] = default_policy_artifact::DEFAULT_POLICY;
@@ -46,7 +43,8 @@ fn the_parties_have_the_sizes_of_the_issue() {
     }
 }
 
-/// Every peer of the per-conflict benchmark (native, WASM, prototypes, stripped call, script)
+/// Every peer of the per-conflict benchmark (native, WASM packed and typed, fresh, stripped call,
+/// script)
 /// gives the same answer on every size.
 #[test]
 fn every_peer_resolves_the_conflicts_alike() {
@@ -54,18 +52,6 @@ fn every_peer_resolves_the_conflicts_alike() {
     let policy = load(&engine, DEFAULT);
     let trivial = load(&engine, KEEP_LOCAL_POLICY);
     let script = ScriptPolicy::new();
-    let limits = Limits::default();
-    let protos = [false, true].map(|on| {
-        ProtoPolicy::new(
-            &limits,
-            DEFAULT,
-            ProtoOptions {
-                typed_once: on,
-                keep_resident: if on { 1 << 20 } else { 0 },
-                no_deadline: on,
-            },
-        )
-    });
     for size in Size::ALL {
         let pair = concurrent(size);
         let ctx = pair.context();
@@ -73,30 +59,28 @@ fn every_peer_resolves_the_conflicts_alike() {
         let native = tmf632_merge::resolve(&ctx, l, r);
         assert!(matches!(native, Resolution::Merged(_)), "{size:?}");
         assert!(policy.info().packed);
-        assert_eq!(policy.call(&ctx, l, r).unwrap(), native, "{size:?} wasm");
+        assert_eq!(policy.call((&ctx, l, r)).unwrap(), native, "{size:?} wasm");
         assert_eq!(
-            policy.call_unpacked(&ctx, l, r).unwrap(),
+            policy.call(Call::new(&ctx, l, r).typed()).unwrap(),
             native,
             "{size:?} typed"
         );
-        let stripped = host_core::strip::strip(l, r).unwrap();
+        let stripped = host_core::sandbox::strip::strip(l, r).unwrap();
         let (sl, sr) = stripped.versions();
         assert_eq!(
-            policy.call_stripped((&ctx).into(), &stripped).unwrap(),
-            policy.call_unpacked(&ctx, &sl, &sr).unwrap(),
+            policy
+                .call(Call::stripped((&ctx).into(), &stripped))
+                .unwrap(),
+            policy.call(Call::new(&ctx, &sl, &sr).typed()).unwrap(),
             "{size:?} stripped, packed and typed"
         );
         assert_eq!(
-            policy.call_fresh(&ctx, l, r).unwrap(),
+            policy.call(Call::new(&ctx, l, r).fresh()).unwrap(),
             native,
             "{size:?} fresh"
         );
         assert_eq!(script.call(&ctx, l, r).unwrap(), native, "{size:?} script");
-        for p in &protos {
-            assert_eq!(p.call(&ctx, l, r).unwrap(), native, "{size:?} {p:?}");
-            assert_eq!(p.call_fresh(&ctx, l, r).unwrap(), native, "{size:?} {p:?}");
-        }
-        assert_eq!(trivial.call(&ctx, l, r).unwrap(), Resolution::KeepLocal);
+        assert_eq!(trivial.call((&ctx, l, r)).unwrap(), Resolution::KeepLocal);
         let d = dominated(size);
         assert_eq!(
             script.call(&d.context(), &d.local, &d.remote).unwrap(),
@@ -129,7 +113,7 @@ fn the_trapping_policy_traps_on_every_call_and_the_host_keeps_calling() {
     let pair = concurrent(Size::Typical);
     let ctx = pair.context();
     for _ in 0..3 {
-        let failure = panics.call(&ctx, &pair.local, &pair.remote).unwrap_err();
+        let failure = panics.call((&ctx, &pair.local, &pair.remote)).unwrap_err();
         assert!(
             matches!(failure, host_core::CallFailure::Trap(_)),
             "{failure:?}"
@@ -145,7 +129,7 @@ fn the_floor_pair_reaches_the_policy() {
     assert_eq!(pair.relation(), policy_types::Relation::Concurrent);
     let ctx = pair.context();
     assert_eq!(
-        trivial.call(&ctx, &pair.local, &pair.remote).unwrap(),
+        trivial.call((&ctx, &pair.local, &pair.remote)).unwrap(),
         Resolution::KeepLocal
     );
     assert!(matches!(
@@ -169,15 +153,11 @@ fn dominated_versions_are_decided_by_the_host() {
     assert_eq!(resolved.party, None, "no copy");
     let written = resolved.written(&pair.local, &pair.remote);
     assert_eq!(written, Some(&pair.remote));
-    let (relation, winner) = dominated_winner(&pair.local, &pair.remote).unwrap();
-    assert_eq!(relation, resolved.relation);
-    assert_eq!(Some(winner), written);
     assert_eq!(
         host_core::decide_by_host(&pair.local, &pair.remote),
         Some(resolved)
     );
     let concurrent = concurrent(Size::Typical);
-    assert!(dominated_winner(&concurrent.local, &concurrent.remote).is_none());
     assert!(host_core::decide_by_host(&concurrent.local, &concurrent.remote).is_none());
 }
 

@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use clap::Args;
 use host_core::Metering;
 use host_core::conflict::to_line;
-use host_core::laws::{CheckOptions, check};
+use policy_admin::laws::{CheckOptions, check};
 use serde_json::json;
 use std::fmt::Write as _;
 use std::process::ExitCode;

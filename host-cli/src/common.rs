@@ -56,7 +56,7 @@ pub fn load(
     Ok(Policy::load(engine, &bytes, cache.cache().as_ref()))
 }
 
-pub use host_core::policy_registry::short;
+pub use host_core::registry::short;
 
 /// Writes a JSON document (pretty, one trailing newline) to stdout.
 pub fn emit_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -64,8 +64,26 @@ pub fn emit_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What keeps an AWS store's clients running while the command uses it: the SDK's runtime with
+/// the `aws` feature, nothing to hold (an empty type) without it.
+#[cfg(feature = "aws")]
+pub type AwsRuntime = tokio::runtime::Runtime;
+#[cfg(not(feature = "aws"))]
+pub enum AwsRuntime {}
+
+/// The error for an AWS location in a CLI built without the AWS backends (the default build,
+/// which compiles no AWS SDK).
+#[cfg(not(feature = "aws"))]
+pub fn no_aws(what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{what} needs the AWS backends, which this host-cli was built without; run it as \
+         `cargo run -p host-cli --features aws -- …` (or build with --features aws)"
+    )
+}
+
 /// The AWS SDK's configuration from the environment, with the runtime its clients run on (the
 /// CLI calls the sync stores from its main thread, which is not one of the runtime's workers).
+#[cfg(feature = "aws")]
 pub fn aws() -> anyhow::Result<(tokio::runtime::Runtime, aws_config::SdkConfig)> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -59,28 +59,39 @@ pub struct FilterOpts {
 /// A log and what keeps it working (the AWS SDK's runtime).
 pub struct Opened {
     pub log: Arc<dyn ConflictLog>,
-    _runtime: Option<tokio::runtime::Runtime>,
+    _runtime: Option<common::AwsRuntime>,
+}
+
+/// The conflict table on AWS.
+#[cfg(feature = "aws")]
+fn open_aws(table: &str) -> anyhow::Result<Opened> {
+    let (runtime, sdk) = common::aws()?;
+    let log = host_aws::conflict_log::DynamoConflictLog::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        table,
+        runtime.handle().clone(),
+    );
+    Ok(Opened {
+        log: Arc::new(log),
+        _runtime: Some(runtime),
+    })
+}
+
+#[cfg(not(feature = "aws"))]
+fn open_aws(_table: &str) -> anyhow::Result<Opened> {
+    Err(common::no_aws("--log aws"))
 }
 
 impl LogOpts {
     pub fn open(&self) -> anyhow::Result<Opened> {
-        host_core::policy_registry::check_tenant(&self.tenant)?;
+        host_core::tenant::check_tenant(&self.tenant)?;
         let location = self
             .log
             .clone()
             .or_else(|| std::env::var("TMF632_CONFLICT_LOG").ok())
             .unwrap_or_else(|| "conflict-log".into());
         if location == "aws" {
-            let (runtime, sdk) = common::aws()?;
-            let log = host_lambda::conflict_log_aws::DynamoConflictLog::new(
-                aws_sdk_dynamodb::Client::new(&sdk),
-                &self.table,
-                runtime.handle().clone(),
-            );
-            return Ok(Opened {
-                log: Arc::new(log),
-                _runtime: Some(runtime),
-            });
+            return open_aws(&self.table);
         }
         Ok(Opened {
             log: Arc::new(DirConflictLog::new(PathBuf::from(location))),

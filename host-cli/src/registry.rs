@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
+use host_core::PolicyRegistry;
 use host_core::conflict::to_line;
-use host_core::policy_registry::{
-    Change, HistoryEntry, ListedVersion, Registry, RegistryError, TenantState, UploadOptions, short,
-};
-use host_core::{PolicyRegistry, local_registry};
+use host_core::registry::local as local_registry;
+use host_core::registry::{HistoryEntry, RegistryError, TenantState, short};
+use policy_admin::registry::{Change, ListedVersion, Registry, UploadOptions};
 use serde_json::json;
 
 use crate::common;
@@ -42,9 +42,27 @@ pub struct RegistryOpts {
 }
 
 /// A registry and what keeps it working (the AWS SDK's runtime).
+/// The registry's table and bucket on AWS.
+#[cfg(feature = "aws")]
+fn open_aws(table: &str, bucket: &str, actor: String) -> anyhow::Result<Opened> {
+    anyhow::ensure!(!table.is_empty(), "the registry table name is empty");
+    anyhow::ensure!(!bucket.is_empty(), "the policy bucket name is empty");
+    let (runtime, sdk) = common::aws()?;
+    let store = host_aws::registry_from(&sdk, table, bucket, runtime.handle().clone());
+    Ok(Opened {
+        registry: Registry::new(store, actor),
+        _runtime: Some(runtime),
+    })
+}
+
+#[cfg(not(feature = "aws"))]
+fn open_aws(_table: &str, _bucket: &str, _actor: String) -> anyhow::Result<Opened> {
+    Err(common::no_aws("--registry aws"))
+}
+
 pub struct Opened {
     pub registry: Registry,
-    _runtime: Option<tokio::runtime::Runtime>,
+    _runtime: Option<common::AwsRuntime>,
 }
 
 impl RegistryOpts {
@@ -65,17 +83,7 @@ impl RegistryOpts {
                 .clone()
                 .or_else(|| std::env::var("POLICY_BUCKET").ok())
                 .context("--registry aws needs the policy bucket: --bucket or $POLICY_BUCKET")?;
-            let (runtime, sdk) = common::aws()?;
-            let store = host_lambda::wiring::registry_from(
-                &sdk,
-                &self.table,
-                &bucket,
-                runtime.handle().clone(),
-            )?;
-            return Ok(Opened {
-                registry: Registry::new(store, actor),
-                _runtime: Some(runtime),
-            });
+            return open_aws(&self.table, &bucket, actor);
         }
         let store: Arc<dyn PolicyRegistry> = Arc::new(
             local_registry::open(PathBuf::from(&location))
@@ -221,7 +229,7 @@ pub fn upload(o: UploadOpts) -> anyhow::Result<ExitCode> {
     let digest = host_core::digest(&bytes);
     let seed = o
         .seed
-        .unwrap_or_else(|| host_core::policy_registry::seed_from_digest(&digest));
+        .unwrap_or_else(|| policy_admin::registry::seed_from_digest(&digest));
     let uploaded = opened.registry.upload(
         &o.registry.tenant,
         &bytes,
@@ -515,7 +523,7 @@ pub fn shadow_report(o: ShadowReportOpts) -> anyhow::Result<ExitCode> {
         summary.rate() * 100.0
     );
     for d in &summary.disagreements {
-        let decision = |x: &Option<host_core::policy_registry::ShadowOutcome>| {
+        let decision = |x: &Option<host_core::registry::ShadowOutcome>| {
             x.as_ref().map_or("?".to_owned(), |o| o.decision.clone())
         };
         out.push_str(&format!(

@@ -208,8 +208,8 @@ fn simulate_demo_passes_and_draws_the_run() {
     assert!(out.status.success(), "{text}");
     for part in [
         "partition",
-        "hot swap      at step 30",
-        "resolved by na-status",
+        "hot swap      → na-status",
+        "na-status (sha256:",
         "all 3 regions identical",
         "0 of",
         "OK: every check passed",
@@ -219,10 +219,76 @@ fn simulate_demo_passes_and_draws_the_run() {
     let drawing = std::fs::read_to_string(&svg).unwrap();
     assert!(
         drawing.starts_with("<svg")
-            && drawing.contains("hot swap")
-            && drawing.contains("partitioned")
+            && drawing.contains("swaps policy")
+            && drawing.contains(" cut")
+            && drawing.contains("step (10 ms"),
+        "{drawing}"
     );
     std::fs::remove_file(svg).ok();
+}
+
+/// A report in a format it cannot write is an error naming the formats, not HTML under
+/// another name.
+#[test]
+fn a_report_in_an_unknown_format_is_refused() {
+    let png = std::env::temp_dir().join(format!("sim-{}.png", std::process::id()));
+    let out = cli(&["simulate", "--seed", "9", "--report", png.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success() && err.contains(".html") && err.contains(".svg"),
+        "{err}"
+    );
+    assert!(!png.exists());
+}
+
+#[test]
+fn simulate_json_gives_seeds_as_strings_and_a_rerun_per_failure() {
+    let out = cli(&[
+        "simulate",
+        "--seed",
+        "5",
+        "--seeds",
+        "2",
+        "--json",
+        "--no-swap",
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["seed"], "5");
+    assert_eq!(doc["runs"][1]["seed"], "6");
+    assert_eq!(doc["runs"][0]["ok"], true);
+    assert!(doc["runs"][0]["policies"][0]["resolved"].as_u64().unwrap() > 0);
+}
+
+/// Without the `aws` feature the CLI says how to get the AWS backends, and creates nothing.
+#[test]
+fn an_aws_location_without_the_aws_feature_says_which_flag_to_add() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_host-cli"))
+        .current_dir(dir.path())
+        .args([
+            "policy",
+            "list",
+            "--tenant",
+            "acme",
+            "--registry",
+            "aws",
+            "--bucket",
+            "b",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    if cfg!(feature = "aws") {
+        return; // built with the feature: the AWS backend is there
+    }
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("--features aws"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing created"
+    );
 }
 
 #[test]

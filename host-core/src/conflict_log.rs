@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::conflict::{CapturedConflict, CapturedContext};
-use crate::resolver::{Resolved, Resolver, relation};
+use crate::resolve::{Resolved, Resolver, relation};
+use crate::tenant::LogSettings;
 
 /// One resolution of a conflict: the first by the reconcile path, later ones by a redrive or an
 /// operator.
@@ -55,7 +56,7 @@ impl ConflictOutcome {
             by: by.to_owned(),
             decision: resolved.decision.kind().to_owned(),
             reason: match &resolved.decision {
-                crate::resolver::Decision::Rejected(r) => Some(r.clone()),
+                crate::resolve::Decision::Rejected(r) => Some(r.clone()),
                 _ => None,
             },
             policy_digest: resolved.policy_digest.clone(),
@@ -185,8 +186,8 @@ impl ConflictRecord {
         outcome: ConflictOutcome,
     ) -> Option<Self> {
         let (config, settings) = resolver
-            .policies()
-            .get(&local.tenant)
+            .lookup()
+            .policy(&local.tenant)
             .map(|a| (a.config.clone(), a.log.clone()))
             .unwrap_or_else(|_| ("{}".to_owned(), LogSettings::default()));
         let settled_by_host = outcome.policy_digest.is_none() && outcome.written.is_some();
@@ -232,41 +233,6 @@ impl ConflictRecord {
                 config: self.config.clone(),
             }),
         }
-    }
-}
-
-/// What a tenant asks of the log, from its configuration document's `conflictLog` member:
-/// `{"conflictLog": {"capture": "all" | "conflicts", "retentionDays": 30}}`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogSettings {
-    /// Also store the cases the host settled alone (one version dominated).
-    pub full_capture: bool,
-    pub retention_days: u64,
-}
-
-impl Default for LogSettings {
-    fn default() -> Self {
-        LogSettings {
-            full_capture: false,
-            retention_days: 30,
-        }
-    }
-}
-
-impl LogSettings {
-    pub fn from_config(config: &str) -> Self {
-        let mut s = LogSettings::default();
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(config) else {
-            return s;
-        };
-        let log = &v["conflictLog"];
-        if log["capture"].as_str() == Some("all") {
-            s.full_capture = true;
-        }
-        if let Some(days) = log["retentionDays"].as_u64() {
-            s.retention_days = days.clamp(1, 3650);
-        }
-        s
     }
 }
 
@@ -438,8 +404,7 @@ impl DirConflictLog {
     }
 
     fn path(&self, tenant: &str, id: &str) -> Result<PathBuf, LogError> {
-        crate::policy_registry::check_tenant(tenant)
-            .map_err(|e| LogError::Storage(e.to_string()))?;
+        crate::tenant::check_tenant(tenant).map_err(|e| LogError::Storage(e.to_string()))?;
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(LogError::NotFound {
                 tenant: tenant.to_owned(),
@@ -453,13 +418,14 @@ impl DirConflictLog {
     /// read, change and write a record, and two processes (two `host-cli conflicts resolve`,
     /// say) must not both start from the same version of it.
     fn lock(&self, tenant: &str) -> Result<std::fs::File, LogError> {
-        crate::files::lock_dir(&self.root.join(tenant))
+        host_sandbox::files::lock_dir(&self.root.join(tenant))
             .map_err(|e| LogError::Storage(e.to_string()))
     }
 
     fn write(&self, path: &Path, record: &ConflictRecord) -> Result<(), LogError> {
         let bytes = serde_json::to_vec(record).expect("records serialise");
-        crate::files::write_atomically(path, &bytes).map_err(|e| LogError::Storage(e.to_string()))
+        host_sandbox::files::write_atomically(path, &bytes)
+            .map_err(|e| LogError::Storage(e.to_string()))
     }
 
     fn read(path: &Path) -> Result<Option<ConflictRecord>, LogError> {
@@ -489,8 +455,7 @@ impl ConflictLog for DirConflictLog {
     }
 
     fn query(&self, query: &ConflictQuery) -> Result<Vec<ConflictRecord>, LogError> {
-        crate::policy_registry::check_tenant(&query.tenant)
-            .map_err(|e| LogError::Storage(e.to_string()))?;
+        crate::tenant::check_tenant(&query.tenant).map_err(|e| LogError::Storage(e.to_string()))?;
         let dir = self.root.join(&query.tenant);
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,

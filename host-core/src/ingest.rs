@@ -1,7 +1,7 @@
 //! Applying TMF632 events to a region's parties, at most once per tenant and idempotency key.
 //!
 //! The storage is behind [`IngestStore`] (parties and idempotency records, committed together)
-//! and [`DeadLetterSink`]; [`memory`] implements both in-process (the embedded default). The
+//! and [`DeadLetterSink`] ([`crate::store`], where the in-process implementations live too). The
 //! flow per event: validate ([`crate::event`]); claim the idempotency key (a replay of the same
 //! payload returns the first result, a different payload under the same key is refused with a
 //! TMF630 409, a concurrent delivery gets a retryable "in progress"); stamp and apply the write;
@@ -12,131 +12,17 @@
 use std::sync::{Arc, Mutex};
 
 use party_model::{HlcClock, WriteOutcome, delete, new_party, tick, write_fields};
-use policy_types::{Dot, PartyVersion, covers};
-use serde::{Deserialize, Serialize};
+use policy_types::{PartyVersion, covers};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::conflict_log::{ConflictLog, ConflictOutcome, ConflictRecord};
 use crate::event::{Action, PartyEvent, Tmf630Error, parse_event};
-use crate::resolver::Resolver;
-
-/// An idempotency record: per tenant and key, the payload's hash, its state and expiry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct IdempotencyRecord {
-    pub tenant: String,
-    pub key: String,
-    pub payload_hash: String,
-    pub status: RecordStatus,
-    /// Until when an in-progress record blocks other deliveries (ms since the epoch), tied to
-    /// the function's remaining time.
-    pub in_progress_until: u64,
-    /// When the record expires (seconds since the epoch: the table's TTL attribute). Expiry is
-    /// checked in code too, since TTL deletion is lazy.
-    pub expires_at: u64,
-    /// The first result, returned to replays.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RecordStatus {
-    InProgress,
-    Completed,
-}
-
-/// Why a store operation failed.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-pub enum StoreError {
-    /// The condition on the version read no longer holds: another writer committed first.
-    #[error("the party changed since it was read")]
-    ConditionFailed,
-    /// The idempotency key is already claimed (the current record is returned).
-    #[error("the idempotency key is already claimed")]
-    AlreadyClaimed(Box<IdempotencyRecord>),
-    #[error("the item is {size} bytes; the store's limit is {limit} bytes")]
-    TooLarge { size: usize, limit: usize },
-    /// Throttling or another transient failure that outlived the client's own retries.
-    #[error("transient store failure: {0}")]
-    Transient(String),
-    #[error("store failure: {0}")]
-    Fatal(String),
-}
-
-/// Who last wrote a stored party and how: kept on the item beside the party's state.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Provenance {
-    /// The event whose write produced this version (the last one applied).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_event_id: Option<String>,
-    /// The digest of the policy that last resolved a conflict on this party.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_digest: Option<String>,
-    /// The region that wrote this version.
-    pub written_by: String,
-    /// When (ms since the epoch, the writer's clock).
-    pub written_at_ms: u64,
-}
-
-/// A party as stored: its stamped state and its provenance.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredParty {
-    pub version: PartyVersion,
-    pub provenance: Provenance,
-}
-
-/// The parties of one region, written conditionally on the version read.
-pub trait PartyStore: Send + Sync {
-    fn party(&self, tenant: &str, party_id: &str) -> Result<Option<StoredParty>, StoreError>;
-    /// Writes the party if `expected` is the version vector stored (nothing stored when `None`).
-    fn put_party(&self, party: &StoredParty, expected: Option<&[Dot]>) -> Result<(), StoreError>;
-}
-
-/// Parties and idempotency records of one region.
-///
-/// Besides the party, a commit keeps a copy of the region's own last write of it (its *own*
-/// version). Last-writer-wins may overwrite that write with another region's concurrent
-/// version before the reconcile function restores it; the next local write must not build on
-/// the overwriting version alone, or it would reuse the region's counter and claim to have seen
-/// a write it never merged. [`Ingest`] merges the own version back first.
-pub trait IngestStore: PartyStore {
-    /// This region's own last write of the party, as committed.
-    fn own(&self, tenant: &str, party_id: &str) -> Result<Option<PartyVersion>, StoreError>;
-    fn record(&self, tenant: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
-    /// Writes an in-progress record if none is live for its key at `now_ms`: absent, expired, or
-    /// an in-progress claim whose holder ran out of time.
-    fn claim(&self, record: &IdempotencyRecord, now_ms: u64) -> Result<(), StoreError>;
-    /// Writes the party (if `expected` is the version vector stored, or nothing is stored when
-    /// `None`), the region's own copy of it, and the completed record, in one transaction.
-    fn commit(
-        &self,
-        party: &StoredParty,
-        expected: Option<&[Dot]>,
-        record: &IdempotencyRecord,
-    ) -> Result<(), StoreError>;
-    /// Drops a claim that will not complete (the event went to the dead-letter queue).
-    fn release(&self, tenant: &str, key: &str) -> Result<(), StoreError>;
-}
-
-/// An event (or a conflict) that could not be applied, with why.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeadLetter {
-    pub tenant: String,
-    pub region: String,
-    pub reason: String,
-    /// The caller's idempotency key, when it was not the event id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub idempotency_key: Option<String>,
-    /// The original payload, unchanged.
-    pub payload: Value,
-}
-
-pub trait DeadLetterSink: Send + Sync {
-    fn send(&self, letter: &DeadLetter) -> Result<(), StoreError>;
-}
+use crate::resolve::Resolver;
+use crate::store::{
+    DeadLetter, DeadLetterSink, IdempotencyRecord, IngestStore, Provenance, RecordStatus,
+    StoreError, StoredParty,
+};
 
 /// The outcome of one delivery.
 #[derive(Clone, Debug, PartialEq)]
@@ -183,6 +69,9 @@ pub struct Ingest<S, D> {
     /// Resolves the catch-up of an overwritten own write with the tenant's policy; the default
     /// merge (native) when unset.
     resolver: Option<Arc<Resolver>>,
+    /// Where a catch-up that the tenant's policy decided is recorded, as reconcile records its
+    /// resolutions: a policy's decision to drop a write is then on record wherever it was made.
+    log: Option<Arc<dyn ConflictLog>>,
 }
 
 /// The hash a replay must match: sha256 of the payload's canonical JSON.
@@ -201,7 +90,14 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
             config,
             clock,
             resolver: None,
+            log: None,
         }
+    }
+
+    /// Records the catch-ups the tenant's policy decides in `log`.
+    pub fn with_conflict_log(mut self, log: Arc<dyn ConflictLog>) -> Self {
+        self.log = Some(log);
+        self
     }
 
     /// Resolves catch-ups with the tenants' policies.
@@ -344,6 +240,8 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
         &self,
         own: &PartyVersion,
         stored: &PartyVersion,
+        now_ms: u64,
+        record: bool,
     ) -> Result<(PartyVersion, Option<String>), StoreError> {
         let region = &self.config.region;
         tracing::info!(tenant = %own.tenant, party = %own.party_id, region = %region, "ingest.catch_up");
@@ -352,6 +250,16 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
                 let resolved = resolver.resolve(stored, own).map_err(|e| {
                     StoreError::Fatal(format!("merging this region's overwritten write back: {e}"))
                 })?;
+                if let Some(log) = self.log.as_ref().filter(|_| record) {
+                    let outcome =
+                        ConflictOutcome::from_resolved("ingest", now_ms, &resolved, stored, own);
+                    if let Some(record) =
+                        ConflictRecord::for_resolver(resolver, stored, own, now_ms, outcome)
+                        && let Err(e) = log.record(&record)
+                    {
+                        tracing::warn!(tenant = %own.tenant, party = %own.party_id, error = %e, "ingest.log_failed");
+                    }
+                }
                 let digest = resolved.policy_digest.clone();
                 let party = resolved.written(stored, own).cloned().ok_or_else(|| {
                     StoreError::Fatal(format!(
@@ -362,7 +270,7 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
                 Ok((party, digest))
             }
             None => {
-                let relation = crate::resolver::relation(stored, own);
+                let relation = crate::resolve::relation(stored, own);
                 let ctx = policy_types::Context {
                     tenant: own.tenant.clone(),
                     resolving_region: region.clone(),
@@ -371,13 +279,41 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
                 };
                 let resolution = tmf632_merge::resolve(&ctx, stored, own);
                 let (_, party) =
-                    crate::resolver::apply_resolution(region, relation, stored, own, &resolution)
+                    crate::resolve::apply_resolution(region, relation, stored, own, &resolution)
                         .map_err(|e| StoreError::Fatal(e.to_string()))?;
                 let party = party.ok_or_else(|| {
                     StoreError::Fatal("the default merge rejected the catch-up".into())
                 })?;
                 Ok((party, None))
             }
+        }
+    }
+
+    /// The party as this region answers for it: the stored item, with this region's own last
+    /// write merged back when last-writer-wins overwrote it and reconcile has not restored it
+    /// yet — a region never answers a read without a write it acknowledged (the merge is the
+    /// one the next write would make; it is not written here). `None` when nothing is stored.
+    pub fn read(
+        &self,
+        tenant: &str,
+        party_id: &str,
+        now_ms: u64,
+    ) -> Result<Option<PartyVersion>, StoreError> {
+        let Some(stored) = self.store.party(tenant, party_id)? else {
+            return Ok(None);
+        };
+        let region = &self.config.region;
+        match self.store.own(tenant, party_id)? {
+            Some(own)
+                if own
+                    .version_vector
+                    .iter()
+                    .find(|d| &d.region == region)
+                    .is_some_and(|d| !covers(&stored.version.version_vector, d)) =>
+            {
+                Ok(Some(self.catch_up(&own, &stored.version, now_ms, false)?.0))
+            }
+            _ => Ok(Some(stored.version)),
         }
     }
 
@@ -423,7 +359,7 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
         if let Some(own) = self.store.own(tenant, &event.party_id)? {
             let mine = own.version_vector.iter().find(|d| &d.region == region);
             if mine.is_some_and(|d| !covers(&version.version_vector, d)) {
-                let (merged, digest) = self.catch_up(&own, &version)?;
+                let (merged, digest) = self.catch_up(&own, &version, now_ms, true)?;
                 version = merged;
                 policy_digest = digest.or(policy_digest);
             }
@@ -442,6 +378,10 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
                 clock.now(now_ms)
             }
         };
+        // An event that changes nothing (every field already stamped later: a late or second
+        // delivery) writes no new version: a tick would be a write without content, and a
+        // redelivery would then change the version vector every time.
+        let untouched = version.clone();
         let dot = tick(&mut version, region);
         let outcome = match event.action {
             Action::Delete => {
@@ -464,6 +404,9 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
                 write_fields(&mut version, &event.party, &stamp, &dot)
             }
         };
+        if outcome.applied.is_empty() {
+            version = untouched;
+        }
         let result = json!({
             "eventId": event.event_id,
             "partyId": event.party_id,
@@ -522,17 +465,6 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
     }
 }
 
-/// Whether a record still holds its key at `now_ms`: a completed one until it expires (checked
-/// here because TTL deletion is lazy), an in-progress one until its holder's deadline.
-pub fn record_is_live(record: &IdempotencyRecord, now_ms: u64) -> bool {
-    match record.status {
-        RecordStatus::Completed => record.expires_at.saturating_mul(1000) > now_ms,
-        RecordStatus::InProgress => {
-            record.in_progress_until > now_ms && record.expires_at.saturating_mul(1000) > now_ms
-        }
-    }
-}
-
 /// The event's `eventTime` in milliseconds since the epoch, when it has a valid one.
 pub fn event_time_ms(event: &PartyEvent) -> Option<u64> {
     let text = event.event_time.as_deref()?;
@@ -540,154 +472,4 @@ pub fn event_time_ms(event: &PartyEvent) -> Option<u64> {
     at.duration_since(std::time::UNIX_EPOCH)
         .ok()
         .map(|d| d.as_millis() as u64)
-}
-
-/// The in-process stores of the embedded default.
-pub mod memory {
-    use super::*;
-    use std::collections::HashMap;
-
-    /// Parties and idempotency records in memory, with DynamoDB's item size limit enforced.
-    #[derive(Debug, Default)]
-    pub struct MemoryStore {
-        inner: Mutex<Inner>,
-    }
-
-    #[derive(Debug, Default)]
-    struct Inner {
-        parties: HashMap<(String, String), StoredParty>,
-        own: HashMap<(String, String), PartyVersion>,
-        records: HashMap<(String, String), IdempotencyRecord>,
-    }
-
-    /// DynamoDB's limit on one item.
-    pub const ITEM_LIMIT: usize = 400 * 1024;
-
-    impl MemoryStore {
-        pub fn new() -> Self {
-            Self::default()
-        }
-    }
-
-    impl MemoryStore {
-        fn check_and_put(
-            inner: &mut Inner,
-            party: &StoredParty,
-            expected: Option<&[Dot]>,
-        ) -> Result<(), StoreError> {
-            let size = serde_json::to_vec(&party.version)
-                .map(|v| v.len())
-                .unwrap_or(0);
-            if size > ITEM_LIMIT {
-                return Err(StoreError::TooLarge {
-                    size,
-                    limit: ITEM_LIMIT,
-                });
-            }
-            let k = (party.version.tenant.clone(), party.version.party_id.clone());
-            let current = inner
-                .parties
-                .get(&k)
-                .map(|p| p.version.version_vector.as_slice());
-            if current != expected {
-                return Err(StoreError::ConditionFailed);
-            }
-            inner.parties.insert(k, party.clone());
-            Ok(())
-        }
-    }
-
-    impl PartyStore for MemoryStore {
-        fn party(&self, tenant: &str, party_id: &str) -> Result<Option<StoredParty>, StoreError> {
-            Ok(self
-                .inner
-                .lock()
-                .unwrap()
-                .parties
-                .get(&(tenant.to_owned(), party_id.to_owned()))
-                .cloned())
-        }
-
-        fn put_party(
-            &self,
-            party: &StoredParty,
-            expected: Option<&[Dot]>,
-        ) -> Result<(), StoreError> {
-            Self::check_and_put(&mut self.inner.lock().unwrap(), party, expected)
-        }
-    }
-
-    impl IngestStore for MemoryStore {
-        fn own(&self, tenant: &str, party_id: &str) -> Result<Option<PartyVersion>, StoreError> {
-            Ok(self
-                .inner
-                .lock()
-                .unwrap()
-                .own
-                .get(&(tenant.to_owned(), party_id.to_owned()))
-                .cloned())
-        }
-
-        fn record(&self, tenant: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-            Ok(self
-                .inner
-                .lock()
-                .unwrap()
-                .records
-                .get(&(tenant.to_owned(), key.to_owned()))
-                .cloned())
-        }
-
-        fn claim(&self, record: &IdempotencyRecord, now_ms: u64) -> Result<(), StoreError> {
-            let mut inner = self.inner.lock().unwrap();
-            let k = (record.tenant.clone(), record.key.clone());
-            if let Some(existing) = inner.records.get(&k)
-                && record_is_live(existing, now_ms)
-            {
-                return Err(StoreError::AlreadyClaimed(Box::new(existing.clone())));
-            }
-            inner.records.insert(k, record.clone());
-            Ok(())
-        }
-
-        fn commit(
-            &self,
-            party: &StoredParty,
-            expected: Option<&[Dot]>,
-            record: &IdempotencyRecord,
-        ) -> Result<(), StoreError> {
-            let mut inner = self.inner.lock().unwrap();
-            Self::check_and_put(&mut inner, party, expected)?;
-            inner.own.insert(
-                (party.version.tenant.clone(), party.version.party_id.clone()),
-                party.version.clone(),
-            );
-            inner
-                .records
-                .insert((record.tenant.clone(), record.key.clone()), record.clone());
-            Ok(())
-        }
-
-        fn release(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
-            self.inner
-                .lock()
-                .unwrap()
-                .records
-                .remove(&(tenant.to_owned(), key.to_owned()));
-            Ok(())
-        }
-    }
-
-    /// Dead letters kept in memory, in order.
-    #[derive(Debug, Default)]
-    pub struct MemoryDeadLetters {
-        pub letters: Mutex<Vec<DeadLetter>>,
-    }
-
-    impl DeadLetterSink for MemoryDeadLetters {
-        fn send(&self, letter: &DeadLetter) -> Result<(), StoreError> {
-            self.letters.lock().unwrap().push(letter.clone());
-            Ok(())
-        }
-    }
 }

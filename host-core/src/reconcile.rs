@@ -22,8 +22,8 @@ use serde_json::json;
 
 use crate::conflict::{CapturedConflict, CapturedContext};
 use crate::conflict_log::{ConflictLog, ConflictOutcome, ConflictRecord, conflict_id};
-use crate::ingest::{DeadLetter, DeadLetterSink, PartyStore, Provenance, StoreError, StoredParty};
-use crate::resolver::{Decision, Resolver};
+use crate::resolve::{Decision, Resolver};
+use crate::store::{DeadLetter, DeadLetterSink, PartyStore, Provenance, StoreError, StoredParty};
 
 /// What one stream record came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -219,11 +219,11 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
                 Ok(r) => r,
                 Err(e) => {
                     let (failure, digest) = match &e {
-                        crate::resolver::ResolveFailure::Policy(p) => {
+                        crate::resolve::ResolveFailure::Policy(p) => {
                             (Some(p.failure.kind()), Some(p.digest.clone()))
                         }
-                        crate::resolver::ResolveFailure::NoPolicy(_)
-                        | crate::resolver::ResolveFailure::Registry(_) => (None, None),
+                        crate::resolve::ResolveFailure::NoPolicy(_)
+                        | crate::resolve::ResolveFailure::Registry(_) => (None, None),
                     };
                     self.log_outcome(
                         &current.version,

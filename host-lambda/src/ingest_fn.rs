@@ -16,10 +16,16 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_lambda_events::event::apigw::ApiGatewayV2httpRequest;
-use aws_lambda_events::event::sqs::SqsEvent;
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::encodings::Body;
+use aws_lambda_events::http::HeaderValue;
+use aws_lambda_events::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use host_core::event::{Tmf630Error, listener_route, parse_event};
-use host_core::ingest::{DeadLetter, DeadLetterSink, Ingest, IngestStore, Outcome};
+use host_core::ingest::{Ingest, Outcome};
+use host_core::store::{DeadLetter, DeadLetterSink, IngestStore};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
 
 use crate::FunctionError;
@@ -27,6 +33,46 @@ use crate::metrics::Metrics;
 
 /// The largest event accepted (an SQS message's limit; API Gateway would take more).
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+
+/// What the function is invoked with: an SQS batch (it has `Records`) or an API Gateway HTTP
+/// API request, payload 2.0 (it has a `requestContext`).
+#[derive(Clone, Debug)]
+pub enum IngestEvent {
+    Sqs(SqsEvent),
+    Http(Box<ApiGatewayV2httpRequest>),
+}
+
+/// Chosen by shape, as the two sources never send the other's members, so that an event that
+/// does not parse is reported against the type it was meant to be (untagged would only say
+/// that it matched neither).
+impl<'de> Deserialize<'de> for IngestEvent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let event = Value::deserialize(d)?;
+        if event.get("Records").is_some() {
+            serde_json::from_value(event)
+                .map(IngestEvent::Sqs)
+                .map_err(|e| D::Error::custom(format!("an SQS batch that does not parse: {e}")))
+        } else if event.get("requestContext").is_some() {
+            serde_json::from_value(event)
+                .map(|r| IngestEvent::Http(Box::new(r)))
+                .map_err(|e| {
+                    D::Error::custom(format!("an API Gateway request that does not parse: {e}"))
+                })
+        } else {
+            Err(D::Error::custom(
+                "expected an API Gateway HTTP API request (payload 2.0) or an SQS batch",
+            ))
+        }
+    }
+}
+
+/// The answer to each: the batch item failures, or the HTTP response.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum IngestResponse {
+    Sqs(SqsBatchResponse),
+    Http(Box<ApiGatewayV2httpResponse>),
+}
 
 pub struct IngestFunction<S, D> {
     ingest: Arc<Ingest<S, D>>,
@@ -58,34 +104,21 @@ where
 
     /// One invocation: an API Gateway request or an SQS batch; `deadline_ms` is the
     /// invocation's deadline (an in-progress claim lasts until then).
-    pub async fn handle(&self, event: Value, deadline_ms: u64) -> Result<Value, FunctionError> {
-        let answer = self.dispatch(event, deadline_ms).await;
+    pub async fn handle(&self, event: IngestEvent, deadline_ms: u64) -> IngestResponse {
+        let answer = match event {
+            IngestEvent::Sqs(batch) => {
+                IngestResponse::Sqs(self.handle_sqs(batch, deadline_ms).await)
+            }
+            IngestEvent::Http(request) => {
+                IngestResponse::Http(Box::new(self.handle_http(*request, deadline_ms).await))
+            }
+        };
         crate::metrics::emit_policy_stats(
             "ingest",
             &self.region,
             self.ingest.resolver().map(|r| &**r),
         );
         answer
-    }
-
-    async fn dispatch(&self, event: Value, deadline_ms: u64) -> Result<Value, FunctionError> {
-        if event.get("Records").is_some() {
-            let batch: SqsEvent = serde_json::from_value(event).map_err(|e| {
-                FunctionError::NonRetryable(format!("an SQS batch that does not parse: {e}"))
-            })?;
-            Ok(self.handle_sqs(batch, deadline_ms).await)
-        } else if event.get("requestContext").is_some() {
-            let request: ApiGatewayV2httpRequest = serde_json::from_value(event).map_err(|e| {
-                FunctionError::NonRetryable(format!(
-                    "an API Gateway request that does not parse: {e}"
-                ))
-            })?;
-            Ok(self.handle_http(request, deadline_ms).await)
-        } else {
-            Err(FunctionError::NonRetryable(
-                "expected an API Gateway HTTP API request (payload 2.0) or an SQS batch".into(),
-            ))
-        }
     }
 
     async fn apply(
@@ -103,7 +136,12 @@ where
         .map_err(|e| FunctionError::Retryable(format!("the ingest task failed: {e}")))
     }
 
-    async fn handle_http(&self, request: ApiGatewayV2httpRequest, deadline_ms: u64) -> Value {
+    /// One API Gateway request.
+    pub async fn handle_http(
+        &self,
+        request: ApiGatewayV2httpRequest,
+        deadline_ms: u64,
+    ) -> ApiGatewayV2httpResponse {
         let header = |name: &str| {
             request
                 .headers
@@ -158,7 +196,7 @@ where
                     )
                     .to_json(),
                 );
-                r["headers"]["retry-after"] = json!("1");
+                r.headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
                 r
             }
             Outcome::DeadLettered(reason) => http(
@@ -169,8 +207,9 @@ where
         }
     }
 
-    async fn handle_sqs(&self, batch: SqsEvent, deadline_ms: u64) -> Value {
-        let mut failures = Vec::new();
+    /// One SQS batch.
+    pub async fn handle_sqs(&self, batch: SqsEvent, deadline_ms: u64) -> SqsBatchResponse {
+        let mut answer = SqsBatchResponse::default();
         for message in batch.records {
             let id = message.message_id.clone().unwrap_or_default();
             let attr = |name: &str| {
@@ -229,10 +268,10 @@ where
                 Outcome::DeadLettered(reason) => reason.contains("dead-letter send failed"),
             };
             if retry {
-                failures.push(json!({"itemIdentifier": id}));
+                answer.add_failure(id);
             }
         }
-        json!({"batchItemFailures": failures})
+        answer
     }
 }
 
@@ -246,16 +285,18 @@ fn outcome_name(o: &Outcome) -> &'static str {
     }
 }
 
-fn http(status: u16, body: Value) -> Value {
-    json!({
-        "statusCode": status,
-        "headers": {"content-type": "application/json"},
-        "isBase64Encoded": false,
-        "body": body.to_string(),
-    })
+fn http(status: u16, body: Value) -> ApiGatewayV2httpResponse {
+    let mut response = ApiGatewayV2httpResponse::default();
+    response.status_code = i64::from(status);
+    response
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.is_base64_encoded = false;
+    response.body = Some(Body::Text(body.to_string()));
+    response
 }
 
-fn refused(e: Tmf630Error) -> Value {
+fn refused(e: Tmf630Error) -> ApiGatewayV2httpResponse {
     http(e.status(), e.to_json())
 }
 
@@ -361,6 +402,50 @@ mod tests {
                 .unwrap_err()
                 .status(),
             404
+        );
+    }
+
+    #[test]
+    fn events_are_told_apart_by_shape() {
+        let sqs: IngestEvent =
+            serde_json::from_value(json!({"Records": [{"messageId": "m1", "body": "{}"}]}))
+                .unwrap();
+        assert!(matches!(sqs, IngestEvent::Sqs(b) if b.records.len() == 1));
+        let http: IngestEvent = serde_json::from_value(json!({
+            "version": "2.0", "rawPath": "/tmf-api/party/v5/listener/individualCreateEvent",
+            "requestContext": {"http": {"method": "POST", "path": "/tmf-api/party/v5/listener/individualCreateEvent"}}
+        }))
+        .unwrap();
+        assert!(matches!(http, IngestEvent::Http(_)));
+        let neither = serde_json::from_value::<IngestEvent>(json!({"action": "receive"}));
+        assert!(
+            neither
+                .unwrap_err()
+                .to_string()
+                .contains("expected an API Gateway HTTP API request (payload 2.0) or an SQS batch")
+        );
+        let broken = serde_json::from_value::<IngestEvent>(json!({"Records": 3}));
+        let text = broken.unwrap_err().to_string();
+        assert!(
+            text.starts_with("an SQS batch that does not parse"),
+            "{text}"
+        );
+    }
+
+    /// What API Gateway (payload 2.0) and the SQS event source read from the answer.
+    #[test]
+    fn answers_have_the_wire_shape() {
+        let answer = IngestResponse::Http(Box::new(http(201, json!({"partyId": "42"}))));
+        let v = serde_json::to_value(answer).unwrap();
+        assert_eq!(v["statusCode"], json!(201));
+        assert_eq!(v["headers"]["content-type"], json!("application/json"));
+        assert_eq!(v["isBase64Encoded"], json!(false));
+        assert_eq!(v["body"], json!(r#"{"partyId":"42"}"#));
+        let mut batch = SqsBatchResponse::default();
+        batch.add_failure("m1");
+        assert_eq!(
+            serde_json::to_value(IngestResponse::Sqs(batch)).unwrap(),
+            json!({"batchItemFailures": [{"itemIdentifier": "m1"}]})
         );
     }
 

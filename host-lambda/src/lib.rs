@@ -1,21 +1,18 @@
-//! The AWS side of the hosts: the host library's stores on DynamoDB, SQS and S3, and the
-//! handlers the Lambda binaries in `src/bin/` wire to `lambda_runtime`.
+//! The serving Lambda functions: the handlers that the binaries in `src/bin/` (ingest,
+//! reconcile, redrive) wire to `lambda_runtime`, over the host core's pipeline and the AWS
+//! stores of `host-aws`. The policy rollout workflow's function, which runs the law checker,
+//! is the `rollout-lambda` crate beside this one, so that these link no law checker.
 //!
-//! The host library's traits are synchronous (policy calls are CPU-bound wasm calls); the AWS
-//! stores bridge to the async SDK with the runtime's handle, so handlers run them on blocking
-//! threads (`tokio::task::spawn_blocking`), never on the runtime's own workers.
+//! The host core's traits are synchronous (policy calls are CPU-bound wasm calls); handlers
+//! run them on blocking threads (`tokio::task::spawn_blocking`), never on the runtime's own
+//! workers.
 
 pub mod config;
-pub mod conflict_log_aws;
-pub mod dynamo;
 pub mod ingest_fn;
 pub mod metrics;
 pub mod policies;
 pub mod reconcile_fn;
 pub mod redrive;
-pub mod registry_aws;
-pub mod registry_fn;
-pub mod sqs;
 pub mod wiring;
 
 /// A function's error as Lambda reports it: `Retryable` (the same invocation may succeed
@@ -26,6 +23,18 @@ pub enum FunctionError {
     Retryable(String),
     #[error("{0}")]
     NonRetryable(String),
+}
+
+/// An AWS call's failure: `Retryable` only when a retry can fix it (throttling, the service's
+/// own failure, a dropped connection), not for a missing queue or a missing region.
+impl From<host_aws::error::AwsError> for FunctionError {
+    fn from(e: host_aws::error::AwsError) -> Self {
+        if e.is_transient() {
+            FunctionError::Retryable(e.to_string())
+        } else {
+            FunctionError::NonRetryable(e.to_string())
+        }
+    }
 }
 
 impl From<FunctionError> for lambda_runtime::Diagnostic {

@@ -23,12 +23,12 @@ pub struct Metrics {
 /// Emits the policy refresh counters (swaps, load failures, shadow comparisons) accumulated
 /// since the last call, if any moved.
 pub fn emit_policy_stats(function: &str, region: &str, resolver: Option<&host_core::Resolver>) {
-    let Some(source) = resolver.and_then(|r| r.source()) else {
+    let Some(resolver) = resolver else {
         return;
     };
     let mut m = Metrics::new(function, region);
     let mut any = false;
-    for (name, value) in source.stats().take() {
+    for (name, value) in resolver.lookup().take_stats() {
         if value > 0 {
             any = true;
             m = m.count(name, value);

@@ -4,55 +4,17 @@
 //! cannot resolve go to the dead-letter queue; only a record that could not even be kept is
 //! reported as a batch item failure, so one bad record never blocks the shard.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use aws_sdk_dynamodb::types::AttributeValue;
-use host_core::ingest::{DeadLetterSink, PartyStore, StoreError};
+use aws_lambda_events::dynamodb::{Event as DynamoDbEvent, EventRecord};
+use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use host_aws::dynamo::{PARTY_SK, party_from_item};
 use host_core::reconcile::{Reconcile, ReconcileOutcome};
-use serde_json::{Value, json};
+use host_core::store::{DeadLetterSink, PartyStore, StoreError};
+use serde_dynamo::AttributeValue;
 
-use crate::dynamo::{PARTY_SK, party_from_item};
 use crate::ingest_fn::now_ms;
 use crate::metrics::Metrics;
-
-/// DynamoDB JSON (`{"S": "…"}`, `{"M": {…}}`, …), as stream records carry images, to an item.
-pub fn item_from_json(image: &Value) -> Result<HashMap<String, AttributeValue>, StoreError> {
-    let obj = image
-        .as_object()
-        .ok_or_else(|| StoreError::Fatal("an image that is not an object".into()))?;
-    obj.iter()
-        .map(|(k, v)| Ok((k.clone(), attr_from_json(v)?)))
-        .collect()
-}
-
-fn attr_from_json(v: &Value) -> Result<AttributeValue, StoreError> {
-    let bad = || StoreError::Fatal(format!("not a DynamoDB attribute value: {v}"));
-    let (kind, inner) = v
-        .as_object()
-        .and_then(|o| o.iter().next())
-        .ok_or_else(bad)?;
-    Ok(match (kind.as_str(), inner) {
-        ("S", Value::String(s)) => AttributeValue::S(s.clone()),
-        ("N", Value::String(n)) => AttributeValue::N(n.clone()),
-        ("BOOL", Value::Bool(b)) => AttributeValue::Bool(*b),
-        ("NULL", _) => AttributeValue::Null(true),
-        ("L", Value::Array(xs)) => {
-            AttributeValue::L(xs.iter().map(attr_from_json).collect::<Result<_, _>>()?)
-        }
-        ("M", Value::Object(m)) => AttributeValue::M(
-            m.iter()
-                .map(|(k, v)| Ok((k.clone(), attr_from_json(v)?)))
-                .collect::<Result<_, StoreError>>()?,
-        ),
-        ("SS", Value::Array(xs)) => AttributeValue::Ss(
-            xs.iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect(),
-        ),
-        _ => return Err(bad()),
-    })
-}
 
 pub struct ReconcileFunction<S, D> {
     reconcile: Arc<Reconcile<S, D>>,
@@ -75,15 +37,11 @@ where
         &self.reconcile
     }
 
-    /// One stream batch; answers `{"batchItemFailures": [{"itemIdentifier": sequenceNumber}]}`.
-    pub async fn handle(&self, event: Value) -> Value {
-        let records = event["Records"].as_array().cloned().unwrap_or_default();
+    /// One stream batch; the records to retry are reported by sequence number.
+    pub async fn handle(&self, event: DynamoDbEvent) -> DynamoDbEventResponse {
         let mut failures = Vec::new();
-        for record in records {
-            let sequence = record["dynamodb"]["SequenceNumber"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
+        for record in event.records {
+            let sequence = record.change.sequence_number.clone().unwrap_or_default();
             match self.record(&record).await {
                 Ok(Some(outcome)) => {
                     let m = Metrics::new("reconcile", &self.region);
@@ -111,25 +69,25 @@ where
                     m.emit();
                     if let ReconcileOutcome::Retry(reason) = outcome {
                         tracing::warn!(region = %self.region, sequence, reason, "reconcile.retry");
-                        failures.push(json!({"itemIdentifier": sequence}));
+                        failures.push(sequence);
                     }
                 }
                 Ok(None) => {}
                 Err(e) => {
                     // A record whose images do not parse cannot be resolved; it is kept whole.
                     tracing::warn!(region = %self.region, sequence, error = %e, "reconcile.unreadable");
-                    let letter = host_core::ingest::DeadLetter {
+                    let letter = host_core::store::DeadLetter {
                         tenant: String::new(),
                         region: self.region.clone(),
                         reason: format!("an unreadable stream record: {e}"),
                         idempotency_key: None,
-                        payload: record.clone(),
+                        payload: serde_json::to_value(&record).unwrap_or_default(),
                     };
                     let r = self.reconcile.clone();
                     let sent =
                         tokio::task::spawn_blocking(move || r.dead_letters().send(&letter)).await;
                     if !matches!(sent, Ok(Ok(()))) {
-                        failures.push(json!({"itemIdentifier": sequence}));
+                        failures.push(sequence);
                     }
                 }
             }
@@ -139,20 +97,28 @@ where
             &self.region,
             Some(self.reconcile.resolver()),
         );
-        json!({"batchItemFailures": failures})
+        let mut answer = DynamoDbEventResponse::default();
+        answer.batch_item_failures = failures
+            .into_iter()
+            .map(|sequence| {
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = Some(sequence);
+                failure
+            })
+            .collect();
+        answer
     }
 
     /// `None` when the record is not a party overwrite (inserts, other items).
-    async fn record(&self, record: &Value) -> Result<Option<ReconcileOutcome>, StoreError> {
-        if record["eventName"].as_str() != Some("MODIFY") {
+    async fn record(&self, record: &EventRecord) -> Result<Option<ReconcileOutcome>, StoreError> {
+        let change = &record.change;
+        let is_party =
+            matches!(change.keys.get("sk"), Some(AttributeValue::S(sk)) if sk == PARTY_SK);
+        if record.event_name != "MODIFY" || !is_party {
             return Ok(None);
         }
-        let d = &record["dynamodb"];
-        if d["Keys"]["sk"]["S"].as_str() != Some(PARTY_SK) {
-            return Ok(None);
-        }
-        let old = party_from_item(&item_from_json(&d["OldImage"])?)?;
-        let new = party_from_item(&item_from_json(&d["NewImage"])?)?;
+        let old = party_from_item(change.old_image.clone())?;
+        let new = party_from_item(change.new_image.clone())?;
         let r = self.reconcile.clone();
         let outcome =
             tokio::task::spawn_blocking(move || r.handle(&old.version, &new.version, now_ms()))

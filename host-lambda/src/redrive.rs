@@ -4,10 +4,15 @@
 use std::future::Future;
 
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
-use host_core::ingest::DeadLetter;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use host_aws::error::{AwsError, Call, Resource};
+use host_core::store::DeadLetter;
 use serde::Serialize;
 use serde_json::Value;
+
+use crate::FunctionError;
 
 /// A dead letter as read back from the queue.
 #[derive(Clone, Debug)]
@@ -76,13 +81,32 @@ fn or_unknown(s: String) -> String {
     if s.is_empty() { "unknown".into() } else { s }
 }
 
-/// Reads up to `max` messages and hands each to `apply`; deletes those it applied.
+/// A failed call on the dead-letter queue, read as every AWS failure is (`host_aws::error`).
+fn queue_failed<E>(
+    client: &Client,
+    queue_url: &str,
+    action: &str,
+    err: &SdkError<E, HttpResponse>,
+) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let call = Call {
+        action,
+        resource: Resource::Queue(queue_url),
+        region: client.config().region().map(|r| r.as_ref()),
+    };
+    AwsError::new(call, err)
+}
+
+/// Reads up to `max` messages and hands each to `apply`; deletes those it applied. Fails only
+/// when the queue cannot be read or an applied message cannot be deleted.
 pub async fn redrive<F, Fut>(
     client: &Client,
     queue_url: &str,
     max: usize,
     mut apply: F,
-) -> Result<RedriveReport, String>
+) -> Result<RedriveReport, AwsError>
 where
     F: FnMut(Kept) -> Fut,
     Fut: Future<Output = Result<(), String>>,
@@ -98,12 +122,7 @@ where
             .wait_time_seconds(0)
             .send()
             .await
-            .map_err(|e| {
-                format!(
-                    "reading the dead-letter queue: {}",
-                    aws_smithy_types::error::display::DisplayErrorContext(&e)
-                )
-            })?;
+            .map_err(|e| queue_failed(client, queue_url, "reading the dead-letter queue", &e))?;
         let messages = out.messages.unwrap_or_default();
         if messages.is_empty() {
             break;
@@ -162,9 +181,11 @@ where
                             .send()
                             .await
                             .map_err(|e| {
-                                format!(
-                                    "deleting a redriven message: {}",
-                                    aws_smithy_types::error::display::DisplayErrorContext(&e)
+                                queue_failed(
+                                    client,
+                                    queue_url,
+                                    &format!("deleting redriven message {id}"),
+                                    &e,
                                 )
                             })?;
                     }
@@ -178,18 +199,20 @@ where
 }
 
 /// Applies one failed message again (the workflow's per-message retry) and deletes it from the
-/// queue when applied.
+/// queue when applied. Still failing is `Retryable` (the workflow retries, then escalates).
 pub async fn resubmit<F, Fut>(
     client: &Client,
     queue_url: &str,
     message: &Failed,
     apply: F,
-) -> Result<(), String>
+) -> Result<(), FunctionError>
 where
     F: FnOnce(Kept) -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
-    apply(message.kept()).await?;
+    apply(message.kept())
+        .await
+        .map_err(FunctionError::Retryable)?;
     client
         .delete_message()
         .queue_url(queue_url)
@@ -198,9 +221,7 @@ where
         .await
         .map(|_| ())
         .map_err(|e| {
-            format!(
-                "deleting a redriven message: {}",
-                aws_smithy_types::error::display::DisplayErrorContext(&e)
-            )
+            let action = format!("deleting redriven message {}", message.message_id);
+            queue_failed(client, queue_url, &action, &e).into()
         })
 }

@@ -5,15 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use host_aws::conflict_log::DynamoConflictLog;
+use host_aws::dynamo::DynamoStore;
+use host_aws::registry::AwsRegistry;
+use host_aws::s3_client;
+use host_aws::sqs::SqsDeadLetters;
 use host_core::conflict_log::ConflictLog;
 use host_core::reconcile::Reconcile;
-use host_core::{PolicyEngine, PolicyRegistry, PolicySource, Resolver};
+use host_core::{PolicyEngine, PolicyRegistry, RegistryFollower, Resolver};
 
 use crate::config::FunctionConfig;
-use crate::conflict_log_aws::DynamoConflictLog;
-use crate::dynamo::DynamoStore;
-use crate::registry_aws::AwsRegistry;
-use crate::sqs::SqsDeadLetters;
 
 pub struct Wiring {
     pub config: FunctionConfig,
@@ -23,17 +24,6 @@ pub struct Wiring {
     pub engine: Arc<PolicyEngine>,
     pub resolver: Arc<Resolver>,
     rt: tokio::runtime::Handle,
-}
-
-/// An S3 client; path-style addressing when an endpoint is set (moto, LocalStack), where
-/// bucket subdomains of 127.0.0.1 do not resolve.
-pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    let custom_endpoint = sdk.endpoint_url().is_some();
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(custom_endpoint)
-            .build(),
-    )
 }
 
 impl Wiring {
@@ -55,14 +45,14 @@ impl Wiring {
             config,
         };
         if let Some(registry) = w.registry() {
-            let source = PolicySource::new(
+            let source = RegistryFollower::new(
                 registry,
                 policies,
                 (*w.engine).clone(),
                 Some(cache),
                 Duration::from_secs(w.config.policy_refresh_seconds),
             );
-            w.resolver = Arc::new(Resolver::from_source(Arc::new(source), &w.config.region));
+            w.resolver = Arc::new(Resolver::new(Arc::new(source), &w.config.region));
             tracing::info!(
                 refresh_seconds = w.config.policy_refresh_seconds,
                 "host.policy.registry"
@@ -104,7 +94,7 @@ impl Wiring {
     pub fn reconcile(&self) -> Reconcile<DynamoStore, SqsDeadLetters> {
         let r = Reconcile::new(
             self.store(),
-            self.dead_letters(crate::sqs::KIND_RECONCILE),
+            self.dead_letters(host_aws::sqs::KIND_RECONCILE),
             self.resolver.clone(),
         );
         match self.conflict_log() {
@@ -132,22 +122,4 @@ impl Wiring {
             self.rt.clone(),
         )
     }
-}
-
-/// The registry on AWS for tools that are not functions (the CLI).
-pub fn registry_from(
-    sdk: &aws_config::SdkConfig,
-    table: &str,
-    bucket: &str,
-    rt: tokio::runtime::Handle,
-) -> anyhow::Result<Arc<dyn PolicyRegistry>> {
-    anyhow::ensure!(!table.is_empty(), "the registry table name is empty");
-    anyhow::ensure!(!bucket.is_empty(), "the policy bucket name is empty");
-    Ok(Arc::new(AwsRegistry::new(
-        aws_sdk_dynamodb::Client::new(sdk),
-        s3_client(sdk),
-        table,
-        bucket,
-        rt,
-    )))
 }

@@ -1,8 +1,10 @@
-//! The ingest path on DynamoDB and SQS (moto in server mode, through the AWS SDK): every
-//! official event type, duplicates with the same and a different payload, concurrent
-//! duplicates, out-of-order changes, two concurrent writers, throttling injected in front of
-//! the SDK's HTTP client (retried by the SDK, then dead-lettered and redriven), the 400 KB item
-//! limit, the SQS and API Gateway entry points, and one event delivered to two regions.
+//! The ingest path on DynamoDB and SQS (moto in server mode, through the AWS SDK): the ingest
+//! stores' conformance suite (every official event type, duplicates with the same and a
+//! different payload, concurrent duplicates and writers, out-of-order changes, conditional
+//! writes, the 400 KB item limit: see `integration_tests::conformance`), the party item's
+//! attributes, throttling injected in front of the SDK's HTTP client (retried by the SDK, then
+//! dead-lettered and redriven), the SQS and API Gateway entry points, and one event delivered
+//! to two regions.
 
 mod common;
 
@@ -10,12 +12,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use common::*;
-use host_core::ingest::{Ingest, IngestConfig, IngestStore, Outcome, PartyStore};
-use host_lambda::dynamo::{DynamoStore, PARTY_SK, party_key};
+use host_aws::dynamo::{DynamoStore, PARTY_SK, party_key};
+use host_aws::sqs::{KIND_INGEST, SqsDeadLetters};
+use host_core::ingest::{Ingest, IngestConfig, Outcome};
+use host_core::store::PartyStore;
 use host_lambda::ingest_fn::IngestFunction;
 use host_lambda::redrive::redrive;
-use host_lambda::sqs::{KIND_INGEST, SqsDeadLetters};
-use integration_tests::samples::example;
+use integration_tests::conformance;
+use integration_tests::samples::event;
 use serde_json::{Value, json};
 
 const NOW: u64 = 1_700_000_000_000;
@@ -31,75 +35,36 @@ fn ingest(r: &Rig, region: &str) -> AwsIngest {
     Ingest::new(r.store(region), r.letters(KIND_INGEST), config)
 }
 
-/// Applies the official create event of party 42.
-fn create(i: &AwsIngest) {
-    let out = i.handle(
-        "acme",
-        &event("IndividualCreateEvent_request", "c", 1),
-        None,
-        NOW,
-        NOW + 60_000,
+#[test]
+fn dynamodb_and_sqs_conform() {
+    let r = Region::new("MOTO_ENDPOINT");
+    conformance::ingest_store(
+        "DynamoDB and SQS",
+        |region| (r.store(region), r.letters(KIND_INGEST)),
+        |_sink| r.letters_kept(),
     );
-    assert!(matches!(out, Outcome::Applied { .. }), "{out:?}");
-}
-
-/// An official example with a fresh event id and the given second of event time.
-fn event(name: &str, id: &str, second: u32) -> Value {
-    let mut e = example(name);
-    e["eventId"] = json!(id);
-    e["eventTime"] = json!(format!(
-        "2025-01-01T00:{:02}:{:02}.000Z",
-        second / 60,
-        second % 60
-    ));
-    e
-}
-
-fn applied(o: &Outcome) -> &Value {
-    match o {
-        Outcome::Applied { result, .. } => result,
-        other => panic!("expected applied, got {other:?}"),
-    }
 }
 
 #[test]
-fn every_official_event_type_applies_to_dynamodb() {
+fn the_party_item_carries_the_clock_and_stamps_as_attributes() {
     let r = Region::new("MOTO_ENDPOINT");
     let i = ingest(&r, "eu");
-    for (resource, id) in [("Individual", "42"), ("Organization", "128")] {
-        let mut second = 0;
-        for (n, kind) in [
-            "CreateEvent",
-            "AttributeValueChangeEvent",
-            "StateChangeEvent",
-            "DeleteEvent",
-        ]
-        .iter()
-        .enumerate()
-        {
-            second += 1;
-            let e = event(
-                &format!("{resource}{kind}_request"),
-                &format!("{resource}-{n}"),
-                second,
-            );
-            let out = i.handle("acme", &e, None, NOW + n as u64, NOW + 60_000);
-            let result = applied(&out);
-            assert_eq!(result["partyId"], json!(id));
-            let stored = i.store().party("acme", id).unwrap().expect("stored");
-            // One tick of this region per write; the item records the event that wrote it.
-            assert_eq!(
-                stored.version.version_vector,
-                vec![policy_types::Dot::new("eu", n as u64 + 1)],
-                "{resource} {kind}"
-            );
-            assert_eq!(
-                stored.provenance.last_event_id.as_deref(),
-                Some(format!("{resource}-{n}").as_str())
-            );
-        }
-        let stored = i.store().party("acme", id).unwrap().unwrap();
-        assert!(stored.version.tombstone.is_some(), "{resource} deleted");
+    for (n, kind) in [
+        "CreateEvent",
+        "AttributeValueChangeEvent",
+        "StateChangeEvent",
+        "DeleteEvent",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let e = event(
+            &format!("Individual{kind}_request"),
+            &format!("e{n}"),
+            n as u32 + 1,
+        );
+        let out = i.handle("acme", &e, None, NOW + n as u64, NOW + 60_000);
+        assert!(matches!(out, Outcome::Applied { .. }), "{kind}: {out:?}");
     }
     // The item carries the clock and stamps as attributes, keyed by tenant.
     let item =
@@ -125,160 +90,6 @@ fn every_official_event_type_applies_to_dynamodb() {
     assert!(item["clock"].as_s().unwrap().ends_with("@eu"));
     assert!(item["state"].as_m().unwrap().contains_key("fields"));
     assert!(r.dead_letters().is_empty());
-}
-
-#[test]
-fn duplicates_replay_and_a_reused_key_is_refused() {
-    let r = Region::new("MOTO_ENDPOINT");
-    let i = ingest(&r, "eu");
-    let e = event("IndividualCreateEvent_request", "dup-1", 1);
-    let first = i.handle("acme", &e, None, NOW, NOW + 60_000);
-    let again = i.handle("acme", &e, None, NOW + 5, NOW + 60_000);
-    match (&first, &again) {
-        (
-            Outcome::Applied {
-                result: a,
-                replay: false,
-            },
-            Outcome::Applied {
-                result: b,
-                replay: true,
-            },
-        ) => {
-            assert_eq!(a, b)
-        }
-        other => panic!("expected applied then replayed, got {other:?}"),
-    }
-    let vv = i
-        .store()
-        .party("acme", "42")
-        .unwrap()
-        .unwrap()
-        .version
-        .version_vector;
-    assert_eq!(vv, vec![policy_types::Dot::new("eu", 1)], "applied once");
-
-    let mut changed = e.clone();
-    changed["event"]["individual"]["givenName"] = json!("Janet");
-    match i.handle("acme", &changed, None, NOW + 10, NOW + 60_000) {
-        Outcome::Refused(err) => {
-            assert_eq!(err.status(), 409);
-            assert!(err.message.contains("dup-1"), "{}", err.message);
-        }
-        other => panic!("expected a 409, got {other:?}"),
-    }
-    // An explicit key names its own request, independent of the event id.
-    let keyed = i.handle(
-        "acme",
-        &changed,
-        Some("client-key-7"),
-        NOW + 20,
-        NOW + 60_000,
-    );
-    assert!(matches!(keyed, Outcome::Applied { replay: false, .. }));
-    let record = i.store().record("acme", "client-key-7").unwrap().unwrap();
-    assert!(record.expires_at > NOW / 1000, "the record carries its TTL");
-}
-
-#[test]
-fn concurrent_duplicates_apply_once() {
-    let r = Region::new("MOTO_ENDPOINT");
-    let i = Arc::new(ingest(&r, "eu"));
-    let e = event("IndividualCreateEvent_request", "race-1", 1);
-    let outcomes: Vec<Outcome> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..4)
-            .map(|_| {
-                let i = i.clone();
-                let e = e.clone();
-                s.spawn(move || i.handle("acme", &e, None, NOW, NOW + 60_000))
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    let fresh = outcomes
-        .iter()
-        .filter(|o| matches!(o, Outcome::Applied { replay: false, .. }))
-        .count();
-    assert_eq!(fresh, 1, "exactly one delivery applies: {outcomes:?}");
-    assert!(
-        outcomes
-            .iter()
-            .all(|o| matches!(o, Outcome::Applied { .. } | Outcome::InProgress)),
-        "the others replay or are told to retry: {outcomes:?}"
-    );
-    let vv = i
-        .store()
-        .party("acme", "42")
-        .unwrap()
-        .unwrap()
-        .version
-        .version_vector;
-    assert_eq!(vv, vec![policy_types::Dot::new("eu", 1)]);
-}
-
-#[test]
-fn an_older_change_arriving_late_changes_nothing_it_does_not_win() {
-    let r = Region::new("MOTO_ENDPOINT");
-    let i = ingest(&r, "eu");
-    create(&i);
-    let mut newer = event("IndividualAttributeValueChangeEvent_request", "new", 30);
-    newer["event"]["individual"]["maritalStatus"] = json!("divorced");
-    let mut older = event("IndividualAttributeValueChangeEvent_request", "old", 20);
-    older["event"]["individual"]["maritalStatus"] = json!("married");
-    applied(&i.handle("acme", &newer, None, NOW + 10, NOW + 60_000));
-    let late = i.handle("acme", &older, None, NOW + 20, NOW + 60_000);
-    let stale: Vec<String> = serde_json::from_value(applied(&late)["stale"].clone()).unwrap();
-    assert!(
-        stale.contains(&"maritalStatus".to_owned()),
-        "the result says what was stale: {stale:?}"
-    );
-    let v = i.store().party("acme", "42").unwrap().unwrap().version;
-    assert_eq!(
-        integration_tests::tmf(&v)["maritalStatus"],
-        json!("divorced")
-    );
-}
-
-#[test]
-fn two_writers_in_one_region_both_land_through_conditional_retries() {
-    let r = Region::new("MOTO_ENDPOINT");
-    let i = Arc::new(ingest(&r, "eu"));
-    create(&i);
-    // Each failed attempt means another writer committed, so with three writers nobody fails
-    // more than twice (five attempts are allowed before the dead-letter queue).
-    let n = 3;
-    std::thread::scope(|s| {
-        for w in 0..n {
-            let i = i.clone();
-            s.spawn(move || {
-                let mut e = event(
-                    "IndividualAttributeValueChangeEvent_request",
-                    &format!("w{w}"),
-                    10 + w,
-                );
-                e["event"]["individual"] =
-                    json!({"@type": "Individual", "id": "42", format!("nickname{w}"): "x"});
-                let out = i.handle("acme", &e, None, NOW + 1, NOW + 60_000);
-                assert!(
-                    matches!(out, Outcome::Applied { .. }),
-                    "writer {w}: {out:?}"
-                );
-            });
-        }
-    });
-    let v = i.store().party("acme", "42").unwrap().unwrap().version;
-    assert_eq!(
-        v.version_vector,
-        vec![policy_types::Dot::new("eu", 1 + n as u64)]
-    );
-    let tmf = integration_tests::tmf(&v);
-    for w in 0..n {
-        assert_eq!(
-            tmf[format!("nickname{w}")],
-            json!("x"),
-            "writer {w}'s change is kept"
-        );
-    }
 }
 
 #[test]
@@ -349,52 +160,6 @@ fn throttled_writes_are_retried_by_the_sdk_then_dead_lettered_and_redriven() {
 }
 
 #[test]
-fn a_party_growing_past_400_kb_is_dead_lettered_not_truncated() {
-    let r = Region::new("MOTO_ENDPOINT");
-    let i = ingest(&r, "eu");
-    create(&i);
-    // Each change adds ~100 KB of characteristics (as stored); the fourth takes the item past 400 KB.
-    let mut outcomes = Vec::new();
-    for n in 0..4u32 {
-        let mut e = event(
-            "IndividualAttributeValueChangeEvent_request",
-            &format!("big{n}"),
-            10 + n,
-        );
-        let chars: Vec<Value> = (0..90)
-            .map(|k| json!({"id": format!("{n}-{k}"), "name": format!("c{n}-{k}"), "value": "x".repeat(1000)}))
-            .collect();
-        e["event"]["individual"] =
-            json!({"@type": "Individual", "id": "42", format!("extra{n}"): chars});
-        outcomes.push(i.handle("acme", &e, None, NOW + 1 + n as u64, NOW + 60_000));
-    }
-    assert!(
-        outcomes[..3]
-            .iter()
-            .all(|o| matches!(o, Outcome::Applied { .. })),
-        "{outcomes:?}"
-    );
-    match &outcomes[3] {
-        Outcome::DeadLettered(reason) => {
-            assert!(
-                reason.contains("item limit") && reason.contains("nothing was truncated"),
-                "{reason}"
-            )
-        }
-        other => panic!("expected a dead letter, got {other:?}"),
-    }
-    let kept = r.dead_letters();
-    assert_eq!(kept.len(), 1);
-    let body: Value = serde_json::from_str(kept[0].body.as_deref().unwrap()).unwrap();
-    assert_eq!(body["eventId"], json!("big3"));
-    // The stored party is the last one that fit, whole.
-    let v = i.store().party("acme", "42").unwrap().unwrap().version;
-    assert_eq!(v.version_vector, vec![policy_types::Dot::new("eu", 4)]);
-    // The key was released: once the party is trimmed, the same event may be redriven.
-    assert!(i.store().record("acme", "big3").unwrap().is_none());
-}
-
-#[test]
 fn an_sqs_batch_reports_only_what_must_be_retried_and_keeps_the_rest() {
     let r = Region::new("MOTO_ENDPOINT");
     let f = IngestFunction::new(ingest(&r, "eu"), "eu");
@@ -418,11 +183,11 @@ fn an_sqs_batch_reports_only_what_must_be_retried_and_keeps_the_rest() {
         msg("m4", good.clone(), None),
         msg("m5", good, Some("acme")),
     ]});
+    let event = serde_json::from_value(batch).expect("an SQS event");
     let out =
-        r.rt.block_on(f.handle(batch, host_lambda::ingest_fn::now_ms() + 60_000))
-            .unwrap();
+        r.rt.block_on(f.handle(event, host_lambda::ingest_fn::now_ms() + 60_000));
     assert_eq!(
-        out,
+        serde_json::to_value(out).unwrap(),
         json!({"batchItemFailures": []}),
         "nothing needs a retry"
     );
@@ -466,9 +231,11 @@ fn api_gateway_routes_answer_with_tmf630_bodies() {
         })
     };
     let call = |v: Value| {
+        let event = serde_json::from_value(v).expect("an API Gateway request");
         let out =
-            r.rt.block_on(f.handle(v, host_lambda::ingest_fn::now_ms() + 60_000))
-                .unwrap();
+            r.rt.block_on(f.handle(event, host_lambda::ingest_fn::now_ms() + 60_000));
+        // What API Gateway reads.
+        let out = serde_json::to_value(out).unwrap();
         let body: Value = serde_json::from_str(out["body"].as_str().unwrap()).unwrap();
         (out["statusCode"].as_u64().unwrap(), body)
     };

@@ -187,7 +187,7 @@ trait StoreParty {
 
 impl StoreParty for AwsIngest {
     fn store_party(&self, id: &str) -> Option<PartyVersion> {
-        use host_core::ingest::PartyStore;
+        use host_core::store::PartyStore;
         self.store().party(TENANT, id).unwrap().map(|p| p.version)
     }
 }

@@ -7,18 +7,30 @@ mod common;
 
 use std::sync::Arc;
 
+use aws_lambda_events::dynamodb::Event as DynamoDbEvent;
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::regions::record_json;
 use common::*;
+use host_aws::dynamo::{DynamoStore, party_item};
+use host_aws::sqs::{KIND_INGEST, KIND_RECONCILE, SqsDeadLetters};
 use host_core::conflict::CapturedConflict;
-use host_core::ingest::{Ingest, IngestConfig, Outcome, PartyStore, Provenance, StoredParty};
+use host_core::ingest::{Ingest, IngestConfig, Outcome};
 use host_core::reconcile::Reconcile;
+use host_core::store::{PartyStore, Provenance, StoredParty};
 use host_core::{ActivePolicy, Policy, Resolver, TenantPolicies};
-use host_lambda::dynamo::{DynamoStore, party_item};
 use host_lambda::reconcile_fn::ReconcileFunction;
-use host_lambda::sqs::{KIND_INGEST, KIND_RECONCILE, SqsDeadLetters};
 use integration_tests::samples::example;
 use serde_json::{Value, json};
+
+/// A stream batch as the function receives it, from the JSON Lambda delivers.
+fn event(batch: &Value) -> DynamoDbEvent {
+    serde_json::from_value(batch.clone()).expect("a DynamoDB stream event")
+}
+
+/// The function's answer as Lambda reads it.
+fn answer(out: aws_lambda_events::streams::DynamoDbEventResponse) -> Value {
+    serde_json::to_value(out).unwrap()
+}
 
 /// The reconcile function of region `eu` on a rig, with `policy` for every tenant.
 trait ReconcileRig {
@@ -52,7 +64,7 @@ impl ReconcileRig for Rig {
 
     /// Writes a party as another region's replicated write would: the whole item, last writer wins.
     fn overwrite(&self, party: &StoredParty) {
-        let mut item = party_item(party);
+        let mut item = party_item(party).unwrap();
         item.insert("replicatedFrom".into(), AttributeValue::S("na".into()));
         self.rt
             .block_on(
@@ -119,8 +131,8 @@ fn an_overwritten_version_is_restored_and_a_redelivery_changes_nothing() {
     let f = rig.function(integration_tests::default_policy(&engine));
     let (eu, na) = eu_overwritten_by_na(&rig);
     let batch = rig.stream_batch();
-    let out = rig.rt.block_on(f.handle(batch.clone()));
-    assert_eq!(out, json!({"batchItemFailures": []}));
+    let out = rig.rt.block_on(f.handle(event(&batch)));
+    assert_eq!(answer(out), json!({"batchItemFailures": []}));
     let merged = rig.store("eu").party("acme", "42").unwrap().unwrap();
     let tmf = integration_tests::tmf(&merged.version);
     assert_eq!(
@@ -140,8 +152,8 @@ fn an_overwritten_version_is_restored_and_a_redelivery_changes_nothing() {
     );
 
     // The same records again (at-least-once delivery): nothing is written.
-    let again = rig.rt.block_on(f.handle(batch));
-    assert_eq!(again, json!({"batchItemFailures": []}));
+    let again = rig.rt.block_on(f.handle(event(&batch)));
+    assert_eq!(answer(again), json!({"batchItemFailures": []}));
     let after = rig.store("eu").party("acme", "42").unwrap().unwrap();
     assert_eq!(after, merged, "a re-delivered record changes nothing");
     assert!(rig.dead_letters().is_empty());
@@ -154,9 +166,9 @@ fn a_policy_that_traps_sends_the_conflict_to_the_dead_letter_queue_with_both_ver
     let panics = integration_tests::load(&engine, integration_tests::guests::PANIC).unwrap();
     let f = rig.function(panics);
     let (eu, na) = eu_overwritten_by_na(&rig);
-    let out = rig.rt.block_on(f.handle(rig.stream_batch()));
+    let out = rig.rt.block_on(f.handle(event(&rig.stream_batch())));
     assert_eq!(
-        out,
+        answer(out),
         json!({"batchItemFailures": []}),
         "kept, so the shard moves on"
     );
@@ -206,11 +218,11 @@ fn records_that_are_not_party_overwrites_are_ignored() {
     let n = batch["Records"].as_array().unwrap().len();
     assert!(n >= 3, "{batch}");
     batch["Records"].as_array_mut().unwrap().push(json!({
-        "eventName": "MODIFY",
-        "dynamodb": {"Keys": {"sk": {"S": "PARTY"}}, "OldImage": {"state": {"S": "garbage"}}, "NewImage": {}, "SequenceNumber": "9"}
+        "awsRegion": "eu-west-1", "eventID": "garbled", "eventName": "MODIFY",
+        "dynamodb": {"Keys": {"sk": {"S": "PARTY"}}, "OldImage": {"state": {"S": "garbage"}}, "NewImage": {}, "SequenceNumber": "9", "SizeBytes": 40}
     }));
-    let out = rig.rt.block_on(f.handle(batch));
-    assert_eq!(out, json!({"batchItemFailures": []}));
+    let out = rig.rt.block_on(f.handle(event(&batch)));
+    assert_eq!(answer(out), json!({"batchItemFailures": []}));
     let kept = rig.dead_letters();
     assert_eq!(kept.len(), 1, "only the garbled record is kept");
 }

@@ -124,6 +124,9 @@ def main():
 
         change = example("IndividualAttributeValueChangeEvent_request")
         change["eventId"] = f"e2e-{uuid.uuid4()}"
+        # Later than the create (the spec's examples share one eventTime): a change stamped no
+        # later than what it changes is stale and writes no new version.
+        change["eventTime"] = "2030-01-01T00:00:00.000Z"
         batch = {"Records": [
             {"messageId": "m1", "body": json.dumps(change), "eventSource": "aws:sqs",
              "messageAttributes": {"tenant": {"stringValue": "acme", "dataType": "String"}}},

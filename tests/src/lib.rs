@@ -76,52 +76,33 @@ pub fn status_conflict(tenant: &str, n: u32) -> (PartyVersion, PartyVersion) {
     (eu, na)
 }
 
+/// Stores `version` as its party's item where none is stored yet, with no provenance: the
+/// version a conflict then meets on the reconcile path.
+pub fn put_new_party(store: &impl host_core::store::PartyStore, version: &PartyVersion) {
+    let party = host_core::store::StoredParty {
+        version: version.clone(),
+        provenance: host_core::store::Provenance::default(),
+    };
+    store.put_party(&party, None).unwrap_or_else(|e| {
+        panic!(
+            "storing party {} of {}: {e}",
+            version.party_id, version.tenant
+        )
+    });
+}
+
+/// How the tests upload a policy: under `label`, law-checked on 32 cases of a fixed seed.
+pub fn upload_options(label: &str) -> policy_admin::UploadOptions {
+    policy_admin::UploadOptions {
+        label: Some(label.to_owned()),
+        law_cases: 32,
+        seed: 7,
+    }
+}
+
 /// The visible TMF JSON of a party.
 pub fn tmf(version: &PartyVersion) -> Value {
     party_model::to_tmf(version).unwrap_or(Value::Null)
 }
+pub mod conformance;
 pub mod samples;
-
-/// What keeps two operators from uploading different policies under one label at the same
-/// moment: both pass `upload`'s early check (neither version is recorded yet), so the store's
-/// `put_version` must take the label atomically with the record. This plays the second
-/// uploader, after the first one's version `taken` (labelled) was recorded.
-pub fn a_taken_label_is_refused_by_the_store(
-    store: &dyn host_core::policy_registry::PolicyRegistry,
-    taken: &host_core::policy_registry::PolicyVersion,
-    other_bytes: &[u8],
-) {
-    use host_core::policy_registry::RegistryError;
-    let label = taken.label.clone().expect("the first version has a label");
-    let before = store.versions(&taken.tenant).unwrap().len();
-    let rival = host_core::policy_registry::PolicyVersion {
-        digest: host_core::digest(other_bytes),
-        ..taken.clone()
-    };
-    store.put_component(&rival.digest, other_bytes).unwrap();
-    match store.put_version(&rival) {
-        Err(RegistryError::LabelTaken {
-            digest, label: l, ..
-        }) => {
-            assert_eq!(
-                (digest.as_str(), l.as_str()),
-                (taken.digest.as_str(), label.as_str())
-            )
-        }
-        other => panic!("a second version under label {label:?} was not refused: {other:?}"),
-    }
-    assert_eq!(
-        store.versions(&taken.tenant).unwrap().len(),
-        before,
-        "the refused version was recorded anyway"
-    );
-    // The first version again (a retried upload) is no change and no error; a new label for
-    // the other bytes is accepted.
-    assert!(!store.put_version(taken).unwrap());
-    let relabelled = host_core::policy_registry::PolicyVersion {
-        label: Some(format!("{label}-other")),
-        ..rival
-    };
-    assert!(store.put_version(&relabelled).unwrap());
-    assert_eq!(store.versions(&taken.tenant).unwrap().len(), before + 1);
-}

@@ -21,6 +21,20 @@ pub fn example(name: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// An official example as an event with the given id and second of event time (the examples
+/// all share one of each, so that events sent one after another need their own).
+pub fn event(name: &str, id: &str, second: u32) -> Value {
+    let mut e = example(name);
+    e["eventId"] = json!(id);
+    e["eventTime"] = json!(format!(
+        "2025-01-01T{:02}:{:02}:{:02}.000Z",
+        second / 3600 % 24,
+        second / 60 % 60,
+        second % 60
+    ));
+    e
+}
+
 /// The committed sample file.
 pub fn samples_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../samples/conflicts.jsonl")

@@ -13,9 +13,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use host_core::conflict::parse_lines;
-use host_core::laws::{CheckOptions, check};
 use host_core::{CallFailure, Limits, LoadError, Metering, Policy, PolicyEngine, resolve_with};
 use integration_tests::samples::samples_path;
+use policy_admin::laws::{CheckOptions, check};
 
 fn dir() -> PathBuf {
     PathBuf::from(std::env::var("FOREIGN_POLICIES").unwrap_or_else(|_| {

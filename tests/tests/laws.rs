@@ -1,10 +1,10 @@
-//! `host_core::laws` on the default policy and on the broken example policies: the default
+//! `policy_admin::laws` on the default policy and on the broken example policies: the default
 //! passes, each broken one is caught with a counterexample that parses as captured conflicts.
 
 use host_core::conflict::{parse_lines, to_line};
-use host_core::laws::{CheckOptions, Law, LawReport, check};
 use host_core::{Limits, Metering, Policy, PolicyEngine};
 use integration_tests::guests;
+use policy_admin::laws::{CheckOptions, Law, LawReport, check};
 
 fn metered() -> PolicyEngine {
     PolicyEngine::new(Limits::default(), Metering::Fuel).unwrap()

@@ -1,7 +1,7 @@
 //! The default policy as a component gives exactly what the merge library gives natively, on
 //! generated concurrent histories; and the component honours the laws itself.
 
-use host_core::{apply_resolution, relation};
+use host_core::{Call, apply_resolution, relation};
 use integration_tests::{default_policy, engine};
 use party_model::generate::plan;
 use policy_types::{Context, PartyVersion, Resolution};
@@ -57,7 +57,7 @@ fn component_matches_native_merge() {
             let rel = relation(&v[0], &v[1]);
             let ctx = ctx(rel, configs[c]);
             let native = tmf632_merge::resolve(&ctx, &v[0], &v[1]);
-            let wasm = policy.call(&ctx, &v[0], &v[1]).expect("call succeeds");
+            let wasm = policy.call((&ctx, &v[0], &v[1])).expect("call succeeds");
             prop_assert_eq!(&wasm, &native);
             Ok(())
         })
@@ -70,7 +70,7 @@ fn component_is_commutative_and_associative() {
     let policy = default_policy(&engine);
     let merge = |a: &PartyVersion, b: &PartyVersion| -> PartyVersion {
         let ctx = ctx(policy_types::Relation::Concurrent, "{}");
-        let r = policy.call(&ctx, a, b).expect("call succeeds");
+        let r = policy.call((&ctx, a, b)).expect("call succeeds");
         let mut p = party(a, b, &r).expect("not rejected");
         p.origin_region = "x".into();
         p
@@ -163,9 +163,9 @@ fn packed_and_typed_calls_answer_the_same() {
             let policy = &policies[which];
             for (l, r) in [(&v[0], &v[1]), (&v[1], &v[2]), (&v[2], &v[0])] {
                 let ctx = ctx(relation(l, r), CONFIGS[c]);
-                let packed = policy.call(&ctx, l, r).expect("packed call succeeds");
+                let packed = policy.call((&ctx, l, r)).expect("packed call succeeds");
                 let typed = policy
-                    .call_unpacked(&ctx, l, r)
+                    .call(Call::new(&ctx, l, r).typed())
                     .expect("typed call succeeds");
                 prop_assert_eq!(packed, typed);
             }
@@ -180,7 +180,7 @@ fn packed_and_typed_calls_answer_the_same() {
 /// path (only what differs) and with whole versions, packed and typed alike.
 #[test]
 fn a_policy_of_revision_1_1_is_called_in_format_1_and_answers_as_the_default() {
-    use policy_types::packed::Format;
+    use policy_packed::Format;
     let engine = engine();
     let default = default_policy(&engine);
     let old = integration_tests::load(&engine, integration_tests::guests::REVISION_1_1).unwrap();
@@ -195,9 +195,12 @@ fn a_policy_of_revision_1_1_is_called_in_format_1_and_answers_as_the_default() {
                 let want = host_core::resolve_with(&default, CONFIGS[c], "eu", l, r);
                 same_outcome(l, r, sent, want)?;
                 let ctx = ctx(relation(l, r), CONFIGS[c]);
-                let packed = old.call(&ctx, l, r).expect("packed call succeeds");
-                prop_assert_eq!(&packed, &default.call(&ctx, l, r).expect("call succeeds"));
-                prop_assert_eq!(packed, old.call_unpacked(&ctx, l, r).expect("typed call"));
+                let packed = old.call((&ctx, l, r)).expect("packed call succeeds");
+                prop_assert_eq!(&packed, &default.call((&ctx, l, r)).expect("call succeeds"));
+                prop_assert_eq!(
+                    packed,
+                    old.call(Call::new(&ctx, l, r).typed()).expect("typed call")
+                );
             }
             Ok(())
         })
@@ -219,7 +222,7 @@ fn a_policy_that_keeps_memory_between_calls_finds_it_intact() {
             let v = p.build();
             for (l, r) in [(&v[0], &v[1]), (&v[1], &v[2]), (&v[2], &v[0])] {
                 let ctx = ctx(relation(l, r), "{}");
-                let answer = policy.call(&ctx, l, r).expect("call succeeds");
+                let answer = policy.call((&ctx, l, r)).expect("call succeeds");
                 calls.set(calls.get() + 1);
                 let native = tmf632_merge::resolve(&ctx, l, r);
                 prop_assert_eq!(answer, native, "call {}", calls.get());

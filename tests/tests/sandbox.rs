@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use host_core::{
-    ActivePolicy, ArtifactCache, CallFailure, Decision, LoadError, Policy, ResolveFailure,
+    ActivePolicy, ArtifactCache, Call, CallFailure, Decision, LoadError, Policy, ResolveFailure,
     Resolver, TenantPolicies,
 };
 use integration_tests::{default_policy, email_vs_status, engine, guests, load, tmf};
@@ -112,7 +112,7 @@ fn a_packed_answer_that_is_not_a_resolution_is_refused() {
     };
     let bad = load(&engine, guests::BAD_PACKED).unwrap();
     assert_eq!(
-        bad.call_unpacked(&ctx, &eu, &na).unwrap(),
+        bad.call(Call::new(&ctx, &eu, &na).typed()).unwrap(),
         policy_types::Resolution::KeepLocal
     );
 }
@@ -194,7 +194,7 @@ fn default_policy_imports_nothing_and_describes_itself() {
     );
     assert_eq!(
         info.packed_format,
-        policy_types::packed::Format::V2,
+        policy_packed::Format::V2,
         "revision 1.2 and later: packed format 2"
     );
     assert_eq!(

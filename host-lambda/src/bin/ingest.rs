@@ -3,12 +3,12 @@
 //! queue. Configuration: see `host_lambda::config`.
 
 use anyhow::Context;
+use host_aws::sqs::KIND_INGEST;
 use host_core::ingest::{Ingest, IngestConfig};
-use host_lambda::ingest_fn::IngestFunction;
-use host_lambda::sqs::KIND_INGEST;
+use host_lambda::FunctionError;
+use host_lambda::ingest_fn::{IngestEvent, IngestFunction};
 use host_lambda::wiring::Wiring;
 use lambda_runtime::{LambdaEvent, service_fn};
-use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -22,9 +22,12 @@ async fn main() -> anyhow::Result<()> {
     .with_resolver(w.resolver.clone());
     let function = IngestFunction::new(ingest, &w.config.region);
     let function = &function;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        function.handle(event.payload, event.context.deadline).await
-    }))
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<IngestEvent>| async move {
+            let deadline = event.context.deadline;
+            Ok::<_, FunctionError>(function.handle(event.payload, deadline).await)
+        },
+    ))
     .await
     .map_err(|e| anyhow::anyhow!(e))
     .context("the Lambda runtime stopped")

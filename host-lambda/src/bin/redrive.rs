@@ -11,14 +11,14 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use host_aws::dynamo::DynamoStore;
+use host_aws::sqs::{KIND_INGEST, KIND_RECONCILE, SqsDeadLetters};
 use host_core::conflict::CapturedConflict;
 use host_core::ingest::{Ingest, IngestConfig, Outcome};
 use host_core::reconcile::{Reconcile, ReconcileOutcome};
 use host_lambda::FunctionError;
-use host_lambda::dynamo::DynamoStore;
 use host_lambda::ingest_fn::now_ms;
 use host_lambda::redrive::{Failed, Kept, REDRIVE_LIMIT, redrive, resubmit};
-use host_lambda::sqs::{KIND_INGEST, KIND_RECONCILE, SqsDeadLetters};
 use host_lambda::wiring::Wiring;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::{Value, json};
@@ -84,9 +84,7 @@ async fn main() -> anyhow::Result<()> {
         match payload["action"].as_str().unwrap_or("receive") {
             "receive" => {
                 let max = payload["max"].as_u64().unwrap_or(10) as usize;
-                let report = redrive(sqs, url, max, apply)
-                    .await
-                    .map_err(FunctionError::Retryable)?;
+                let report = redrive(sqs, url, max, apply).await?;
                 Ok(serde_json::to_value(report).unwrap_or_default())
             }
             "resubmit" => {
@@ -102,9 +100,7 @@ async fn main() -> anyhow::Result<()> {
                         message.message_id
                     )));
                 }
-                resubmit(sqs, url, &message, apply)
-                    .await
-                    .map_err(FunctionError::Retryable)?;
+                resubmit(sqs, url, &message, apply).await?;
                 Ok(json!({"resubmitted": message.message_id}))
             }
             other => Err(FunctionError::NonRetryable(format!(

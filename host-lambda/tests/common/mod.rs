@@ -109,8 +109,8 @@ impl Rig {
         }
     }
 
-    pub fn store(&self, region: &str) -> host_lambda::dynamo::DynamoStore {
-        host_lambda::dynamo::DynamoStore::new(
+    pub fn store(&self, region: &str) -> host_aws::dynamo::DynamoStore {
+        host_aws::dynamo::DynamoStore::new(
             self.ddb.clone(),
             &self.table,
             region,
@@ -118,8 +118,8 @@ impl Rig {
         )
     }
 
-    pub fn letters(&self, kind: &'static str) -> host_lambda::sqs::SqsDeadLetters {
-        host_lambda::sqs::SqsDeadLetters::new(
+    pub fn letters(&self, kind: &'static str) -> host_aws::sqs::SqsDeadLetters {
+        host_aws::sqs::SqsDeadLetters::new(
             self.sqs.clone(),
             &self.dlq,
             kind,
@@ -130,6 +130,30 @@ impl Rig {
     /// Every message in the dead-letter queue.
     pub fn dead_letters(&self) -> Vec<aws_sdk_sqs::types::Message> {
         self.rt.block_on(peek_all(&self.sqs, &self.dlq))
+    }
+
+    /// Every letter in the dead-letter queue, read back as the sink was given it (the payload
+    /// is the body; tenant, region, reason and key are attributes).
+    pub fn letters_kept(&self) -> Vec<host_core::store::DeadLetter> {
+        self.dead_letters()
+            .iter()
+            .map(|m| {
+                let attr = |name: &str| {
+                    m.message_attributes()
+                        .and_then(|a| a.get(name))
+                        .and_then(|v| v.string_value())
+                        .map(str::to_owned)
+                };
+                host_core::store::DeadLetter {
+                    tenant: attr("tenant").unwrap_or_default(),
+                    region: attr("region").unwrap_or_default(),
+                    reason: attr("reason").unwrap_or_default(),
+                    idempotency_key: attr("idempotencyKey"),
+                    payload: serde_json::from_str(m.body().unwrap_or_default())
+                        .expect("a dead letter's body is its JSON payload"),
+                }
+            })
+            .collect()
     }
 
     /// The ARN of the party table's stream.

@@ -16,14 +16,16 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use aws_lambda_events::dynamodb::Event as DynamoDbEvent;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodbstreams::types::AttributeValue as StreamValue;
-use host_core::ingest::{Ingest, IngestConfig, PartyStore};
+use host_aws::dynamo::{DynamoStore, PARTY_SK, party_from_item};
+use host_aws::sqs::{KIND_INGEST, KIND_RECONCILE, SqsDeadLetters};
+use host_core::ingest::{Ingest, IngestConfig};
 use host_core::reconcile::Reconcile;
+use host_core::store::PartyStore;
 use host_core::{ActivePolicy, Resolver, TenantPolicies};
-use host_lambda::dynamo::{DynamoStore, PARTY_SK, party_from_item};
-use host_lambda::reconcile_fn::{ReconcileFunction, item_from_json};
-use host_lambda::sqs::{KIND_INGEST, KIND_RECONCILE, SqsDeadLetters};
+use host_lambda::reconcile_fn::ReconcileFunction;
 use policy_types::PartyVersion;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -80,7 +82,7 @@ pub struct World {
     pub max_delay: usize,
     /// The conflict log every region's reconcile records into (one table, as the global
     /// table is one table: on the shared server).
-    pub conflicts: Arc<host_lambda::conflict_log_aws::DynamoConflictLog>,
+    pub conflicts: Arc<host_aws::conflict_log::DynamoConflictLog>,
     pub duplicate_rate: f64,
 }
 
@@ -106,7 +108,7 @@ impl World {
             let ddb = aws_sdk_dynamodb::Client::new(&sdk_config(&endpoint("MOTO_ENDPOINT"), None));
             let name = unique("conflicts");
             rt.block_on(create_conflict_table(&ddb, &name));
-            Arc::new(host_lambda::conflict_log_aws::DynamoConflictLog::new(
+            Arc::new(host_aws::conflict_log::DynamoConflictLog::new(
                 ddb,
                 name,
                 rt.handle().clone(),
@@ -263,12 +265,12 @@ impl World {
                     continue;
                 }
                 activity += records.len();
-                let batch = json!({"Records": records.iter().map(record_json).collect::<Vec<_>>()});
+                let batch = stream_event(&records);
                 let f = self.regions[r].reconcile.clone();
                 let out = self.rt.block_on(f.handle(batch));
                 assert_eq!(
-                    out["batchItemFailures"],
-                    json!([]),
+                    out.batch_item_failures,
+                    vec![],
                     "every record is resolved or kept"
                 );
             }
@@ -381,55 +383,44 @@ impl World {
 
 /// A stream image (the Streams API's attribute type) as a DynamoDB item.
 pub fn to_item(image: &HashMap<String, StreamValue>) -> HashMap<String, AttributeValue> {
-    let json = Value::Object(
-        image
-            .iter()
-            .map(|(k, v)| (k.clone(), stream_json(v)))
-            .collect(),
-    );
-    item_from_json(&json).unwrap()
+    serde_dynamo::Item::from(image.clone()).into()
 }
 
-/// A stream attribute value as DynamoDB JSON (what Lambda's stream events carry).
-pub fn stream_json(v: &StreamValue) -> Value {
-    match v {
-        StreamValue::S(s) => json!({"S": s}),
-        StreamValue::N(n) => json!({"N": n}),
-        StreamValue::Bool(b) => json!({"BOOL": b}),
-        StreamValue::Null(_) => json!({"NULL": true}),
-        StreamValue::L(xs) => json!({"L": xs.iter().map(stream_json).collect::<Vec<_>>()}),
-        StreamValue::M(m) => {
-            json!({"M": m.iter().map(|(k, v)| (k.clone(), stream_json(v))).collect::<serde_json::Map<_, _>>()})
-        }
-        StreamValue::Ss(xs) => json!({"SS": xs}),
-        other => panic!("unexpected attribute in a stream image: {other:?}"),
-    }
-}
-
-/// A stream record as the Lambda event source delivers it.
+/// A stream record as the Lambda event source delivers it (images in DynamoDB JSON).
 pub fn record_json(r: &aws_sdk_dynamodbstreams::types::Record) -> Value {
     let d = r.dynamodb.as_ref().unwrap();
     let image = |i: &Option<HashMap<String, StreamValue>>| {
         i.as_ref()
-            .map(|m| Value::Object(m.iter().map(|(k, v)| (k.clone(), stream_json(v))).collect()))
+            .map(|m| serde_json::to_value(serde_dynamo::Item::from(m.clone())).unwrap())
             .unwrap_or(Value::Null)
     };
     json!({
+        "awsRegion": r.aws_region.clone().unwrap_or_default(),
+        "eventID": r.event_id.clone().unwrap_or_default(),
         "eventName": r.event_name.as_ref().map(|e| e.as_str()).unwrap_or_default(),
         "eventSource": "aws:dynamodb",
+        "eventVersion": "1.1",
         "dynamodb": {
             "Keys": image(&d.keys),
             "OldImage": image(&d.old_image),
             "NewImage": image(&d.new_image),
             "SequenceNumber": d.sequence_number.clone().unwrap_or_default(),
+            "SizeBytes": d.size_bytes.unwrap_or_default(),
             "StreamViewType": "NEW_AND_OLD_IMAGES",
         }
     })
 }
 
+/// Stream records as the reconcile function's event (through their JSON, as Lambda delivers
+/// them).
+pub fn stream_event(records: &[aws_sdk_dynamodbstreams::types::Record]) -> DynamoDbEvent {
+    serde_json::from_value(json!({"Records": records.iter().map(record_json).collect::<Vec<_>>()}))
+        .expect("a stream batch parses as the Lambda event")
+}
+
 /// Parses a stored party item (for checks).
 pub fn party_of(item: &HashMap<String, AttributeValue>) -> PartyVersion {
-    party_from_item(item).unwrap().version
+    party_from_item(item.clone()).unwrap().version
 }
 
 pub type Shared<T> = Arc<Mutex<T>>;

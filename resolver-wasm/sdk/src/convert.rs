@@ -170,7 +170,7 @@ pub fn __resolve<P: Policy>(
 struct Shared;
 
 #[cfg(target_arch = "wasm32")]
-impl t::packed::Strings for Shared {
+impl policy_packed::Strings for Shared {
     #[inline]
     fn string(&mut self, s: &str) -> String {
         // SAFETY: the reader hands out slices of the call, which `ARENA.holds`; the strings
@@ -244,7 +244,7 @@ fn resolve_packed<P: Policy>(call: Vec<u8>) -> Vec<u8> {
         // Every string of the arguments owns its bytes in the call, and when everything the
         // arguments hold came from the arena, they are released at once instead of dropped.
         let (unpacked, blocks) =
-            crate::ARENA.count_blocks(|| t::packed::unpack_call_with(&call, Shared));
+            crate::ARENA.count_blocks(|| policy_packed::unpack_call_with(&call, Shared));
         let answer = answer::<P>(format_of(&call), &unpacked);
         if let Some(blocks) = blocks {
             std::mem::forget(unpacked);
@@ -254,13 +254,13 @@ fn resolve_packed<P: Policy>(call: Vec<u8>) -> Vec<u8> {
         }
         return answer;
     }
-    answer::<P>(format_of(&call), &t::packed::unpack_call(&call))
+    answer::<P>(format_of(&call), &policy_packed::unpack_call(&call))
 }
 
 /// The format to answer a call in: the call's own, so that a host that writes only format 1
 /// can read the answer; the latest where the call declares none (it is refused anyway).
-fn format_of(call: &[u8]) -> t::packed::Format {
-    t::packed::Format::of(call).unwrap_or(t::packed::Format::LATEST)
+fn format_of(call: &[u8]) -> policy_packed::Format {
+    policy_packed::Format::of(call).unwrap_or(policy_packed::Format::LATEST)
 }
 
 /// Where the canonical ABI reads an export's `list<u8>` result: its pointer and length.
@@ -304,15 +304,15 @@ pub unsafe fn __packed_export<P: Policy>(call: *mut u8, len: usize) -> *mut u8 {
 
 /// The packed answer of `P` to an unpacked call, in `format`.
 fn answer<P: Policy>(
-    format: t::packed::Format,
-    unpacked: &Result<(t::Context, t::PartyVersion, t::PartyVersion), t::packed::PackError>,
+    format: policy_packed::Format,
+    unpacked: &Result<(t::Context, t::PartyVersion, t::PartyVersion), policy_packed::PackError>,
 ) -> Vec<u8> {
     let resolution = match unpacked {
         Ok((ctx, local, remote)) => P::resolve(ctx, local, remote),
         Err(e) => t::Resolution::Reject(format!("the policy could not read its call: {e}")),
     };
     let mut out = Vec::with_capacity(256);
-    t::packed::pack_resolution(&mut out, format, &resolution);
+    policy_packed::pack_resolution(&mut out, format, &resolution);
     out
 }
 
@@ -320,7 +320,7 @@ fn answer<P: Policy>(
 mod tests {
     use super::{compare, resolve_packed};
     use crate::Policy;
-    use policy_types::packed::{self, Format};
+    use policy_packed::{self as packed, Format};
     use policy_types::{
         Context, Description, Dot, Field, FieldValue, Hlc, PartyVersion, Relation, Resolution,
         ResourceType,

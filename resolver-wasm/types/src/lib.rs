@@ -11,7 +11,6 @@ mod causality;
 #[cfg(feature = "serde")]
 mod json;
 mod materialize;
-pub mod packed;
 
 pub use causality::{VectorOrder, compare_vectors, covers, join_vectors};
 pub use materialize::{InvalidResult, materialize, materialize_with};
@@ -23,13 +22,13 @@ pub const CONTRACT_VERSION: &str = "1.0.0";
 /// The contract revision a policy built with these types declares in `describe`. Revisions keep
 /// the 1.0 interface and add agreements: from 1.1 the host sends only what differs between the
 /// two versions (fields and elements both hold identically are left out and kept as the local
-/// side's); from 1.2 a packed call is in packed format 2 ([`packed::Format`]). A policy that
+/// side's); from 1.2 a packed call is in packed format 2 (`policy_packed::Format`). A policy that
 /// needs every field (one that derives a field from others) declares "1.0.0" instead.
 pub const CONTRACT_REVISION: &str = "1.2.0";
 /// The name of the exported interface, with its version, as it appears in a component.
 pub const RESOLVER_INTERFACE: &str = "tmf632:conflict/resolver@1.0.0";
 /// The optional interface that takes `resolve`'s arguments and answer packed into bytes
-/// ([`packed`]). A host that finds it calls it instead of `resolver.resolve`.
+/// (the `policy-packed` crate). A host that finds it calls it instead of `resolver.resolve`.
 pub const PACKED_INTERFACE: &str = "tmf632:conflict/packed-resolver@1.0.0";
 
 /// A hybrid-logical-clock stamp, ordered by (wall-ms, logical, region).

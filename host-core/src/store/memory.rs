@@ -1,0 +1,469 @@
+//! The in-process stores of the embedded world (`serve`, the simulation, the tests): one
+//! region's parties, own copies, idempotency records and dead letters in memory, with
+//! DynamoDB's item size limit and conditional writes.
+//!
+//! A store made with [`MemoryStore::replica`] is also that region's replica of a global table,
+//! the way DynamoDB Global Tables keeps one: every local write is stamped with the region's
+//! clock and queued for the other replicas ([`MemoryStore::take_outbox`]); a replicated write
+//! is applied only if its stamp is later than the item's (last writer wins on the whole item,
+//! [`MemoryStore::apply_replicated`]); and every change of a party, local or replicated, is a
+//! stream record with its old and new image ([`MemoryStore::take_stream`]), as DynamoDB Streams
+//! (NEW_AND_OLD_IMAGES) hands the region's reconcile function. How and when the queued writes
+//! and records travel — delays, partitions, redeliveries — is the driver's: `serve` in real
+//! time, the simulation under its seeded scheduler.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use policy_types::{Dot, PartyVersion};
+
+use super::{
+    DeadLetter, DeadLetterSink, IdempotencyRecord, IngestStore, PartyStore, StoreError,
+    StoredParty, record_is_live,
+};
+
+/// DynamoDB's limit on one item.
+pub const ITEM_LIMIT: usize = 400 * 1024;
+
+/// A region's clock: milliseconds since the epoch (the simulation's is simulated).
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// When and where an item was written, as Global Tables orders writes to one item: the
+/// writing region's clock, then its write counter, then its name. Replicated writes keep the
+/// stamp of the region that made them.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WriteStamp {
+    pub at_ms: u64,
+    pub seq: u64,
+    pub region: String,
+}
+
+/// The key of a replicated item: a party, or an idempotency record. (A region's own copy of
+/// its last write is region-local here: no other region reads it.)
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ItemKey {
+    Party { tenant: String, party_id: String },
+    Record { tenant: String, key: String },
+}
+
+/// A replicated item's value; `None` in [`Replicated::value`] is a deletion (a released claim).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ItemValue {
+    Party(StoredParty),
+    Record(IdempotencyRecord),
+}
+
+/// One write on its way to the other replicas.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Replicated {
+    pub key: ItemKey,
+    pub value: Option<ItemValue>,
+    pub stamp: WriteStamp,
+}
+
+/// One stream record: a party's old image (none for an insert) and new image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamRecord {
+    /// The record's sequence number in this region's stream (increasing).
+    pub seq: u64,
+    pub old: Option<StoredParty>,
+    pub new: StoredParty,
+    /// The stamp of the write that produced the new image.
+    pub stamp: WriteStamp,
+}
+
+/// Parties, own copies and idempotency records of one region in memory.
+pub struct MemoryStore {
+    /// `Some` for a replica of a global table: its region and clock.
+    replica: Option<(String, Clock)>,
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("region", &self.replica.as_ref().map(|(r, _)| r))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    parties: HashMap<(String, String), (StoredParty, WriteStamp)>,
+    own: HashMap<(String, String), PartyVersion>,
+    records: HashMap<(String, String), (IdempotencyRecord, WriteStamp)>,
+    /// Deleted records' stamps, so that an older replicated write does not bring one back.
+    released: HashMap<(String, String), WriteStamp>,
+    writes: u64,
+    stream_seq: u64,
+    outbox: Vec<Replicated>,
+    stream: Vec<StreamRecord>,
+}
+
+impl MemoryStore {
+    /// A store of its own (tests, one-region tools): nothing is queued for replication.
+    pub fn new() -> Self {
+        MemoryStore {
+            replica: None,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// `region`'s replica of a global table, its writes stamped with `clock`.
+    pub fn replica(region: impl Into<String>, clock: Clock) -> Self {
+        MemoryStore {
+            replica: Some((region.into(), clock)),
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// The region this replica belongs to (`None` for a store of its own).
+    pub fn region(&self) -> Option<&str> {
+        self.replica.as_ref().map(|(r, _)| r.as_str())
+    }
+
+    /// The stamp of a local write that replaces an item stamped `replaced`: the region's
+    /// clock, but always after what it replaces. A replica whose clock runs behind another's
+    /// would otherwise stamp its write of an item earlier than the write it read, and the
+    /// other replicas would keep the older write: the replicas would never agree.
+    fn stamp(&self, inner: &mut Inner, replaced: Option<&WriteStamp>) -> WriteStamp {
+        inner.writes += 1;
+        let (region, at_ms) = match &self.replica {
+            Some((region, clock)) => (region.clone(), clock()),
+            None => (String::new(), 0),
+        };
+        WriteStamp {
+            at_ms: at_ms.max(replaced.map_or(0, |r| r.at_ms + 1)),
+            seq: inner.writes,
+            region,
+        }
+    }
+
+    /// Writes a party (its size and condition checked) and queues what a replica queues.
+    fn put(
+        &self,
+        inner: &mut Inner,
+        party: &StoredParty,
+        expected: Option<&[Dot]>,
+    ) -> Result<(), StoreError> {
+        let size = serde_json::to_vec(&party.version)
+            .map(|v| v.len())
+            .unwrap_or(0);
+        if size > ITEM_LIMIT {
+            return Err(StoreError::TooLarge {
+                size,
+                limit: ITEM_LIMIT,
+            });
+        }
+        let k = (party.version.tenant.clone(), party.version.party_id.clone());
+        let current = inner
+            .parties
+            .get(&k)
+            .map(|(p, _)| p.version.version_vector.as_slice());
+        if current != expected {
+            return Err(StoreError::ConditionFailed);
+        }
+        let replaced = inner.parties.get(&k).map(|(_, s)| s.clone());
+        let stamp = self.stamp(inner, replaced.as_ref());
+        let old = inner
+            .parties
+            .insert(k.clone(), (party.clone(), stamp.clone()))
+            .map(|(p, _)| p);
+        if self.replica.is_some() {
+            inner.outbox.push(Replicated {
+                key: ItemKey::Party {
+                    tenant: k.0,
+                    party_id: k.1,
+                },
+                value: Some(ItemValue::Party(party.clone())),
+                stamp: stamp.clone(),
+            });
+            Self::record_change(inner, old, party.clone(), stamp);
+        }
+        Ok(())
+    }
+
+    fn record_change(
+        inner: &mut Inner,
+        old: Option<StoredParty>,
+        new: StoredParty,
+        stamp: WriteStamp,
+    ) {
+        inner.stream_seq += 1;
+        inner.stream.push(StreamRecord {
+            seq: inner.stream_seq,
+            old,
+            new,
+            stamp,
+        });
+    }
+
+    fn put_record(&self, inner: &mut Inner, record: &IdempotencyRecord) {
+        let k = (record.tenant.clone(), record.key.clone());
+        let replaced = inner
+            .records
+            .get(&k)
+            .map(|(_, s)| s)
+            .or(inner.released.get(&k))
+            .cloned();
+        let stamp = self.stamp(inner, replaced.as_ref());
+        inner.released.remove(&k);
+        inner
+            .records
+            .insert(k.clone(), (record.clone(), stamp.clone()));
+        if self.replica.is_some() {
+            inner.outbox.push(Replicated {
+                key: ItemKey::Record {
+                    tenant: k.0,
+                    key: k.1,
+                },
+                value: Some(ItemValue::Record(record.clone())),
+                stamp,
+            });
+        }
+    }
+
+    /// The writes made here since the last call, for the other replicas (in write order).
+    pub fn take_outbox(&self) -> Vec<Replicated> {
+        std::mem::take(&mut self.inner.lock().unwrap().outbox)
+    }
+
+    /// The stream records since the last call (in order).
+    pub fn take_stream(&self) -> Vec<StreamRecord> {
+        std::mem::take(&mut self.inner.lock().unwrap().stream)
+    }
+
+    /// Applies a write replicated from another region: kept if its stamp is later than the
+    /// item's (last writer wins on the whole item), dropped otherwise. Returns whether it was
+    /// kept. A kept party write is a stream record here, as in DynamoDB.
+    pub fn apply_replicated(&self, write: &Replicated) -> bool {
+        let mut inner = self.inner.lock().unwrap();
+        match (&write.key, &write.value) {
+            (ItemKey::Party { tenant, party_id }, Some(ItemValue::Party(party))) => {
+                let k = (tenant.clone(), party_id.clone());
+                if inner
+                    .parties
+                    .get(&k)
+                    .is_some_and(|(_, s)| *s >= write.stamp)
+                {
+                    return false;
+                }
+                let old = inner
+                    .parties
+                    .insert(k, (party.clone(), write.stamp.clone()))
+                    .map(|(p, _)| p);
+                Self::record_change(&mut inner, old, party.clone(), write.stamp.clone());
+                true
+            }
+            (ItemKey::Record { tenant, key }, value) => {
+                let k = (tenant.clone(), key.clone());
+                let newer = |s: Option<&WriteStamp>| s.is_none_or(|s| *s < write.stamp);
+                if !newer(inner.records.get(&k).map(|(_, s)| s)) || !newer(inner.released.get(&k)) {
+                    return false;
+                }
+                match value {
+                    Some(ItemValue::Record(r)) => {
+                        inner.released.remove(&k);
+                        inner.records.insert(k, (r.clone(), write.stamp.clone()));
+                    }
+                    _ => {
+                        inner.records.remove(&k);
+                        inner.released.insert(k, write.stamp.clone());
+                    }
+                }
+                true
+            }
+            // A party key carries a party; anything else is not a write this model makes.
+            (ItemKey::Party { .. }, _) => false,
+        }
+    }
+
+    /// Every party stored, in key order (for comparing replicas and for listings).
+    pub fn parties(&self) -> Vec<StoredParty> {
+        let inner = self.inner.lock().unwrap();
+        let mut all: Vec<_> = inner.parties.values().map(|(p, _)| p.clone()).collect();
+        all.sort_by(|a, b| {
+            (&a.version.tenant, &a.version.party_id).cmp(&(&b.version.tenant, &b.version.party_id))
+        });
+        all
+    }
+}
+
+impl PartyStore for MemoryStore {
+    fn party(&self, tenant: &str, party_id: &str) -> Result<Option<StoredParty>, StoreError> {
+        Ok(self
+            .inner
+            .lock()
+            .unwrap()
+            .parties
+            .get(&(tenant.to_owned(), party_id.to_owned()))
+            .map(|(p, _)| p.clone()))
+    }
+
+    fn put_party(&self, party: &StoredParty, expected: Option<&[Dot]>) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock().unwrap();
+        self.put(&mut inner, party, expected)
+    }
+}
+
+impl IngestStore for MemoryStore {
+    fn own(&self, tenant: &str, party_id: &str) -> Result<Option<PartyVersion>, StoreError> {
+        Ok(self
+            .inner
+            .lock()
+            .unwrap()
+            .own
+            .get(&(tenant.to_owned(), party_id.to_owned()))
+            .cloned())
+    }
+
+    fn record(&self, tenant: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        Ok(self
+            .inner
+            .lock()
+            .unwrap()
+            .records
+            .get(&(tenant.to_owned(), key.to_owned()))
+            .map(|(r, _)| r.clone()))
+    }
+
+    fn claim(&self, record: &IdempotencyRecord, now_ms: u64) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock().unwrap();
+        let k = (record.tenant.clone(), record.key.clone());
+        if let Some((existing, _)) = inner.records.get(&k)
+            && record_is_live(existing, now_ms)
+        {
+            return Err(StoreError::AlreadyClaimed(Box::new(existing.clone())));
+        }
+        self.put_record(&mut inner, record);
+        Ok(())
+    }
+
+    fn commit(
+        &self,
+        party: &StoredParty,
+        expected: Option<&[Dot]>,
+        record: &IdempotencyRecord,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock().unwrap();
+        self.put(&mut inner, party, expected)?;
+        inner.own.insert(
+            (party.version.tenant.clone(), party.version.party_id.clone()),
+            party.version.clone(),
+        );
+        self.put_record(&mut inner, record);
+        Ok(())
+    }
+
+    fn release(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock().unwrap();
+        let k = (tenant.to_owned(), key.to_owned());
+        if let Some((_, replaced)) = inner.records.remove(&k) {
+            let stamp = self.stamp(&mut inner, Some(&replaced));
+            inner.released.insert(k.clone(), stamp.clone());
+            if self.replica.is_some() {
+                inner.outbox.push(Replicated {
+                    key: ItemKey::Record {
+                        tenant: k.0,
+                        key: k.1,
+                    },
+                    value: None,
+                    stamp,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Dead letters kept in memory, in order.
+#[derive(Debug, Default)]
+pub struct MemoryDeadLetters {
+    pub letters: Mutex<Vec<DeadLetter>>,
+}
+
+impl MemoryDeadLetters {
+    /// The letters kept since the last call, oldest first.
+    pub fn take(&self) -> Vec<DeadLetter> {
+        std::mem::take(&mut *self.letters.lock().unwrap())
+    }
+}
+
+impl DeadLetterSink for MemoryDeadLetters {
+    fn send(&self, letter: &DeadLetter) -> Result<(), StoreError> {
+        self.letters.lock().unwrap().push(letter.clone());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Provenance;
+
+    fn party(id: &str, region: &str, counter: u64) -> StoredParty {
+        let mut version =
+            party_model::new_party("acme", id, policy_types::ResourceType::Individual, region);
+        version.version_vector = vec![Dot {
+            region: region.to_owned(),
+            counter,
+        }];
+        StoredParty {
+            version,
+            provenance: Provenance {
+                written_by: region.to_owned(),
+                ..Provenance::default()
+            },
+        }
+    }
+
+    fn clock(at: u64) -> Clock {
+        Arc::new(move || at)
+    }
+
+    #[test]
+    fn the_later_write_wins_on_every_replica_whatever_the_arrival_order() {
+        let eu = MemoryStore::replica("eu", clock(10));
+        let na = MemoryStore::replica("na", clock(20));
+        eu.put_party(&party("p1", "eu", 1), None).unwrap();
+        na.put_party(&party("p1", "na", 1), None).unwrap();
+        let (from_eu, from_na) = (eu.take_outbox(), na.take_outbox());
+        assert!(!na.apply_replicated(&from_eu[0]), "eu's write is older");
+        assert!(eu.apply_replicated(&from_na[0]), "na's write is newer");
+        let stored = |s: &MemoryStore| s.party("acme", "p1").unwrap().unwrap().version;
+        assert_eq!(stored(&eu), stored(&na));
+        // The overwrite is on eu's stream with both images; na's stream has only its write.
+        let records = eu.take_stream();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[1].old.as_ref().unwrap().provenance.written_by, "eu");
+        assert_eq!(records[1].new.provenance.written_by, "na");
+        assert_eq!(na.take_stream().len(), 1);
+    }
+
+    #[test]
+    fn a_released_claim_does_not_come_back_from_an_older_replicated_write() {
+        let eu = MemoryStore::replica("eu", clock(10));
+        let na = MemoryStore::replica("na", clock(20));
+        let record = IdempotencyRecord {
+            tenant: "acme".into(),
+            key: "k".into(),
+            payload_hash: "h".into(),
+            status: super::super::RecordStatus::InProgress,
+            in_progress_until: 100,
+            expires_at: 1000,
+            result: None,
+        };
+        eu.claim(&record, 0).unwrap();
+        let claim = eu.take_outbox();
+        na.claim(&record, 0).unwrap();
+        na.release("acme", "k").unwrap();
+        assert!(!na.apply_replicated(&claim[0]));
+        assert_eq!(na.record("acme", "k").unwrap(), None);
+    }
+}

@@ -1,0 +1,30 @@
+//! The registry Lambda function: the policy rollout workflow's steps (validate, shadow,
+//! shadow-report, activate, rollback) on the registry table and the policy bucket.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use host_lambda::wiring::Wiring;
+use lambda_runtime::{LambdaEvent, service_fn};
+use policy_admin::Registry;
+use rollout_lambda::RegistryFunction;
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let w = Wiring::from_env().await?;
+    let store = w
+        .registry()
+        .context("the registry function needs REGISTRY_TABLE and POLICY_BUCKET")?;
+    let function = Arc::new(RegistryFunction::new(Registry::new(
+        store,
+        "policy-rollout-workflow",
+    )));
+    let function = &function;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        function.handle(event.payload).await
+    }))
+    .await
+    .map_err(|e| anyhow::anyhow!(e))
+    .context("the Lambda runtime stopped")
+}

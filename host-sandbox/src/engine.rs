@@ -1,0 +1,180 @@
+//! The wasmtime engine, configured for untrusted policies.
+//!
+//! Every policy runs under a per-call deadline (epoch interruption on the serving engine, fuel
+//! on the metered one used by law checks, which want a deterministic cost), a memory cap per
+//! instance, and a size cap on the component. Instances come from the pooling allocator, so a
+//! fresh instance after a trap costs microseconds. No WASI is linked: a policy that imports
+//! anything is refused at load time, so it has no capability to use.
+
+use std::thread;
+use std::time::Duration;
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Linear memory kept resident between instances of a slot, reset page by page where the
+/// kernel can say which pages were touched (BENCHMARKS.md, instantiation).
+const KEEP_RESIDENT: usize = 4 << 20;
+
+use crate::error::{EngineError, LoadError};
+
+/// The sandbox limits a policy runs under.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock budget of one call (serving engine).
+    pub deadline: Duration,
+    /// Fuel budget of one call (metered engine); one unit is roughly one wasm instruction.
+    pub fuel: u64,
+    /// Linear memory one instance may grow to, in bytes.
+    pub memory_bytes: usize,
+    /// Largest component accepted, in bytes.
+    pub max_component_bytes: usize,
+    /// Instances that may exist at once (the pooling allocator reserves their slots).
+    pub max_instances: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            deadline: Duration::from_millis(100),
+            fuel: 200_000_000,
+            memory_bytes: 64 << 20,
+            max_component_bytes: 32 << 20,
+            max_instances: 256,
+        }
+    }
+}
+
+/// How a call's budget is enforced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metering {
+    /// Epoch interruption: cheapest per call; the budget is wall-clock time.
+    Epoch,
+    /// Fuel: deterministic, and the consumed fuel is the cost law checks report.
+    Fuel,
+}
+
+/// How often the epoch advances: the granularity of the wall-clock deadline.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// A configured engine with its limits. Cheap to clone.
+#[derive(Clone)]
+pub struct PolicyEngine {
+    pub(crate) engine: Engine,
+    pub(crate) limits: Limits,
+    pub(crate) metering: Metering,
+    /// Fresh instances reset only the pages their slot's last instance touched.
+    pub(crate) pagemap_scan: bool,
+}
+
+impl std::fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyEngine")
+            .field("limits", &self.limits)
+            .field("metering", &self.metering)
+            .field("pagemap_scan", &self.pagemap_scan)
+            .finish()
+    }
+}
+
+impl PolicyEngine {
+    pub fn new(limits: Limits, metering: Metering) -> Result<Self, EngineError> {
+        // The kernel's PAGEMAP_SCAN is asked for, and the engine built without it where it is
+        // missing (before Linux 6.7): keeping memory resident without it would memset all of it.
+        let (engine, pagemap_scan) = match Engine::new(&Self::config(&limits, metering, true)) {
+            Ok(engine) => (engine, true),
+            Err(_) => (
+                Engine::new(&Self::config(&limits, metering, false))
+                    .map_err(|e| EngineError(format!("{e:#}")))?,
+                false,
+            ),
+        };
+        if metering == Metering::Epoch {
+            start_epoch_ticker(&engine);
+        }
+        Ok(PolicyEngine {
+            engine,
+            limits,
+            metering,
+            pagemap_scan,
+        })
+    }
+
+    /// Whether fresh instances reset only the pages their slot's last instance touched (the
+    /// kernel has PAGEMAP_SCAN).
+    pub fn pagemap_scan(&self) -> bool {
+        self.pagemap_scan
+    }
+
+    fn config(limits: &Limits, metering: Metering, pagemap_scan: bool) -> Config {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        // For profiling: `perf` then names the policies' compiled functions (BENCHMARKS.md).
+        if std::env::var_os("POLICY_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
+        // Policies are synchronous; the component-model concurrency machinery costs ~0.5 µs a call.
+        config.concurrency_support(false);
+        match metering {
+            Metering::Epoch => config.epoch_interruption(true),
+            Metering::Fuel => config.consume_fuel(true),
+        };
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(limits.max_instances)
+            .total_core_instances(limits.max_instances * 4)
+            .total_memories(limits.max_instances * 2)
+            .total_tables(limits.max_instances * 4)
+            .max_memory_size(limits.memory_bytes);
+        if pagemap_scan {
+            // A fresh instance (the first of a version, and after every trap) reuses a slot.
+            // With PAGEMAP_SCAN (Linux 6.7+) only the pages the last instance touched are
+            // reset, with memset, instead of an madvise of the whole memory followed by a
+            // page fault on every page the next instance touches.
+            pool.pagemap_scan(wasmtime::Enabled::Yes)
+                .linear_memory_keep_resident(KEEP_RESIDENT);
+        }
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        config
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn metering(&self) -> Metering {
+        self.metering
+    }
+
+    /// Identifies the compiler settings: precompiled artifacts are only valid for an engine
+    /// with the same hash.
+    pub fn compatibility_hash(&self) -> String {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut h = DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        format!("{:016x}", h.finish())
+    }
+
+    /// Compiles a component with this engine's settings (the artifact cache stores what this
+    /// returns; it never compiles by itself).
+    pub(crate) fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
+        Component::new(&self.engine, bytes).map_err(LoadError::Compile)
+    }
+
+    pub(crate) fn deadline_ticks(&self) -> u64 {
+        (self.limits.deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64
+    }
+}
+
+/// One thread per engine advances its epoch; it stops when the engine is dropped.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    thread::Builder::new()
+        .name("policy-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}

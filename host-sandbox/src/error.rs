@@ -1,0 +1,73 @@
+//! The sandbox's errors. Each names what was expected, what was found and, where it helps,
+//! what to do.
+
+use thiserror::Error;
+
+/// The engine could not be configured.
+#[derive(Debug, Error)]
+#[error("configuring the wasm engine: {0}")]
+pub struct EngineError(pub String);
+
+/// Why a policy component was refused at load time.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("the component is {size} bytes; the limit is {max} bytes")]
+    TooLarge { size: usize, max: usize },
+    #[error(
+        "not a WebAssembly component ({found}); build the policy as a component (see docs/writing-a-policy.md)"
+    )]
+    NotAComponent { found: &'static str },
+    #[error("the component does not compile: {0:#}")]
+    Compile(#[source] wasmtime::Error),
+    #[error("the compiled component could not be serialized for the artifact cache: {0:#}")]
+    Precompile(#[source] wasmtime::Error),
+    #[error(
+        "the component imports {}, which policies may not use (allowed: {allowed}); a policy gets everything it needs as arguments",
+        .imports.join(", ")
+    )]
+    ForbiddenImports {
+        imports: Vec<String>,
+        allowed: String,
+    },
+    #[error("the component does not export {expected}; it exports: {}", if .found.is_empty() { "nothing".to_owned() } else { .found.join(", ") })]
+    MissingContract {
+        expected: String,
+        found: Vec<String>,
+    },
+    #[error("the component implements contract {found}, this host speaks {expected}")]
+    IncompatibleContract { found: String, expected: String },
+    #[error("the component's {function} does not have the contract's signature: {detail}")]
+    WrongSignature {
+        function: &'static str,
+        detail: String,
+    },
+    #[error("the component failed while starting or describing itself: {0}")]
+    Startup(String),
+    #[error("reading the precompiled artifact cache: {0}")]
+    Cache(#[source] std::io::Error),
+}
+
+/// Why a policy call produced no usable resolution. The instance that failed is discarded.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum CallFailure {
+    #[error("the policy ran past its deadline ({0})")]
+    Timeout(String),
+    #[error("the policy exceeded its memory cap: {0}")]
+    MemoryExhausted(String),
+    #[error("the policy trapped: {0}")]
+    Trap(String),
+    #[error("the policy returned an invalid result: {0}")]
+    InvalidResult(String),
+}
+
+impl CallFailure {
+    /// A stable short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallFailure::Timeout(_) => "timeout",
+            CallFailure::MemoryExhausted(_) => "memory",
+            CallFailure::Trap(_) => "trap",
+            CallFailure::InvalidResult(_) => "invalid-result",
+        }
+    }
+}
