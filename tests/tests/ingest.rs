@@ -109,3 +109,61 @@ fn the_same_event_in_two_regions_is_one_effect_once_they_converge() {
     );
     assert_eq!(visible["contactMedium"].as_array().unwrap().len(), 1);
 }
+
+/// A region answers a read with every write it acknowledged: when last-writer-wins replaced
+/// its own last write with a concurrent version from another region (before reconcile restores
+/// it), `read` merges that write back, as the next write would. The stored item is untouched.
+#[test]
+fn a_read_shows_the_regions_own_write_that_last_writer_wins_overwrote() {
+    let (eu, na) = (
+        ingest(),
+        Ingest::new(
+            MemoryStore::new(),
+            MemoryDeadLetters::default(),
+            IngestConfig::new("na"),
+        ),
+    );
+    // eu's write is the later one: a merge keeps its nationality.
+    let mut mine = event("IndividualCreateEvent_request", "r-1", 3);
+    mine["event"]["individual"]["nationality"] = json!("Dutch");
+    let theirs = event("IndividualCreateEvent_request", "r-2", 2);
+    eu.handle("acme", &mine, None, NOW, NOW + 1000);
+    na.handle("acme", &theirs, None, NOW, NOW + 1000);
+    // Replication: na's concurrent version replaces eu's item whole.
+    let overwriting = na.store().party("acme", "42").unwrap().unwrap();
+    let current = eu.store().party("acme", "42").unwrap().unwrap();
+    eu.store()
+        .put_party(&overwriting, Some(&current.version.version_vector))
+        .unwrap();
+    let stored = party_model::to_tmf(&party(&eu, "42")).unwrap();
+    assert_ne!(stored["nationality"], "Dutch", "the item lost eu's write");
+    let read = eu.read("acme", "42", NOW + 20).unwrap().unwrap();
+    assert_eq!(
+        party_model::to_tmf(&read).unwrap()["nationality"],
+        "Dutch",
+        "the read answers with it"
+    );
+    assert_eq!(
+        party(&eu, "42"),
+        overwriting.version,
+        "a read writes nothing"
+    );
+}
+
+/// An event every field of which is already stamped later changes nothing and writes no new
+/// version: the version vector does not move.
+#[test]
+fn an_event_that_changes_nothing_writes_no_version() {
+    let eu = ingest();
+    let create = event("IndividualCreateEvent_request", "s-1", 5);
+    eu.handle("acme", &create, None, NOW, NOW + 1000);
+    let before = party(&eu, "42");
+    let mut late = event("IndividualAttributeValueChangeEvent_request", "s-2", 1);
+    late["event"]["individual"]["givenName"] = json!("Older");
+    let out = eu.handle("acme", &late, None, NOW + 10, NOW + 1000);
+    let Outcome::Applied { result, .. } = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(result["applied"], json!([]), "{result}");
+    assert_eq!(party(&eu, "42").version_vector, before.version_vector);
+}
