@@ -10,16 +10,22 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// Simulates the active-active system, seeded and deterministic: regions accept TMF632 writes
-/// to the same parties (creates, attribute and state changes, deletes, duplicate deliveries,
-/// lost acknowledgements retried), a model of Global Tables replicates items between them
-/// (asynchronous, per item, last writer wins on write time, with delays, reordering,
-/// duplication and a partition that heals), throttled writes go to the dead-letter queue, and
-/// each region's reconcile step resolves every overwritten concurrent version with the
-/// tenant's policy — the real host library running the real component, hot-swapped mid-run.
-/// At the end everything heals and the run checks: all regions identical, no acknowledged
-/// update lost, one effect per idempotency key, dead-letter queue empty after redrive. The
-/// same schedule is replayed without reconciliation to show what plain Global Tables loses.
+/// Simulates the active-active system, seeded and deterministic, on the shipped pipeline:
+/// each region is the real ingest (idempotency records, conditional writes) and the real
+/// reconcile over an embedded replica of the global table (last writer wins on the whole item,
+/// a stream record per change), the tenant's policy the real component, hot-swapped region by
+/// region. Clients send TMF632 events (creates, attribute and state changes, deletes) with
+/// duplicates, lost acknowledgements and fail-over retries; the scheduler injects faults:
+/// replication delays and duplicates, partitions (overlapping, some one way), a region down
+/// for a third of the run, clocks seconds apart, ingest crashing after its idempotency claim,
+/// reconcile crashing before its write, racing writers, stream batches handed twice. Each
+/// fault has its flag below. At the end everything heals, the dead-letter queues are
+/// redriven, and an oracle that shares no code with the pipeline checks: every acknowledged
+/// write visible, superseded by a write that saw it, deleted by a delete that saw it, or
+/// dropped by a recorded policy decision (counted per policy); all regions identical; one
+/// conflict settled alike wherever it was settled; one change per event and region; no
+/// dead letter left; no failed call of the policies under test. The same schedule runs again
+/// without reconciliation to show what Global Tables alone loses.
 ///
 /// Examples:
 ///   host-cli simulate                                   (one run with a random seed, printed)
@@ -27,8 +33,8 @@ use std::sync::Arc;
 ///   host-cli simulate --seeds 1000 --quiet              (many schedules; failing seeds listed)
 ///   host-cli simulate --policy candidate.wasm --no-swap
 ///
-/// Exit status: 0 when every run passed its checks, 1 when one failed (its seed is printed;
-/// rerun it with --seed), 2 when a policy cannot be loaded.
+/// Exit status: 0 when every run passed its checks, 1 when one failed (its rerun command is
+/// printed, with every flag that shaped the run), 2 when a policy cannot be loaded.
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct Opts {
