@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
 use crate::ITEM_LIMIT;
-use crate::error::{AwsError, Call, Resource};
+use crate::error::AwsError;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -152,12 +152,7 @@ impl DynamoConflictLog {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let call = Call {
-            action,
-            resource: Resource::Table(&self.table),
-            region: self.client.config().region().map(|r| r.as_ref()),
-        };
-        AwsError::new(call, err).into()
+        AwsError::on_table(&self.client, &self.table, action, err).into()
     }
 
     fn marker(&self, tenant: &str, id: &str) -> Result<Option<String>, LogError> {

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::runtime::Handle;
 
-use crate::error::{AwsError, Call, Resource, is_transient_reason};
+use crate::error::{AwsError, is_transient_reason};
 
 pub use crate::ITEM_LIMIT;
 
@@ -283,12 +283,7 @@ impl DynamoStore {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let call = Call {
-            action,
-            resource: Resource::Table(&self.table),
-            region: self.client.config().region().map(|r| r.as_ref()),
-        };
-        AwsError::new(call, err).into()
+        AwsError::on_table(&self.client, &self.table, action, err).into()
     }
 
     fn get(

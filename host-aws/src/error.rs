@@ -164,6 +164,24 @@ fn caused_by<'a, T: Error + 'static>(err: &'a (dyn Error + 'static)) -> Option<&
 }
 
 impl AwsError {
+    /// A failed call on DynamoDB table `table`, in the region `client` is configured for.
+    pub fn on_table<E>(
+        client: &aws_sdk_dynamodb::Client,
+        table: &str,
+        action: &str,
+        err: &SdkError<E, HttpResponse>,
+    ) -> Self
+    where
+        E: ProvideErrorMetadata + Error + 'static,
+    {
+        let call = Call {
+            action,
+            resource: Resource::Table(table),
+            region: client.config().region().map(|r| r.as_ref()),
+        };
+        AwsError::new(call, err)
+    }
+
     /// Reads an SDK error from `call`.
     pub fn new<E>(call: Call<'_>, err: &SdkError<E, HttpResponse>) -> Self
     where
