@@ -8,6 +8,7 @@ mod conflicts;
 mod diff;
 mod dry_run;
 mod registry;
+mod serve;
 mod simulate;
 mod validate;
 
@@ -27,6 +28,10 @@ struct Cli {
 enum Command {
     Validate(validate::Opts),
     DryRun(dry_run::Opts),
+    Serve(serve::Opts),
+    Partition(serve::PartitionOpts),
+    Heal(serve::HealOpts),
+    Load(serve::LoadOpts),
     Simulate(simulate::Opts),
     /// Operator commands on policies: check them, and publish them to the registry.
     #[command(subcommand)]
@@ -81,6 +86,10 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::ShadowReport(o)) => registry::shadow_report(o),
         Command::Policy(PolicyCommand::Config(o)) => registry::config(o),
         Command::Simulate(o) => simulate::run_cmd(o),
+        Command::Serve(o) => serve::run(o),
+        Command::Partition(o) => serve::partition(o),
+        Command::Heal(o) => serve::heal(o),
+        Command::Load(o) => serve::load(o),
         Command::Conflicts(ConflictsCommand::List(o)) => conflicts::list(o),
         Command::Conflicts(ConflictsCommand::Show(o)) => conflicts::show(o),
         Command::Conflicts(ConflictsCommand::Export(o)) => conflicts::export(o),

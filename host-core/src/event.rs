@@ -255,8 +255,14 @@ pub fn parse_event(body: &Value) -> Result<PartyEvent, Tmf630Error> {
         )
     })?;
     let version = spec_version(envelope);
+    // In an attribute change, a member set to null is a member removed (as in a JSON merge
+    // patch): the schema is checked on the members that carry a value.
+    let checked = match action {
+        Action::AttributeValueChange => without_removed_members(body),
+        _ => None,
+    };
     let errors: Vec<String> = validator(version, event_type)?
-        .iter_errors(body)
+        .iter_errors(checked.as_ref().unwrap_or(body))
         .take(5)
         .map(|e| {
             let path = e.instance_path().to_string();
@@ -324,6 +330,28 @@ pub fn parse_event(body: &Value) -> Result<PartyEvent, Tmf630Error> {
         party_id: party_id.to_owned(),
         party: party.clone(),
     })
+}
+
+/// The event without the party's null members, when it has any.
+fn without_removed_members(body: &Value) -> Option<Value> {
+    let party = body
+        .get("event")?
+        .as_object()?
+        .values()
+        .next()?
+        .as_object()?;
+    if !party.values().any(Value::is_null) {
+        return None;
+    }
+    let mut body = body.clone();
+    if let Some(Value::Object(p)) = body
+        .get_mut("event")
+        .and_then(Value::as_object_mut)
+        .and_then(|e| e.values_mut().next())
+    {
+        p.retain(|_, v| !v.is_null());
+    }
+    Some(body)
 }
 
 /// `IndividualCreateEvent` → (Individual, Create), and so on for the eight event types.

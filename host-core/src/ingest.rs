@@ -114,6 +114,11 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
         &self.store
     }
 
+    /// The region this ingest writes in.
+    pub fn region(&self) -> &str {
+        &self.config.region
+    }
+
     pub fn dead_letters(&self) -> &D {
         &self.dead_letters
     }

@@ -15,12 +15,15 @@
 //! - [`store`]: the pipeline's stores (parties, idempotency records, dead letters) as traits,
 //!   with their in-memory implementations;
 //! - [`event`], [`ingest`]: TMF632 events validated and applied at most once per idempotency key;
-//! - [`reconcile`]: what last-writer-wins overwrote, restored through the tenant's policy.
+//! - [`reconcile`]: what last-writer-wins overwrote, restored through the tenant's policy;
+//! - [`api`]: the TMF632 HTTP API of a region (listener, resource routes), whatever server
+//!   carries it.
 //!
 //! The sandbox that runs a policy is `host-sandbox`; the operator's side (upload behind the law
 //! gate, activate, roll back) is `policy-admin`; the simulation is `host-sim`; the AWS stores are
 //! `host-aws`.
 
+pub mod api;
 pub mod conflict;
 pub mod conflict_log;
 pub mod event;

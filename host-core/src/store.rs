@@ -51,6 +51,9 @@ pub enum StoreError {
     Transient(String),
     #[error("store failure: {0}")]
     Fatal(String),
+    /// The store cannot do this at all (e.g. list a tenant's parties).
+    #[error("this store cannot {0}")]
+    Unsupported(&'static str),
 }
 
 /// Who last wrote a stored party and how: kept on the item beside the party's state.
@@ -70,7 +73,7 @@ pub struct Provenance {
 }
 
 /// A party as stored: its stamped state and its provenance.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredParty {
     pub version: PartyVersion,
     pub provenance: Provenance,
@@ -81,6 +84,12 @@ pub trait PartyStore: Send + Sync {
     fn party(&self, tenant: &str, party_id: &str) -> Result<Option<StoredParty>, StoreError>;
     /// Writes the party if `expected` is the version vector stored (nothing stored when `None`).
     fn put_party(&self, party: &StoredParty, expected: Option<&[Dot]>) -> Result<(), StoreError>;
+    /// Every party of `tenant`, in id order (the listing routes of the API). A store that
+    /// cannot list answers [`StoreError::Unsupported`].
+    fn list(&self, tenant: &str) -> Result<Vec<StoredParty>, StoreError> {
+        let _ = tenant;
+        Err(StoreError::Unsupported("list a tenant's parties"))
+    }
 }
 
 /// Parties and idempotency records of one region.
@@ -147,6 +156,10 @@ impl<T: PartyStore + ?Sized> PartyStore for std::sync::Arc<T> {
 
     fn put_party(&self, party: &StoredParty, expected: Option<&[Dot]>) -> Result<(), StoreError> {
         (**self).put_party(party, expected)
+    }
+
+    fn list(&self, tenant: &str) -> Result<Vec<StoredParty>, StoreError> {
+        (**self).list(tenant)
     }
 }
 

@@ -1,7 +1,8 @@
 //! The ingest function: TMF632 listener routes through API Gateway (HTTP API, payload v2) and
 //! SQS batches, both onto the host library's [`Ingest`].
 //!
-//! API Gateway: `POST /tmf-api/party/v{4,5}/listener/{individualCreateEvent, …}`, the tenant in
+//! API Gateway: the region's TMF632 API (`host_core::api`: the listener routes `POST
+//! /tmf-api/party/v{4,5}/listener/{individualCreateEvent, …}` and the resource routes), the tenant in
 //! `x-tenant-id`, an optional `idempotency-key`. The answer: 201 with the result when applied,
 //! 200 with the first result for a replay, the TMF630 error body when refused (400, 409, 413,
 //! 422), 503 with `retry-after` while another delivery of the key is in progress, and 202 when
@@ -19,9 +20,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::http::HeaderValue;
-use aws_lambda_events::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use aws_lambda_events::http::header::CONTENT_TYPE;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use host_core::event::{Tmf630Error, listener_route, parse_event};
+use host_core::api::{ApiRequest, body_json};
+use host_core::event::Tmf630Error;
 use host_core::ingest::{Ingest, Outcome};
 use host_core::store::{DeadLetter, DeadLetterSink, IngestStore};
 use serde::de::Error as _;
@@ -30,9 +32,6 @@ use serde_json::{Value, json};
 
 use crate::FunctionError;
 use crate::metrics::Metrics;
-
-/// The largest event accepted (an SQS message's limit; API Gateway would take more).
-pub const MAX_EVENT_BYTES: usize = 256 * 1024;
 
 /// What the function is invoked with: an SQS batch (it has `Records`) or an API Gateway HTTP
 /// API request, payload 2.0 (it has a `requestContext`).
@@ -136,7 +135,8 @@ where
         .map_err(|e| FunctionError::Retryable(format!("the ingest task failed: {e}")))
     }
 
-    /// One API Gateway request.
+    /// One API Gateway request: the region's TMF632 API ([`host_core::api`]), the tenant in
+    /// `x-tenant-id`.
     pub async fn handle_http(
         &self,
         request: ApiGatewayV2httpRequest,
@@ -166,45 +166,45 @@ where
             Ok(b) => b,
             Err(e) => return refused(e),
         };
-        let payload = match body_json(&body) {
-            Ok(p) => p,
-            Err(e) => return refused(e),
-        };
-        if let Err(e) = check_route(&path, &payload) {
-            return refused(e);
-        }
-        let key = header("idempotency-key");
-        let outcome = match self.apply(tenant.clone(), payload, key, deadline_ms).await {
-            Ok(o) => o,
-            Err(e) => return http(500, json!({"message": e.to_string()})),
-        };
-        Metrics::new("ingest", &self.region)
-            .outcome(&outcome)
-            .emit();
-        tracing::info!(tenant, route = %path, outcome = outcome_name(&outcome), "ingest.request");
-        match outcome {
-            Outcome::Applied { result, replay } => http(if replay { 200 } else { 201 }, result),
-            Outcome::Refused(e) => refused(e),
-            Outcome::InProgress => {
-                let mut r = http(
-                    503,
-                    Tmf630Error::new(
-                        503,
-                        "requestInProgress",
-                        "Service Unavailable",
-                        "another delivery of this idempotency key is being applied; retry the same request shortly",
-                    )
-                    .to_json(),
-                );
-                r.headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
-                r
+        // A stage or custom-domain prefix before /tmf-api/ is the gateway's, not the route's.
+        let route = path.find("/tmf-api/").map_or(path.as_str(), |i| &path[i..]);
+        let mut api = ApiRequest::new(request.request_context.http.method.as_str(), route)
+            .with_raw_query(request.raw_query_string.as_deref())
+            .with_body(body);
+        for (name, value) in &request.headers {
+            if let Ok(v) = value.to_str() {
+                api = api.with_header(name.as_str(), v);
             }
-            Outcome::DeadLettered(reason) => http(
-                202,
-                json!({"deadLettered": true, "reason": reason,
-                       "message": "the event could not be applied now and is kept in the dead-letter queue; it will be redriven"}),
-            ),
         }
+        let ingest = self.ingest.clone();
+        let answered = tokio::task::spawn_blocking(move || {
+            host_core::api::handle(&ingest, &tenant, &api, now_ms(), deadline_ms)
+        })
+        .await;
+        let answer = match answered {
+            Ok(a) => a,
+            Err(e) => {
+                return http(
+                    500,
+                    json!({"message": format!("the request task failed: {e}")}),
+                );
+            }
+        };
+        if let Some(outcome) = &answer.outcome {
+            Metrics::new("ingest", &self.region).outcome(outcome).emit();
+            tracing::info!(route = %path, outcome = outcome_name(outcome), "ingest.request");
+        }
+        let r = answer.response;
+        let mut response = http(r.status, r.body.clone().unwrap_or(Value::Null));
+        if r.body.is_none() {
+            response.body = None;
+        }
+        for (name, value) in &r.headers {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                response.headers.insert(*name, v);
+            }
+        }
+        response
     }
 
     /// One SQS batch.
@@ -316,94 +316,9 @@ fn decode_body(body: Option<&str>, base64: bool) -> Result<Vec<u8>, Tmf630Error>
     }
 }
 
-/// The body as JSON, refused with 413 over [`MAX_EVENT_BYTES`] and 400 when it is not JSON.
-pub fn body_json(body: &[u8]) -> Result<Value, Tmf630Error> {
-    if body.len() > MAX_EVENT_BYTES {
-        return Err(Tmf630Error::new(
-            413,
-            "payloadTooLarge",
-            "Payload Too Large",
-            format!(
-                "the event is {} bytes; the limit is {MAX_EVENT_BYTES} bytes",
-                body.len()
-            ),
-        ));
-    }
-    serde_json::from_slice(body).map_err(|e| {
-        Tmf630Error::new(
-            400,
-            "invalidJson",
-            "Bad Request",
-            format!("the body is not JSON: {e}"),
-        )
-    })
-}
-
-/// The route must be a TMF632 listener route of this event's type, under v4 or v5.
-pub fn check_route(path: &str, payload: &Value) -> Result<(), Tmf630Error> {
-    let listener = path
-        .find("/listener/")
-        .map(|i| &path[i..])
-        .ok_or_else(|| {
-            Tmf630Error::new(
-                404,
-                "unknownRoute",
-                "Not Found",
-                format!("{path} is not a TMF632 listener route (…/listener/individualCreateEvent and the like)"),
-            )
-        })?;
-    let version_ok = path.contains("/party/v4/") || path.contains("/party/v5/");
-    if !version_ok {
-        return Err(Tmf630Error::new(
-            404,
-            "unknownRoute",
-            "Not Found",
-            format!("{path}: expected /tmf-api/party/v4/… or /tmf-api/party/v5/…"),
-        ));
-    }
-    // The event itself is validated by the ingest; here only that it belongs on this route.
-    let event_type = payload
-        .get("eventType")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    match listener_route(event_type) {
-        Some(route) if route == listener => Ok(()),
-        Some(route) => Err(Tmf630Error::new(
-            400,
-            "wrongRoute",
-            "Bad Request",
-            format!("a {event_type} belongs on {route}, not {listener}"),
-        )),
-        // Unknown or missing types are refused by the schema check with the path named.
-        None => parse_event(payload).map(|_| ()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn routes_match_event_types() {
-        let e = json!({"eventType": "IndividualCreateEvent"});
-        assert!(check_route("/tmf-api/party/v5/listener/individualCreateEvent", &e).is_ok());
-        assert!(check_route("/tmf-api/party/v4/listener/individualCreateEvent", &e).is_ok());
-        let wrong =
-            check_route("/tmf-api/party/v5/listener/organizationCreateEvent", &e).unwrap_err();
-        assert_eq!(wrong.status(), 400);
-        assert_eq!(
-            check_route("/tmf-api/party/v5/hub", &e)
-                .unwrap_err()
-                .status(),
-            404
-        );
-        assert_eq!(
-            check_route("/tmf-api/party/v6/listener/individualCreateEvent", &e)
-                .unwrap_err()
-                .status(),
-            404
-        );
-    }
 
     #[test]
     fn events_are_told_apart_by_shape() {
@@ -447,11 +362,5 @@ mod tests {
             serde_json::to_value(IngestResponse::Sqs(batch)).unwrap(),
             json!({"batchItemFailures": [{"itemIdentifier": "m1"}]})
         );
-    }
-
-    #[test]
-    fn oversized_bodies_are_refused_with_413() {
-        let big = vec![b' '; MAX_EVENT_BYTES + 1];
-        assert_eq!(body_json(&big).unwrap_err().status(), 413);
     }
 }

@@ -18,12 +18,13 @@
 
 pub mod faults;
 pub mod oracle;
+pub mod workload;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use host_core::conflict::CapturedConflict;
 use host_core::conflict_log::{
@@ -39,7 +40,7 @@ use host_sandbox::Policy;
 use policy_types::{Dot, FieldValue, PartyVersion};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::faults::{Crash, FaultyStore};
 use crate::oracle::{Ack, AckedDelete, Recorded, Target};
@@ -403,30 +404,6 @@ struct World<'a> {
     healing: bool,
 }
 
-fn individual(id: &str, k: usize) -> Value {
-    json!({
-        "id": id, "@type": "Individual", "givenName": (["Jane", "Carlos", "Mei", "Ola"][k % 4]),
-        "familyName": (["Lamborgizzia", "Mafalda", "Tan", "Nordmann"][k % 4]), "status": "initialized",
-        "contactMedium": [{"id": "cm-0", "@type": "EmailContactMedium", "emailAddress": format!("p{k}@example.com")}],
-    })
-}
-
-fn event_type(kind: &str) -> String {
-    format!("Individual{kind}Event")
-}
-
-/// A TMF632 v5 event envelope around `party`.
-fn envelope(id: &str, kind: &str, at_ms: u64, party: Value) -> Value {
-    let at = UNIX_EPOCH + Duration::from_millis(at_ms);
-    json!({
-        "@type": event_type(kind),
-        "eventId": id,
-        "eventTime": humantime::format_rfc3339_millis(at).to_string(),
-        "eventType": event_type(kind),
-        "event": {"individual": party},
-    })
-}
-
 fn parse_dot(text: &str) -> Option<Dot> {
     let (region, counter) = text.rsplit_once(':')?;
     Some(Dot {
@@ -692,9 +669,7 @@ impl<'a> World<'a> {
     /// A client event for `party`, drawn with the same number of random draws whatever the
     /// region holds, so that runs with and without reconciliation see the same schedule.
     fn draw_event(&mut self, region: usize, party: &str) -> Event {
-        let kind = self.rng.random_range(0..100u32);
-        let a = self.rng.random_range(0..6u32);
-        let b = self.rng.random_range(0..4u32);
+        let draw = workload::Draw::new(&mut self.rng);
         self.events += 1;
         let n = self.events;
         let id = format!("ev-{}-{n}", self.config.seed);
@@ -707,61 +682,10 @@ impl<'a> World<'a> {
             .flatten()
             .and_then(|p| party_model::to_tmf(&p));
         let at = self.time(region);
-        let reference = json!({"id": party, "@type": "Individual"});
-        let with = |member: &str, value: Value| {
-            let mut p = reference.clone();
-            p[member] = value;
-            p
-        };
-        let (kind, body) = match (kind, current) {
-            (0..=2, Some(_)) => ("Delete", reference.clone()),
-            (_, None) => ("Create", individual(party, a as usize)),
-            (3..25, Some(_)) => {
-                let status = ["initialized", "validated", "validated", "deceased"][b as usize];
-                ("StateChange", with("status", json!(status)))
-            }
-            (25..60, Some(cur)) => {
-                let mut media = cur
-                    .get("contactMedium")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                let cm = format!("cm-{}", a % 4);
-                let at = media.iter().position(|m| m["id"] == cm.as_str());
-                match (b, at) {
-                    (0, Some(i)) => {
-                        media.remove(i);
-                    }
-                    (_, Some(i)) => media[i]["emailAddress"] = json!(format!("{cm}-{n}@example.com")),
-                    (_, None) => media.push(json!({"id": cm, "@type": "EmailContactMedium", "emailAddress": format!("{cm}-{n}@example.com")})),
-                }
-                (
-                    "AttributeValueChange",
-                    with("contactMedium", Value::Array(media)),
-                )
-            }
-            (_, Some(_)) => {
-                let field = [
-                    "givenName",
-                    "familyName",
-                    "maritalStatus",
-                    "nationality",
-                    "gender",
-                    "preferredGivenName",
-                ][a as usize];
-                let value = match field {
-                    "maritalStatus" => {
-                        json!(["married", "divorced", "widowed", "single"][b as usize])
-                    }
-                    _ => json!(format!("{field}-{n}")),
-                };
-                ("AttributeValueChange", with(field, value))
-            }
-        };
         Event {
             id: id.clone(),
             party: party.to_owned(),
-            payload: envelope(&id, kind, at, body),
+            payload: workload::client_event(&draw, &id, n, party, current.as_ref(), at),
         }
     }
 

@@ -15,7 +15,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use policy_types::{Dot, PartyVersion};
+use policy_types::{Dot, PartyVersion, covers};
+use serde::{Deserialize, Serialize};
 
 use super::{
     DeadLetter, DeadLetterSink, IdempotencyRecord, IngestStore, PartyStore, StoreError,
@@ -31,7 +32,7 @@ pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 /// When and where an item was written, as Global Tables orders writes to one item: the
 /// writing region's clock, then its write counter, then its name. Replicated writes keep the
 /// stamp of the region that made them.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct WriteStamp {
     pub at_ms: u64,
     pub seq: u64,
@@ -72,10 +73,54 @@ pub struct StreamRecord {
     pub stamp: WriteStamp,
 }
 
+/// One change of a region's state, as a [`Journal`] sees it: the item's new value, whole.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Change {
+    Party {
+        party: StoredParty,
+        stamp: WriteStamp,
+    },
+    /// The region's own last write of a party.
+    Own(PartyVersion),
+    Record {
+        record: IdempotencyRecord,
+        stamp: WriteStamp,
+    },
+    /// A claim released (deleted), and when.
+    Released {
+        tenant: String,
+        key: String,
+        stamp: WriteStamp,
+    },
+}
+
+impl Change {
+    /// The item it changes: a later change of the same key replaces it.
+    pub fn key(&self) -> (&'static str, &str, &str) {
+        match self {
+            Change::Party { party, .. } => {
+                ("party", &party.version.tenant, &party.version.party_id)
+            }
+            Change::Own(v) => ("own", &v.tenant, &v.party_id),
+            Change::Record { record, .. } => ("record", &record.tenant, &record.key),
+            Change::Released { tenant, key, .. } => ("record", tenant, key),
+        }
+    }
+}
+
+/// Where a durable world writes a region's changes (`serve`'s store on disk). It is called
+/// with the store's lock held, so it sees the changes of one region in the order they were
+/// made; it must not block on I/O (queue, and make durable elsewhere).
+pub trait Journal: Send + Sync {
+    fn write(&self, region: &str, change: Change);
+}
+
 /// Parties, own copies and idempotency records of one region in memory.
 pub struct MemoryStore {
     /// `Some` for a replica of a global table: its region and clock.
     replica: Option<(String, Clock)>,
+    journal: Option<Arc<dyn Journal>>,
     inner: Mutex<Inner>,
 }
 
@@ -111,6 +156,7 @@ impl MemoryStore {
     pub fn new() -> Self {
         MemoryStore {
             replica: None,
+            journal: None,
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -119,8 +165,126 @@ impl MemoryStore {
     pub fn replica(region: impl Into<String>, clock: Clock) -> Self {
         MemoryStore {
             replica: Some((region.into(), clock)),
+            journal: None,
             inner: Mutex::new(Inner::default()),
         }
+    }
+
+    /// Hands every change of this store to `journal` from now on.
+    pub fn with_journal(mut self, journal: Arc<dyn Journal>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    fn journal(&self, change: impl FnOnce() -> Change) {
+        if let Some(journal) = &self.journal {
+            journal.write(self.region().unwrap_or_default(), change());
+        }
+    }
+
+    /// Loads a change read back from a journal (a restart): the item's value and stamp, as
+    /// they were; nothing is queued for replication or streamed (see
+    /// [`MemoryStore::requeue_unmerged`] and [`MemoryStore::items`] for what a restart redoes).
+    pub fn load(&self, change: Change) {
+        let mut inner = self.inner.lock().unwrap();
+        let seen =
+            |inner: &mut Inner, stamp: &WriteStamp| inner.writes = inner.writes.max(stamp.seq);
+        match change {
+            Change::Party { party, stamp } => {
+                seen(&mut inner, &stamp);
+                let k = (party.version.tenant.clone(), party.version.party_id.clone());
+                inner.parties.insert(k, (party, stamp));
+            }
+            Change::Own(version) => {
+                let k = (version.tenant.clone(), version.party_id.clone());
+                inner.own.insert(k, version);
+            }
+            Change::Record { record, stamp } => {
+                seen(&mut inner, &stamp);
+                let k = (record.tenant.clone(), record.key.clone());
+                inner.released.remove(&k);
+                inner.records.insert(k, (record, stamp));
+            }
+            Change::Released { tenant, key, stamp } => {
+                seen(&mut inner, &stamp);
+                let k = (tenant, key);
+                inner.records.remove(&k);
+                inner.released.insert(k, stamp);
+            }
+        }
+    }
+
+    /// Every item of this replica as a replicated write with its stamp: what another replica
+    /// applies to catch up after writes in flight were lost (a restart). Applying them is
+    /// harmless where they are already known: last writer wins keeps the later stamp.
+    pub fn items(&self) -> Vec<Replicated> {
+        let inner = self.inner.lock().unwrap();
+        let parties = inner
+            .parties
+            .iter()
+            .map(|((tenant, party_id), (p, stamp))| Replicated {
+                key: ItemKey::Party {
+                    tenant: tenant.clone(),
+                    party_id: party_id.clone(),
+                },
+                value: Some(ItemValue::Party(p.clone())),
+                stamp: stamp.clone(),
+            });
+        let records = inner
+            .records
+            .iter()
+            .map(|((tenant, key), (r, stamp))| Replicated {
+                key: ItemKey::Record {
+                    tenant: tenant.clone(),
+                    key: key.clone(),
+                },
+                value: Some(ItemValue::Record(r.clone())),
+                stamp: stamp.clone(),
+            });
+        let released = inner
+            .released
+            .iter()
+            .map(|((tenant, key), stamp)| Replicated {
+                key: ItemKey::Record {
+                    tenant: tenant.clone(),
+                    key: key.clone(),
+                },
+                value: None,
+                stamp: stamp.clone(),
+            });
+        parties.chain(records).chain(released).collect()
+    }
+
+    /// Queues a stream record for every party whose stored item lacks this region's own last
+    /// write (last-writer-wins overwrote it and its reconcile had not written the merge back
+    /// when the stream records were lost: a restart). Returns how many.
+    pub fn requeue_unmerged(&self) -> usize {
+        let Some(region) = self.region().map(str::to_owned) else {
+            return 0;
+        };
+        let mut inner = self.inner.lock().unwrap();
+        let mut lost = Vec::new();
+        for (k, own) in &inner.own {
+            let Some((stored, stamp)) = inner.parties.get(k) else {
+                continue;
+            };
+            let mine = own.version_vector.iter().find(|d| d.region == region);
+            if mine.is_some_and(|d| !covers(&stored.version.version_vector, d)) {
+                let old = StoredParty {
+                    version: own.clone(),
+                    provenance: super::Provenance {
+                        written_by: region.clone(),
+                        ..super::Provenance::default()
+                    },
+                };
+                lost.push((old, stored.clone(), stamp.clone()));
+            }
+        }
+        let n = lost.len();
+        for (old, new, stamp) in lost {
+            Self::record_change(&mut inner, Some(old), new, stamp);
+        }
+        n
     }
 
     /// The region this replica belongs to (`None` for a store of its own).
@@ -175,6 +339,10 @@ impl MemoryStore {
             .parties
             .insert(k.clone(), (party.clone(), stamp.clone()))
             .map(|(p, _)| p);
+        self.journal(|| Change::Party {
+            party: party.clone(),
+            stamp: stamp.clone(),
+        });
         if self.replica.is_some() {
             inner.outbox.push(Replicated {
                 key: ItemKey::Party {
@@ -217,6 +385,10 @@ impl MemoryStore {
         inner
             .records
             .insert(k.clone(), (record.clone(), stamp.clone()));
+        self.journal(|| Change::Record {
+            record: record.clone(),
+            stamp: stamp.clone(),
+        });
         if self.replica.is_some() {
             inner.outbox.push(Replicated {
                 key: ItemKey::Record {
@@ -258,6 +430,10 @@ impl MemoryStore {
                     .parties
                     .insert(k, (party.clone(), write.stamp.clone()))
                     .map(|(p, _)| p);
+                self.journal(|| Change::Party {
+                    party: party.clone(),
+                    stamp: write.stamp.clone(),
+                });
                 Self::record_change(&mut inner, old, party.clone(), write.stamp.clone());
                 true
             }
@@ -271,8 +447,17 @@ impl MemoryStore {
                     Some(ItemValue::Record(r)) => {
                         inner.released.remove(&k);
                         inner.records.insert(k, (r.clone(), write.stamp.clone()));
+                        self.journal(|| Change::Record {
+                            record: r.clone(),
+                            stamp: write.stamp.clone(),
+                        });
                     }
                     _ => {
+                        self.journal(|| Change::Released {
+                            tenant: k.0.clone(),
+                            key: k.1.clone(),
+                            stamp: write.stamp.clone(),
+                        });
                         inner.records.remove(&k);
                         inner.released.insert(k, write.stamp.clone());
                     }
@@ -309,6 +494,18 @@ impl PartyStore for MemoryStore {
     fn put_party(&self, party: &StoredParty, expected: Option<&[Dot]>) -> Result<(), StoreError> {
         let mut inner = self.inner.lock().unwrap();
         self.put(&mut inner, party, expected)
+    }
+
+    fn list(&self, tenant: &str) -> Result<Vec<StoredParty>, StoreError> {
+        let inner = self.inner.lock().unwrap();
+        let mut all: Vec<_> = inner
+            .parties
+            .iter()
+            .filter(|((t, _), _)| t == tenant)
+            .map(|(_, (p, _))| p.clone())
+            .collect();
+        all.sort_by(|a, b| a.version.party_id.cmp(&b.version.party_id));
+        Ok(all)
     }
 }
 
@@ -357,6 +554,7 @@ impl IngestStore for MemoryStore {
             (party.version.tenant.clone(), party.version.party_id.clone()),
             party.version.clone(),
         );
+        self.journal(|| Change::Own(party.version.clone()));
         self.put_record(&mut inner, record);
         Ok(())
     }
@@ -367,6 +565,11 @@ impl IngestStore for MemoryStore {
         if let Some((_, replaced)) = inner.records.remove(&k) {
             let stamp = self.stamp(&mut inner, Some(&replaced));
             inner.released.insert(k.clone(), stamp.clone());
+            self.journal(|| Change::Released {
+                tenant: k.0.clone(),
+                key: k.1.clone(),
+                stamp: stamp.clone(),
+            });
             if self.replica.is_some() {
                 inner.outbox.push(Replicated {
                     key: ItemKey::Record {

@@ -1,0 +1,737 @@
+//! The TMF632 HTTP API of one region, independent of the server that carries it: the Lambda
+//! function (API Gateway) and `serve` (axum) translate their requests into an [`ApiRequest`]
+//! and send back the [`ApiResponse`], so routing, validation and TMF630 error bodies exist once.
+//!
+//! Routes, under `/tmf-api/party/v4/` and `/tmf-api/party/v5/`:
+//! - `POST listener/{individualCreateEvent, …}`: a TMF632 event, applied by [`Ingest`];
+//! - `GET individual`, `GET organization`: the tenant's parties, with `offset`, `limit`,
+//!   attribute filters (`?status=validated`) and `fields=`; `X-Total-Count` and
+//!   `X-Result-Count` say how many matched and how many are in the page;
+//! - `GET individual/{id}` (and organization): the party as this region answers for it, with
+//!   an `ETag` derived from its version vector; `fields=` projects it;
+//! - `POST individual`: creates (201 with the party); `PATCH individual/{id}`: a JSON merge
+//!   patch (`null` removes a member); `DELETE individual/{id}`: 204.
+//!
+//! Writes go through the same path as events — each becomes the TMF632 event of its change,
+//! stamped, versioned and applied at most once per `Idempotency-Key` (a request without one is
+//! its own key) — so an API write and an event write conflict and merge like any two writes.
+//! `If-Match` on `PATCH` and `DELETE` must name the current `ETag` (412 otherwise). The check
+//! is made on the version read just before the write, in this region: a write that lands
+//! between the two is merged, not refused.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use party_model::to_tmf;
+use policy_types::{Dot, PartyVersion, ResourceType};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::event::{Tmf630Error, listener_route, parse_event};
+use crate::ingest::{Ingest, Outcome};
+use crate::store::{DeadLetterSink, IngestStore, StoreError};
+
+/// The largest request body accepted (an SQS message's limit; API Gateway would take more).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// The most parties one listing answers.
+pub const MAX_PAGE: usize = 1000;
+
+/// One HTTP request, as the server received it.
+#[derive(Clone, Debug, Default)]
+pub struct ApiRequest {
+    pub method: String,
+    /// The path from `/tmf-api/` on (a server's own prefix already removed).
+    pub path: String,
+    /// The query string's pairs, decoded.
+    pub query: Vec<(String, String)>,
+    /// Header names in lower case.
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl ApiRequest {
+    pub fn new(method: &str, path: &str) -> Self {
+        ApiRequest {
+            method: method.to_ascii_uppercase(),
+            path: path.to_owned(),
+            ..ApiRequest::default()
+        }
+    }
+
+    /// Sets the query from its raw form (`a=1&b=x%20y`).
+    pub fn with_raw_query(mut self, raw: Option<&str>) -> Self {
+        self.query = raw
+            .map(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers
+            .insert(name.to_ascii_lowercase(), value.to_owned());
+        self
+    }
+
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The answer: a status, headers and a JSON body (none for 204).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiResponse {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Option<Value>,
+}
+
+impl ApiResponse {
+    fn json(status: u16, body: Value) -> Self {
+        ApiResponse {
+            status,
+            headers: Vec::new(),
+            body: Some(body),
+        }
+    }
+
+    fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn error(e: &Tmf630Error) -> Self {
+        ApiResponse::json(e.status(), e.to_json())
+    }
+
+    /// The body as bytes (empty for none).
+    pub fn body_bytes(&self) -> Vec<u8> {
+        self.body
+            .as_ref()
+            .map(|b| b.to_string().into_bytes())
+            .unwrap_or_default()
+    }
+}
+
+/// What a request came to: the response, and the ingest outcome when it was a write.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub response: ApiResponse,
+    pub outcome: Option<Outcome>,
+}
+
+impl From<ApiResponse> for Answer {
+    fn from(response: ApiResponse) -> Self {
+        Answer {
+            response,
+            outcome: None,
+        }
+    }
+}
+
+/// The body as JSON, refused with 413 over [`MAX_BODY_BYTES`] and 400 when it is not JSON.
+pub fn body_json(body: &[u8]) -> Result<Value, Tmf630Error> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(Tmf630Error::new(
+            413,
+            "payloadTooLarge",
+            "Payload Too Large",
+            format!(
+                "the body is {} bytes; the limit is {MAX_BODY_BYTES} bytes",
+                body.len()
+            ),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        Tmf630Error::new(
+            400,
+            "invalidJson",
+            "Bad Request",
+            format!("the body is not JSON: {e}"),
+        )
+    })
+}
+
+/// A listener route must be the route of its event's type (`/listener/individualCreateEvent`).
+pub fn check_listener(listener: &str, payload: &Value) -> Result<(), Tmf630Error> {
+    let event_type = payload
+        .get("eventType")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let listener = format!("/listener/{listener}");
+    match listener_route(event_type) {
+        Some(route) if route == listener => Ok(()),
+        Some(route) => Err(Tmf630Error::new(
+            400,
+            "wrongRoute",
+            "Bad Request",
+            format!("a {event_type} belongs on {route}, not {listener}"),
+        )),
+        // Unknown or missing types are refused by the schema check with the path named.
+        None => parse_event(payload).map(|_| ()),
+    }
+}
+
+/// The version vector as an entity tag: `"apac.2-eu.5"`.
+pub fn etag(vector: &[Dot]) -> String {
+    let dots: Vec<String> = vector
+        .iter()
+        .map(|d| format!("{}.{}", d.region, d.counter))
+        .collect();
+    format!("\"{}\"", dots.join("-"))
+}
+
+/// A route of the API, parsed.
+#[derive(Debug, PartialEq)]
+enum Route<'a> {
+    Listener(&'a str),
+    Collection(ResourceType),
+    Item(ResourceType, &'a str),
+    Hub,
+}
+
+fn not_found(path: &str, why: &str) -> Tmf630Error {
+    Tmf630Error::new(404, "unknownRoute", "Not Found", format!("{path}: {why}"))
+}
+
+/// `(v4 or v5, route)` of a path under `/tmf-api/party/v{4,5}/`.
+fn route(path: &str) -> Result<(u8, Route<'_>), Tmf630Error> {
+    let rest = path.trim_end_matches('/');
+    let (version, rest) = if let Some(r) = rest.strip_prefix("/tmf-api/party/v4/") {
+        (4, r)
+    } else if let Some(r) = rest.strip_prefix("/tmf-api/party/v5/") {
+        (5, r)
+    } else {
+        return Err(not_found(
+            path,
+            "expected /tmf-api/party/v4/… or /tmf-api/party/v5/…",
+        ));
+    };
+    let mut parts = rest.splitn(2, '/');
+    let (head, tail) = (parts.next().unwrap_or_default(), parts.next());
+    let resource = |name: &str| match name {
+        "individual" => Some(ResourceType::Individual),
+        "organization" => Some(ResourceType::Organization),
+        _ => None,
+    };
+    let route = match (head, tail) {
+        ("listener", Some(name)) if !name.contains('/') => Route::Listener(name),
+        ("hub", _) => Route::Hub,
+        (name, None) if resource(name).is_some() => Route::Collection(resource(name).unwrap()),
+        (name, Some(id)) if resource(name).is_some() && !id.contains('/') && !id.is_empty() => {
+            Route::Item(resource(name).unwrap(), id)
+        }
+        _ => {
+            return Err(not_found(
+                path,
+                "not a TMF632 route (listener/{eventType}, individual[/{id}], organization[/{id}], hub)",
+            ));
+        }
+    };
+    Ok((version, route))
+}
+
+fn method_not_allowed(method: &str, path: &str, allowed: &str) -> Answer {
+    ApiResponse::error(&Tmf630Error::new(
+        405,
+        "methodNotAllowed",
+        "Method Not Allowed",
+        format!("{method} is not allowed on {path}; allowed: {allowed}"),
+    ))
+    .header("allow", allowed)
+    .into()
+}
+
+/// Unique ids for requests without an idempotency key (per process; the region and the clock
+/// make them unique across processes and restarts).
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// Handles one request for `tenant` in this region at `now_ms`; `deadline_ms` bounds an
+/// in-progress claim. Never panics on input: every refusal is a TMF630 body.
+pub fn handle<S: IngestStore, D: DeadLetterSink>(
+    ingest: &Ingest<S, D>,
+    tenant: &str,
+    request: &ApiRequest,
+    now_ms: u64,
+    deadline_ms: u64,
+) -> Answer {
+    let path = request.path.as_str();
+    let (version, route) = match route(path) {
+        Ok(r) => r,
+        Err(e) => return ApiResponse::error(&e).into(),
+    };
+    let api = Api {
+        ingest,
+        tenant,
+        request,
+        version,
+        now_ms,
+        deadline_ms,
+    };
+    let method = request.method.as_str();
+    match (route, method) {
+        (Route::Listener(name), "POST") => api.listener(name),
+        (Route::Listener(_), _) => method_not_allowed(method, path, "POST"),
+        (Route::Collection(resource), "GET") => api.list(resource),
+        (Route::Collection(resource), "POST") => api.create(resource),
+        (Route::Collection(_), _) => method_not_allowed(method, path, "GET, POST"),
+        (Route::Item(resource, id), "GET") => api.get(resource, id),
+        (Route::Item(resource, id), "PATCH") => api.patch(resource, id),
+        (Route::Item(resource, id), "DELETE") => api.delete(resource, id),
+        (Route::Item(..), _) => method_not_allowed(method, path, "GET, PATCH, DELETE"),
+        (Route::Hub, _) => ApiResponse::error(&Tmf630Error::new(
+            501,
+            "notImplemented",
+            "Not Implemented",
+            "listener registration (hub) is not served yet",
+        ))
+        .into(),
+    }
+}
+
+struct Api<'a, S, D> {
+    ingest: &'a Ingest<S, D>,
+    tenant: &'a str,
+    request: &'a ApiRequest,
+    version: u8,
+    now_ms: u64,
+    deadline_ms: u64,
+}
+
+fn store_failure(e: &StoreError) -> Answer {
+    let (status, code, reason) = match e {
+        StoreError::Unsupported(_) => (501, "notImplemented", "Not Implemented"),
+        StoreError::Transient(_) => (503, "storeUnavailable", "Service Unavailable"),
+        _ => (500, "storeFailure", "Internal Server Error"),
+    };
+    ApiResponse::error(&Tmf630Error::new(status, code, reason, e.to_string())).into()
+}
+
+impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
+    fn href(&self, resource: ResourceType, id: &str) -> String {
+        format!(
+            "/tmf-api/party/v{}/{}/{id}",
+            self.version,
+            resource_path(resource)
+        )
+    }
+
+    /// The party as the route's version represents it, projected by `fields=`; `None` for a
+    /// deleted party.
+    fn represent(&self, version: &PartyVersion) -> Option<Value> {
+        let Value::Object(mut party) = to_tmf(version)? else {
+            return None;
+        };
+        // A member patched to null is removed.
+        party.retain(|_, v| !v.is_null());
+        party.insert(
+            "href".into(),
+            Value::String(self.href(version.resource_type, &version.party_id)),
+        );
+        party
+            .entry("@type")
+            .or_insert_with(|| Value::String(version.resource_type.as_str().to_owned()));
+        if let Some(fields) = self.request.param("fields") {
+            let keep: Vec<&str> = fields.split(',').map(str::trim).collect();
+            party.retain(|k, _| {
+                k == "id" || k == "href" || k == "@type" || keep.contains(&k.as_str())
+            });
+        }
+        Some(Value::Object(party))
+    }
+
+    fn read(&self, resource: ResourceType, id: &str) -> Result<Option<PartyVersion>, Answer> {
+        match self.ingest.read(self.tenant, id, self.now_ms) {
+            Ok(Some(v)) if v.resource_type == resource && to_tmf(&v).is_some() => Ok(Some(v)),
+            Ok(_) => Ok(None),
+            Err(e) => Err(store_failure(&e)),
+        }
+    }
+
+    fn missing(&self, resource: ResourceType, id: &str) -> Answer {
+        ApiResponse::error(&Tmf630Error::new(
+            404,
+            "notFound",
+            "Not Found",
+            format!(
+                "no {} {id} in this region for tenant {}",
+                resource.as_str(),
+                self.tenant
+            ),
+        ))
+        .into()
+    }
+
+    fn get(&self, resource: ResourceType, id: &str) -> Answer {
+        match self.read(resource, id) {
+            Err(a) => a,
+            Ok(None) => self.missing(resource, id),
+            Ok(Some(v)) => ApiResponse::json(200, self.represent(&v).unwrap_or_default())
+                .header("etag", etag(&v.version_vector))
+                .into(),
+        }
+    }
+
+    fn list(&self, resource: ResourceType) -> Answer {
+        let number = |name: &str, default: usize| match self.request.param(name) {
+            None => Ok(default),
+            Some(v) => v.parse::<usize>().map_err(|_| {
+                ApiResponse::error(&Tmf630Error::new(
+                    400,
+                    "invalidQuery",
+                    "Bad Request",
+                    format!("{name}={v:?} is not a non-negative integer"),
+                ))
+            }),
+        };
+        let (offset, limit) = match (number("offset", 0), number("limit", 100)) {
+            (Ok(o), Ok(l)) => (o, l.min(MAX_PAGE)),
+            (Err(e), _) | (_, Err(e)) => return e.into(),
+        };
+        let filters: Vec<&(String, String)> = self
+            .request
+            .query
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "offset" | "limit" | "fields" | "sort"))
+            .collect();
+        let parties = match self.ingest.store().list(self.tenant) {
+            Ok(p) => p,
+            Err(e) => return store_failure(&e),
+        };
+        let mut matched = Vec::new();
+        for stored in parties {
+            if stored.version.resource_type != resource {
+                continue;
+            }
+            // The region's answer for each (its own overwritten write merged back).
+            let version = match self.read(resource, &stored.version.party_id) {
+                Ok(Some(v)) => v,
+                Ok(None) => continue,
+                Err(a) => return a,
+            };
+            let Some(full) = to_tmf(&version) else {
+                continue;
+            };
+            let keep = filters.iter().all(|(name, want)| match full.get(name) {
+                Some(Value::String(s)) => s == want,
+                Some(Value::Null) | None => false,
+                Some(other) => other.to_string() == *want,
+            });
+            if keep {
+                matched.push(version);
+            }
+        }
+        let total = matched.len();
+        let page: Vec<Value> = matched
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .filter_map(|v| self.represent(v))
+            .collect();
+        let count = page.len();
+        ApiResponse::json(200, Value::Array(page))
+            .header("x-total-count", total.to_string())
+            .header("x-result-count", count.to_string())
+            .into()
+    }
+
+    /// The idempotency key of a write: the caller's, or a fresh one.
+    fn key(&self) -> (String, bool) {
+        match self.request.header("idempotency-key") {
+            Some(k) if !k.is_empty() => (k.to_owned(), true),
+            _ => {
+                let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+                let region = self.ingest.region();
+                (format!("api-{region}-{}-{n}", self.now_ms), false)
+            }
+        }
+    }
+
+    fn body_object(&self) -> Result<Map<String, Value>, Answer> {
+        match body_json(&self.request.body) {
+            Ok(Value::Object(m)) => Ok(m),
+            Ok(_) => Err(ApiResponse::error(&Tmf630Error::new(
+                400,
+                "invalidBody",
+                "Bad Request",
+                "the body must be a JSON object (the party's members)",
+            ))
+            .into()),
+            Err(e) => Err(ApiResponse::error(&e).into()),
+        }
+    }
+
+    /// `If-Match` against the current version: `None` when it holds (or is absent).
+    fn precondition(&self, current: &PartyVersion) -> Option<Answer> {
+        let wanted = self.request.header("if-match")?;
+        let tag = etag(&current.version_vector);
+        if wanted.trim() == "*" || wanted.split(',').any(|w| w.trim() == tag) {
+            return None;
+        }
+        Some(
+            ApiResponse::error(&Tmf630Error::new(
+                412,
+                "preconditionFailed",
+                "Precondition Failed",
+                format!("If-Match {wanted} does not name the current version {tag}: read the party again and reapply the change"),
+            ))
+            .header("etag", tag)
+            .into(),
+        )
+    }
+
+    /// Applies `party` as the event `kind` under `key`, and answers with the party as stored.
+    fn write(
+        &self,
+        resource: ResourceType,
+        kind: &str,
+        id: &str,
+        party: Map<String, Value>,
+        key: &str,
+        success: u16,
+    ) -> Answer {
+        let event_type = format!("{}{kind}Event", resource.as_str());
+        let member = resource_path(resource);
+        let mut party = party;
+        party
+            .entry("@type")
+            .or_insert_with(|| Value::String(resource.as_str().to_owned()));
+        let mut event = Map::new();
+        event.insert(member.into(), Value::Object(party));
+        let payload = json!({
+            "@type": event_type,
+            "eventId": key,
+            "eventType": event_type,
+            "event": event,
+        });
+        let outcome = self.ingest.handle(
+            self.tenant,
+            &payload,
+            Some(key),
+            self.now_ms,
+            self.deadline_ms,
+        );
+        let response = match &outcome {
+            Outcome::Applied { .. } if success == 204 => ApiResponse {
+                status: 204,
+                headers: Vec::new(),
+                body: None,
+            },
+            Outcome::Applied { .. } => match self.read(resource, id) {
+                Ok(Some(v)) => ApiResponse::json(success, self.represent(&v).unwrap_or_default())
+                    .header("etag", etag(&v.version_vector))
+                    .header("location", self.href(resource, id)),
+                Ok(None) => ApiResponse::json(success, json!({"id": id})),
+                Err(a) => a.response,
+            },
+            other => outcome_response(other),
+        };
+        Answer {
+            response,
+            outcome: Some(outcome),
+        }
+    }
+
+    fn create(&self, resource: ResourceType) -> Answer {
+        let mut party = match self.body_object() {
+            Ok(p) => p,
+            Err(a) => return a,
+        };
+        let (key, given) = self.key();
+        let id = match party.get("id") {
+            Some(Value::String(id)) if !id.is_empty() => id.clone(),
+            Some(_) => {
+                return ApiResponse::error(&Tmf630Error::new(
+                    400,
+                    "invalidBody",
+                    "Bad Request",
+                    "id must be a non-empty string when given",
+                ))
+                .into();
+            }
+            // The same key creates the same party: a retried POST does not create two.
+            None if given => hex::encode(&Sha256::digest(key.as_bytes())[..8]),
+            None => key.trim_start_matches("api-").to_owned(),
+        };
+        party.insert("id".into(), Value::String(id.clone()));
+        self.write(resource, "Create", &id, party, &key, 201)
+    }
+
+    fn patch(&self, resource: ResourceType, id: &str) -> Answer {
+        if self
+            .request
+            .header("content-type")
+            .is_some_and(|c| c.contains("json-patch"))
+        {
+            return ApiResponse::error(&Tmf630Error::new(
+                415,
+                "unsupportedMediaType",
+                "Unsupported Media Type",
+                "JSON Patch is not supported; send a JSON merge patch (application/merge-patch+json)",
+            ))
+            .into();
+        }
+        let mut patch = match self.body_object() {
+            Ok(p) => p,
+            Err(a) => return a,
+        };
+        let current = match self.read(resource, id) {
+            Err(a) => return a,
+            Ok(None) => return self.missing(resource, id),
+            Ok(Some(v)) => v,
+        };
+        if let Some(refused) = self.precondition(&current) {
+            return refused;
+        }
+        if patch.get("id").is_some_and(|v| v != id) {
+            return ApiResponse::error(&Tmf630Error::new(
+                400,
+                "invalidBody",
+                "Bad Request",
+                format!(
+                    "the patch changes id to {}; a party's id cannot change",
+                    patch["id"]
+                ),
+            ))
+            .into();
+        }
+        patch.insert("id".into(), Value::String(id.to_owned()));
+        let (key, _) = self.key();
+        self.write(resource, "AttributeValueChange", id, patch, &key, 200)
+    }
+
+    fn delete(&self, resource: ResourceType, id: &str) -> Answer {
+        let current = match self.read(resource, id) {
+            Err(a) => return a,
+            Ok(None) => return self.missing(resource, id),
+            Ok(Some(v)) => v,
+        };
+        if let Some(refused) = self.precondition(&current) {
+            return refused;
+        }
+        let mut party = Map::new();
+        party.insert("id".into(), Value::String(id.to_owned()));
+        party.insert("@type".into(), Value::String(resource.as_str().to_owned()));
+        let (key, _) = self.key();
+        self.write(resource, "Delete", id, party, &key, 204)
+    }
+
+    fn listener(&self, name: &str) -> Answer {
+        let payload = match body_json(&self.request.body) {
+            Ok(p) => p,
+            Err(e) => return ApiResponse::error(&e).into(),
+        };
+        if let Err(e) = check_listener(name, &payload) {
+            return ApiResponse::error(&e).into();
+        }
+        let key = self.request.header("idempotency-key");
+        let outcome = self
+            .ingest
+            .handle(self.tenant, &payload, key, self.now_ms, self.deadline_ms);
+        Answer {
+            response: outcome_response(&outcome),
+            outcome: Some(outcome),
+        }
+    }
+}
+
+fn resource_path(resource: ResourceType) -> &'static str {
+    match resource {
+        ResourceType::Individual => "individual",
+        ResourceType::Organization => "organization",
+    }
+}
+
+/// An ingest outcome as HTTP: 201 applied, 200 a replay (with the first result), the TMF630
+/// body when refused, 503 with `retry-after` while another delivery of the key is in progress,
+/// 202 when the event is kept in the dead-letter queue.
+pub fn outcome_response(outcome: &Outcome) -> ApiResponse {
+    match outcome {
+        Outcome::Applied { result, replay } => {
+            ApiResponse::json(if *replay { 200 } else { 201 }, result.clone())
+        }
+        Outcome::Refused(e) => ApiResponse::error(e),
+        Outcome::InProgress => ApiResponse::error(&Tmf630Error::new(
+            503,
+            "requestInProgress",
+            "Service Unavailable",
+            "another delivery of this idempotency key is being applied; retry the same request shortly",
+        ))
+        .header("retry-after", "1"),
+        Outcome::DeadLettered(reason) => ApiResponse::json(
+            202,
+            json!({"deadLettered": true, "reason": reason,
+                   "message": "the event could not be applied now and is kept in the dead-letter queue; it will be redriven"}),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_parsed_and_unknown_ones_refused_with_404() {
+        assert_eq!(
+            route("/tmf-api/party/v5/listener/individualCreateEvent").unwrap(),
+            (5, Route::Listener("individualCreateEvent"))
+        );
+        assert_eq!(
+            route("/tmf-api/party/v4/individual/42").unwrap(),
+            (4, Route::Item(ResourceType::Individual, "42"))
+        );
+        assert_eq!(
+            route("/tmf-api/party/v5/organization/").unwrap(),
+            (5, Route::Collection(ResourceType::Organization))
+        );
+        for bad in [
+            "/tmf-api/party/v6/individual",
+            "/tmf-api/party/v5/individual/1/2",
+            "/tmf-api/party/v5/person",
+            "/other",
+        ] {
+            assert_eq!(route(bad).unwrap_err().status(), 404, "{bad}");
+        }
+    }
+
+    #[test]
+    fn listener_routes_match_event_types() {
+        let e = json!({"eventType": "IndividualCreateEvent"});
+        assert!(check_listener("individualCreateEvent", &e).is_ok());
+        let wrong = check_listener("organizationCreateEvent", &e).unwrap_err();
+        assert_eq!(wrong.status(), 400);
+        assert!(
+            wrong
+                .message
+                .contains("belongs on /listener/individualCreateEvent")
+        );
+    }
+
+    #[test]
+    fn oversized_bodies_are_refused_with_413() {
+        let big = vec![b' '; MAX_BODY_BYTES + 1];
+        assert_eq!(body_json(&big).unwrap_err().status(), 413);
+    }
+
+    #[test]
+    fn the_etag_names_every_dot() {
+        let vv = [Dot::new("eu", 5), Dot::new("na", 1)];
+        assert_eq!(etag(&vv), "\"eu.5-na.1\"");
+    }
+}

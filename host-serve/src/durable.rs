@@ -1,0 +1,299 @@
+//! The durable store under `serve`'s regions: every change a region's [`MemoryStore`] makes
+//! (parties, own copies, idempotency records) and every dead letter, in one redb database in
+//! the data directory, committed in groups.
+//!
+//! The stores stay in memory — the same [`MemoryStore`] the simulation runs — and hand each
+//! change to this journal ([`Journal`]) under their lock. A flusher thread commits what has
+//! queued since its last commit in one write transaction (fsync'd), then publishes how far it
+//! got; a request is answered only once everything queued before its answer is durable
+//! ([`Durable::synced`]), so an acknowledged event survives `kill -9`. A restart reads the
+//! latest value of every item back ([`Durable::open`]).
+//!
+//! What is not kept: writes in flight between regions and unread stream records. A restart
+//! redoes both from what is kept (`world::World::start`): every region catches up from the
+//! others' items (last writer wins keeps the later one), and a stream record is queued again
+//! for every own write that the stored party lacks.
+//!
+//! redb, not SQLite: pure Rust (no C toolchain, nothing to link), a single file, ACID write
+//! transactions with a choice of durability, and one writer at a time, which is what a group
+//! commit wants.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use host_core::store::memory::{Change, Journal};
+use host_core::store::{DeadLetter, DeadLetterSink, StoreError};
+use redb::{Database, ReadableTable, TableDefinition};
+use tokio::sync::watch;
+
+const ITEMS: TableDefinition<&str, &[u8]> = TableDefinition::new("items");
+const LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("letters");
+
+enum Entry {
+    Item { key: String, change: Change },
+    Letter(u64, Option<DeadLetter>),
+}
+
+#[derive(Default)]
+struct Queue {
+    entries: Vec<Entry>,
+    /// The sequence number of the last entry queued.
+    queued: u64,
+}
+
+/// The database and its group-commit queue.
+pub struct Durable {
+    db: Database,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    durable: watch::Sender<u64>,
+    stopped: AtomicBool,
+    failed: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Durable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Durable").finish_non_exhaustive()
+    }
+}
+
+/// What a restart reads back: each region's changes (latest per item) and the dead letters.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub changes: BTreeMap<String, Vec<Change>>,
+    pub letters: Vec<(u64, DeadLetter)>,
+}
+
+fn item_key(region: &str, change: &Change) -> String {
+    let (kind, tenant, id) = change.key();
+    format!("{region}\u{0}{kind}\u{0}{tenant}\u{0}{id}")
+}
+
+impl Durable {
+    /// Opens (or creates) `dir/serve.redb`, reads back what it holds, and starts the flusher.
+    pub fn open(dir: &Path) -> anyhow::Result<(Arc<Durable>, Loaded)> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the data directory {}", dir.display()))?;
+        let path = dir.join("serve.redb");
+        let db = Database::create(&path)
+            .with_context(|| format!("opening the store {}", path.display()))?;
+        let loaded = Self::load(&db).with_context(|| format!("reading {}", path.display()))?;
+        let next_letter = loaded.letters.last().map_or(0, |(id, _)| *id);
+        let durable = Arc::new(Durable {
+            db,
+            queue: Mutex::new(Queue {
+                entries: Vec::new(),
+                queued: next_letter,
+            }),
+            wake: Condvar::new(),
+            durable: watch::channel(next_letter).0,
+            stopped: AtomicBool::new(false),
+            failed: Mutex::new(None),
+        });
+        let flusher = durable.clone();
+        std::thread::Builder::new()
+            .name("serve-flush".into())
+            .spawn(move || flusher.flush_loop())
+            .context("starting the flusher")?;
+        Ok((durable, loaded))
+    }
+
+    fn load(db: &Database) -> anyhow::Result<Loaded> {
+        let mut loaded = Loaded::default();
+        let tx = db.begin_read()?;
+        match tx.open_table(ITEMS) {
+            Ok(table) => {
+                for row in table.iter()? {
+                    let (key, value) = row?;
+                    let region = key.value().split('\u{0}').next().unwrap_or_default();
+                    let change: Change = serde_json::from_slice(value.value())
+                        .with_context(|| format!("item {:?}", key.value()))?;
+                    loaded
+                        .changes
+                        .entry(region.to_owned())
+                        .or_default()
+                        .push(change);
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        match tx.open_table(LETTERS) {
+            Ok(table) => {
+                for row in table.iter()? {
+                    let (id, value) = row?;
+                    let letter: DeadLetter = serde_json::from_slice(value.value())
+                        .with_context(|| format!("dead letter {}", id.value()))?;
+                    loaded.letters.push((id.value(), letter));
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(loaded)
+    }
+
+    fn push(&self, entry: Entry) -> u64 {
+        self.push_with(|_| entry)
+    }
+
+    /// Queues the entry made from its sequence number.
+    fn push_with(&self, entry: impl FnOnce(u64) -> Entry) -> u64 {
+        let mut q = self.queue.lock().unwrap();
+        q.queued += 1;
+        let seq = q.queued;
+        q.entries.push(entry(seq));
+        self.wake.notify_one();
+        seq
+    }
+
+    /// The sequence number of the last change queued: everything up to it is durable once
+    /// [`Durable::synced`] returns for it.
+    pub fn queued(&self) -> u64 {
+        self.queue.lock().unwrap().queued
+    }
+
+    /// Waits until everything queued up to `seq` is committed.
+    pub async fn synced(&self, seq: u64) -> Result<(), String> {
+        let mut rx = self.durable.subscribe();
+        let waited = rx.wait_for(|d| *d >= seq).await.map(|_| ());
+        if let Some(e) = self.failed.lock().unwrap().clone() {
+            return Err(e);
+        }
+        waited.map_err(|_| "the store is closed".to_owned())
+    }
+
+    /// Waits, blocking the thread, until everything queued so far is committed.
+    pub fn sync_blocking(&self) {
+        let target = self.queued();
+        let mut rx = self.durable.subscribe();
+        while *rx.borrow_and_update() < target && self.failed.lock().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Commits what is queued and stops the flusher.
+    pub fn close(&self) {
+        self.sync_blocking();
+        self.stopped.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    fn flush_loop(&self) {
+        loop {
+            let (entries, upto) = {
+                let mut q = self.queue.lock().unwrap();
+                while q.entries.is_empty() && !self.stopped.load(Ordering::SeqCst) {
+                    q = self
+                        .wake
+                        .wait_timeout(q, Duration::from_millis(50))
+                        .unwrap()
+                        .0;
+                }
+                if q.entries.is_empty() {
+                    return;
+                }
+                (std::mem::take(&mut q.entries), q.queued)
+            };
+            match self.commit(entries) {
+                Ok(()) => {
+                    self.durable.send_replace(upto);
+                }
+                Err(e) => {
+                    // Nothing more is acknowledged: every waiter gets the error.
+                    tracing::error!(error = %e, "serve.store.commit_failed");
+                    *self.failed.lock().unwrap() = Some(format!("the store failed: {e:#}"));
+                    self.durable.send_replace(u64::MAX);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn commit(&self, entries: Vec<Entry>) -> anyhow::Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut items = tx.open_table(ITEMS)?;
+            let mut letters = tx.open_table(LETTERS)?;
+            for entry in entries {
+                match entry {
+                    Entry::Item { key, change } => {
+                        items.insert(key.as_str(), serde_json::to_vec(&change)?.as_slice())?;
+                    }
+                    Entry::Letter(id, Some(letter)) => {
+                        letters.insert(id, serde_json::to_vec(&letter)?.as_slice())?;
+                    }
+                    Entry::Letter(id, None) => {
+                        letters.remove(id)?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+impl Journal for Durable {
+    fn write(&self, region: &str, change: Change) {
+        let key = item_key(region, &change);
+        self.push(Entry::Item { key, change });
+    }
+}
+
+/// A region's dead-letter queue, kept in the durable store until redriven.
+#[derive(Debug)]
+pub struct DurableLetters {
+    durable: Arc<Durable>,
+    letters: Mutex<BTreeMap<u64, DeadLetter>>,
+}
+
+impl DurableLetters {
+    pub fn new(durable: Arc<Durable>, loaded: impl IntoIterator<Item = (u64, DeadLetter)>) -> Self {
+        DurableLetters {
+            durable,
+            letters: Mutex::new(loaded.into_iter().collect()),
+        }
+    }
+
+    /// The letters kept, oldest first, with their ids (they stay until [`Self::remove`]).
+    pub fn pending(&self) -> Vec<(u64, DeadLetter)> {
+        self.letters
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, l)| (*id, l.clone()))
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.letters.lock().unwrap().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops a letter that was applied.
+    pub fn remove(&self, id: u64) {
+        if self.letters.lock().unwrap().remove(&id).is_some() {
+            self.durable.push(Entry::Letter(id, None));
+        }
+    }
+}
+
+impl DeadLetterSink for DurableLetters {
+    fn send(&self, letter: &DeadLetter) -> Result<(), StoreError> {
+        let mut letters = self.letters.lock().unwrap();
+        // The id is the queue's sequence number: unique and increasing across restarts.
+        let id = self
+            .durable
+            .push_with(|seq| Entry::Letter(seq, Some(letter.clone())));
+        letters.insert(id, letter.clone());
+        Ok(())
+    }
+}

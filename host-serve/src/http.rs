@@ -1,0 +1,354 @@
+//! The HTTP server: each region's TMF632 API under `/{region}/tmf-api/party/…` (the shared
+//! [`host_core::api`], as the Lambda function serves it), the live page at `/`, its state at
+//! `/api/state`, and the admin routes that cut and heal links between regions.
+//!
+//! A write is answered only once it is durable (see [`crate::durable`]).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{any, get, post};
+use host_core::api::{ApiRequest, ApiResponse, MAX_BODY_BYTES};
+use host_core::event::Tmf630Error;
+use host_core::store::PartyStore as _;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::world::{World, now_ms};
+
+/// The tenant of a request without `x-tenant-id`.
+#[derive(Clone)]
+struct App {
+    world: Arc<World>,
+    tenant: String,
+}
+
+/// The server's routes over `world`; requests without `x-tenant-id` are `tenant`'s.
+pub fn router(world: Arc<World>, tenant: &str) -> Router {
+    let app = App {
+        world,
+        tenant: tenant.to_owned(),
+    };
+    Router::new()
+        .route("/", get(page))
+        .route("/api/state", get(state))
+        .route("/admin/partition", post(partition))
+        .route("/admin/heal", post(heal))
+        .route("/{region}/tmf-api/{*rest}", any(tmf))
+        .fallback(unknown)
+        .with_state(app)
+}
+
+fn json_response(status: u16, body: &Value) -> Response {
+    let mut r = Response::new(Body::from(body.to_string()));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("application/json;charset=utf-8"),
+    );
+    r
+}
+
+fn error(e: &Tmf630Error) -> Response {
+    json_response(e.status(), &e.to_json())
+}
+
+async fn unknown(request: Request) -> Response {
+    error(&Tmf630Error::new(
+        404,
+        "unknownRoute",
+        "Not Found",
+        format!(
+            "{} is not a route of this server: the TMF632 API is under /{{region}}/tmf-api/party/v4/ and /v5/, the page at /",
+            request.uri().path()
+        ),
+    ))
+}
+
+async fn tmf(
+    State(app): State<App>,
+    Path((region, rest)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    let world = app.world.clone();
+    if world.region(&region).is_none() {
+        return error(&Tmf630Error::new(
+            404,
+            "unknownRegion",
+            "Not Found",
+            format!(
+                "no region {region} here; regions: {}",
+                world.config.regions.join(", ")
+            ),
+        ));
+    }
+    let (parts, body) = request.into_parts();
+    // One byte past the limit is enough to refuse it with a TMF630 413.
+    let body = match to_bytes(body, MAX_BODY_BYTES + 1).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error(&Tmf630Error::new(
+                413,
+                "payloadTooLarge",
+                "Payload Too Large",
+                format!("the body is over the limit of {MAX_BODY_BYTES} bytes"),
+            ));
+        }
+    };
+    let mut api = ApiRequest::new(parts.method.as_str(), &format!("/tmf-api/{rest}"))
+        .with_raw_query(parts.uri.query())
+        .with_body(body.to_vec());
+    for (name, value) in &parts.headers {
+        if let Ok(v) = value.to_str() {
+            api = api.with_header(name.as_str(), v);
+        }
+    }
+    let tenant = api
+        .header("x-tenant-id")
+        .filter(|t| !t.is_empty())
+        .map_or(app.tenant.clone(), str::to_owned);
+    if let Err(e) = host_core::tenant::check_tenant(&tenant) {
+        return error(&Tmf630Error::new(
+            400,
+            "invalidTenant",
+            "Bad Request",
+            e.to_string(),
+        ));
+    }
+    world.saw_tenant(&tenant);
+    let read_only = parts.method == axum::http::Method::GET;
+    let handled = {
+        let world = world.clone();
+        tokio::task::spawn_blocking(move || {
+            let region = world.region(&region).expect("checked above");
+            let now = now_ms();
+            host_core::api::handle(&region.ingest, &tenant, &api, now, now + 30_000)
+        })
+        .await
+    };
+    let answer = match handled {
+        Ok(a) => a,
+        Err(e) => {
+            return error(&Tmf630Error::new(
+                500,
+                "internalError",
+                "Internal Server Error",
+                format!("the request failed: {e}"),
+            ));
+        }
+    };
+    if !read_only {
+        // Acknowledged only once durable: everything queued until now is committed first.
+        if let Err(e) = world.durable.synced(world.durable.queued()).await {
+            return error(&Tmf630Error::new(
+                503,
+                "storeUnavailable",
+                "Service Unavailable",
+                e,
+            ));
+        }
+    }
+    respond(answer.response)
+}
+
+fn respond(r: ApiResponse) -> Response {
+    let mut response = match &r.body {
+        Some(body) => json_response(r.status, body),
+        None => {
+            let mut resp = Response::new(Body::empty());
+            *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::NO_CONTENT);
+            resp
+        }
+    };
+    for (name, value) in r.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, v);
+        }
+    }
+    response
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Cut {
+    from: String,
+    to: String,
+    #[serde(default)]
+    one_way: bool,
+}
+
+async fn partition(State(app): State<App>, body: axum::body::Bytes) -> Response {
+    let cut: Cut = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => {
+            return error(&Tmf630Error::new(
+                400,
+                "invalidBody",
+                "Bad Request",
+                format!("expected {{\"from\": REGION, \"to\": REGION, \"oneWay\": false}}: {e}"),
+            ));
+        }
+    };
+    match app.world.partition(&cut.from, &cut.to, cut.one_way) {
+        Ok(()) => json_response(200, &json!({"cuts": app.world.cuts()})),
+        Err(e) => error(&Tmf630Error::new(400, "unknownRegion", "Bad Request", e)),
+    }
+}
+
+async fn heal(State(app): State<App>) -> Response {
+    app.world.heal();
+    json_response(200, &json!({"cuts": app.world.cuts()}))
+}
+
+async fn page() -> impl IntoResponse {
+    Html(crate::page::PAGE)
+}
+
+#[derive(Deserialize)]
+struct StateQuery {
+    tenant: Option<String>,
+    party: Option<String>,
+}
+
+/// Everything the page shows, as JSON.
+async fn state(State(app): State<App>, Query(q): Query<StateQuery>) -> Response {
+    let world = app.world.clone();
+    let tenant = q.tenant.unwrap_or(app.tenant.clone());
+    let body = tokio::task::spawn_blocking(move || snapshot(&world, &tenant, q.party.as_deref()))
+        .await
+        .unwrap_or_else(|e| json!({"error": e.to_string()}));
+    json_response(200, &body)
+}
+
+fn tmf_of(version: &policy_types::PartyVersion) -> Value {
+    party_model::to_tmf(version).unwrap_or(json!({"deleted": true}))
+}
+
+/// The members whose values differ between the two inputs and the result.
+fn diff(local: &Value, remote: &Value, result: &Value) -> Vec<Value> {
+    let empty = Map::new();
+    let (l, r, w) = (
+        local.as_object().unwrap_or(&empty),
+        remote.as_object().unwrap_or(&empty),
+        result.as_object().unwrap_or(&empty),
+    );
+    let mut names: Vec<&String> = l.keys().chain(r.keys()).chain(w.keys()).collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter(|n| !(l.get(*n) == r.get(*n) && r.get(*n) == w.get(*n)))
+        .map(|n| json!({"field": n, "local": l.get(n), "remote": r.get(n), "result": w.get(n)}))
+        .collect()
+}
+
+fn snapshot(world: &World, tenant: &str, party: Option<&str>) -> Value {
+    let now = now_ms();
+    let regions: Vec<Value> = world
+        .regions
+        .iter()
+        .map(|r| {
+            let parties = r.store.list(tenant).unwrap_or_default();
+            let live: Vec<Value> = parties
+                .iter()
+                .rev()
+                .filter_map(|p| {
+                    let t = party_model::to_tmf(&p.version)?;
+                    Some(json!({
+                        "id": p.version.party_id,
+                        "name": format!("{} {}", t.get("givenName").and_then(Value::as_str).unwrap_or(""), t.get("familyName").and_then(Value::as_str).unwrap_or("")).trim().to_owned(),
+                        "status": t.get("status"),
+                        "etag": host_core::api::etag(&p.version.version_vector),
+                        "writtenBy": p.provenance.written_by,
+                        "policy": p.provenance.policy_digest.as_deref().map(host_core::registry::short),
+                    }))
+                })
+                .take(50)
+                .collect();
+            let found = party.map(|id| {
+                r.ingest
+                    .read(tenant, id, now)
+                    .ok()
+                    .flatten()
+                    .map(|v| json!({"party": tmf_of(&v), "etag": host_core::api::etag(&v.version_vector)}))
+            });
+            json!({
+                "name": r.name,
+                "parties": parties.len(),
+                "recent": live,
+                "deadLetters": r.letters.len(),
+                "found": found,
+            })
+        })
+        .collect();
+    let stream: Vec<Value> = world
+        .stream_backlog()
+        .into_iter()
+        .map(|(r, n)| json!({"region": r, "records": n}))
+        .collect();
+    let backlog: Vec<Value> = world
+        .backlog()
+        .into_iter()
+        .map(|(a, b, n)| json!({"from": a, "to": b, "writes": n}))
+        .collect();
+    let cuts: Vec<Value> = world
+        .cuts()
+        .into_iter()
+        .map(|(a, b)| json!({"from": a, "to": b}))
+        .collect();
+    let conflicts: Vec<Value> = world
+        .conflicts(tenant, 20)
+        .into_iter()
+        .filter(|c| party.is_none_or(|p| p == c.party_id))
+        .map(|c| {
+            let latest = c.latest().clone();
+            let (local, remote) = (tmf_of(&c.local), tmf_of(&c.remote));
+            let result = latest.written.as_ref().map(tmf_of).unwrap_or(Value::Null);
+            json!({
+                "id": c.id,
+                "party": c.party_id,
+                "region": c.region,
+                "regions": c.regions,
+                "atMs": c.at_ms,
+                "relation": format!("{:?}", c.relation),
+                "decision": latest.decision,
+                "by": latest.by,
+                "reason": latest.reason,
+                "policy": latest.policy_digest,
+                "diff": diff(&local, &remote, &result),
+            })
+        })
+        .collect();
+    let active = world
+        .follower
+        .policies()
+        .get(tenant)
+        .map(|p| p.policy.digest().to_owned())
+        .ok();
+    let c = &world.counters;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    json!({
+        "tenant": tenant,
+        "nowMs": now,
+        "startedMs": world.started_ms(),
+        "lagMs": world.config.lag.as_millis() as u64,
+        "quiet": world.quiet(),
+        "regions": regions,
+        "backlog": backlog,
+        "stream": stream,
+        "cuts": cuts,
+        "conflicts": conflicts,
+        "policy": active,
+        "swaps": world.swaps(),
+        "counters": {
+            "replicated": load(&c.replicated),
+            "streamRecords": load(&c.stream_records),
+            "reconciled": load(&c.reconciled),
+            "redriven": load(&c.redriven),
+        },
+    })
+}

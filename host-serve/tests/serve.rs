@@ -1,0 +1,391 @@
+//! `serve` over HTTP, in process: three regions on a temporary data directory, driven with a
+//! real HTTP client. Each test waits for the world to settle by polling `/api/state` (a bound
+//! on the wait so that a broken world fails instead of hanging, not a speed assertion).
+
+use std::time::Duration;
+
+use host_serve::{Running, WorldConfig};
+use serde_json::{Value, json};
+
+async fn serve(dir: &std::path::Path) -> Running {
+    let mut config = WorldConfig::new(dir);
+    config.lag = Duration::from_millis(20);
+    config.refresh = Duration::from_secs(1);
+    host_serve::start(config, "127.0.0.1:0".parse().unwrap(), "acme")
+        .await
+        .expect("serve starts")
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    fn new(s: &Running) -> Self {
+        Client {
+            http: reqwest::Client::new(),
+            base: s.url(),
+        }
+    }
+
+    fn url(&self, region: &str, rest: &str) -> String {
+        format!("{}/{region}/tmf-api/party/v5/{rest}", self.base)
+    }
+
+    async fn call(&self, r: reqwest::RequestBuilder) -> (u16, reqwest::header::HeaderMap, Value) {
+        let response = r.send().await.expect("the server answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, headers, body)
+    }
+
+    async fn get(&self, region: &str, id: &str) -> (u16, Value, String) {
+        let (s, h, b) = self
+            .call(self.http.get(self.url(region, &format!("individual/{id}"))))
+            .await;
+        let etag = h
+            .get("etag")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (s, b, etag)
+    }
+
+    async fn create(&self, region: &str, body: Value) -> (u16, Value) {
+        let (s, _, b) = self
+            .call(self.http.post(self.url(region, "individual")).json(&body))
+            .await;
+        (s, b)
+    }
+
+    async fn patch(&self, region: &str, id: &str, body: Value) -> (u16, Value) {
+        let (s, _, b) = self
+            .call(
+                self.http
+                    .patch(self.url(region, &format!("individual/{id}")))
+                    .json(&body),
+            )
+            .await;
+        (s, b)
+    }
+
+    async fn state(&self) -> Value {
+        self.http
+            .get(format!("{}/api/state", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until nothing is in flight, unreconciled or dead-lettered.
+    async fn settle(&self) {
+        for _ in 0..600 {
+            if self.state().await["quiet"] == json!(true) {
+                // Once more after a pause: a write applied at the last moment streams on.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if self.state().await["quiet"] == json!(true) {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the world did not settle: {}", self.state().await);
+    }
+
+    async fn cut(&self, from: &str, to: &str) {
+        host_serve::client::partition(&self.base, from, to, false)
+            .await
+            .unwrap();
+    }
+
+    async fn heal(&self) {
+        host_serve::client::heal(&self.base).await.unwrap();
+    }
+}
+
+fn jane(id: &str) -> Value {
+    json!({"id": id, "givenName": "Jane", "familyName": "Doe"})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_changes_in_two_regions_merge_and_read_back_identical_from_all_three() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path()).await;
+    let c = Client::new(&s);
+    assert_eq!(c.create("eu", jane("42")).await.0, 201);
+    c.settle().await;
+    // Cut eu from na (apac keeps both links), and change a different member in each.
+    c.cut("eu", "na").await;
+    assert_eq!(
+        c.patch("eu", "42", json!({"givenName": "Janet"})).await.0,
+        200
+    );
+    assert_eq!(
+        c.patch("na", "42", json!({"familyName": "Smith"})).await.0,
+        200
+    );
+    let (_, na_view, _) = c.get("na", "42").await;
+    assert_eq!(
+        na_view["givenName"], "Jane",
+        "na has not seen eu's change yet"
+    );
+    c.heal().await;
+    c.settle().await;
+    let mut answers = Vec::new();
+    for region in ["apac", "eu", "na"] {
+        let (status, body, etag) = c.get(region, "42").await;
+        assert_eq!(status, 200);
+        assert_eq!(body["givenName"], "Janet", "{region}: {body}");
+        assert_eq!(body["familyName"], "Smith", "{region}: {body}");
+        answers.push((body, etag));
+    }
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "the regions answer differently: {answers:?}"
+    );
+    let state = c.state().await;
+    let conflict = state["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["party"] == "42")
+        .unwrap_or_else(|| panic!("no conflict for 42 on record: {state}"));
+    assert_eq!(conflict["relation"], "Concurrent");
+    assert_eq!(conflict["decision"], "merged");
+    s.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_by_idempotency_key_is_answered_from_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path()).await;
+    let c = Client::new(&s);
+    let post = |body: Value| {
+        c.http
+            .post(c.url("eu", "individual"))
+            .header("idempotency-key", "order-7")
+            .json(&body)
+    };
+    let (first, _, created) = c.call(post(jane("7"))).await;
+    let (again, _, replayed) = c.call(post(jane("7"))).await;
+    assert_eq!((first, again), (201, 201));
+    assert_eq!(created, replayed);
+    // The party was written once: one write by eu in its version.
+    let (_, _, etag) = c.get("eu", "7").await;
+    assert_eq!(etag, "\"eu.1\"");
+    // The same key with another payload is a different request: 409.
+    let (status, _, body) = c
+        .call(post(
+            json!({"id": "7", "givenName": "Other", "familyName": "Doe"}),
+        ))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["code"], "idempotencyKeyReused");
+    // An event delivered twice (its event id is the key) is applied once.
+    let event = json!({
+        "@type": "IndividualAttributeValueChangeEvent", "eventId": "ev-1",
+        "eventType": "IndividualAttributeValueChangeEvent",
+        "event": {"individual": {"id": "7", "@type": "Individual", "nationality": "NO"}},
+    });
+    let listener = c.url("eu", "listener/individualAttributeValueChangeEvent");
+    let (a, _, _) = c.call(c.http.post(&listener).json(&event)).await;
+    let (b, _, _) = c.call(c.http.post(&listener).json(&event)).await;
+    assert_eq!((a, b), (201, 200));
+    assert_eq!(c.get("eu", "7").await.2, "\"eu.2\"");
+    s.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_holds_writes_back_and_they_drain_at_the_heal() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path()).await;
+    let c = Client::new(&s);
+    c.cut("eu", "apac").await;
+    c.cut("eu", "na").await;
+    assert_eq!(c.create("eu", jane("9")).await.0, 201);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(c.get("na", "9").await.0, 404, "na is cut off from eu");
+    let state = c.state().await;
+    let held: u64 = state["backlog"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["from"] == "eu")
+        .map(|b| b["writes"].as_u64().unwrap())
+        .sum();
+    assert!(held > 0, "eu's writes wait on the cut links: {state}");
+    assert_eq!(state["cuts"].as_array().unwrap().len(), 4);
+    c.heal().await;
+    c.settle().await;
+    for region in ["apac", "na"] {
+        assert_eq!(c.get(region, "9").await.1["givenName"], "Jane");
+    }
+    assert!(c.state().await["backlog"].as_array().unwrap().is_empty());
+    // A one-way cut holds one direction only.
+    host_serve::client::partition(&c.base, "na", "apac", true)
+        .await
+        .unwrap();
+    assert_eq!(c.create("apac", jane("10")).await.0, 201);
+    c.settle().await;
+    assert_eq!(c.get("na", "10").await.0, 200, "apac → na is open");
+    s.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_tmf630_bodies_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path()).await;
+    let c = Client::new(&s);
+    let big = "x".repeat(host_core::api::MAX_BODY_BYTES + 10);
+    let cases: Vec<(&str, reqwest::RequestBuilder, u16)> = vec![
+        (
+            "malformed JSON",
+            c.http
+                .post(c.url("eu", "individual"))
+                .body("{\"givenName\": "),
+            400,
+        ),
+        (
+            "an oversized body",
+            c.http
+                .post(c.url("eu", "individual"))
+                .body(format!("{{\"givenName\": \"{big}\"}}")),
+            413,
+        ),
+        ("an unknown route", c.http.get(c.url("eu", "person/1")), 404),
+        (
+            "an unknown region",
+            c.http.get(c.url("mars", "individual/1")),
+            404,
+        ),
+        (
+            "outside the API",
+            c.http.get(format!("{}/nothing/here", c.base)),
+            404,
+        ),
+        (
+            "a method the route does not take",
+            c.http.put(c.url("eu", "individual/1")),
+            405,
+        ),
+        (
+            "an event on the wrong listener",
+            c.http
+                .post(c.url("eu", "listener/organizationCreateEvent"))
+                .json(
+                    &json!({"eventType": "IndividualCreateEvent", "eventId": "e1",
+                              "event": {"individual": {"id": "1", "@type": "Individual"}}}),
+                ),
+            400,
+        ),
+        (
+            "an event that is not TMF632",
+            c.http
+                .post(c.url("eu", "listener/individualCreateEvent"))
+                .json(&json!({"eventType": "IndividualCreateEvent", "eventId": "e2"})),
+            400,
+        ),
+        (
+            "a party that breaks the schema",
+            c.http
+                .post(c.url("eu", "individual"))
+                .json(&json!({"id": "3", "givenName": 42})),
+            400,
+        ),
+        (
+            "a change of a party that does not exist",
+            c.http
+                .patch(c.url("eu", "individual/nobody"))
+                .json(&json!({"givenName": "X"})),
+            404,
+        ),
+        (
+            "a bad page size",
+            c.http.get(c.url("eu", "individual?limit=-1")),
+            400,
+        ),
+    ];
+    for (what, request, expected) in cases {
+        let (status, _, body) = c.call(request).await;
+        assert_eq!(status, expected, "{what}: {body}");
+        for member in ["code", "reason", "message", "status"] {
+            assert!(
+                body[member].is_string(),
+                "{what}: the body lacks {member}: {body}"
+            );
+        }
+    }
+    c.settle().await;
+    for region in ["apac", "eu", "na"] {
+        let (status, _, list) = c.call(c.http.get(c.url(region, "individual"))).await;
+        assert_eq!(status, 200);
+        assert_eq!(list, json!([]), "{region} holds a half-applied write");
+    }
+    s.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resource_api_lists_projects_patches_with_if_match_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path()).await;
+    let c = Client::new(&s);
+    for (id, status) in [("a", "validated"), ("b", "initialized"), ("c", "validated")] {
+        let mut p = jane(id);
+        p["status"] = json!(status);
+        assert_eq!(c.create("eu", p).await.0, 201);
+    }
+    let (status, headers, page) = c
+        .call(c.http.get(c.url(
+            "eu",
+            "individual?status=validated&fields=givenName&offset=1&limit=5",
+        )))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-total-count"], "2");
+    assert_eq!(headers["x-result-count"], "1");
+    assert_eq!(
+        page,
+        json!([{"id": "c", "@type": "Individual", "givenName": "Jane",
+                 "href": "/tmf-api/party/v5/individual/c"}])
+    );
+    // v4 answers with v4 links.
+    let (_, _, v4) = c
+        .call(
+            c.http
+                .get(format!("{}/eu/tmf-api/party/v4/individual/a", c.base)),
+        )
+        .await;
+    assert_eq!(v4["href"], "/tmf-api/party/v4/individual/a");
+    // If-Match: the current ETag passes, a stale one is refused with 412.
+    let (_, _, etag) = c.get("eu", "a").await;
+    let patch = |tag: &str| {
+        c.http
+            .patch(c.url("eu", "individual/a"))
+            .header("if-match", tag)
+            .json(&json!({"givenName": "Ann", "familyName": null}))
+    };
+    let (ok, _, patched) = c.call(patch(&etag)).await;
+    assert_eq!(ok, 200, "{patched}");
+    assert_eq!(patched["givenName"], "Ann");
+    assert!(
+        patched.get("familyName").is_none(),
+        "null removes: {patched}"
+    );
+    let (stale, _, refused) = c.call(patch(&etag)).await;
+    assert_eq!(stale, 412, "{refused}");
+    let (deleted, _, _) = c.call(c.http.delete(c.url("eu", "individual/b"))).await;
+    assert_eq!(deleted, 204);
+    assert_eq!(c.get("eu", "b").await.0, 404);
+    c.settle().await;
+    assert_eq!(c.get("na", "b").await.0, 404, "the delete replicated");
+    s.stop().await.unwrap();
+}
