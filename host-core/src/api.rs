@@ -12,12 +12,18 @@
 //! - `POST individual`: creates (201 with the party); `PATCH individual/{id}`: a JSON merge
 //!   patch (`null` removes a member); `DELETE individual/{id}`: 204.
 //!
+//! - `POST hub` registers a listener (`{"callback": URL, "query": …}`, 201 with its id) and
+//!   `DELETE hub/{id}` removes it (204), when the host delivers notifications ([`Hub`]);
+//!   a host without one answers 501.
+//!
 //! Writes go through the same path as events — each becomes the TMF632 event of its change,
 //! stamped, versioned and applied at most once per `Idempotency-Key` (a request without one is
 //! its own key) — so an API write and an event write conflict and merge like any two writes.
-//! `If-Match` on `PATCH` and `DELETE` must name the current `ETag` (412 otherwise). The check
-//! is made on the version read just before the write, in this region: a write that lands
-//! between the two is merged, not refused.
+//! `If-Match` on `PATCH` and `DELETE` must name the current `ETag` (412 otherwise), checked on
+//! the version the write is conditional on, so two writes with the same `ETag` cannot both
+//! pass. A retry with the same `Idempotency-Key` is answered from its record before any check.
+//! `POST` of an id that exists is refused (409). v4 and v5 routes answer with the members as
+//! stored (the links name the route's version).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,7 +34,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::event::{Tmf630Error, listener_route, parse_event};
-use crate::ingest::{Ingest, Outcome};
+use crate::ingest::{Ingest, Outcome, Precondition};
 use crate::store::{DeadLetterSink, IngestStore, StoreError};
 
 /// The largest request body accepted (an SQS message's limit; API Gateway would take more).
@@ -48,6 +54,9 @@ pub struct ApiRequest {
     /// Header names in lower case.
     pub headers: BTreeMap<String, String>,
     pub body: Vec<u8>,
+    /// What comes before `/tmf-api/` in the URLs the server answers to (`/eu` on `serve`, a
+    /// stage on API Gateway): the links in answers carry it.
+    pub base: String,
 }
 
 impl ApiRequest {
@@ -74,6 +83,11 @@ impl ApiRequest {
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
         self.headers
             .insert(name.to_ascii_lowercase(), value.to_owned());
+        self
+    }
+
+    pub fn with_base(mut self, base: &str) -> Self {
+        self.base = base.trim_end_matches('/').to_owned();
         self
     }
 
@@ -203,7 +217,18 @@ enum Route<'a> {
     Listener(&'a str),
     Collection(ResourceType),
     Item(ResourceType, &'a str),
-    Hub,
+    Hub(Option<&'a str>),
+}
+
+/// Where a host keeps the listeners registered through `POST hub`: it delivers every change of
+/// a stored party to them as the TMF632 event of that change.
+pub trait Hub: Send + Sync {
+    /// Registers `callback` for `tenant`'s changes (`query`: the TMF630 filter the caller
+    /// gave, kept as given); returns the listener's id.
+    fn register(&self, tenant: &str, callback: &str, query: Option<&str>)
+    -> Result<String, String>;
+    /// Removes a listener; false when the tenant has none with that id.
+    fn remove(&self, tenant: &str, id: &str) -> Result<bool, String>;
 }
 
 fn not_found(path: &str, why: &str) -> Tmf630Error {
@@ -232,7 +257,8 @@ fn route(path: &str) -> Result<(u8, Route<'_>), Tmf630Error> {
     };
     let route = match (head, tail) {
         ("listener", Some(name)) if !name.contains('/') => Route::Listener(name),
-        ("hub", _) => Route::Hub,
+        ("hub", None) => Route::Hub(None),
+        ("hub", Some(id)) if !id.contains('/') && !id.is_empty() => Route::Hub(Some(id)),
         (name, None) if resource(name).is_some() => Route::Collection(resource(name).unwrap()),
         (name, Some(id)) if resource(name).is_some() && !id.contains('/') && !id.is_empty() => {
             Route::Item(resource(name).unwrap(), id)
@@ -266,6 +292,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 /// in-progress claim. Never panics on input: every refusal is a TMF630 body.
 pub fn handle<S: IngestStore, D: DeadLetterSink>(
     ingest: &Ingest<S, D>,
+    hub: Option<&dyn Hub>,
     tenant: &str,
     request: &ApiRequest,
     now_ms: u64,
@@ -295,13 +322,81 @@ pub fn handle<S: IngestStore, D: DeadLetterSink>(
         (Route::Item(resource, id), "PATCH") => api.patch(resource, id),
         (Route::Item(resource, id), "DELETE") => api.delete(resource, id),
         (Route::Item(..), _) => method_not_allowed(method, path, "GET, PATCH, DELETE"),
-        (Route::Hub, _) => ApiResponse::error(&Tmf630Error::new(
-            501,
-            "notImplemented",
-            "Not Implemented",
-            "listener registration (hub) is not served yet",
+        (Route::Hub(id), _) => match hub {
+            None => ApiResponse::error(&Tmf630Error::new(
+                501,
+                "notImplemented",
+                "Not Implemented",
+                "this host delivers no notifications: listener registration (hub) is served by `host-cli serve`",
+            ))
+            .into(),
+            Some(hub) => hub_route(hub, tenant, request, id),
+        },
+    }
+}
+
+fn hub_route(hub: &dyn Hub, tenant: &str, request: &ApiRequest, id: Option<&str>) -> Answer {
+    let path = request.path.as_str();
+    let failed = |e: String| {
+        ApiResponse::error(&Tmf630Error::new(
+            500,
+            "hubFailure",
+            "Internal Server Error",
+            e,
         ))
-        .into(),
+        .into()
+    };
+    match (id, request.method.as_str()) {
+        (None, "POST") => {
+            let body = match body_json(&request.body) {
+                Ok(b) => b,
+                Err(e) => return ApiResponse::error(&e).into(),
+            };
+            let callback = body
+                .get("callback")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if !(callback.starts_with("http://") || callback.starts_with("https://")) {
+                return ApiResponse::error(&Tmf630Error::new(
+                    400,
+                    "invalidBody",
+                    "Bad Request",
+                    "a listener is {\"callback\": \"http(s)://…\"} (and an optional \"query\")",
+                ))
+                .into();
+            }
+            let query = body.get("query").and_then(Value::as_str);
+            match hub.register(tenant, callback, query) {
+                Ok(id) => {
+                    let mut answer = json!({"id": id, "callback": callback});
+                    if let Some(q) = query {
+                        answer["query"] = json!(q);
+                    }
+                    ApiResponse::json(201, answer)
+                        .header("location", format!("{}/{id}", path.trim_end_matches('/')))
+                        .into()
+                }
+                Err(e) => failed(e),
+            }
+        }
+        (Some(id), "DELETE") => match hub.remove(tenant, id) {
+            Ok(true) => ApiResponse {
+                status: 204,
+                headers: Vec::new(),
+                body: None,
+            }
+            .into(),
+            Ok(false) => ApiResponse::error(&Tmf630Error::new(
+                404,
+                "notFound",
+                "Not Found",
+                format!("no listener {id} for tenant {tenant}"),
+            ))
+            .into(),
+            Err(e) => failed(e),
+        },
+        (None, m) => method_not_allowed(m, path, "POST"),
+        (Some(_), m) => method_not_allowed(m, path, "DELETE"),
     }
 }
 
@@ -326,7 +421,8 @@ fn store_failure(e: &StoreError) -> Answer {
 impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
     fn href(&self, resource: ResourceType, id: &str) -> String {
         format!(
-            "/tmf-api/party/v{}/{}/{id}",
+            "{}/tmf-api/party/v{}/{}/{id}",
+            self.request.base,
             self.version,
             resource_path(resource)
         )
@@ -364,8 +460,8 @@ impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
         }
     }
 
-    fn missing(&self, resource: ResourceType, id: &str) -> Answer {
-        ApiResponse::error(&Tmf630Error::new(
+    fn missing(&self, resource: ResourceType, id: &str) -> Tmf630Error {
+        Tmf630Error::new(
             404,
             "notFound",
             "Not Found",
@@ -374,14 +470,13 @@ impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
                 resource.as_str(),
                 self.tenant
             ),
-        ))
-        .into()
+        )
     }
 
     fn get(&self, resource: ResourceType, id: &str) -> Answer {
         match self.read(resource, id) {
             Err(a) => a,
-            Ok(None) => self.missing(resource, id),
+            Ok(None) => ApiResponse::error(&self.missing(resource, id)).into(),
             Ok(Some(v)) => ApiResponse::json(200, self.represent(&v).unwrap_or_default())
                 .header("etag", etag(&v.version_vector))
                 .into(),
@@ -477,26 +572,42 @@ impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
         }
     }
 
-    /// `If-Match` against the current version: `None` when it holds (or is absent).
-    fn precondition(&self, current: &PartyVersion) -> Option<Answer> {
-        let wanted = self.request.header("if-match")?;
-        let tag = etag(&current.version_vector);
-        if wanted.trim() == "*" || wanted.split(',').any(|w| w.trim() == tag) {
-            return None;
-        }
-        Some(
-            ApiResponse::error(&Tmf630Error::new(
+    /// What a change of an existing party requires of it when it is written: that it exists
+    /// (404) and, with `If-Match`, that its version is the one named (412).
+    fn existing(
+        &self,
+        resource: ResourceType,
+        id: &str,
+    ) -> impl Fn(Option<&PartyVersion>) -> Result<(), Tmf630Error> + Sync + '_ {
+        let wanted = self.request.header("if-match").map(str::to_owned);
+        let missing = self.missing(resource, id);
+        move |current| {
+            let Some(current) =
+                current.filter(|v| v.resource_type == resource && to_tmf(v).is_some())
+            else {
+                return Err(missing.clone());
+            };
+            let Some(wanted) = &wanted else {
+                return Ok(());
+            };
+            let tag = etag(&current.version_vector);
+            if wanted.trim() == "*" || wanted.split(',').any(|w| w.trim() == tag) {
+                return Ok(());
+            }
+            Err(Tmf630Error::new(
                 412,
                 "preconditionFailed",
                 "Precondition Failed",
-                format!("If-Match {wanted} does not name the current version {tag}: read the party again and reapply the change"),
+                format!(
+                    "If-Match {wanted} does not name the current version {tag}: read the party again and reapply the change"
+                ),
             ))
-            .header("etag", tag)
-            .into(),
-        )
+        }
     }
 
-    /// Applies `party` as the event `kind` under `key`, and answers with the party as stored.
+    /// Applies `party` as the event `kind` under `key` if `precondition` holds when it is
+    /// written, and answers with the party as stored.
+    #[allow(clippy::too_many_arguments)]
     fn write(
         &self,
         resource: ResourceType,
@@ -505,6 +616,7 @@ impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
         party: Map<String, Value>,
         key: &str,
         success: u16,
+        precondition: &Precondition<'_>,
     ) -> Answer {
         let event_type = format!("{}{kind}Event", resource.as_str());
         let member = resource_path(resource);
@@ -520,13 +632,15 @@ impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
             "eventType": event_type,
             "event": event,
         });
-        let outcome = self.ingest.handle(
+        let outcome = self.ingest.handle_if(
             self.tenant,
             &payload,
             Some(key),
             self.now_ms,
             self.deadline_ms,
+            precondition,
         );
+        // A replay is answered like the first request (the party as it is now).
         let response = match &outcome {
             Outcome::Applied { .. } if success == 204 => ApiResponse {
                 status: 204,
@@ -539,6 +653,10 @@ impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
                     .header("location", self.href(resource, id)),
                 Ok(None) => ApiResponse::json(success, json!({"id": id})),
                 Err(a) => a.response,
+            },
+            Outcome::Refused(e) if e.status() == 412 => match self.read(resource, id) {
+                Ok(Some(v)) => ApiResponse::error(e).header("etag", etag(&v.version_vector)),
+                _ => ApiResponse::error(e),
             },
             other => outcome_response(other),
         };
@@ -554,23 +672,35 @@ impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
             Err(a) => return a,
         };
         let (key, given) = self.key();
+        let bad_id = |why: &str| -> Answer {
+            ApiResponse::error(&Tmf630Error::new(400, "invalidBody", "Bad Request", why)).into()
+        };
         let id = match party.get("id") {
-            Some(Value::String(id)) if !id.is_empty() => id.clone(),
-            Some(_) => {
-                return ApiResponse::error(&Tmf630Error::new(
-                    400,
-                    "invalidBody",
-                    "Bad Request",
-                    "id must be a non-empty string when given",
-                ))
-                .into();
+            Some(Value::String(id)) if id.is_empty() || id.contains('/') => {
+                return bad_id("id must be a non-empty string without '/'");
             }
+            Some(Value::String(id)) => id.clone(),
+            Some(_) => return bad_id("id must be a string when given"),
             // The same key creates the same party: a retried POST does not create two.
             None if given => hex::encode(&Sha256::digest(key.as_bytes())[..8]),
             None => key.trim_start_matches("api-").to_owned(),
         };
         party.insert("id".into(), Value::String(id.clone()));
-        self.write(resource, "Create", &id, party, &key, 201)
+        let exists = Tmf630Error::new(
+            409,
+            "alreadyExists",
+            "Conflict",
+            format!(
+                "{} {id} already exists for tenant {}: change it with PATCH",
+                resource.as_str(),
+                self.tenant
+            ),
+        );
+        let absent = move |current: Option<&PartyVersion>| match current {
+            Some(v) if to_tmf(v).is_some() => Err(exists.clone()),
+            _ => Ok(()),
+        };
+        self.write(resource, "Create", &id, party, &key, 201, &absent)
     }
 
     fn patch(&self, resource: ResourceType, id: &str) -> Answer {
@@ -591,14 +721,6 @@ impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
             Ok(p) => p,
             Err(a) => return a,
         };
-        let current = match self.read(resource, id) {
-            Err(a) => return a,
-            Ok(None) => return self.missing(resource, id),
-            Ok(Some(v)) => v,
-        };
-        if let Some(refused) = self.precondition(&current) {
-            return refused;
-        }
         if patch.get("id").is_some_and(|v| v != id) {
             return ApiResponse::error(&Tmf630Error::new(
                 400,
@@ -613,23 +735,25 @@ impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
         }
         patch.insert("id".into(), Value::String(id.to_owned()));
         let (key, _) = self.key();
-        self.write(resource, "AttributeValueChange", id, patch, &key, 200)
+        let existing = self.existing(resource, id);
+        self.write(
+            resource,
+            "AttributeValueChange",
+            id,
+            patch,
+            &key,
+            200,
+            &existing,
+        )
     }
 
     fn delete(&self, resource: ResourceType, id: &str) -> Answer {
-        let current = match self.read(resource, id) {
-            Err(a) => return a,
-            Ok(None) => return self.missing(resource, id),
-            Ok(Some(v)) => v,
-        };
-        if let Some(refused) = self.precondition(&current) {
-            return refused;
-        }
         let mut party = Map::new();
         party.insert("id".into(), Value::String(id.to_owned()));
         party.insert("@type".into(), Value::String(resource.as_str().to_owned()));
         let (key, _) = self.key();
-        self.write(resource, "Delete", id, party, &key, 204)
+        let existing = self.existing(resource, id);
+        self.write(resource, "Delete", id, party, &key, 204, &existing)
     }
 
     fn listener(&self, name: &str) -> Answer {

@@ -74,6 +74,10 @@ pub struct Ingest<S, D> {
     log: Option<Arc<dyn ConflictLog>>,
 }
 
+/// A check of the party as the region answers for it (`None`: nothing stored) made at the
+/// moment of a write: `Err` is the refusal to answer with.
+pub type Precondition<'a> = dyn Fn(Option<&PartyVersion>) -> Result<(), Tmf630Error> + Sync + 'a;
+
 /// The hash a replay must match: sha256 of the payload's canonical JSON.
 pub fn payload_hash(payload: &Value) -> String {
     hex::encode(Sha256::digest(
@@ -133,7 +137,32 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
         now_ms: u64,
         deadline_ms: u64,
     ) -> Outcome {
-        self.deliver(tenant, payload, key, now_ms, deadline_ms, true)
+        self.deliver(tenant, payload, key, now_ms, deadline_ms, true, None)
+    }
+
+    /// Like [`Ingest::handle`], applied only if `precondition` holds for the party as this
+    /// region answers for it ([`Ingest::read`]) at the moment of the write: the write is
+    /// conditional on the version checked, so a write that lands in between makes the check run
+    /// again (HTTP's `If-Match`). Refused with the precondition's answer otherwise; a replay of
+    /// the key is answered from its record before any check.
+    pub fn handle_if(
+        &self,
+        tenant: &str,
+        payload: &Value,
+        key: Option<&str>,
+        now_ms: u64,
+        deadline_ms: u64,
+        precondition: &Precondition<'_>,
+    ) -> Outcome {
+        self.deliver(
+            tenant,
+            payload,
+            key,
+            now_ms,
+            deadline_ms,
+            true,
+            Some(precondition),
+        )
     }
 
     /// A redrive of an event already in the dead-letter queue: like [`Ingest::handle`], but
@@ -147,7 +176,7 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
         now_ms: u64,
         deadline_ms: u64,
     ) -> Outcome {
-        self.deliver(tenant, payload, key, now_ms, deadline_ms, false)
+        self.deliver(tenant, payload, key, now_ms, deadline_ms, false, None)
     }
 
     fn deliver(
@@ -158,6 +187,7 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
         now_ms: u64,
         deadline_ms: u64,
         keep: bool,
+        precondition: Option<&Precondition<'_>>,
     ) -> Outcome {
         let event = match parse_event(payload) {
             Ok(e) => e,
@@ -199,7 +229,7 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
                 let jitter = u64::from(hash.as_bytes()[attempt as usize % hash.len()]) % (base + 1);
                 std::thread::sleep(std::time::Duration::from_millis(base / 2 + jitter / 2));
             }
-            match self.apply_once(tenant, &event, &record, now_ms) {
+            match self.apply_once(tenant, &event, &record, now_ms, precondition) {
                 Ok(result) => {
                     return Outcome::Applied {
                         result,
@@ -207,6 +237,10 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
                     };
                 }
                 Err(StoreError::ConditionFailed) => continue,
+                Err(StoreError::PreconditionFailed(answer)) => {
+                    let _ = self.store.release(tenant, &key);
+                    return Outcome::Refused(*answer);
+                }
                 // Another delivery of the key completed after this one's claim had lapsed.
                 Err(StoreError::AlreadyClaimed(existing)) => {
                     return self.answer_replay(&existing, &hash);
@@ -350,6 +384,7 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
         event: &PartyEvent,
         record: &IdempotencyRecord,
         now_ms: u64,
+        precondition: Option<&Precondition<'_>>,
     ) -> Result<Value, StoreError> {
         let stored = self.store.party(tenant, &event.party_id)?;
         let expected = stored.as_ref().map(|p| p.version.version_vector.clone());
@@ -368,6 +403,11 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
                 version = merged;
                 policy_digest = digest.or(policy_digest);
             }
+        }
+        if let Some(check) = precondition {
+            // What this region answers for the party: `version`, its own write merged back.
+            let current = (expected.is_some()).then_some(&version);
+            check(current).map_err(|e| StoreError::PreconditionFailed(Box::new(e)))?;
         }
         // Stamped with when the event happened (its eventTime), not when it arrived: a late
         // delivery of an older event then changes nothing for fields written after it, and

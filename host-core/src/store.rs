@@ -51,6 +51,10 @@ pub enum StoreError {
     Transient(String),
     #[error("store failure: {0}")]
     Fatal(String),
+    /// A caller's condition on the party did not hold (HTTP's `If-Match`, or a change of a
+    /// party that does not exist): the answer to give.
+    #[error("precondition failed: {0}")]
+    PreconditionFailed(Box<crate::event::Tmf630Error>),
     /// The store cannot do this at all (e.g. list a tenant's parties).
     #[error("this store cannot {0}")]
     Unsupported(&'static str),

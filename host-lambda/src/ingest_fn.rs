@@ -167,8 +167,10 @@ where
             Err(e) => return refused(e),
         };
         // A stage or custom-domain prefix before /tmf-api/ is the gateway's, not the route's.
-        let route = path.find("/tmf-api/").map_or(path.as_str(), |i| &path[i..]);
+        let at = path.find("/tmf-api/").unwrap_or(0);
+        let (base, route) = path.split_at(at);
         let mut api = ApiRequest::new(request.request_context.http.method.as_str(), route)
+            .with_base(base)
             .with_raw_query(request.raw_query_string.as_deref())
             .with_body(body);
         for (name, value) in &request.headers {
@@ -178,7 +180,7 @@ where
         }
         let ingest = self.ingest.clone();
         let answered = tokio::task::spawn_blocking(move || {
-            host_core::api::handle(&ingest, &tenant, &api, now_ms(), deadline_ms)
+            host_core::api::handle(&ingest, None, &tenant, &api, now_ms(), deadline_ms)
         })
         .await;
         let answer = match answered {

@@ -270,6 +270,75 @@ fn api_gateway_routes_answer_with_tmf630_bodies() {
     );
 }
 
+/// The resource routes of the shared API (`host_core::api`) through API Gateway, on DynamoDB:
+/// create, read with its ETag, patch with If-Match, delete; listing needs a scan this store
+/// does not make, and says so.
+#[test]
+fn api_gateway_resource_routes_read_and_write_parties_on_dynamodb() {
+    let r = Region::new("MOTO_ENDPOINT");
+    let f = IngestFunction::new(ingest(&r, "eu"), "eu");
+    let call = |method: &str, path: &str, headers: Value, body: Option<Value>| {
+        let mut h = json!({"x-tenant-id": "acme"});
+        for (k, v) in headers.as_object().unwrap() {
+            h[k] = v.clone();
+        }
+        let v = json!({
+            "version": "2.0", "routeKey": "ANY /tmf-api/party/{proxy+}", "rawPath": path,
+            "headers": h, "body": body.map(|b| b.to_string()), "isBase64Encoded": false,
+            "requestContext": {"http": {"method": method, "path": path}, "requestId": "r", "routeKey": "ANY", "stage": "$default"}
+        });
+        let event = serde_json::from_value(v).expect("an API Gateway request");
+        let out =
+            r.rt.block_on(f.handle(event, host_lambda::ingest_fn::now_ms() + 60_000));
+        let out = serde_json::to_value(out).unwrap();
+        let body = out["body"]
+            .as_str()
+            .map(|b| serde_json::from_str(b).unwrap())
+            .unwrap_or(Value::Null);
+        let etag = out["headers"]["etag"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        (out["statusCode"].as_u64().unwrap(), body, etag)
+    };
+    let item = "/tmf-api/party/v5/individual/api-7";
+    let (status, created, _) = call(
+        "POST",
+        "/tmf-api/party/v5/individual",
+        json!({"idempotency-key": "create-7"}),
+        Some(json!({"id": "api-7", "givenName": "Jane", "familyName": "Doe"})),
+    );
+    assert_eq!(status, 201, "{created}");
+    let (status, read, etag) = call("GET", item, json!({}), None);
+    assert_eq!((status, &read), (200, &created));
+    assert_eq!(etag, "\"eu.1\"");
+    let (status, patched, _) = call(
+        "PATCH",
+        item,
+        json!({"if-match": etag}),
+        Some(json!({"givenName": "Janet"})),
+    );
+    assert_eq!((status, &patched["givenName"]), (200, &json!("Janet")));
+    let (status, refused, _) = call(
+        "PATCH",
+        item,
+        json!({"if-match": etag}),
+        Some(json!({"givenName": "Stale"})),
+    );
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (412, Some("preconditionFailed"))
+    );
+    let (status, listed, _) = call("GET", "/tmf-api/party/v5/individual", json!({}), None);
+    assert_eq!(status, 501, "{listed}");
+    assert!(
+        listed["message"].as_str().unwrap().contains("list"),
+        "{listed}"
+    );
+    assert_eq!(call("DELETE", item, json!({}), None).0, 204);
+    assert_eq!(call("GET", item, json!({}), None).0, 404);
+}
+
 #[test]
 fn one_event_delivered_to_two_regions_ends_as_one_effect() {
     let eu = Region::new("MOTO_EU");

@@ -95,6 +95,8 @@ pub struct LoadReport {
     pub sent: usize,
     /// Answered 200 or 201 (applied or a replay).
     pub acknowledged: usize,
+    /// Answered 202: accepted and kept in the dead-letter queue, to be redriven.
+    pub kept: usize,
     pub duplicates: usize,
     pub failed: usize,
     pub elapsed: Duration,
@@ -133,11 +135,12 @@ pub async fn load(
     for n in 0..events {
         if n > 0 && rng.random_bool(duplicate) {
             let (region, event, _) = plan[rng.random_range(0..plan.len())].clone();
-            let other = regions
-                .iter()
-                .find(|r| **r != region)
-                .cloned()
-                .unwrap_or(region);
+            let others: Vec<&String> = regions.iter().filter(|r| **r != region).collect();
+            let other = if others.is_empty() {
+                region
+            } else {
+                others[rng.random_range(0..others.len())].clone()
+            };
             plan.push((other, event, true));
             continue;
         }
@@ -169,6 +172,7 @@ pub async fn load(
     let next = Arc::new(AtomicUsize::new(0));
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
+        .timeout(Duration::from_secs(30))
         .build()
         .expect("an HTTP client");
     let start = Instant::now();
@@ -178,44 +182,54 @@ pub async fn load(
         let (base, tenant) = (base.to_owned(), tenant.to_owned());
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
-            let mut failed = 0usize;
+            let (mut failed, mut kept) = (0usize, 0usize);
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some((region, event, _)) = plan.get(i) else {
                     break;
                 };
-                if rate > 0.0 {
+                // At a fixed rate, latency counts from when the request was due: a request that
+                // waited for a connection because the server fell behind waited for it.
+                let sent = if rate > 0.0 {
                     let due = start + Duration::from_secs_f64(i as f64 / rate);
                     tokio::time::sleep_until(due.into()).await;
-                }
-                let sent = Instant::now();
+                    due
+                } else {
+                    Instant::now()
+                };
                 match send(&http, &base, region, &tenant, event).await {
                     Ok(200 | 201) => latencies.push(sent.elapsed()),
+                    Ok(202) => kept += 1,
                     _ => failed += 1,
                 }
             }
-            (latencies, failed)
+            (latencies, failed, kept)
         }));
     }
     let mut latencies = Vec::new();
-    let mut failed = 0;
+    let (mut failed, mut kept) = (0, 0);
     for w in workers {
-        if let Ok((l, f)) = w.await {
+        if let Ok((l, f, k)) = w.await {
             latencies.extend(l);
             failed += f;
+            kept += k;
         }
     }
     let elapsed = start.elapsed();
     latencies.sort();
+    // Nearest rank: the smallest latency that at least a share p of the requests did not
+    // exceed.
     let pct = |p: f64| {
+        let rank = (latencies.len() as f64 * p).ceil() as usize;
         latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .get(rank.saturating_sub(1))
             .copied()
             .unwrap_or_default()
     };
     LoadReport {
         sent: plan.len(),
         acknowledged: latencies.len(),
+        kept,
         duplicates,
         failed,
         elapsed,

@@ -34,7 +34,8 @@ const ITEMS: TableDefinition<&str, &[u8]> = TableDefinition::new("items");
 const LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("letters");
 
 enum Entry {
-    Item { key: String, change: Change },
+    /// The changes of one store operation: committed in one transaction.
+    Items(Vec<(String, Change)>),
     Letter(u64, Option<DeadLetter>),
 }
 
@@ -221,8 +222,17 @@ impl Durable {
             let mut letters = tx.open_table(LETTERS)?;
             for entry in entries {
                 match entry {
-                    Entry::Item { key, change } => {
-                        items.insert(key.as_str(), serde_json::to_vec(&change)?.as_slice())?;
+                    Entry::Items(changes) => {
+                        for (key, change) in changes {
+                            if matches!(change, Change::Expired { .. }) {
+                                items.remove(key.as_str())?;
+                            } else {
+                                items.insert(
+                                    key.as_str(),
+                                    serde_json::to_vec(&change)?.as_slice(),
+                                )?;
+                            }
+                        }
                     }
                     Entry::Letter(id, Some(letter)) => {
                         letters.insert(id, serde_json::to_vec(&letter)?.as_slice())?;
@@ -239,9 +249,12 @@ impl Durable {
 }
 
 impl Journal for Durable {
-    fn write(&self, region: &str, change: Change) {
-        let key = item_key(region, &change);
-        self.push(Entry::Item { key, change });
+    fn write(&self, region: &str, changes: Vec<Change>) {
+        let items = changes
+            .into_iter()
+            .map(|c| (item_key(region, &c), c))
+            .collect();
+        self.push(Entry::Items(items));
     }
 }
 

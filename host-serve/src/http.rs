@@ -90,16 +90,19 @@ async fn tmf(
     // One byte past the limit is enough to refuse it with a TMF630 413.
     let body = match to_bytes(body, MAX_BODY_BYTES + 1).await {
         Ok(b) => b,
-        Err(_) => {
+        Err(e) => {
             return error(&Tmf630Error::new(
                 413,
                 "payloadTooLarge",
                 "Payload Too Large",
-                format!("the body is over the limit of {MAX_BODY_BYTES} bytes"),
+                format!(
+                    "the body could not be read whole ({e}); the limit is {MAX_BODY_BYTES} bytes"
+                ),
             ));
         }
     };
     let mut api = ApiRequest::new(parts.method.as_str(), &format!("/tmf-api/{rest}"))
+        .with_base(&format!("/{region}"))
         .with_raw_query(parts.uri.query())
         .with_body(body.to_vec());
     for (name, value) in &parts.headers {
@@ -120,13 +123,13 @@ async fn tmf(
         ));
     }
     world.saw_tenant(&tenant);
-    let read_only = parts.method == axum::http::Method::GET;
     let handled = {
         let world = world.clone();
         tokio::task::spawn_blocking(move || {
             let region = world.region(&region).expect("checked above");
             let now = now_ms();
-            host_core::api::handle(&region.ingest, &tenant, &api, now, now + 30_000)
+            let hub = world.hubs.region(&region.name);
+            host_core::api::handle(&region.ingest, Some(&hub), &tenant, &api, now, now + 30_000)
         })
         .await
     };
@@ -141,8 +144,9 @@ async fn tmf(
             ));
         }
     };
-    if !read_only {
-        // Acknowledged only once durable: everything queued until now is committed first.
+    {
+        // Answered only once durable: everything queued until now — this request's write, or
+        // the writes a read saw — is committed first (a group commit: waiting is cheap).
         if let Err(e) = world.durable.synced(world.durable.queued()).await {
             return error(&Tmf630Error::new(
                 503,
@@ -252,10 +256,11 @@ fn snapshot(world: &World, tenant: &str, party: Option<&str>) -> Value {
         .regions
         .iter()
         .map(|r| {
-            let parties = r.store.list(tenant).unwrap_or_default();
+            let mut parties = r.store.list(tenant).unwrap_or_default();
+            // The most recently written first.
+            parties.sort_by(|a, b| b.provenance.written_at_ms.cmp(&a.provenance.written_at_ms));
             let live: Vec<Value> = parties
                 .iter()
-                .rev()
                 .filter_map(|p| {
                     let t = party_model::to_tmf(&p.version)?;
                     Some(json!({
@@ -301,9 +306,8 @@ fn snapshot(world: &World, tenant: &str, party: Option<&str>) -> Value {
         .map(|(a, b)| json!({"from": a, "to": b}))
         .collect();
     let conflicts: Vec<Value> = world
-        .conflicts(tenant, 20)
+        .conflicts(tenant, party, 20)
         .into_iter()
-        .filter(|c| party.is_none_or(|p| p == c.party_id))
         .map(|c| {
             let latest = c.latest().clone();
             let (local, remote) = (tmf_of(&c.local), tmf_of(&c.remote));
@@ -337,6 +341,10 @@ fn snapshot(world: &World, tenant: &str, party: Option<&str>) -> Value {
         "startedMs": world.started_ms(),
         "lagMs": world.config.lag.as_millis() as u64,
         "quiet": world.quiet(),
+        "driver": {
+            "lastTickMs": world.driver_tick_ms.load(std::sync::atomic::Ordering::Relaxed),
+            "panics": world.driver_panics.load(std::sync::atomic::Ordering::Relaxed),
+        },
         "regions": regions,
         "backlog": backlog,
         "stream": stream,
@@ -344,6 +352,11 @@ fn snapshot(world: &World, tenant: &str, party: Option<&str>) -> Value {
         "conflicts": conflicts,
         "policy": active,
         "swaps": world.swaps(),
+        "hub": {
+            "listeners": world.hubs.listeners().iter().filter(|l| l.tenant == tenant).count(),
+            "delivered": world.hubs.delivered.load(std::sync::atomic::Ordering::Relaxed),
+            "deadLetters": world.hubs.dead_letters(),
+        },
         "counters": {
             "replicated": load(&c.replicated),
             "streamRecords": load(&c.stream_records),

@@ -7,6 +7,7 @@
 pub mod client;
 pub mod durable;
 pub mod http;
+pub mod hub;
 pub mod page;
 pub mod world;
 
@@ -45,6 +46,7 @@ pub async fn start(config: WorldConfig, addr: SocketAddr, tenant: &str) -> anyho
         .await
         .with_context(|| format!("listening on {addr}"))?;
     let addr = listener.local_addr()?;
+    tokio::spawn(world.hubs.clone().deliver());
     let app = http::router(world.clone(), tenant);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

@@ -38,6 +38,9 @@ pub const PAGE: &str = r##"<!doctype html>
 <h2>Policy</h2>
 <div id="policy"></div>
 
+<h2>Notifications</h2>
+<div id="hub"></div>
+
 <script>
 "use strict";
 let party = "";
@@ -70,6 +73,9 @@ function render(s) {
     `<tr><td colspan=7 class=muted>no conflict yet</td></tr>`;
   document.getElementById("policy").innerHTML = `active for ${esc(s.tenant)}: <code>${short(s.policy)}</code>` +
     s.swaps.map((w) => `<div class=swap>${time(w.atMs)} ${esc(w.tenant)}: ${w.from ? short(w.from) : "(start)"} → ${short(w.to)}</div>`).join("");
+  const h = s.hub;
+  document.getElementById("hub").innerHTML = `${h.listeners} listeners registered (POST /{region}/tmf-api/party/v5/hub) · ${h.delivered} events delivered · ${h.deadLetters.length} undeliverable` +
+    h.deadLetters.slice(-10).map((d) => `<div class=cut>${esc(d.eventId)} → ${esc(d.callback)}: ${esc(d.reason)}</div>`).join("");
 }
 
 async function poll() {

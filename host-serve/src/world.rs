@@ -17,7 +17,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use host_core::conflict::CapturedConflict;
-use host_core::conflict_log::{ConflictLog, DirConflictLog};
+use host_core::conflict_log::{
+    ConflictLog, ConflictOutcome, ConflictQuery, ConflictRecord, DirConflictLog, LogError,
+};
 use host_core::ingest::{Ingest, IngestConfig, Outcome};
 use host_core::reconcile::{Reconcile, ReconcileOutcome};
 use host_core::registry::local::LocalRegistry;
@@ -28,6 +30,7 @@ use host_core::{
 };
 
 use crate::durable::{Durable, DurableLetters};
+use crate::hub::Hubs;
 
 /// How a `serve` world is laid out.
 #[derive(Clone, Debug)]
@@ -117,15 +120,25 @@ pub struct World {
     pub config: WorldConfig,
     pub regions: Vec<Region>,
     pub durable: Arc<Durable>,
-    pub log: Arc<DirConflictLog>,
+    pub log: Arc<RecentLog>,
     pub follower: Arc<RegistryFollower>,
+    pub hubs: Arc<Hubs>,
     pub counters: Counters,
     net: Mutex<Net>,
     tenants: Mutex<BTreeSet<String>>,
     swaps: Mutex<Vec<Swap>>,
     stop: AtomicBool,
+    driver: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Ticks of the driver that panicked (each is logged; the next tick runs again).
+    pub driver_panics: AtomicU64,
+    /// When the driver last finished a tick (ms since the epoch).
+    pub driver_tick_ms: AtomicU64,
     started_ms: u64,
 }
+
+/// The most tenants followed: a tenant is followed from its first request, so that a stream
+/// of made-up tenant names cannot grow the refresh work without bound.
+pub const MAX_TENANTS: usize = 256;
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -175,7 +188,7 @@ impl World {
             cache,
             config.refresh,
         ));
-        let log = Arc::new(DirConflictLog::new(&config.log_dir));
+        let log = Arc::new(RecentLog::new(DirConflictLog::new(&config.log_dir)));
         let mut letters_by_region: std::collections::HashMap<String, Vec<_>> = Default::default();
         for (id, letter) in loaded.letters {
             letters_by_region
@@ -238,6 +251,7 @@ impl World {
                 tracing::info!(region = %r.name, parties = n, "serve.restore.requeued");
             }
         }
+        let hubs = Arc::new(Hubs::open(config.data_dir.join("hubs.json"))?);
         let tenants = config.tenants.iter().cloned().collect();
         let world = Arc::new(World {
             config,
@@ -245,18 +259,24 @@ impl World {
             durable,
             log,
             follower,
+            hubs,
             counters: Counters::default(),
             net: Mutex::new(Net::default()),
             tenants: Mutex::new(tenants),
             swaps: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
+            driver: Mutex::new(None),
+            driver_panics: AtomicU64::new(0),
+            driver_tick_ms: AtomicU64::new(now_ms()),
             started_ms: now_ms(),
         });
+        world.log.warm(&world.config.tenants);
         let driver = world.clone();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("serve-driver".into())
             .spawn(move || driver.drive())
             .context("starting the driver")?;
+        *world.driver.lock().unwrap() = Some(handle);
         Ok(world)
     }
 
@@ -276,6 +296,10 @@ impl World {
     pub fn saw_tenant(&self, tenant: &str) {
         let mut t = self.tenants.lock().unwrap();
         if !t.contains(tenant) {
+            if t.len() >= MAX_TENANTS {
+                tracing::warn!(tenant, "serve.tenants.not_followed");
+                return;
+            }
             t.insert(tenant.to_owned());
         }
     }
@@ -359,28 +383,49 @@ impl World {
                 .all(|r| r.stream.lock().unwrap().is_empty() && r.letters.is_empty())
     }
 
-    /// Stops the driver and commits what is queued.
+    /// Stops the driver (its tick in progress finishes) and commits what is queued.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
+        if let Some(driver) = self.driver.lock().unwrap().take() {
+            let _ = driver.join();
+        }
         self.durable.close();
     }
 
     fn drive(&self) {
         let mut last_redrive = Instant::now();
         let mut last_policy = Instant::now() - Duration::from_secs(3600);
+        let mut last_sweep = Instant::now();
         let mut active: std::collections::HashMap<String, String> = Default::default();
         while !self.stop.load(Ordering::SeqCst) {
-            self.send();
-            self.receive();
-            self.pump();
-            if last_redrive.elapsed() >= Duration::from_secs(1) {
-                self.redrive();
-                last_redrive = Instant::now();
+            // A tick that panics (a bug) is logged and counted, and the next one runs: the
+            // regions keep replicating and reconciling whatever one record did.
+            let tick = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.send();
+                self.receive();
+                self.pump();
+                if last_redrive.elapsed() >= Duration::from_secs(1) {
+                    self.redrive();
+                    last_redrive = Instant::now();
+                }
+                if last_policy.elapsed() >= Duration::from_millis(250) {
+                    self.follow(&mut active);
+                    last_policy = Instant::now();
+                }
+                if last_sweep.elapsed() >= Duration::from_secs(60) {
+                    let ttl_ms = IngestConfig::new("").record_ttl_s * 1000;
+                    for r in &self.regions {
+                        r.store.sweep(now_ms(), ttl_ms);
+                    }
+                    last_sweep = Instant::now();
+                }
+            }));
+            if tick.is_err() {
+                self.driver_panics.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("serve.driver.panicked");
+                std::thread::sleep(Duration::from_millis(100));
             }
-            if last_policy.elapsed() >= Duration::from_millis(250) {
-                self.follow(&mut active);
-                last_policy = Instant::now();
-            }
+            self.driver_tick_ms.store(now_ms(), Ordering::Relaxed);
             std::thread::sleep(Duration::from_millis(2));
         }
     }
@@ -445,6 +490,9 @@ impl World {
             self.counters
                 .stream_records
                 .fetch_add(new.len() as u64, Ordering::Relaxed);
+            for record in &new {
+                self.hubs.notice(&region.name, record);
+            }
             let mut stream = region.stream.lock().unwrap();
             stream.extend(new);
             if region
@@ -536,16 +584,102 @@ impl World {
         }
     }
 
-    /// The conflict log's latest records (newest first).
+    /// The conflict log's latest records (newest first), from memory.
     pub fn conflicts(
         &self,
         tenant: &str,
+        party: Option<&str>,
         limit: usize,
-    ) -> Vec<host_core::conflict_log::ConflictRecord> {
-        let query = host_core::conflict_log::ConflictQuery::tenant(tenant);
-        let mut records = self.log.query(&query).unwrap_or_default();
-        records.sort_by(|a, b| (b.at_ms, &b.id).cmp(&(a.at_ms, &a.id)));
-        records.truncate(limit);
-        records
+    ) -> Vec<ConflictRecord> {
+        self.log.recent(tenant, party, limit)
+    }
+}
+
+/// The conflict log on its directory, with the latest records also kept in memory for the
+/// page (which polls every second: reading every record file each time would grow with the
+/// log).
+#[derive(Debug)]
+pub struct RecentLog {
+    dir: DirConflictLog,
+    recent: Mutex<VecDeque<ConflictRecord>>,
+}
+
+/// Records kept in memory.
+const RECENT: usize = 500;
+
+impl RecentLog {
+    pub fn new(dir: DirConflictLog) -> Self {
+        RecentLog {
+            dir,
+            recent: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    fn keep(&self, record: ConflictRecord) {
+        let mut recent = self.recent.lock().unwrap();
+        recent.retain(|r| !(r.tenant == record.tenant && r.id == record.id));
+        recent.push_back(record);
+        while recent.len() > RECENT {
+            recent.pop_front();
+        }
+    }
+
+    /// The latest records of `tenant` (of `party` when given), newest first.
+    pub fn recent(&self, tenant: &str, party: Option<&str>, limit: usize) -> Vec<ConflictRecord> {
+        let recent = self.recent.lock().unwrap();
+        let mut found: Vec<ConflictRecord> = recent
+            .iter()
+            .filter(|r| r.tenant == tenant && party.is_none_or(|p| r.party_id == p))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| (b.at_ms, &b.id).cmp(&(a.at_ms, &a.id)));
+        found.truncate(limit);
+        found
+    }
+
+    /// Reads the latest records of `tenants` from the directory (at start).
+    pub fn warm(&self, tenants: &[String]) {
+        for tenant in tenants {
+            let mut records = self
+                .dir
+                .query(&ConflictQuery::tenant(tenant))
+                .unwrap_or_default();
+            records.sort_by(|a, b| (a.at_ms, &a.id).cmp(&(b.at_ms, &b.id)));
+            let skip = records.len().saturating_sub(RECENT);
+            for r in records.into_iter().skip(skip) {
+                self.keep(r);
+            }
+        }
+    }
+}
+
+impl ConflictLog for RecentLog {
+    fn record(&self, record: &ConflictRecord) -> Result<bool, LogError> {
+        let created = self.dir.record(record)?;
+        if created {
+            self.keep(record.clone());
+        }
+        Ok(created)
+    }
+
+    fn get(&self, tenant: &str, id: &str) -> Result<Option<ConflictRecord>, LogError> {
+        self.dir.get(tenant, id)
+    }
+
+    fn query(&self, query: &ConflictQuery) -> Result<Vec<ConflictRecord>, LogError> {
+        self.dir.query(query)
+    }
+
+    fn add_outcome(
+        &self,
+        tenant: &str,
+        id: &str,
+        outcome: &ConflictOutcome,
+    ) -> Result<(), LogError> {
+        self.dir.add_outcome(tenant, id, outcome)?;
+        if let Ok(Some(updated)) = self.dir.get(tenant, id) {
+            self.keep(updated);
+        }
+        Ok(())
     }
 }

@@ -142,8 +142,13 @@ async fn concurrent_changes_in_two_regions_merge_and_read_back_identical_from_al
     c.settle().await;
     let mut answers = Vec::new();
     for region in ["apac", "eu", "na"] {
-        let (status, body, etag) = c.get(region, "42").await;
+        let (status, mut body, etag) = c.get(region, "42").await;
         assert_eq!(status, 200);
+        assert_eq!(
+            body["href"],
+            format!("/{region}/tmf-api/party/v5/individual/42")
+        );
+        body.as_object_mut().unwrap().remove("href");
         assert_eq!(body["givenName"], "Janet", "{region}: {body}");
         assert_eq!(body["familyName"], "Smith", "{region}: {body}");
         answers.push((body, etag));
@@ -355,7 +360,7 @@ async fn the_resource_api_lists_projects_patches_with_if_match_and_deletes() {
     assert_eq!(
         page,
         json!([{"id": "c", "@type": "Individual", "givenName": "Jane",
-                 "href": "/tmf-api/party/v5/individual/c"}])
+                 "href": "/eu/tmf-api/party/v5/individual/c"}])
     );
     // v4 answers with v4 links.
     let (_, _, v4) = c
@@ -364,28 +369,170 @@ async fn the_resource_api_lists_projects_patches_with_if_match_and_deletes() {
                 .get(format!("{}/eu/tmf-api/party/v4/individual/a", c.base)),
         )
         .await;
-    assert_eq!(v4["href"], "/tmf-api/party/v4/individual/a");
+    assert_eq!(v4["href"], "/eu/tmf-api/party/v4/individual/a");
+    // The link is where the party is read.
+    let (status, _, linked) = c
+        .call(
+            c.http
+                .get(format!("{}{}", c.base, v4["href"].as_str().unwrap())),
+        )
+        .await;
+    assert_eq!((status, &linked["id"]), (200, &json!("a")));
+    // A second create of the same id is refused.
+    let (status, _, refused) = c
+        .call(c.http.post(c.url("eu", "individual")).json(&jane("a")))
+        .await;
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (409, Some("alreadyExists")),
+        "{refused}"
+    );
     // If-Match: the current ETag passes, a stale one is refused with 412.
     let (_, _, etag) = c.get("eu", "a").await;
-    let patch = |tag: &str| {
+    let patch = |tag: &str, key: &str| {
         c.http
             .patch(c.url("eu", "individual/a"))
             .header("if-match", tag)
+            .header("idempotency-key", key)
             .json(&json!({"givenName": "Ann", "familyName": null}))
     };
-    let (ok, _, patched) = c.call(patch(&etag)).await;
+    let (ok, _, patched) = c.call(patch(&etag, "patch-1")).await;
     assert_eq!(ok, 200, "{patched}");
     assert_eq!(patched["givenName"], "Ann");
     assert!(
         patched.get("familyName").is_none(),
         "null removes: {patched}"
     );
-    let (stale, _, refused) = c.call(patch(&etag)).await;
+    // The same request again (its answer was lost): answered from its record, not 412.
+    let (again, _, replayed) = c.call(patch(&etag, "patch-1")).await;
+    assert_eq!((again, &replayed), (200, &patched));
+    // A new request naming the old version is refused, with the current ETag.
+    let (stale, headers, refused) = c.call(patch(&etag, "patch-2")).await;
     assert_eq!(stale, 412, "{refused}");
+    assert_ne!(headers["etag"].to_str().unwrap(), etag);
     let (deleted, _, _) = c.call(c.http.delete(c.url("eu", "individual/b"))).await;
     assert_eq!(deleted, 204);
     assert_eq!(c.get("eu", "b").await.0, 404);
     c.settle().await;
     assert_eq!(c.get("na", "b").await.0, 404, "the delete replicated");
+    s.stop().await.unwrap();
+}
+
+/// A listener's callback: an HTTP server that keeps what it is sent (or refuses everything).
+async fn callback_server(refuse: bool) -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use axum::routing::post;
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = got.clone();
+    let app = axum::Router::new().route(
+        "/events",
+        post(move |axum::Json(event): axum::Json<Value>| {
+            let kept = kept.clone();
+            async move {
+                kept.lock().unwrap().push(event);
+                if refuse {
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    axum::http::StatusCode::CREATED
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_listener_receives_the_merge_and_a_failing_one_gets_a_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path()).await;
+    let c = Client::new(&s);
+    let (good, got) = callback_server(false).await;
+    let (bad, refused) = callback_server(true).await;
+    let hub = c.url("apac", "hub");
+    let (status, _, registered) = c
+        .call(c.http.post(&hub).json(&json!({"callback": good})))
+        .await;
+    assert_eq!(status, 201, "{registered}");
+    let (status, _, failing) = c
+        .call(c.http.post(&hub).json(&json!({"callback": bad})))
+        .await;
+    assert_eq!(status, 201);
+    let (status, _, _) = c
+        .call(
+            c.http
+                .post(&hub)
+                .json(&json!({"callback": "ftp://nowhere"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(c.create("eu", jane("h1")).await.0, 201);
+    c.settle().await;
+    c.cut("eu", "na").await;
+    assert_eq!(
+        c.patch("eu", "h1", json!({"givenName": "Janet"})).await.0,
+        200
+    );
+    assert_eq!(
+        c.patch("na", "h1", json!({"familyName": "Smith"})).await.0,
+        200
+    );
+    c.heal().await;
+    c.settle().await;
+    let merged = |events: &[Value]| {
+        events.iter().any(|e| {
+            let p = &e["event"]["individual"];
+            p["id"] == "h1" && p["givenName"] == "Janet" && p["familyName"] == "Smith"
+        })
+    };
+    let mut waited = 0;
+    while !merged(&got.lock().unwrap()) {
+        waited += 1;
+        assert!(
+            waited < 200,
+            "apac's listener never got the merge: {:?}",
+            got.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events = got.lock().unwrap().clone();
+    assert_eq!(
+        events[0]["eventType"], "IndividualCreateEvent",
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| host_core::event::parse_event(e).is_ok()),
+        "every notification is a valid TMF632 event: {events:?}"
+    );
+    // The refusing callback was tried again and again, then dead-lettered with why.
+    let mut dead = Value::Null;
+    for _ in 0..200 {
+        dead = c.state().await["hub"]["deadLetters"].clone();
+        if !dead.as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first = &dead.as_array().unwrap()[0];
+    assert_eq!(first["listener"], failing["id"]);
+    assert!(first["reason"].as_str().unwrap().contains("500"), "{first}");
+    assert!(
+        refused.lock().unwrap().len() >= 4,
+        "each delivery is retried"
+    );
+    // Removed, the listener gets nothing more.
+    let id = registered["id"].as_str().unwrap();
+    let (status, _, _) = c.call(c.http.delete(format!("{hub}/{id}"))).await;
+    assert_eq!(status, 204);
+    let (status, _, _) = c.call(c.http.delete(format!("{hub}/{id}"))).await;
+    assert_eq!(status, 404);
+    let before = got.lock().unwrap().len();
+    assert_eq!(c.create("apac", jane("h2")).await.0, 201);
+    c.settle().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(got.lock().unwrap().len(), before);
     s.stop().await.unwrap();
 }

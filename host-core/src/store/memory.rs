@@ -93,6 +93,8 @@ pub enum Change {
         key: String,
         stamp: WriteStamp,
     },
+    /// A record past its expiry, or a release older than a record's lifetime, forgotten.
+    Expired { tenant: String, key: String },
 }
 
 impl Change {
@@ -104,7 +106,9 @@ impl Change {
             }
             Change::Own(v) => ("own", &v.tenant, &v.party_id),
             Change::Record { record, .. } => ("record", &record.tenant, &record.key),
-            Change::Released { tenant, key, .. } => ("record", tenant, key),
+            Change::Released { tenant, key, .. } | Change::Expired { tenant, key } => {
+                ("record", tenant, key)
+            }
         }
     }
 }
@@ -113,7 +117,39 @@ impl Change {
 /// with the store's lock held, so it sees the changes of one region in the order they were
 /// made; it must not block on I/O (queue, and make durable elsewhere).
 pub trait Journal: Send + Sync {
-    fn write(&self, region: &str, change: Change);
+    /// The changes of one operation, all or nothing (a commit's party, own copy and record).
+    fn write(&self, region: &str, changes: Vec<Change>);
+}
+
+/// The store's lock; changes journaled while it is held go to the journal together when it
+/// is released.
+struct Locked<'a> {
+    store: &'a MemoryStore,
+    inner: std::sync::MutexGuard<'a, Inner>,
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.inner
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        if let Some(journal) = &self.store.journal
+            && !self.inner.pending.is_empty()
+        {
+            let changes = std::mem::take(&mut self.inner.pending);
+            journal.write(self.store.region().unwrap_or_default(), changes);
+        }
+    }
 }
 
 /// Parties, own copies and idempotency records of one region in memory.
@@ -149,6 +185,8 @@ struct Inner {
     stream_seq: u64,
     outbox: Vec<Replicated>,
     stream: Vec<StreamRecord>,
+    /// Changes for the journal, written together when the lock is released.
+    pending: Vec<Change>,
 }
 
 impl MemoryStore {
@@ -176,9 +214,17 @@ impl MemoryStore {
         self
     }
 
-    fn journal(&self, change: impl FnOnce() -> Change) {
-        if let Some(journal) = &self.journal {
-            journal.write(self.region().unwrap_or_default(), change());
+    fn lock(&self) -> Locked<'_> {
+        Locked {
+            store: self,
+            inner: self.inner.lock().unwrap(),
+        }
+    }
+
+    /// Queues a change for the journal; it is written when the lock is released.
+    fn journal(&self, inner: &mut Inner, change: impl FnOnce() -> Change) {
+        if self.journal.is_some() {
+            inner.pending.push(change());
         }
     }
 
@@ -211,7 +257,42 @@ impl MemoryStore {
                 inner.records.remove(&k);
                 inner.released.insert(k, stamp);
             }
+            Change::Expired { tenant, key } => {
+                let k = (tenant, key);
+                inner.records.remove(&k);
+                inner.released.remove(&k);
+            }
         }
+    }
+
+    /// Forgets the idempotency records whose expiry (`expires_at`, the table's TTL) has passed
+    /// at `now_ms`, and the releases older than `keep_ms` — what DynamoDB's TTL deletes, here
+    /// done by the driver that calls it. Each region forgets its own copies. Returns how many.
+    pub fn sweep(&self, now_ms: u64, keep_ms: u64) -> usize {
+        let mut inner = self.lock();
+        let expired: Vec<(String, String)> = inner
+            .records
+            .iter()
+            .filter(|(_, (r, _))| r.expires_at.saturating_mul(1000) <= now_ms)
+            .map(|(k, _)| k.clone())
+            .chain(
+                inner
+                    .released
+                    .iter()
+                    .filter(|(_, s)| s.at_ms.saturating_add(keep_ms) <= now_ms)
+                    .map(|(k, _)| k.clone()),
+            )
+            .collect();
+        for (tenant, key) in &expired {
+            let k = (tenant.clone(), key.clone());
+            inner.records.remove(&k);
+            inner.released.remove(&k);
+            self.journal(&mut inner, || Change::Expired {
+                tenant: tenant.clone(),
+                key: key.clone(),
+            });
+        }
+        expired.len()
     }
 
     /// Every item of this replica as a replicated write with its stamp: what another replica
@@ -339,7 +420,7 @@ impl MemoryStore {
             .parties
             .insert(k.clone(), (party.clone(), stamp.clone()))
             .map(|(p, _)| p);
-        self.journal(|| Change::Party {
+        self.journal(inner, || Change::Party {
             party: party.clone(),
             stamp: stamp.clone(),
         });
@@ -385,7 +466,7 @@ impl MemoryStore {
         inner
             .records
             .insert(k.clone(), (record.clone(), stamp.clone()));
-        self.journal(|| Change::Record {
+        self.journal(inner, || Change::Record {
             record: record.clone(),
             stamp: stamp.clone(),
         });
@@ -415,7 +496,7 @@ impl MemoryStore {
     /// item's (last writer wins on the whole item), dropped otherwise. Returns whether it was
     /// kept. A kept party write is a stream record here, as in DynamoDB.
     pub fn apply_replicated(&self, write: &Replicated) -> bool {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.lock();
         match (&write.key, &write.value) {
             (ItemKey::Party { tenant, party_id }, Some(ItemValue::Party(party))) => {
                 let k = (tenant.clone(), party_id.clone());
@@ -430,7 +511,7 @@ impl MemoryStore {
                     .parties
                     .insert(k, (party.clone(), write.stamp.clone()))
                     .map(|(p, _)| p);
-                self.journal(|| Change::Party {
+                self.journal(&mut inner, || Change::Party {
                     party: party.clone(),
                     stamp: write.stamp.clone(),
                 });
@@ -447,13 +528,13 @@ impl MemoryStore {
                     Some(ItemValue::Record(r)) => {
                         inner.released.remove(&k);
                         inner.records.insert(k, (r.clone(), write.stamp.clone()));
-                        self.journal(|| Change::Record {
+                        self.journal(&mut inner, || Change::Record {
                             record: r.clone(),
                             stamp: write.stamp.clone(),
                         });
                     }
                     _ => {
-                        self.journal(|| Change::Released {
+                        self.journal(&mut inner, || Change::Released {
                             tenant: k.0.clone(),
                             key: k.1.clone(),
                             stamp: write.stamp.clone(),
@@ -492,7 +573,7 @@ impl PartyStore for MemoryStore {
     }
 
     fn put_party(&self, party: &StoredParty, expected: Option<&[Dot]>) -> Result<(), StoreError> {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.lock();
         self.put(&mut inner, party, expected)
     }
 
@@ -531,7 +612,7 @@ impl IngestStore for MemoryStore {
     }
 
     fn claim(&self, record: &IdempotencyRecord, now_ms: u64) -> Result<(), StoreError> {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.lock();
         let k = (record.tenant.clone(), record.key.clone());
         if let Some((existing, _)) = inner.records.get(&k)
             && record_is_live(existing, now_ms)
@@ -548,24 +629,24 @@ impl IngestStore for MemoryStore {
         expected: Option<&[Dot]>,
         record: &IdempotencyRecord,
     ) -> Result<(), StoreError> {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.lock();
         self.put(&mut inner, party, expected)?;
         inner.own.insert(
             (party.version.tenant.clone(), party.version.party_id.clone()),
             party.version.clone(),
         );
-        self.journal(|| Change::Own(party.version.clone()));
+        self.journal(&mut inner, || Change::Own(party.version.clone()));
         self.put_record(&mut inner, record);
         Ok(())
     }
 
     fn release(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.lock();
         let k = (tenant.to_owned(), key.to_owned());
         if let Some((_, replaced)) = inner.records.remove(&k) {
             let stamp = self.stamp(&mut inner, Some(&replaced));
             inner.released.insert(k.clone(), stamp.clone());
-            self.journal(|| Change::Released {
+            self.journal(&mut inner, || Change::Released {
                 tenant: k.0.clone(),
                 key: k.1.clone(),
                 stamp: stamp.clone(),
