@@ -269,7 +269,16 @@ fn the_readme_curl_lines_work_as_printed() {
     let read: Value = serde_json::from_str(&outputs[2]).unwrap_or_else(|_| panic!("{outputs:?}"));
     assert_eq!(read["givenName"], "Jane", "{read}");
     assert_eq!(read["status"], "validated", "{read}");
-    drop(server);
+    // Ctrl-C stops it cleanly: the demo and the requests in flight finish, the store is closed.
+    let mut server = server;
+    let pid = server.child.id().to_string();
+    let signalled = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(signalled.success());
+    let status = server.child.wait().unwrap();
+    assert!(
+        status.success(),
+        "serve did not stop cleanly on Ctrl-C: {status}"
+    );
 }
 
 fn chromium() -> Option<PathBuf> {

@@ -197,10 +197,27 @@ pub async fn load(
                 } else {
                     Instant::now()
                 };
-                match send(&http, &base, region, &tenant, event).await {
+                // A 503 (another delivery of the key is in progress, in this region or
+                // replicated from another) is retried, as its Retry-After asks.
+                let mut answer = send(&http, &base, region, &tenant, event).await;
+                for _ in 0..20 {
+                    if !matches!(answer, Ok(503)) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    answer = send(&http, &base, region, &tenant, event).await;
+                }
+                match answer {
                     Ok(200 | 201) => latencies.push(sent.elapsed()),
                     Ok(202) => kept += 1,
-                    _ => failed += 1,
+                    Ok(status) => {
+                        failed += 1;
+                        tracing::warn!(status, event = %event["eventId"], "load.failed");
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        tracing::warn!(error = %e, event = %event["eventId"], "load.failed");
+                    }
                 }
             }
             (latencies, failed, kept)

@@ -54,6 +54,7 @@ pub struct Durable {
     durable: watch::Sender<u64>,
     stopped: AtomicBool,
     failed: Mutex<Option<String>>,
+    flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Durable {
@@ -94,12 +95,14 @@ impl Durable {
             durable: watch::channel(next_letter).0,
             stopped: AtomicBool::new(false),
             failed: Mutex::new(None),
+            flusher: Mutex::new(None),
         });
         let flusher = durable.clone();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("serve-flush".into())
             .spawn(move || flusher.flush_loop())
             .context("starting the flusher")?;
+        *durable.flusher.lock().unwrap() = Some(handle);
         Ok((durable, loaded))
     }
 
@@ -177,11 +180,15 @@ impl Durable {
         }
     }
 
-    /// Commits what is queued and stops the flusher.
+    /// Commits what is queued and stops the flusher (the database closes when the last
+    /// reference to it goes).
     pub fn close(&self) {
         self.sync_blocking();
         self.stopped.store(true, Ordering::SeqCst);
         self.wake.notify_one();
+        if let Some(flusher) = self.flusher.lock().unwrap().take() {
+            let _ = flusher.join();
+        }
     }
 
     fn flush_loop(&self) {
@@ -216,28 +223,33 @@ impl Durable {
     }
 
     fn commit(&self, entries: Vec<Entry>) -> anyhow::Result<()> {
+        // The latest value of each item is what a restart needs: an item written several
+        // times since the last commit is written once.
+        let mut latest: std::collections::HashMap<String, Change> = Default::default();
+        let mut letter_ops = Vec::new();
+        for entry in entries {
+            match entry {
+                Entry::Items(changes) => latest.extend(changes),
+                Entry::Letter(id, letter) => letter_ops.push((id, letter)),
+            }
+        }
         let tx = self.db.begin_write()?;
         {
             let mut items = tx.open_table(ITEMS)?;
             let mut letters = tx.open_table(LETTERS)?;
-            for entry in entries {
-                match entry {
-                    Entry::Items(changes) => {
-                        for (key, change) in changes {
-                            if matches!(change, Change::Expired { .. }) {
-                                items.remove(key.as_str())?;
-                            } else {
-                                items.insert(
-                                    key.as_str(),
-                                    serde_json::to_vec(&change)?.as_slice(),
-                                )?;
-                            }
-                        }
-                    }
-                    Entry::Letter(id, Some(letter)) => {
+            for (key, change) in latest {
+                if matches!(change, Change::Expired { .. }) {
+                    items.remove(key.as_str())?;
+                } else {
+                    items.insert(key.as_str(), serde_json::to_vec(&change)?.as_slice())?;
+                }
+            }
+            for (id, letter) in letter_ops {
+                match letter {
+                    Some(letter) => {
                         letters.insert(id, serde_json::to_vec(&letter)?.as_slice())?;
                     }
-                    Entry::Letter(id, None) => {
+                    None => {
                         letters.remove(id)?;
                     }
                 }

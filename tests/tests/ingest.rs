@@ -24,6 +24,103 @@ fn the_memory_stores_conform() {
     );
 }
 
+/// `serve`'s stores: the in-memory replica with every change journaled to redb, and the
+/// durable dead letters.
+#[test]
+fn the_serve_stores_conform() {
+    use host_serve::durable::{Durable, DurableLetters};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let (durable, _) = Durable::open(dir.path()).unwrap();
+    conformance::ingest_store(
+        "serve (journaled to redb)",
+        |region| {
+            let store =
+                MemoryStore::replica(region, Arc::new(|| NOW)).with_journal(durable.clone());
+            (
+                Arc::new(store),
+                Arc::new(DurableLetters::new(durable.clone(), [])),
+            )
+        },
+        |sink| sink.pending().into_iter().map(|(_, l)| l).collect(),
+    );
+}
+
+/// What `serve`'s journal kept reads back whole after the process is gone: parties, own
+/// copies, idempotency records and dead letters.
+#[test]
+fn the_serve_stores_read_back_what_they_kept() {
+    use host_core::store::IngestStore;
+    use host_serve::durable::{Durable, DurableLetters};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let clock: host_core::store::memory::Clock = Arc::new(|| NOW);
+    let (kept, letters) = {
+        let (durable, _) = Durable::open(dir.path()).unwrap();
+        let store =
+            Arc::new(MemoryStore::replica("eu", clock.clone()).with_journal(durable.clone()));
+        let sink = Arc::new(DurableLetters::new(durable.clone(), []));
+        let ingest = Ingest::new(store.clone(), sink.clone(), IngestConfig::new("eu"));
+        for (i, name) in [
+            "IndividualCreateEvent_request",
+            "OrganizationCreateEvent_request",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let e = event(name, &format!("e{i}"), i as u32);
+            assert!(matches!(
+                ingest.handle("acme", &e, None, NOW, NOW + 1000),
+                Outcome::Applied { .. }
+            ));
+        }
+        let letter = host_core::store::DeadLetter {
+            tenant: "acme".into(),
+            region: "eu".into(),
+            reason: "kept for the test".into(),
+            idempotency_key: None,
+            payload: json!({"x": 1}),
+        };
+        host_core::store::DeadLetterSink::send(&*sink, &letter).unwrap();
+        durable.close();
+        let kept: Vec<_> = store
+            .list("acme")
+            .unwrap()
+            .into_iter()
+            .map(|p| {
+                let id = p.version.party_id.clone();
+                (p, store.own("acme", &id).unwrap())
+            })
+            .collect();
+        (kept, sink.pending())
+    };
+    let (durable, loaded) = Durable::open(dir.path()).unwrap();
+    let store = MemoryStore::replica("eu", clock);
+    for change in loaded.changes.get("eu").cloned().unwrap_or_default() {
+        store.load(change);
+    }
+    let back: Vec<_> = store
+        .list("acme")
+        .unwrap()
+        .into_iter()
+        .map(|p| {
+            let id = p.version.party_id.clone();
+            (p, store.own("acme", &id).unwrap())
+        })
+        .collect();
+    assert_eq!(back.len(), 2);
+    assert_eq!(back, kept);
+    for i in 0..2 {
+        let record = store
+            .record("acme", &format!("e{i}"))
+            .unwrap()
+            .expect("record kept");
+        assert_eq!(record.status, host_core::store::RecordStatus::Completed);
+    }
+    let sink = DurableLetters::new(durable, loaded.letters);
+    assert_eq!(sink.pending(), letters);
+}
+
 fn ingest() -> Ingest<MemoryStore, MemoryDeadLetters> {
     Ingest::new(
         MemoryStore::new(),

@@ -116,6 +116,11 @@ impl Change {
 /// Where a durable world writes a region's changes (`serve`'s store on disk). It is called
 /// with the store's lock held, so it sees the changes of one region in the order they were
 /// made; it must not block on I/O (queue, and make durable elsewhere).
+///
+/// It sees the region's own writes only, not the writes replicated to it: each of those is in
+/// the journal of the region that made it, and a restart catches every region up from the
+/// others' items ([`MemoryStore::items`]), which is also what redoes the writes that were in
+/// flight.
 pub trait Journal: Send + Sync {
     /// The changes of one operation, all or nothing (a commit's party, own copy and record).
     fn write(&self, region: &str, changes: Vec<Change>);
@@ -496,7 +501,7 @@ impl MemoryStore {
     /// item's (last writer wins on the whole item), dropped otherwise. Returns whether it was
     /// kept. A kept party write is a stream record here, as in DynamoDB.
     pub fn apply_replicated(&self, write: &Replicated) -> bool {
-        let mut inner = self.lock();
+        let mut inner = self.inner.lock().unwrap();
         match (&write.key, &write.value) {
             (ItemKey::Party { tenant, party_id }, Some(ItemValue::Party(party))) => {
                 let k = (tenant.clone(), party_id.clone());
@@ -511,10 +516,6 @@ impl MemoryStore {
                     .parties
                     .insert(k, (party.clone(), write.stamp.clone()))
                     .map(|(p, _)| p);
-                self.journal(&mut inner, || Change::Party {
-                    party: party.clone(),
-                    stamp: write.stamp.clone(),
-                });
                 Self::record_change(&mut inner, old, party.clone(), write.stamp.clone());
                 true
             }
@@ -528,17 +529,8 @@ impl MemoryStore {
                     Some(ItemValue::Record(r)) => {
                         inner.released.remove(&k);
                         inner.records.insert(k, (r.clone(), write.stamp.clone()));
-                        self.journal(&mut inner, || Change::Record {
-                            record: r.clone(),
-                            stamp: write.stamp.clone(),
-                        });
                     }
                     _ => {
-                        self.journal(&mut inner, || Change::Released {
-                            tenant: k.0.clone(),
-                            key: k.1.clone(),
-                            stamp: write.stamp.clone(),
-                        });
                         inner.records.remove(&k);
                         inner.released.insert(k, write.stamp.clone());
                     }
