@@ -231,12 +231,14 @@ pub fn load(o: LoadOpts) -> anyhow::Result<ExitCode> {
             &url,
             &regions,
             &o.tenant,
-            o.events,
-            o.rate,
-            o.concurrency,
-            o.parties,
-            o.duplicates,
-            o.seed,
+            &host_serve::client::Load {
+                events: o.events,
+                rate: o.rate,
+                concurrency: o.concurrency,
+                parties: o.parties,
+                duplicate: o.duplicates,
+                seed: o.seed,
+            },
         )
         .await)
     })?;

@@ -452,11 +452,11 @@ impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
         Some(Value::Object(party))
     }
 
-    fn read(&self, resource: ResourceType, id: &str) -> Result<Option<PartyVersion>, Answer> {
+    fn read(&self, resource: ResourceType, id: &str) -> Result<Option<PartyVersion>, ApiResponse> {
         match self.ingest.read(self.tenant, id, self.now_ms) {
             Ok(Some(v)) if v.resource_type == resource && to_tmf(&v).is_some() => Ok(Some(v)),
             Ok(_) => Ok(None),
-            Err(e) => Err(store_failure(&e)),
+            Err(e) => Err(store_failure(&e).response),
         }
     }
 
@@ -475,7 +475,7 @@ impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
 
     fn get(&self, resource: ResourceType, id: &str) -> Answer {
         match self.read(resource, id) {
-            Err(a) => a,
+            Err(a) => a.into(),
             Ok(None) => ApiResponse::error(&self.missing(resource, id)).into(),
             Ok(Some(v)) => ApiResponse::json(200, self.represent(&v).unwrap_or_default())
                 .header("etag", etag(&v.version_vector))
@@ -518,7 +518,7 @@ impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
             let version = match self.read(resource, &stored.version.party_id) {
                 Ok(Some(v)) => v,
                 Ok(None) => continue,
-                Err(a) => return a,
+                Err(a) => return a.into(),
             };
             let Some(full) = to_tmf(&version) else {
                 continue;
@@ -526,7 +526,10 @@ impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
             let keep = filters.iter().all(|(name, want)| match full.get(name) {
                 Some(Value::String(s)) => s == want,
                 Some(Value::Null) | None => false,
-                Some(other) => other.to_string() == *want,
+                Some(other) => {
+                    let text = other.to_string();
+                    text == *want
+                }
             });
             if keep {
                 matched.push(version);
@@ -558,7 +561,7 @@ impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
         }
     }
 
-    fn body_object(&self) -> Result<Map<String, Value>, Answer> {
+    fn body_object(&self) -> Result<Map<String, Value>, ApiResponse> {
         match body_json(&self.request.body) {
             Ok(Value::Object(m)) => Ok(m),
             Ok(_) => Err(ApiResponse::error(&Tmf630Error::new(
@@ -566,9 +569,8 @@ impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
                 "invalidBody",
                 "Bad Request",
                 "the body must be a JSON object (the party's members)",
-            ))
-            .into()),
-            Err(e) => Err(ApiResponse::error(&e).into()),
+            ))),
+            Err(e) => Err(ApiResponse::error(&e)),
         }
     }
 
@@ -652,7 +654,7 @@ impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
                     .header("etag", etag(&v.version_vector))
                     .header("location", self.href(resource, id)),
                 Ok(None) => ApiResponse::json(success, json!({"id": id})),
-                Err(a) => a.response,
+                Err(a) => a,
             },
             Outcome::Refused(e) if e.status() == 412 => match self.read(resource, id) {
                 Ok(Some(v)) => ApiResponse::error(e).header("etag", etag(&v.version_vector)),
@@ -669,7 +671,7 @@ impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
     fn create(&self, resource: ResourceType) -> Answer {
         let mut party = match self.body_object() {
             Ok(p) => p,
-            Err(a) => return a,
+            Err(a) => return a.into(),
         };
         let (key, given) = self.key();
         let bad_id = |why: &str| -> Answer {
@@ -719,7 +721,7 @@ impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
         }
         let mut patch = match self.body_object() {
             Ok(p) => p,
-            Err(a) => return a,
+            Err(a) => return a.into(),
         };
         if patch.get("id").is_some_and(|v| v != id) {
             return ApiResponse::error(&Tmf630Error::new(

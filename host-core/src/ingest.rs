@@ -74,6 +74,20 @@ pub struct Ingest<S, D> {
     log: Option<Arc<dyn ConflictLog>>,
 }
 
+/// One delivery of an event: for whom, what, under which key, when, whether a failure is
+/// kept in the dead-letter queue (a redrive's is not: the original stays), and what must hold
+/// of the party when it is written.
+#[derive(Clone, Copy)]
+struct Delivery<'a> {
+    tenant: &'a str,
+    payload: &'a Value,
+    key: Option<&'a str>,
+    now_ms: u64,
+    deadline_ms: u64,
+    keep: bool,
+    precondition: Option<&'a Precondition<'a>>,
+}
+
 /// A check of the party as the region answers for it (`None`: nothing stored) made at the
 /// moment of a write: `Err` is the refusal to answer with.
 pub type Precondition<'a> = dyn Fn(Option<&PartyVersion>) -> Result<(), Tmf630Error> + Sync + 'a;
@@ -137,7 +151,15 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
         now_ms: u64,
         deadline_ms: u64,
     ) -> Outcome {
-        self.deliver(tenant, payload, key, now_ms, deadline_ms, true, None)
+        self.deliver(Delivery {
+            tenant,
+            payload,
+            key,
+            now_ms,
+            deadline_ms,
+            keep: true,
+            precondition: None,
+        })
     }
 
     /// Like [`Ingest::handle`], applied only if `precondition` holds for the party as this
@@ -154,15 +176,15 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
         deadline_ms: u64,
         precondition: &Precondition<'_>,
     ) -> Outcome {
-        self.deliver(
+        self.deliver(Delivery {
             tenant,
             payload,
             key,
             now_ms,
             deadline_ms,
-            true,
-            Some(precondition),
-        )
+            keep: true,
+            precondition: Some(precondition),
+        })
     }
 
     /// A redrive of an event already in the dead-letter queue: like [`Ingest::handle`], but
@@ -176,19 +198,27 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
         now_ms: u64,
         deadline_ms: u64,
     ) -> Outcome {
-        self.deliver(tenant, payload, key, now_ms, deadline_ms, false, None)
+        self.deliver(Delivery {
+            tenant,
+            payload,
+            key,
+            now_ms,
+            deadline_ms,
+            keep: false,
+            precondition: None,
+        })
     }
 
-    fn deliver(
-        &self,
-        tenant: &str,
-        payload: &Value,
-        key: Option<&str>,
-        now_ms: u64,
-        deadline_ms: u64,
-        keep: bool,
-        precondition: Option<&Precondition<'_>>,
-    ) -> Outcome {
+    fn deliver(&self, delivery: Delivery<'_>) -> Outcome {
+        let Delivery {
+            tenant,
+            payload,
+            key,
+            now_ms,
+            deadline_ms,
+            keep,
+            precondition,
+        } = delivery;
         let event = match parse_event(payload) {
             Ok(e) => e,
             Err(e) => return Outcome::Refused(e),

@@ -112,20 +112,32 @@ impl LoadReport {
     }
 }
 
-/// Sends `events` events (the simulation's mix over `parties` parties, `duplicate` of them a
-/// second delivery of an earlier event to another region) at up to `rate` a second (0: as fast
-/// as `concurrency` connections go), and measures each request.
-pub async fn load(
-    base: &str,
-    regions: &[String],
-    tenant: &str,
-    events: usize,
-    rate: f64,
-    concurrency: usize,
-    parties: usize,
-    duplicate: f64,
-    seed: u64,
-) -> LoadReport {
+/// What a load run sends.
+#[derive(Clone, Debug)]
+pub struct Load {
+    pub events: usize,
+    /// Events a second to aim at (0: as fast as the connections go).
+    pub rate: f64,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Parties the events are spread over.
+    pub parties: usize,
+    /// The share of events that are a second delivery of an earlier one, to another region.
+    pub duplicate: f64,
+    pub seed: u64,
+}
+
+/// Sends `load.events` events (the simulation's mix) to the regions' listener routes and
+/// measures each request.
+pub async fn load(base: &str, regions: &[String], tenant: &str, load: &Load) -> LoadReport {
+    let Load {
+        events,
+        rate,
+        concurrency,
+        parties,
+        duplicate,
+        seed,
+    } = *load;
     // The events are drawn up front, each client keeping its own view of the parties it
     // wrote (no read per event: the load is of events).
     let mut rng = StdRng::seed_from_u64(seed);

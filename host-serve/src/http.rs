@@ -258,7 +258,7 @@ fn snapshot(world: &World, tenant: &str, party: Option<&str>) -> Value {
         .map(|r| {
             let mut parties = r.store.list(tenant).unwrap_or_default();
             // The most recently written first.
-            parties.sort_by(|a, b| b.provenance.written_at_ms.cmp(&a.provenance.written_at_ms));
+            parties.sort_by_key(|p| std::cmp::Reverse(p.provenance.written_at_ms));
             let live: Vec<Value> = parties
                 .iter()
                 .filter_map(|p| {
