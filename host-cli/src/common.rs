@@ -1,9 +1,10 @@
-//! What the subcommands share: where a policy comes from, the engine, the artifact cache.
+//! What the subcommands share: where a policy comes from, the engine, the artifact cache,
+//! where a store (the registry, the conflict log) is.
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use clap::Args;
 use host_core::{ArtifactCache, Limits, LoadError, Metering, Policy, PolicyEngine};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where precompiled policies are kept between runs.
 #[derive(Args, Clone, Debug)]
@@ -92,6 +93,93 @@ pub fn aws() -> anyhow::Result<(tokio::runtime::Runtime, aws_config::SdkConfig)>
         .context("starting the AWS SDK's runtime")?;
     let sdk = runtime.block_on(aws_config::load_from_env());
     Ok((runtime, sdk))
+}
+
+/// A flag that names a store, `aws` or a local directory (`--registry`, `--log`), with what
+/// its messages need: where else the value may come from and what each form means.
+#[derive(Debug)]
+pub struct StoreFlag {
+    /// The flag: `--registry`.
+    pub flag: &'static str,
+    /// The environment variable read when the flag is absent, `TMF632_REGISTRY`.
+    pub env: &'static str,
+    /// The directory used when neither is set, `policy-registry`.
+    pub default: &'static str,
+    /// What the store is called, `policy registry`.
+    pub what: &'static str,
+    /// What `aws` names, `the registry table and bucket in the SDK's region`.
+    pub aws: &'static str,
+    /// Which directory holds one, for the hint: "the directory `policy upload` created".
+    pub dir: &'static str,
+}
+
+/// Where a store is.
+#[derive(Debug)]
+pub enum Location {
+    Aws,
+    /// A local directory, and what named it (for messages: `from --log`, `from
+    /// $TMF632_CONFLICT_LOG`, or the default).
+    Dir {
+        path: PathBuf,
+        from: String,
+    },
+}
+
+impl StoreFlag {
+    /// Where the flag's value (else the environment's, else the default) points. A value that
+    /// looks like a URL is refused: read as a path it would become a directory `s3:/bucket`.
+    pub fn locate(&self, given: Option<&str>) -> anyhow::Result<Location> {
+        let supported = format!("{} takes a directory, or `aws` ({})", self.flag, self.aws);
+        let (value, from) = match given {
+            Some("") => bail!("{} is empty; {supported}", self.flag),
+            Some(v) => (v.to_owned(), format!("from {}", self.flag)),
+            None => match std::env::var(self.env) {
+                Ok(v) if !v.is_empty() => (v, format!("from ${}", self.env)),
+                _ => (
+                    self.default.to_owned(),
+                    format!(
+                        "the default; neither {} nor ${} is set",
+                        self.flag, self.env
+                    ),
+                ),
+            },
+        };
+        if value == "aws" {
+            return Ok(Location::Aws);
+        }
+        if value.contains("://") {
+            bail!("{value} ({from}) is a URL, which host-cli does not read; {supported}");
+        }
+        Ok(Location::Dir {
+            path: PathBuf::from(value),
+            from,
+        })
+    }
+
+    /// Checks that the directory exists: a command that only reads (or changes what is there)
+    /// creates nothing, and a wrong path is named rather than read as empty.
+    pub fn existing(&self, path: &Path, from: &str) -> anyhow::Result<()> {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => bail!(
+                "{} ({from}) is not a directory; {} takes a directory, or `aws` ({})",
+                path.display(),
+                self.flag,
+                self.aws
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "no {} at {} ({from}); give {}, or {} aws for {}",
+                self.what,
+                path.display(),
+                self.dir,
+                self.flag,
+                self.aws
+            ),
+            Err(e) => Err(e).with_context(|| {
+                format!("reading the {} at {} ({from})", self.what, path.display())
+            }),
+        }
+    }
 }
 
 /// Writes a command's output to stdout; a closed pipe (`| head`) is not an error.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use host_core::conflict::to_line;
 use host_core::conflict_log::{
     ConflictLog, ConflictOutcome, ConflictQuery, ConflictRecord, DirConflictLog,
@@ -16,7 +16,17 @@ use host_core::conflict_log::{
 use host_core::{Metering, Policy, resolve_with};
 use serde_json::json;
 
-use crate::common::{self, CacheOpts};
+use crate::common::{self, CacheOpts, Location, StoreFlag};
+
+/// `--log`: where the conflict log is, and what the messages about it say.
+const LOG: StoreFlag = StoreFlag {
+    flag: "--log",
+    env: "TMF632_CONFLICT_LOG",
+    default: "conflict-log",
+    what: "conflict log",
+    aws: "the DynamoDB log: the conflict table in the SDK's region",
+    dir: "the directory `simulate --conflict-log` or `serve` (.serve/conflicts) wrote",
+};
 
 /// Where the log is, and which records.
 #[derive(Args, Clone, Debug)]
@@ -24,7 +34,7 @@ pub struct LogOpts {
     /// The tenant whose conflicts are read.
     #[arg(long, short = 't')]
     pub tenant: String,
-    /// `aws` (the conflict table in the SDK's region), or a directory [default:
+    /// `aws` (the conflict table in the SDK's region), or an existing directory [default:
     /// $TMF632_CONFLICT_LOG, else ./conflict-log].
     #[arg(long, value_name = "DIR|aws")]
     pub log: Option<String>,
@@ -42,9 +52,9 @@ pub struct FilterOpts {
     /// Only this party.
     #[arg(long)]
     pub party: Option<String>,
-    /// Only records whose latest outcome is this (keep-local, take-remote, merged, rejected, failed).
-    #[arg(long)]
-    pub outcome: Option<String>,
+    /// Only records whose latest outcome is this.
+    #[arg(long, value_enum)]
+    pub outcome: Option<Outcome>,
     /// Only records first decided by this policy (a digest prefix).
     #[arg(long, value_name = "DIGEST")]
     pub decided_by: Option<String>,
@@ -54,6 +64,34 @@ pub struct FilterOpts {
     /// Until this time (exclusive), same forms.
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
+}
+
+/// A conflict's outcome, as recorded (`ConflictOutcome::decision`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Outcome {
+    /// The resolving region's version was kept.
+    KeepLocal,
+    /// The version from the other region was taken.
+    TakeRemote,
+    /// The policy merged the two.
+    Merged,
+    /// The policy rejected the conflict (it went to the dead-letter queue).
+    Rejected,
+    /// Resolving failed: a trap, a deadline, retries exhausted.
+    Failed,
+}
+
+impl Outcome {
+    /// The decision as the log records it.
+    pub fn decision(self) -> &'static str {
+        match self {
+            Outcome::KeepLocal => "keep-local",
+            Outcome::TakeRemote => "take-remote",
+            Outcome::Merged => "merged",
+            Outcome::Rejected => "rejected",
+            Outcome::Failed => "failed",
+        }
+    }
 }
 
 /// A log and what keeps it working (the AWS SDK's runtime).
@@ -83,20 +121,20 @@ fn open_aws(_table: &str) -> anyhow::Result<Opened> {
 }
 
 impl LogOpts {
+    /// Opens the log, which must exist: every command here reads it (`resolve` adds to a record
+    /// that is there), so a wrong location is named rather than read as an empty log.
     pub fn open(&self) -> anyhow::Result<Opened> {
         host_core::tenant::check_tenant(&self.tenant)?;
-        let location = self
-            .log
-            .clone()
-            .or_else(|| std::env::var("TMF632_CONFLICT_LOG").ok())
-            .unwrap_or_else(|| "conflict-log".into());
-        if location == "aws" {
-            return open_aws(&self.table);
+        match LOG.locate(self.log.as_deref())? {
+            Location::Aws => open_aws(&self.table),
+            Location::Dir { path, from } => {
+                LOG.existing(&path, &from)?;
+                Ok(Opened {
+                    log: Arc::new(DirConflictLog::new(path)),
+                    _runtime: None,
+                })
+            }
         }
-        Ok(Opened {
-            log: Arc::new(DirConflictLog::new(PathBuf::from(location))),
-            _runtime: None,
-        })
     }
 }
 
@@ -121,7 +159,7 @@ impl FilterOpts {
             party: self.party.clone(),
             from_ms: self.since.as_deref().map(parse_time).transpose()?,
             to_ms: self.until.as_deref().map(parse_time).transpose()?,
-            outcome: self.outcome.clone(),
+            outcome: self.outcome.map(|o| o.decision().to_owned()),
             policy: self.decided_by.clone(),
         })
     }
@@ -372,10 +410,11 @@ pub struct ReplayOpts {
 }
 
 pub fn replay(o: ReplayOpts) -> anyhow::Result<ExitCode> {
+    // The log first: a wrong location is reported before the policy is compiled.
+    let opened = o.log.open()?;
     let engine = common::engine(Metering::Epoch)?;
     let policy = common::load(&engine, &o.policy, &o.cache)?
         .with_context(|| format!("policy {} would be refused", o.policy))?;
-    let opened = o.log.open()?;
     let records = opened.log.query(&o.filter.query(&o.log.tenant)?)?;
     let mut differences = Vec::new();
     for r in &records {
@@ -458,11 +497,11 @@ pub struct ResolveOpts {
 }
 
 pub fn resolve(o: ResolveOpts) -> anyhow::Result<ExitCode> {
+    let opened = o.log.open()?;
+    let r = find(&*opened.log, &o.log.tenant, &o.id)?;
     let engine = common::engine(Metering::Epoch)?;
     let policy = common::load(&engine, &o.policy, &o.cache)?
         .with_context(|| format!("policy {} would be refused", o.policy))?;
-    let opened = o.log.open()?;
-    let r = find(&*opened.log, &o.log.tenant, &o.id)?;
     let (decision, written, reason) = candidate_outcome(&policy, &r);
     let outcome = ConflictOutcome {
         at_ms: SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64,
@@ -494,4 +533,28 @@ pub fn resolve(o: ResolveOpts) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Outcome;
+    use clap::ValueEnum;
+    use host_core::Decision;
+
+    /// `--outcome` offers exactly the decisions the log records, spelled as recorded.
+    #[test]
+    fn outcomes_are_the_recorded_decisions() {
+        for o in Outcome::value_variants() {
+            assert_eq!(o.to_possible_value().unwrap().get_name(), o.decision());
+        }
+        let decided = [
+            (Outcome::KeepLocal, Decision::KeepLocal),
+            (Outcome::TakeRemote, Decision::TakeRemote),
+            (Outcome::Merged, Decision::Merged),
+            (Outcome::Rejected, Decision::Rejected(String::new())),
+        ];
+        for (o, d) in decided {
+            assert_eq!(o.decision(), d.kind());
+        }
+    }
 }

@@ -6,16 +6,37 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use clap::Args;
 use host_core::PolicyRegistry;
 use host_core::conflict::to_line;
-use host_core::registry::local as local_registry;
+use host_core::registry::local::{self as local_registry, LocalRegistry};
 use host_core::registry::{HistoryEntry, RegistryError, TenantState, short};
 use policy_admin::registry::{Change, ListedVersion, Registry, UploadOptions};
 use serde_json::json;
 
-use crate::common;
+use crate::common::{self, Location, StoreFlag};
+
+/// `--registry`: where the registry is, and what the messages about it say.
+const REGISTRY: StoreFlag = StoreFlag {
+    flag: "--registry",
+    env: "TMF632_REGISTRY",
+    default: "policy-registry",
+    what: "policy registry",
+    aws: "the registry table and policy bucket on AWS, in the SDK's region",
+    dir: "the directory `policy upload` created",
+};
+
+/// Whether a command may create the local registry's directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// It reads, or changes what is there (activate, rollback, shadow): the registry must
+    /// exist, so that a mistyped path is named instead of read as an empty registry.
+    Existing,
+    /// It adds to the registry (an upload, a configuration): a directory that is not there yet
+    /// is created.
+    Create,
+}
 
 /// Where the registry is and who is acting.
 #[derive(Args, Clone, Debug)]
@@ -23,8 +44,8 @@ pub struct RegistryOpts {
     /// The tenant whose policies are changed.
     #[arg(long, short = 't')]
     pub tenant: String,
-    /// `aws` (the registry table and bucket in the SDK's region), or a directory [default:
-    /// $TMF632_REGISTRY, else ./policy-registry].
+    /// `aws` (the registry table and bucket in the SDK's region), or a directory, which only
+    /// `upload` and `config --set` create [default: $TMF632_REGISTRY, else ./policy-registry].
     #[arg(long, value_name = "DIR|aws")]
     pub registry: Option<String>,
     /// The registry's DynamoDB table (with --registry aws).
@@ -41,7 +62,6 @@ pub struct RegistryOpts {
     pub json: bool,
 }
 
-/// A registry and what keeps it working (the AWS SDK's runtime).
 /// The registry's table and bucket on AWS.
 #[cfg(feature = "aws")]
 fn open_aws(table: &str, bucket: &str, actor: String) -> anyhow::Result<Opened> {
@@ -51,6 +71,7 @@ fn open_aws(table: &str, bucket: &str, actor: String) -> anyhow::Result<Opened> 
     let store = host_aws::registry_from(&sdk, table, bucket, runtime.handle().clone());
     Ok(Opened {
         registry: Registry::new(store, actor),
+        place: format!("table {table}, bucket {bucket}"),
         _runtime: Some(runtime),
     })
 }
@@ -60,39 +81,91 @@ fn open_aws(_table: &str, _bucket: &str, _actor: String) -> anyhow::Result<Opene
     Err(common::no_aws("--registry aws"))
 }
 
+/// A registry and what keeps it working (the AWS SDK's runtime).
 pub struct Opened {
     pub registry: Registry,
+    /// Where it is, for messages: a directory, or the AWS table and bucket.
+    place: String,
     _runtime: Option<common::AwsRuntime>,
 }
 
+/// How many known tenants an unknown tenant's message lists.
+const TENANTS_SHOWN: usize = 20;
+
+impl Opened {
+    /// Fails unless the registry knows the tenant (it has a state or a version), so that a
+    /// mistyped tenant is named with the tenants there are, not shown as a tenant the default
+    /// policy serves.
+    fn known_tenant(&self, tenant: &str) -> anyhow::Result<()> {
+        host_core::tenant::check_tenant(tenant)?;
+        let store = self.registry.store();
+        if store.state(tenant)?.is_some() || !store.versions(tenant)?.is_empty() {
+            return Ok(());
+        }
+        // Listing every tenant costs a scan on AWS: only for a tenant not found directly.
+        let tenants = store.tenants()?;
+        if tenants.iter().any(|t| t == tenant) {
+            return Ok(());
+        }
+        if tenants.is_empty() {
+            bail!(
+                "no tenant {tenant} in this registry ({}), which has no tenants at all; is it the \
+                 right one? (`policy upload COMPONENT --tenant {tenant}` adds a tenant)",
+                self.place
+            );
+        }
+        let mut known = tenants[..tenants.len().min(TENANTS_SHOWN)].join(", ");
+        if tenants.len() > TENANTS_SHOWN {
+            known.push_str(&format!(", and {} more", tenants.len() - TENANTS_SHOWN));
+        }
+        bail!(
+            "no tenant {tenant} in this registry ({}); known: {known}",
+            self.place
+        )
+    }
+}
+
 impl RegistryOpts {
-    pub fn open(&self) -> anyhow::Result<Opened> {
+    pub fn open(&self, access: Access) -> anyhow::Result<Opened> {
         let actor = self.actor.clone().unwrap_or_else(|| {
             std::env::var("USER")
                 .or_else(|_| std::env::var("USERNAME"))
                 .unwrap_or_else(|_| "operator".into())
         });
-        let location = self
-            .registry
-            .clone()
-            .or_else(|| std::env::var("TMF632_REGISTRY").ok())
-            .unwrap_or_else(|| "policy-registry".into());
-        if location == "aws" {
-            let bucket = self
-                .bucket
-                .clone()
-                .or_else(|| std::env::var("POLICY_BUCKET").ok())
-                .context("--registry aws needs the policy bucket: --bucket or $POLICY_BUCKET")?;
-            return open_aws(&self.table, &bucket, actor);
-        }
-        let store: Arc<dyn PolicyRegistry> = Arc::new(
-            local_registry::open(PathBuf::from(&location))
-                .with_context(|| format!("opening the registry in {location}"))?,
-        );
+        let (path, from) = match REGISTRY.locate(self.registry.as_deref())? {
+            Location::Aws => {
+                let bucket = self
+                    .bucket
+                    .clone()
+                    .or_else(|| std::env::var("POLICY_BUCKET").ok())
+                    .context(
+                        "--registry aws needs the policy bucket: --bucket or $POLICY_BUCKET",
+                    )?;
+                return open_aws(&self.table, &bucket, actor);
+            }
+            Location::Dir { path, from } => (path, from),
+        };
+        let local = match access {
+            Access::Existing => {
+                REGISTRY.existing(&path, &from)?;
+                LocalRegistry::new(&path)
+            }
+            Access::Create => local_registry::open(&path)
+                .with_context(|| format!("opening the registry in {}", path.display()))?,
+        };
+        let store: Arc<dyn PolicyRegistry> = Arc::new(local);
         Ok(Opened {
             registry: Registry::new(store, actor),
+            place: path.display().to_string(),
             _runtime: None,
         })
+    }
+
+    /// Opens the registry for a command that only reads, for a tenant it must know.
+    fn open_to_read(&self) -> anyhow::Result<Opened> {
+        let opened = self.open(Access::Existing)?;
+        opened.known_tenant(&self.tenant)?;
+        Ok(opened)
     }
 }
 
@@ -225,7 +298,7 @@ pub struct UploadOpts {
 
 pub fn upload(o: UploadOpts) -> anyhow::Result<ExitCode> {
     let bytes = common::policy_bytes(&o.component)?;
-    let opened = o.registry.open()?;
+    let opened = o.registry.open(Access::Create)?;
     let digest = host_core::digest(&bytes);
     let seed = o
         .seed
@@ -263,6 +336,9 @@ pub fn upload(o: UploadOpts) -> anyhow::Result<ExitCode> {
 /// Examples:
 ///   host-cli policy list --tenant acme
 ///   host-cli policy list --tenant acme --json
+///
+/// Exit status: 0 listed, 2 when the registry or the tenant is not there (the tenants there
+/// are named), or on other errors.
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct ListOpts {
@@ -271,7 +347,7 @@ pub struct ListOpts {
 }
 
 pub fn list(o: ListOpts) -> anyhow::Result<ExitCode> {
-    let opened = o.registry.open()?;
+    let opened = o.registry.open_to_read()?;
     let (versions, state) = match opened.registry.list(&o.registry.tenant) {
         Ok(x) => x,
         Err(e) => return refused(&o.registry, e),
@@ -330,6 +406,8 @@ fn render_list(versions: &[ListedVersion], state: &TenantState) -> String {
 ///
 /// Examples:
 ///   host-cli policy history --tenant acme
+///
+/// Exit status: 0 shown, 2 when the registry or the tenant is not there, or on other errors.
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct HistoryOpts {
@@ -338,7 +416,7 @@ pub struct HistoryOpts {
 }
 
 pub fn history(o: HistoryOpts) -> anyhow::Result<ExitCode> {
-    let opened = o.registry.open()?;
+    let opened = o.registry.open_to_read()?;
     let entries = match opened.registry.history(&o.registry.tenant) {
         Ok(x) => x,
         Err(e) => return refused(&o.registry, e),
@@ -398,7 +476,7 @@ pub struct ActivateOpts {
 }
 
 pub fn activate(o: ActivateOpts) -> anyhow::Result<ExitCode> {
-    let opened = o.registry.open()?;
+    let opened = o.registry.open(Access::Existing)?;
     report(
         &o.registry,
         opened.registry.activate(&o.registry.tenant, &o.target),
@@ -425,7 +503,7 @@ pub struct RollbackOpts {
 }
 
 pub fn rollback(o: RollbackOpts) -> anyhow::Result<ExitCode> {
-    let opened = o.registry.open()?;
+    let opened = o.registry.open(Access::Existing)?;
     report(
         &o.registry,
         opened.registry.rollback(
@@ -457,7 +535,7 @@ pub struct ShadowOpts {
 }
 
 pub fn shadow(o: ShadowOpts) -> anyhow::Result<ExitCode> {
-    let opened = o.registry.open()?;
+    let opened = o.registry.open(Access::Existing)?;
     let result = match &o.candidate {
         Some(v) => opened.registry.shadow(&o.registry.tenant, v),
         None => opened.registry.stop_shadow(&o.registry.tenant),
@@ -486,7 +564,7 @@ pub struct ShadowReportOpts {
 }
 
 pub fn shadow_report(o: ShadowReportOpts) -> anyhow::Result<ExitCode> {
-    let opened = o.registry.open()?;
+    let opened = o.registry.open_to_read()?;
     let (digest, summary) = match opened
         .registry
         .shadow_report(&o.registry.tenant, o.candidate.as_deref())
@@ -562,7 +640,6 @@ pub struct ConfigOpts {
 }
 
 pub fn config(o: ConfigOpts) -> anyhow::Result<ExitCode> {
-    let opened = o.registry.open()?;
     let new = match (&o.set, &o.file) {
         (Some(text), _) => Some(text.clone()),
         (None, Some(path)) => Some(
@@ -571,11 +648,16 @@ pub fn config(o: ConfigOpts) -> anyhow::Result<ExitCode> {
         (None, None) => None,
     };
     match new {
+        // Configuring a tenant before its first upload is allowed: it creates the tenant.
         Some(text) => report(
             &o.registry,
-            opened.registry.set_config(&o.registry.tenant, &text),
+            o.registry
+                .open(Access::Create)?
+                .registry
+                .set_config(&o.registry.tenant, &text),
         ),
         None => {
+            let opened = o.registry.open_to_read()?;
             let state = match opened.registry.store().state(&o.registry.tenant) {
                 Ok(s) => s.unwrap_or_else(|| TenantState::new(&o.registry.tenant)),
                 Err(e) => return refused(&o.registry, e),

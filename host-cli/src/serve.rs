@@ -33,9 +33,13 @@ pub struct Opts {
     /// How long a write takes to reach the other regions (ms).
     #[arg(long, default_value_t = 200, value_name = "MS")]
     lag_ms: u64,
-    /// The tenant of requests without an x-tenant-id header.
+    /// The tenant every request acts for (without --api-keys), and the one the page shows.
     #[arg(long, default_value = "acme")]
     tenant: String,
+    /// A file of `KEY TENANT` lines: each request then acts for the tenant of the key it
+    /// carries (`Authorization: Bearer KEY` or `x-api-key: KEY`); without a known key, 401.
+    #[arg(long, value_name = "FILE")]
+    api_keys: Option<PathBuf>,
     /// The policy registry directory, followed like the Lambda functions follow theirs
     /// (`host-cli policy activate … --registry DIR` is served within the refresh interval)
     /// [default: DATA_DIR/registry].
@@ -73,7 +77,13 @@ pub fn run(o: Opts) -> anyhow::Result<ExitCode> {
     config.cache_dir = o.cache.cache().map(|c| c.dir().to_path_buf());
     let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
     rt.block_on(async move {
-        let running = host_serve::start(config.clone(), o.addr, &o.tenant).await?;
+        let auth = match &o.api_keys {
+            Some(file) => host_serve::auth::Auth::from_file(file)?,
+            None => host_serve::auth::Auth::Single(o.tenant.clone()),
+        };
+        let key = auth.key_of(&o.tenant);
+        let who = auth.describe();
+        let running = host_serve::start(config.clone(), o.addr, auth, &o.tenant).await?;
         let url = running.url();
         println!(
             "serving {} on {url} (data in {}; policy registry {}; conflict log {})",
@@ -82,7 +92,7 @@ pub fn run(o: Opts) -> anyhow::Result<ExitCode> {
             config.registry_dir.display(),
             config.log_dir.display(),
         );
-        println!("  live page: {url}/");
+        println!("  live page: {url}/ (tenant {}); {who}", o.tenant);
         let (a, b, c) = match config.regions.as_slice() {
             [a, b, c, ..] => (a.as_str(), b.as_str(), c.as_str()),
             [a, b] => (a.as_str(), b.as_str(), a.as_str()),
@@ -105,7 +115,7 @@ pub fn run(o: Opts) -> anyhow::Result<ExitCode> {
             tokio::spawn(host_serve::client::demo(
                 url.clone(),
                 config.regions.clone(),
-                o.tenant.clone(),
+                key.clone(),
                 o.demo_rate,
                 20,
                 stop.clone(),
@@ -201,9 +211,9 @@ pub struct LoadOpts {
     duplicates: f64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// The tenant the events are sent for.
-    #[arg(long, default_value = "acme")]
-    tenant: String,
+    /// The API key to send (when the server was started with --api-keys) [env: SERVE_API_KEY].
+    #[arg(long, env = "SERVE_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     #[command(flatten)]
     target: Target,
 }
@@ -230,7 +240,7 @@ pub fn load(o: LoadOpts) -> anyhow::Result<ExitCode> {
         Ok(host_serve::client::load(
             &url,
             &regions,
-            &o.tenant,
+            o.api_key.as_deref(),
             &host_serve::client::Load {
                 events: o.events,
                 rate: o.rate,

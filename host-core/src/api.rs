@@ -284,6 +284,30 @@ fn method_not_allowed(method: &str, path: &str, allowed: &str) -> Answer {
     .into()
 }
 
+/// The tenant a request acts for: the one the server authenticated the caller as (from a JWT
+/// claim on AWS, an API key on `serve`), never one the caller names. 401 when the server
+/// authenticated nobody; 403 when the request's `x-tenant-id` names another tenant (a client
+/// that sends it to say which tenant it means is told it cannot act for that one).
+pub fn tenant_of(authenticated: Option<&str>, request: &ApiRequest) -> Result<String, Tmf630Error> {
+    let Some(tenant) = authenticated.filter(|t| !t.is_empty()) else {
+        return Err(Tmf630Error::new(
+            401,
+            "unauthenticated",
+            "Unauthorized",
+            "the request carries no credential this server accepts (a bearer token naming the caller's tenant)",
+        ));
+    };
+    match request.header("x-tenant-id") {
+        Some(named) if !named.is_empty() && named != tenant => Err(Tmf630Error::new(
+            403,
+            "wrongTenant",
+            "Forbidden",
+            format!("the caller acts for tenant {tenant}; requests for tenant {named} are refused"),
+        )),
+        _ => Ok(tenant.to_owned()),
+    }
+}
+
 /// Unique ids for requests without an idempotency key (per process; the region and the clock
 /// make them unique across processes and restarts).
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
@@ -853,6 +877,21 @@ mod tests {
     fn oversized_bodies_are_refused_with_413() {
         let big = vec![b' '; MAX_BODY_BYTES + 1];
         assert_eq!(body_json(&big).unwrap_err().status(), 413);
+    }
+
+    #[test]
+    fn the_tenant_is_the_authenticated_one() {
+        let plain = ApiRequest::new("GET", "/tmf-api/party/v5/individual");
+        assert_eq!(tenant_of(Some("acme"), &plain).unwrap(), "acme");
+        assert_eq!(tenant_of(None, &plain).unwrap_err().status(), 401);
+        let other = plain.clone().with_header("x-tenant-id", "globex");
+        let refused = tenant_of(Some("acme"), &other).unwrap_err();
+        assert_eq!(
+            (refused.status(), refused.code.as_str()),
+            (403, "wrongTenant")
+        );
+        let same = plain.with_header("X-Tenant-Id", "acme");
+        assert_eq!(tenant_of(Some("acme"), &same).unwrap(), "acme");
     }
 
     #[test]

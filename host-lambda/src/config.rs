@@ -13,6 +13,8 @@ pub struct FunctionConfig {
     pub conflict_table: Option<String>,
     pub policy_refresh_seconds: u64,
     pub policy_cache_dir: String,
+    /// The JWT claim naming the caller's tenant (`TENANT_CLAIM`, default `tenant`).
+    pub tenant_claim: String,
 }
 
 fn var(name: &str) -> Result<String> {
@@ -39,6 +41,7 @@ impl FunctionConfig {
                 .clamp(1, 10),
             policy_cache_dir: var("POLICY_CACHE_DIR")
                 .unwrap_or_else(|_| "/tmp/policy-cache".into()),
+            tenant_claim: var("TENANT_CLAIM").unwrap_or_else(|_| "tenant".into()),
         })
     }
 }

@@ -2,8 +2,10 @@
 //! SQS batches, both onto the host library's [`Ingest`].
 //!
 //! API Gateway: the region's TMF632 API (`host_core::api`: the listener routes `POST
-//! /tmf-api/party/v{4,5}/listener/{individualCreateEvent, …}` and the resource routes), the tenant in
-//! `x-tenant-id`, an optional `idempotency-key`. The answer: 201 with the result when applied,
+//! /tmf-api/party/v{4,5}/listener/{individualCreateEvent, …}` and the resource routes), the
+//! tenant the caller's: the `tenant` claim (`TENANT_CLAIM`) of the JWT the HTTP API's authorizer
+//! verified, never a header (401 without a claim, 403 when `x-tenant-id` names another tenant);
+//! an optional `idempotency-key`. The answer: 201 with the result when applied,
 //! 200 with the first result for a replay, the TMF630 error body when refused (400, 409, 413,
 //! 422), 503 with `retry-after` while another delivery of the key is in progress, and 202 when
 //! the event could not be applied and is kept in the dead-letter queue.
@@ -76,6 +78,8 @@ pub enum IngestResponse {
 pub struct IngestFunction<S, D> {
     ingest: Arc<Ingest<S, D>>,
     region: String,
+    /// The JWT claim that names the caller's tenant.
+    tenant_claim: String,
 }
 
 pub fn now_ms() -> u64 {
@@ -94,7 +98,14 @@ where
         IngestFunction {
             ingest: Arc::new(ingest),
             region: region.into(),
+            tenant_claim: "tenant".into(),
         }
+    }
+
+    /// Reads the caller's tenant from the JWT claim `claim` (default `tenant`).
+    pub fn with_tenant_claim(mut self, claim: impl Into<String>) -> Self {
+        self.tenant_claim = claim.into();
+        self
     }
 
     pub fn ingest(&self) -> &Ingest<S, D> {
@@ -142,26 +153,19 @@ where
         request: ApiGatewayV2httpRequest,
         deadline_ms: u64,
     ) -> ApiGatewayV2httpResponse {
-        let header = |name: &str| {
-            request
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
         let path = request
             .raw_path
             .clone()
             .or_else(|| request.request_context.http.path.clone())
             .unwrap_or_default();
-        let Some(tenant) = header("x-tenant-id").filter(|t| !t.is_empty()) else {
-            return refused(Tmf630Error::new(
-                400,
-                "missingTenant",
-                "Bad Request",
-                "the x-tenant-id header is required: every party belongs to a tenant",
-            ));
-        };
+        // The tenant is the authenticated caller's: the claim the JWT authorizer verified.
+        let claimed = request
+            .request_context
+            .authorizer
+            .as_ref()
+            .and_then(|a| a.jwt.as_ref())
+            .and_then(|jwt| jwt.claims.get(&self.tenant_claim))
+            .cloned();
         let body = match decode_body(request.body.as_deref(), request.is_base64_encoded) {
             Ok(b) => b,
             Err(e) => return refused(e),
@@ -178,6 +182,13 @@ where
                 api = api.with_header(name.as_str(), v);
             }
         }
+        let tenant = match host_core::api::tenant_of(claimed.as_deref(), &api) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(route = %path, code = %e.code, "ingest.request.refused");
+                return refused(e);
+            }
+        };
         let ingest = self.ingest.clone();
         let answered = tokio::task::spawn_blocking(move || {
             host_core::api::handle(&ingest, None, &tenant, &api, now_ms(), deadline_ms)

@@ -219,15 +219,16 @@ fn an_sqs_batch_reports_only_what_must_be_retried_and_keeps_the_rest() {
 fn api_gateway_routes_answer_with_tmf630_bodies() {
     let r = Region::new("MOTO_ENDPOINT");
     let f = IngestFunction::new(ingest(&r, "eu"), "eu");
+    // The tenant is the JWT authorizer's claim (None: no authorizer context at all).
     let request = |path: &str, tenant: Option<&str>, body: &Value| {
-        let mut headers = serde_json::Map::new();
+        let mut context = json!({"http": {"method": "POST", "path": path}, "requestId": "r", "routeKey": "POST", "stage": "$default"});
         if let Some(t) = tenant {
-            headers.insert("x-tenant-id".into(), json!(t));
+            context["authorizer"] = json!({"jwt": {"claims": {"tenant": t}, "scopes": null}});
         }
         json!({
             "version": "2.0", "routeKey": format!("POST {path}"), "rawPath": path,
-            "headers": headers, "body": body.to_string(), "isBase64Encoded": false,
-            "requestContext": {"http": {"method": "POST", "path": path}, "requestId": "r", "routeKey": "POST", "stage": "$default"}
+            "headers": {}, "body": body.to_string(), "isBase64Encoded": false,
+            "requestContext": context
         })
     };
     let call = |v: Value| {
@@ -248,7 +249,16 @@ fn api_gateway_routes_answer_with_tmf630_bodies() {
     let (status, body) = call(request(v5, None, &e));
     assert_eq!(
         (status, body["code"].as_str()),
-        (400, Some("missingTenant"))
+        (401, Some("unauthenticated"))
+    );
+    // A header naming another tenant than the caller's is refused, whatever the caller sends.
+    let mut other = request(v5, Some("acme"), &e);
+    other["headers"]["x-tenant-id"] = json!("globex");
+    let (status, body) = call(other);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("wrongTenant")),
+        "{body}"
     );
     let (status, body) = call(request(
         "/tmf-api/party/v5/listener/organizationCreateEvent",
@@ -278,14 +288,11 @@ fn api_gateway_resource_routes_read_and_write_parties_on_dynamodb() {
     let r = Region::new("MOTO_ENDPOINT");
     let f = IngestFunction::new(ingest(&r, "eu"), "eu");
     let call = |method: &str, path: &str, headers: Value, body: Option<Value>| {
-        let mut h = json!({"x-tenant-id": "acme"});
-        for (k, v) in headers.as_object().unwrap() {
-            h[k] = v.clone();
-        }
         let v = json!({
             "version": "2.0", "routeKey": "ANY /tmf-api/party/{proxy+}", "rawPath": path,
-            "headers": h, "body": body.map(|b| b.to_string()), "isBase64Encoded": false,
-            "requestContext": {"http": {"method": method, "path": path}, "requestId": "r", "routeKey": "ANY", "stage": "$default"}
+            "headers": headers, "body": body.map(|b| b.to_string()), "isBase64Encoded": false,
+            "requestContext": {"http": {"method": method, "path": path}, "requestId": "r", "routeKey": "ANY", "stage": "$default",
+                               "authorizer": {"jwt": {"claims": {"tenant": "acme"}, "scopes": null}}}
         });
         let event = serde_json::from_value(v).expect("an API Gateway request");
         let out =

@@ -25,24 +25,27 @@ fn listener(event: &Value) -> String {
     }
 }
 
+/// The request with the API key, when the server wants one.
+fn with_key(r: reqwest::RequestBuilder, key: Option<&str>) -> reqwest::RequestBuilder {
+    match key {
+        Some(k) => r.bearer_auth(k),
+        None => r,
+    }
+}
+
 /// Sends `event` to `region`'s listener; returns the HTTP status.
 async fn send(
     http: &reqwest::Client,
     base: &str,
     region: &str,
-    tenant: &str,
+    key: Option<&str>,
     event: &Value,
 ) -> Result<u16, reqwest::Error> {
     let url = format!(
         "{base}/{region}/tmf-api/party/v5/listener/{}",
         listener(event)
     );
-    let r = http
-        .post(url)
-        .header("x-tenant-id", tenant)
-        .json(event)
-        .send()
-        .await?;
+    let r = with_key(http.post(url), key).json(event).send().await?;
     Ok(r.status().as_u16())
 }
 
@@ -52,7 +55,7 @@ async fn send(
 pub async fn demo(
     base: String,
     regions: Vec<String>,
-    tenant: String,
+    key: Option<String>,
     rate: f64,
     parties: usize,
     stop: Arc<AtomicBool>,
@@ -68,7 +71,7 @@ pub async fn demo(
         let region = &regions[rng.random_range(0..regions.len())];
         let party = format!("demo-{}", rng.random_range(0..parties.max(1)));
         let url = format!("{base}/{region}/tmf-api/party/v5/individual/{party}");
-        let current = match http.get(&url).header("x-tenant-id", &tenant).send().await {
+        let current = match with_key(http.get(&url), key.as_deref()).send().await {
             Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
             Ok(_) => None,
             Err(_) => continue,
@@ -76,7 +79,7 @@ pub async fn demo(
         let draw = Draw::new(&mut rng);
         let id = format!("demo-{start}-{n}");
         let event = client_event(&draw, &id, n, &party, current.as_ref(), now_ms());
-        let _ = send(&http, &base, region, &tenant, &event).await;
+        let _ = send(&http, &base, region, key.as_deref(), &event).await;
         if regions.len() > 1 && rng.random_bool(0.1) {
             let other = loop {
                 let r = &regions[rng.random_range(0..regions.len())];
@@ -84,7 +87,7 @@ pub async fn demo(
                     break r;
                 }
             };
-            let _ = send(&http, &base, other, &tenant, &event).await;
+            let _ = send(&http, &base, other, key.as_deref(), &event).await;
         }
     }
 }
@@ -129,7 +132,7 @@ pub struct Load {
 
 /// Sends `load.events` events (the simulation's mix) to the regions' listener routes and
 /// measures each request.
-pub async fn load(base: &str, regions: &[String], tenant: &str, load: &Load) -> LoadReport {
+pub async fn load(base: &str, regions: &[String], key: Option<&str>, load: &Load) -> LoadReport {
     let Load {
         events,
         rate,
@@ -191,7 +194,7 @@ pub async fn load(base: &str, regions: &[String], tenant: &str, load: &Load) -> 
     let mut workers = Vec::new();
     for _ in 0..concurrency.max(1) {
         let (plan, next, http) = (plan.clone(), next.clone(), http.clone());
-        let (base, tenant) = (base.to_owned(), tenant.to_owned());
+        let (base, key) = (base.to_owned(), key.map(str::to_owned));
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let (mut failed, mut kept) = (0usize, 0usize);
@@ -211,13 +214,13 @@ pub async fn load(base: &str, regions: &[String], tenant: &str, load: &Load) -> 
                 };
                 // A 503 (another delivery of the key is in progress, in this region or
                 // replicated from another) is retried, as its Retry-After asks.
-                let mut answer = send(&http, &base, region, &tenant, event).await;
+                let mut answer = send(&http, &base, region, key.as_deref(), event).await;
                 for _ in 0..20 {
                     if !matches!(answer, Ok(503)) {
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    answer = send(&http, &base, region, &tenant, event).await;
+                    answer = send(&http, &base, region, key.as_deref(), event).await;
                 }
                 match answer {
                     Ok(200 | 201) => latencies.push(sent.elapsed()),

@@ -18,19 +18,24 @@ use host_core::store::PartyStore as _;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::auth::Auth;
 use crate::world::{World, now_ms};
 
-/// The tenant of a request without `x-tenant-id`.
 #[derive(Clone)]
 struct App {
     world: Arc<World>,
+    /// Who requests act for.
+    auth: Arc<Auth>,
+    /// The tenant the page shows.
     tenant: String,
 }
 
-/// The server's routes over `world`; requests without `x-tenant-id` are `tenant`'s.
-pub fn router(world: Arc<World>, tenant: &str) -> Router {
+/// The server's routes over `world`; `auth` says who a request acts for, `tenant` is the one
+/// the page shows.
+pub fn router(world: Arc<World>, auth: Arc<Auth>, tenant: &str) -> Router {
     let app = App {
         world,
+        auth,
         tenant: tenant.to_owned(),
     };
     Router::new()
@@ -110,18 +115,11 @@ async fn tmf(
             api = api.with_header(name.as_str(), v);
         }
     }
-    let tenant = api
-        .header("x-tenant-id")
-        .filter(|t| !t.is_empty())
-        .map_or(app.tenant.clone(), str::to_owned);
-    if let Err(e) = host_core::tenant::check_tenant(&tenant) {
-        return error(&Tmf630Error::new(
-            400,
-            "invalidTenant",
-            "Bad Request",
-            e.to_string(),
-        ));
-    }
+    let authenticated = app.auth.tenant(|name| api.header(name));
+    let tenant = match host_core::api::tenant_of(authenticated.as_deref(), &api) {
+        Ok(t) => t,
+        Err(e) => return error(&e),
+    };
     world.saw_tenant(&tenant);
     let handled = {
         let world = world.clone();
@@ -214,14 +212,13 @@ async fn page() -> impl IntoResponse {
 
 #[derive(Deserialize)]
 struct StateQuery {
-    tenant: Option<String>,
     party: Option<String>,
 }
 
 /// Everything the page shows, as JSON.
 async fn state(State(app): State<App>, Query(q): Query<StateQuery>) -> Response {
     let world = app.world.clone();
-    let tenant = q.tenant.unwrap_or(app.tenant.clone());
+    let tenant = app.tenant.clone();
     let body = tokio::task::spawn_blocking(move || snapshot(&world, &tenant, q.party.as_deref()))
         .await
         .unwrap_or_else(|e| json!({"error": e.to_string()}));

@@ -4,6 +4,7 @@
 //! ([`world`]), each region's TMF632 API and a live page over HTTP ([`http`], [`page`]), and
 //! clients that drive it ([`client`]: the demo workload and the load generator).
 
+pub mod auth;
 pub mod client;
 pub mod durable;
 pub mod http;
@@ -36,9 +37,14 @@ impl std::fmt::Debug for Running {
     }
 }
 
-/// Starts the world and the HTTP server on `addr` (port 0: any free port); requests without
-/// `x-tenant-id` are `tenant`'s.
-pub async fn start(config: WorldConfig, addr: SocketAddr, tenant: &str) -> anyhow::Result<Running> {
+/// Starts the world and the HTTP server on `addr` (port 0: any free port); `auth` says who a
+/// request acts for (the page shows `tenant`).
+pub async fn start(
+    config: WorldConfig,
+    addr: SocketAddr,
+    auth: auth::Auth,
+    tenant: &str,
+) -> anyhow::Result<Running> {
     let world = tokio::task::spawn_blocking(move || World::start(config))
         .await
         .context("starting the regions")??;
@@ -47,7 +53,7 @@ pub async fn start(config: WorldConfig, addr: SocketAddr, tenant: &str) -> anyho
         .with_context(|| format!("listening on {addr}"))?;
     let addr = listener.local_addr()?;
     tokio::spawn(world.hubs.clone().deliver());
-    let app = http::router(world.clone(), tenant);
+    let app = http::router(world.clone(), std::sync::Arc::new(auth), tenant);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         axum::serve(listener, app)

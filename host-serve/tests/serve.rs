@@ -11,9 +11,14 @@ async fn serve(dir: &std::path::Path) -> Running {
     let mut config = WorldConfig::new(dir);
     config.lag = Duration::from_millis(20);
     config.refresh = Duration::from_secs(1);
-    host_serve::start(config, "127.0.0.1:0".parse().unwrap(), "acme")
-        .await
-        .expect("serve starts")
+    host_serve::start(
+        config,
+        "127.0.0.1:0".parse().unwrap(),
+        host_serve::auth::Auth::Single("acme".into()),
+        "acme",
+    )
+    .await
+    .expect("serve starts")
 }
 
 struct Client {
@@ -534,5 +539,105 @@ async fn a_hub_listener_receives_the_merge_and_a_failing_one_gets_a_dead_letter(
     c.settle().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(got.lock().unwrap().len(), before);
+    s.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_acts_for_the_tenant_of_its_key_and_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(
+        &keys,
+        "acme-key-0123456789 acme\nglobex-key-0123456789 globex\n",
+    )
+    .unwrap();
+    let mut config = WorldConfig::new(dir.path().join("data"));
+    config.lag = Duration::from_millis(20);
+    let s = host_serve::start(
+        config,
+        "127.0.0.1:0".parse().unwrap(),
+        host_serve::auth::Auth::from_file(&keys).unwrap(),
+        "acme",
+    )
+    .await
+    .unwrap();
+    let c = Client::new(&s);
+    let create = c.url("eu", "individual");
+    let (status, _, body) = c.call(c.http.post(&create).json(&jane("k1"))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("unauthenticated")),
+        "{body}"
+    );
+    let (status, _, body) = c
+        .call(
+            c.http
+                .post(&create)
+                .bearer_auth("not-a-key-0123456789")
+                .json(&jane("k1")),
+        )
+        .await;
+    assert_eq!(status, 401, "{body}");
+    let (status, _, _) = c
+        .call(
+            c.http
+                .post(&create)
+                .bearer_auth("acme-key-0123456789")
+                .json(&jane("k1")),
+        )
+        .await;
+    assert_eq!(status, 201);
+    // acme's key cannot act for globex, whatever the request says.
+    let (status, _, body) = c
+        .call(
+            c.http
+                .get(c.url("eu", "individual/k1"))
+                .bearer_auth("acme-key-0123456789")
+                .header("x-tenant-id", "globex"),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("wrongTenant")),
+        "{body}"
+    );
+    // globex does not see acme's party.
+    let (status, _, _) = c
+        .call(
+            c.http
+                .get(c.url("eu", "individual/k1"))
+                .header("x-api-key", "globex-key-0123456789"),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _, party) = c
+        .call(
+            c.http
+                .get(c.url("eu", "individual/k1"))
+                .header("x-api-key", "acme-key-0123456789"),
+        )
+        .await;
+    assert_eq!((status, &party["givenName"]), (200, &json!("Jane")));
+    s.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_keys_every_request_is_the_one_tenants_and_naming_another_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path()).await;
+    let c = Client::new(&s);
+    let (status, _, body) = c
+        .call(
+            c.http
+                .post(c.url("eu", "individual"))
+                .header("x-tenant-id", "globex")
+                .json(&jane("t1")),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("wrongTenant")),
+        "{body}"
+    );
     s.stop().await.unwrap();
 }

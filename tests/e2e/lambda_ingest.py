@@ -42,11 +42,13 @@ def api_request(path, tenant, body):
         "version": "2.0",
         "routeKey": f"POST {path}",
         "rawPath": path,
-        "headers": {"x-tenant-id": tenant, "content-type": "application/json"},
+        "headers": {"content-type": "application/json"},
         "body": json.dumps(body),
         "isBase64Encoded": False,
+        # The tenant is the caller's: the claim API Gateway's JWT authorizer verified.
         "requestContext": {"http": {"method": "POST", "path": path}, "requestId": str(uuid.uuid4()),
-                           "routeKey": f"POST {path}", "stage": "$default"},
+                           "routeKey": f"POST {path}", "stage": "$default",
+                           "authorizer": {"jwt": {"claims": {"tenant": tenant}, "scopes": None}}},
     }
 
 

@@ -20,7 +20,8 @@ async fn main() -> anyhow::Result<()> {
         IngestConfig::new(&w.config.region),
     )
     .with_resolver(w.resolver.clone());
-    let function = IngestFunction::new(ingest, &w.config.region);
+    let function =
+        IngestFunction::new(ingest, &w.config.region).with_tenant_claim(&w.config.tenant_claim);
     let function = &function;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<IngestEvent>| async move {
