@@ -59,6 +59,9 @@ export FOREIGN_POLICIES="$PWD/target/foreign-policies"
 step "tests"
 cargo test --no-fail-fast
 
+step "the CLI's AWS backends: failures named as sentences (moto)"
+cargo test -p host-cli --features aws --test aws_errors
+
 step "the simulation from the command line: a thousand seeded schedules, every fault on"
 # The CLI binary the tests built; the rerun line of any failure is printed.
 cargo run -q -p host-cli -- simulate --seed 1 --seeds 1000 --quiet

@@ -16,6 +16,7 @@ const UNKNOWN: &[&str] = &[
     "guest-cache",
     "guest-bad-packed",
     "guest-revision-1-1",
+    "guest-schema-break",
 ];
 const WASIP2: &[&str] = &["guest-fs"];
 

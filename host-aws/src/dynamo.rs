@@ -337,6 +337,38 @@ impl PartyStore for DynamoStore {
         .transpose()
     }
 
+    /// A scan of the table for the tenant's parties (the listing routes of the API): it reads
+    /// the whole table, page by page, so it costs read units in proportion to the table, not to
+    /// the tenant. A production table that lists often wants a global secondary index on the
+    /// tenant instead.
+    fn list(&self, tenant: &str) -> Result<Vec<StoredParty>, StoreError> {
+        let mut parties = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self.rt.block_on(
+                self.client
+                    .scan()
+                    .table_name(&self.table)
+                    .filter_expression("begins_with(pk, :prefix) AND sk = :party")
+                    .expression_attribute_values(":prefix", s(&format!("T#{tenant}#P#")))
+                    .expression_attribute_values(":party", s(PARTY_SK))
+                    .set_exclusive_start_key(start)
+                    .send(),
+            );
+            let out = out
+                .map_err(|e| self.failed(&format!("listing the parties of tenant {tenant}"), &e))?;
+            for item in out.items.unwrap_or_default() {
+                parties.push(party_from_item(item)?);
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        parties.sort_by(|a, b| a.version.party_id.cmp(&b.version.party_id));
+        Ok(parties)
+    }
+
     fn put_party(&self, party: &StoredParty, expected: Option<&[Dot]>) -> Result<(), StoreError> {
         let put = self.party_put(party, expected)?;
         let out = self.rt.block_on(

@@ -1,13 +1,16 @@
 //! One reading of the AWS SDK's errors for every store in this crate. A call's failure (after
-//! the SDK's own retries) becomes an [`AwsError`]: whether a retry can fix it, and a message
-//! that names the call, the table, bucket or queue, and what to do — never the SDK's `Debug`
-//! dump. The stores turn it into the host core's errors ([`StoreError`], [`RegistryError`],
+//! the SDK's own retries) becomes an [`AwsError`]: whether a retry can fix it, and one line
+//! that names the call, the table, bucket or queue, what is missing or wrong (the region, the
+//! credentials, the resource, a permission) and what to do — never the SDK's `Debug` dump.
+//! The stores turn it into the host core's errors ([`StoreError`], [`RegistryError`],
 //! [`LogError`]) through the `From` impls below, after handling the outcomes they expect
-//! (a failed condition they retry on, an object that is absent).
+//! (a failed condition they retry on, an object that is absent). [`check_credentials`] reads
+//! the credentials the same way before any call.
 
 use std::error::Error;
 use std::fmt;
 
+use aws_credential_types::provider::ProvideCredentials as _;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_runtime_api::client::endpoint::error::ResolveEndpointError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
@@ -113,17 +116,36 @@ pub(crate) fn is_transient_reason(code: &str) -> bool {
 }
 
 fn is_access_denied(code: &str) -> bool {
+    matches!(code, "AccessDenied" | "AccessDeniedException")
+}
+
+/// Codes of credentials the service does not accept at all (an unknown key, a bad secret).
+fn is_bad_credentials(code: &str) -> bool {
     matches!(
         code,
-        "AccessDenied"
-            | "AccessDeniedException"
-            | "UnrecognizedClientException"
+        "UnrecognizedClientException"
             | "InvalidClientTokenId"
             | "InvalidSignatureException"
             | "SignatureDoesNotMatch"
             | "MissingAuthenticationToken"
             | "InvalidAccessKeyId"
     )
+}
+
+/// Codes of a bucket addressed in a region it is not in.
+fn is_wrong_region(code: &str, status: u16) -> bool {
+    matches!(code, "PermanentRedirect" | "AuthorizationHeaderMalformed") || status == 301
+}
+
+/// The IAM action a denial names ("… is not authorized to perform: dynamodb:Query on
+/// resource: …"), when the service says which.
+fn denied_action(text: &str) -> Option<&str> {
+    let (_, rest) = text.split_once("not authorized to perform: ")?;
+    let action = rest
+        .split_whitespace()
+        .next()?
+        .trim_end_matches([',', '.', ';']);
+    action.contains(':').then_some(action)
 }
 
 fn is_missing_resource(code: &str) -> bool {
@@ -136,19 +158,103 @@ fn is_missing_resource(code: &str) -> bool {
     )
 }
 
-/// The error's causes, each once, joined with `: ` (the SDK's wrappers repeat themselves, and
-/// an unclassified connector error says only `other`).
+/// The error's causes, each once, joined with `: ` on one line (the SDK's wrappers repeat
+/// themselves, an unclassified connector error says only `other`, and a provider chain lists
+/// what it tried on lines of its own).
 fn causes(err: &(dyn Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut next = Some(err);
     while let Some(e) = next {
-        let text = e.to_string();
+        let text = e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         if !text.is_empty() && text != "other" && parts.last() != Some(&text) {
             parts.push(text);
         }
         next = e.source();
     }
     parts.join(": ")
+}
+
+/// What a credentials failure says, shortly: a provider chain that found nothing is named by
+/// the providers it tried ("tried Environment, Profile, …"), whose reasons ("the credential
+/// provider was not enabled", each time) say nothing more.
+fn credentials_detail(err: &CredentialsError) -> String {
+    let mut next: Option<&(dyn Error + 'static)> = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if let Some((_, tried)) = text.split_once("Attempted:") {
+            let names: Vec<&str> = tried
+                .lines()
+                .filter_map(|line| line.trim().split_once(':').map(|(name, _)| name))
+                .filter(|name| !name.is_empty() && !name.contains(' '))
+                .collect();
+            if !names.is_empty() {
+                return format!("tried {}", names.join(", "));
+            }
+        }
+        next = e.source();
+    }
+    let text = causes(err);
+    match text.strip_prefix(NOT_LOADED) {
+        Some(rest) => rest.trim_start_matches(": ").to_owned(),
+        None => text,
+    }
+}
+
+/// How the SDK says that a provider has no credentials, before saying why.
+const NOT_LOADED: &str = "the credential provider was not enabled";
+
+/// How a failure to get credentials reads: what is missing or wrong, and what to do.
+fn credentials_failure(err: &CredentialsError) -> (Kind, String) {
+    let detail = credentials_detail(err);
+    match err {
+        CredentialsError::CredentialsNotLoaded(_) => {
+            let detail = if detail.is_empty() {
+                String::new()
+            } else {
+                format!(" ({detail})")
+            };
+            (
+                Kind::Permanent,
+                format!(
+                    "no AWS credentials{detail}; set AWS_ACCESS_KEY_ID and \
+                     AWS_SECRET_ACCESS_KEY, choose a profile that has them, or run with a role"
+                ),
+            )
+        }
+        CredentialsError::InvalidConfiguration(_) => (
+            Kind::Permanent,
+            format!("the AWS credentials are misconfigured ({detail}); fix the profile"),
+        ),
+        // A timeout, an STS or SSO call that failed, a provider's surprise.
+        _ => (
+            Kind::Transient,
+            format!("the AWS credentials could not be fetched ({detail}); retry later"),
+        ),
+    }
+}
+
+/// Resolves `sdk`'s credentials once, before any call, so that missing or misconfigured
+/// credentials are named as such rather than as the first call's failure. (The clients
+/// resolve them again, through their own cache.)
+pub async fn check_credentials(sdk: &aws_config::SdkConfig) -> Result<(), AwsError> {
+    let Some(provider) = sdk.credentials_provider() else {
+        return Err(AwsError {
+            kind: Kind::Permanent,
+            message: "no AWS credentials: the SDK's configuration has no credentials provider"
+                .to_owned(),
+        });
+    };
+    match provider.provide_credentials().await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let (kind, message) = credentials_failure(&e);
+            Err(AwsError { kind, message })
+        }
+    }
 }
 
 /// The first error in the chain that is a `T`.
@@ -192,7 +298,11 @@ impl AwsError {
             resource,
             region,
         } = call;
-        let (kind, detail) = match err {
+        let in_region = region.unwrap_or("(none)");
+        // Most failures are about the call's resource; a missing or misplaced resource, or a
+        // denial, makes the resource the sentence's subject.
+        let about = |kind, detail: String| (kind, format!("{action} ({resource}): {detail}"));
+        let (kind, message) = match err {
             SdkError::ServiceError(service) => {
                 let code = err.code().unwrap_or_default();
                 let text = err.message().unwrap_or_default();
@@ -203,51 +313,86 @@ impl AwsError {
                     (code, "") => code.to_owned(),
                     (code, text) => format!("{code}: {text}"),
                 };
+                let bucket = matches!(resource, Resource::Bucket(_));
                 if code == "ConditionalCheckFailedException" {
-                    (
+                    about(
                         Kind::ConditionFailed,
                         format!("the condition did not hold ({said})"),
                     )
                 } else if text.contains("Item size") {
-                    (
+                    about(
                         Kind::TooLarge,
                         format!("the item is over DynamoDB's {ITEM_LIMIT}-byte limit ({said})"),
                     )
                 } else if is_throttling(code) {
-                    (
+                    about(
                         Kind::Transient,
                         format!("throttled beyond the SDK's retries ({said}); retry later"),
                     )
                 } else if is_transient_code(code) || status >= 500 {
-                    (
+                    about(
                         Kind::Transient,
                         format!("the service failed ({said}); retry later"),
                     )
                 } else if is_missing_resource(code) {
-                    let region = region.unwrap_or("(none)");
-                    return AwsError {
-                        kind: Kind::Permanent,
-                        message: format!(
-                            "{action}: {resource} does not exist in region {region} ({said}); \
-                             check its name and the region"
-                        ),
+                    // Bucket names are global: the region does not make one exist.
+                    let (place, check) = if bucket {
+                        (String::new(), "check its name")
+                    } else {
+                        (
+                            format!(" in region {in_region}"),
+                            "check its name and the region",
+                        )
                     };
-                } else if is_access_denied(code) {
                     (
                         Kind::Permanent,
+                        format!("{action}: {resource} does not exist{place} ({said}); {check}"),
+                    )
+                } else if bucket && is_wrong_region(code, status) {
+                    let message = match service.raw().headers().get("x-amz-bucket-region") {
+                        Some(theirs) => format!(
+                            "{action}: {resource} is in region {theirs}, not {in_region} \
+                             ({said}); use region {theirs}"
+                        ),
+                        None => format!(
+                            "{action}: {resource} is not in region {in_region} ({said}); use \
+                             the bucket's region"
+                        ),
+                    };
+                    (Kind::Permanent, message)
+                } else if is_bad_credentials(code) {
+                    about(
+                        Kind::Permanent,
                         format!(
-                            "access denied ({said}); check the credentials and their permissions"
+                            "the AWS credentials were not accepted ({said}); check the access \
+                             key and secret, or the profile"
                         ),
                     )
+                } else if is_access_denied(code) {
+                    let message = match denied_action(text) {
+                        Some(denied) => format!(
+                            "{action}: access denied: these credentials may not call {denied} on \
+                             {resource} ({said}); grant {denied} to them, or use other credentials"
+                        ),
+                        None if bucket => format!(
+                            "{action}: access to {resource} denied ({said}); the bucket is another \
+                             account's, or these credentials may not use it"
+                        ),
+                        None => format!(
+                            "{action}: access to {resource} denied ({said}); check the \
+                             credentials and their permissions"
+                        ),
+                    };
+                    (Kind::Permanent, message)
                 } else {
-                    (Kind::Permanent, format!("refused by the service ({said})"))
+                    about(Kind::Permanent, format!("refused by the service ({said})"))
                 }
             }
-            SdkError::TimeoutError(_) => (
+            SdkError::TimeoutError(_) => about(
                 Kind::Transient,
                 format!("timed out ({}); retry later", causes(err)),
             ),
-            SdkError::ResponseError(_) => (
+            SdkError::ResponseError(_) => about(
                 Kind::Transient,
                 format!(
                     "the response could not be read ({}); retry later",
@@ -256,33 +401,31 @@ impl AwsError {
             ),
             SdkError::DispatchFailure(dispatch) => {
                 let connector = dispatch.as_connector_error();
-                if caused_by::<ResolveEndpointError>(err).is_some() {
-                    let fix = if region.is_none() {
-                        "no AWS region is configured: set AWS_REGION (or the profile's region)"
-                    } else {
-                        "no endpoint could be resolved: check the region and the endpoint URL"
-                    };
-                    (Kind::Permanent, format!("{fix} ({})", causes(err)))
-                } else if let Some(credentials) = caused_by::<CredentialsError>(err) {
-                    match credentials {
-                        CredentialsError::CredentialsNotLoaded(_)
-                        | CredentialsError::InvalidConfiguration(_) => (
-                            Kind::Permanent,
-                            format!(
-                                "no usable AWS credentials ({}); configure credentials or the role",
-                                causes(err)
-                            ),
+                if let Some(credentials) = caused_by::<CredentialsError>(err) {
+                    let (kind, detail) = credentials_failure(credentials);
+                    about(kind, detail)
+                } else if region.is_none() {
+                    // Nothing is sent without a region, and the SDK says so in more than one
+                    // way (its endpoint rules' "Missing Region", its signer), with error types
+                    // of crates this one does not see.
+                    about(
+                        Kind::Permanent,
+                        format!(
+                            "no AWS region ({}); set AWS_REGION or the profile's region",
+                            causes(err)
                         ),
-                        _ => (
-                            Kind::Transient,
-                            format!(
-                                "the credentials could not be fetched ({}); retry later",
-                                causes(err)
-                            ),
+                    )
+                } else if caused_by::<ResolveEndpointError>(err).is_some() {
+                    about(
+                        Kind::Permanent,
+                        format!(
+                            "no endpoint could be resolved ({}); check the region and the \
+                             endpoint URL",
+                            causes(err)
                         ),
-                    }
+                    )
                 } else if connector.is_some_and(|c| c.is_io() || c.is_timeout()) {
-                    (
+                    about(
                         Kind::Transient,
                         format!(
                             "the service could not be reached ({}); retry later",
@@ -290,22 +433,19 @@ impl AwsError {
                         ),
                     )
                 } else {
-                    (
+                    about(
                         Kind::Permanent,
                         format!("the request could not be sent ({})", causes(err)),
                     )
                 }
             }
             // Construction failures and anything newer: the request itself is wrong.
-            _ => (
+            _ => about(
                 Kind::Permanent,
                 format!("the request could not be built ({})", causes(err)),
             ),
         };
-        AwsError {
-            kind,
-            message: format!("{action} ({resource}): {detail}"),
-        }
+        AwsError { kind, message }
     }
 
     pub fn is_transient(&self) -> bool {
@@ -436,25 +576,185 @@ mod tests {
         assert!(matches!(StoreError::from(big), StoreError::TooLarge { .. }));
     }
 
-    #[test]
-    fn a_missing_region_says_so() {
-        let cause = ResolveEndpointError::message(
-            "A region must be set when sending requests to DynamoDB.",
-        );
-        let err: SdkError<ServiceFailure, HttpResponse> =
-            SdkError::dispatch_failure(ConnectorError::other(Box::new(cause), None));
-        let e = AwsError::new(
-            Call {
-                region: None,
-                ..PARTIES
-            },
+    /// A real client without a region, as the CLI has with nothing configured: the SDK fails
+    /// before sending anything (its endpoint rules need a region), and the error says so.
+    #[tokio::test]
+    async fn a_missing_region_says_so() {
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .build();
+        let client = aws_sdk_dynamodb::Client::from_conf(config);
+        let err = client
+            .get_item()
+            .table_name("parties-eu")
+            .send()
+            .await
+            .unwrap_err();
+        let e = AwsError::on_table(
+            &client,
+            "parties-eu",
+            "reading party 42 of tenant acme",
             &err,
         );
         assert_eq!(e.kind, Kind::Permanent);
         let text = e.to_string();
-        assert!(text.contains("no AWS region is configured"), "{text}");
-        assert!(text.contains("A region must be set"), "{text}");
-        assert!(!text.contains("ConnectorError {"), "no Debug dump: {text}");
+        assert!(
+            text.starts_with("reading party 42 of tenant acme (table parties-eu): no AWS region ("),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("; set AWS_REGION or the profile's region"),
+            "{text}"
+        );
+        assert!(!text.contains("DispatchFailure"), "no Debug dump: {text}");
+    }
+
+    /// A credentials provider that has none, like each provider of an empty environment.
+    #[derive(Debug)]
+    struct NoCredentials;
+
+    impl aws_credential_types::provider::ProvideCredentials for NoCredentials {
+        fn provide_credentials<'a>(
+            &'a self,
+        ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            aws_credential_types::provider::future::ProvideCredentials::ready(Err(
+                CredentialsError::not_loaded("environment variable not set"),
+            ))
+        }
+    }
+
+    fn no_credentials() -> aws_config::SdkConfig {
+        let chain = aws_config::meta::credentials::CredentialsProviderChain::first_try(
+            "Environment",
+            NoCredentials,
+        )
+        .or_else("Profile", NoCredentials);
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-west-1"))
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(chain),
+            )
+            .build()
+    }
+
+    #[tokio::test]
+    async fn missing_credentials_are_one_sentence_before_and_during_a_call() {
+        let sdk = no_credentials();
+        let before = check_credentials(&sdk).await.unwrap_err();
+        assert_eq!(before.kind, Kind::Permanent);
+        assert_eq!(
+            before.to_string(),
+            "no AWS credentials (tried Environment, Profile); set AWS_ACCESS_KEY_ID and \
+             AWS_SECRET_ACCESS_KEY, choose a profile that has them, or run with a role"
+        );
+        let client = aws_sdk_dynamodb::Client::new(&sdk);
+        let err = client
+            .get_item()
+            .table_name("parties-eu")
+            .send()
+            .await
+            .unwrap_err();
+        let during = AwsError::on_table(&client, "parties-eu", "reading party 42", &err);
+        assert_eq!(during.kind, Kind::Permanent);
+        assert_eq!(
+            during.to_string(),
+            format!("reading party 42 (table parties-eu): {before}")
+        );
+    }
+
+    #[test]
+    fn a_denial_names_the_action_when_the_service_does() {
+        let e = AwsError::new(
+            PARTIES,
+            &service(
+                400,
+                "AccessDeniedException",
+                "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: \
+                 dynamodb:GetItem on resource: arn:aws:dynamodb:eu-west-1:123456789012:table/\
+                 parties-eu because no identity-based policy allows the dynamodb:GetItem action",
+            ),
+        );
+        assert_eq!(e.kind, Kind::Permanent);
+        let text = e.to_string();
+        assert!(
+            text.starts_with(
+                "reading party 42 of tenant acme: access denied: these credentials may not call \
+                 dynamodb:GetItem on table parties-eu (AccessDeniedException: User: "
+            ),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("; grant dynamodb:GetItem to them, or use other credentials"),
+            "{text}"
+        );
+        assert_eq!(denied_action("Access Denied"), None);
+    }
+
+    const POLICIES: Call<'static> = Call {
+        action: "uploading components/ab12.wasm",
+        resource: Resource::Bucket("tmf632-policies"),
+        region: Some("eu-west-1"),
+    };
+
+    #[test]
+    fn a_bucket_that_is_missing_or_not_ours_is_named() {
+        let missing = AwsError::new(
+            POLICIES,
+            &service(404, "NoSuchBucket", "The specified bucket does not exist"),
+        );
+        assert_eq!(
+            missing.to_string(),
+            "uploading components/ab12.wasm: bucket tmf632-policies does not exist \
+             (NoSuchBucket: The specified bucket does not exist); check its name"
+        );
+        let theirs = AwsError::new(POLICIES, &service(403, "AccessDenied", "Access Denied"));
+        assert_eq!(theirs.kind, Kind::Permanent);
+        assert_eq!(
+            theirs.to_string(),
+            "uploading components/ab12.wasm: access to bucket tmf632-policies denied \
+             (AccessDenied: Access Denied); the bucket is another account's, or these \
+             credentials may not use it"
+        );
+    }
+
+    #[test]
+    fn a_bucket_in_another_region_names_its_region() {
+        let mut raw = HttpResponse::new(301.try_into().unwrap(), SdkBody::empty());
+        raw.headers_mut()
+            .insert("x-amz-bucket-region", "eu-central-1");
+        let meta = ErrorMetadata::builder().build();
+        let err = SdkError::service_error(ServiceFailure(meta), raw);
+        let e = AwsError::new(POLICIES, &err);
+        assert_eq!(
+            e.to_string(),
+            "uploading components/ab12.wasm: bucket tmf632-policies is in region eu-central-1, \
+             not eu-west-1 (HTTP 301); use region eu-central-1"
+        );
+    }
+
+    #[test]
+    fn credentials_the_service_does_not_know_are_not_a_denial() {
+        let e = AwsError::new(
+            PARTIES,
+            &service(
+                400,
+                "UnrecognizedClientException",
+                "The security token included in the request is invalid.",
+            ),
+        );
+        assert_eq!(e.kind, Kind::Permanent);
+        assert!(
+            e.to_string()
+                .contains("the AWS credentials were not accepted (UnrecognizedClientException"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! - [`sqs`]: dead letters on SQS ([`host_core::store::DeadLetterSink`]);
 //! - [`registry`]: the policy registry on DynamoDB and S3 ([`host_core::registry::PolicyRegistry`]);
 //! - [`conflict_log`]: the conflict log on DynamoDB ([`host_core::conflict_log::ConflictLog`]);
-//! - [`error`]: one reading of the SDK's errors, which all of them report through.
+//! - [`error`]: one reading of the SDK's errors, which all of them report through, and the
+//!   check of the credentials that names them missing before any call.
 //!
 //! The host core's traits are synchronous (policy calls are CPU-bound wasm calls); these stores
 //! bridge to the async SDK with a runtime handle, so callers run them on blocking threads

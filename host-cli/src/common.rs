@@ -82,16 +82,100 @@ pub fn no_aws(what: &str) -> anyhow::Error {
     )
 }
 
-/// The AWS SDK's configuration from the environment, with the runtime its clients run on (the
-/// CLI calls the sync stores from its main thread, which is not one of the runtime's workers).
+/// Which AWS account and region an `aws` store is in (`--registry aws`, `--log aws`); the
+/// SDK's usual sources (the environment, ~/.aws/config) fill in what is not given.
+#[derive(Args, Clone, Debug, Default)]
+pub struct AwsOpts {
+    /// The AWS region of the table and bucket (with `aws`) [default: $AWS_REGION, else the
+    /// profile's region].
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// The AWS profile whose credentials (and region) are used (with `aws`); its credentials
+    /// win over $AWS_ACCESS_KEY_ID, as with the AWS CLI [default: $AWS_PROFILE, else `default`].
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+}
+
+impl AwsOpts {
+    /// Fails when `--region` or `--profile` is given for a store that is not on AWS: the flag
+    /// would be ignored, and the command read a local directory the operator did not mean.
+    pub fn unused(&self, store: &StoreFlag, path: &Path, from: &str) -> anyhow::Result<()> {
+        let given: Vec<&str> = [
+            self.region.as_ref().map(|_| "--region"),
+            self.profile.as_ref().map(|_| "--profile"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if given.is_empty() {
+            return Ok(());
+        }
+        bail!(
+            "{} applies only to {} aws, but the {} is the directory {} ({from}); give {} aws, \
+             or leave out {}",
+            given.join(" and "),
+            store.flag,
+            store.what,
+            path.display(),
+            store.flag,
+            given.join(" and ")
+        )
+    }
+}
+
+/// The AWS SDK's configuration (`opts` first, then the environment and the profile), with the
+/// runtime its clients run on (the CLI calls the sync stores from its main thread, which is not
+/// one of the runtime's workers). A missing region, profile or credentials is named here,
+/// before any call, rather than as the first call's failure.
 #[cfg(feature = "aws")]
-pub fn aws() -> anyhow::Result<(tokio::runtime::Runtime, aws_config::SdkConfig)> {
+pub fn aws(opts: &AwsOpts) -> anyhow::Result<(tokio::runtime::Runtime, aws_config::SdkConfig)> {
+    use aws_config::profile::ProfileFileCredentialsProvider;
+    if opts.region.as_deref() == Some("") {
+        bail!("--region is empty; give a region such as eu-west-1");
+    }
+    if opts.profile.as_deref() == Some("") {
+        bail!("--profile is empty; give a profile of ~/.aws/config, or leave it out");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .context("starting the AWS SDK's runtime")?;
-    let sdk = runtime.block_on(aws_config::load_from_env());
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(profile) = &opts.profile {
+        // The SDK's default chain tries $AWS_ACCESS_KEY_ID before any profile; a profile
+        // named on the command line is meant to be the identity used.
+        loader = loader.profile_name(profile).credentials_provider(
+            ProfileFileCredentialsProvider::builder()
+                .profile_name(profile)
+                .build(),
+        );
+    }
+    if let Some(region) = &opts.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    let sdk = runtime.block_on(loader.load());
+    // Credentials a named profile was to give are that profile's failure: say which.
+    let credentials = || {
+        runtime
+            .block_on(host_aws::error::check_credentials(&sdk))
+            .map_err(|e| match &opts.profile {
+                Some(profile) => anyhow::anyhow!("--profile {profile}: {e}"),
+                None => e.into(),
+            })
+    };
+    if sdk.region().is_none() {
+        if let Some(profile) = &opts.profile {
+            // A profile that is not defined leaves no region either: that is the news.
+            credentials()?;
+            bail!(
+                "no AWS region: pass --region, set AWS_REGION, or set `region` in profile \
+                 {profile}"
+            );
+        }
+        bail!("no AWS region: pass --region or set AWS_REGION");
+    }
+    credentials()?;
     Ok((runtime, sdk))
 }
 
@@ -107,7 +191,8 @@ pub struct StoreFlag {
     pub default: &'static str,
     /// What the store is called, `policy registry`.
     pub what: &'static str,
-    /// What `aws` names, `the registry table and bucket in the SDK's region`.
+    /// What `aws` names, `the registry table and policy bucket on AWS, in the region of
+    /// --region`.
     pub aws: &'static str,
     /// Which directory holds one, for the hint: "the directory `policy upload` created".
     pub dir: &'static str,

@@ -24,7 +24,7 @@ const LOG: StoreFlag = StoreFlag {
     env: "TMF632_CONFLICT_LOG",
     default: "conflict-log",
     what: "conflict log",
-    aws: "the DynamoDB log: the conflict table in the SDK's region",
+    aws: "the DynamoDB log: the conflict table, in the region of --region",
     dir: "the directory `simulate --conflict-log` or `serve` (.serve/conflicts) wrote",
 };
 
@@ -34,13 +34,15 @@ pub struct LogOpts {
     /// The tenant whose conflicts are read.
     #[arg(long, short = 't')]
     pub tenant: String,
-    /// `aws` (the conflict table in the SDK's region), or an existing directory [default:
-    /// $TMF632_CONFLICT_LOG, else ./conflict-log].
+    /// `aws` (the conflict table, in the region of --region), or an existing directory
+    /// [default: $TMF632_CONFLICT_LOG, else ./conflict-log].
     #[arg(long, value_name = "DIR|aws")]
     pub log: Option<String>,
     /// The conflict table (with --log aws).
     #[arg(long, default_value = "tmf632-conflicts", value_name = "TABLE")]
     pub table: String,
+    #[command(flatten)]
+    pub aws: common::AwsOpts,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -102,8 +104,9 @@ pub struct Opened {
 
 /// The conflict table on AWS.
 #[cfg(feature = "aws")]
-fn open_aws(table: &str) -> anyhow::Result<Opened> {
-    let (runtime, sdk) = common::aws()?;
+fn open_aws(table: &str, aws: &common::AwsOpts) -> anyhow::Result<Opened> {
+    anyhow::ensure!(!table.is_empty(), "the conflict table name is empty");
+    let (runtime, sdk) = common::aws(aws)?;
     let log = host_aws::conflict_log::DynamoConflictLog::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         table,
@@ -116,7 +119,7 @@ fn open_aws(table: &str) -> anyhow::Result<Opened> {
 }
 
 #[cfg(not(feature = "aws"))]
-fn open_aws(_table: &str) -> anyhow::Result<Opened> {
+fn open_aws(_table: &str, _aws: &common::AwsOpts) -> anyhow::Result<Opened> {
     Err(common::no_aws("--log aws"))
 }
 
@@ -126,8 +129,9 @@ impl LogOpts {
     pub fn open(&self) -> anyhow::Result<Opened> {
         host_core::tenant::check_tenant(&self.tenant)?;
         match LOG.locate(self.log.as_deref())? {
-            Location::Aws => open_aws(&self.table),
+            Location::Aws => open_aws(&self.table, &self.aws),
             Location::Dir { path, from } => {
+                self.aws.unused(&LOG, &path, &from)?;
                 LOG.existing(&path, &from)?;
                 Ok(Opened {
                     log: Arc::new(DirConflictLog::new(path)),

@@ -9,6 +9,7 @@ mod diff;
 mod dry_run;
 mod registry;
 mod serve;
+mod signing;
 mod simulate;
 mod validate;
 
@@ -63,6 +64,9 @@ enum PolicyCommand {
     Shadow(registry::ShadowOpts),
     ShadowReport(registry::ShadowReportOpts),
     Config(registry::ConfigOpts),
+    Keygen(signing::KeygenOpts),
+    #[command(subcommand)]
+    Trust(signing::TrustCommand),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +89,8 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Shadow(o)) => registry::shadow(o),
         Command::Policy(PolicyCommand::ShadowReport(o)) => registry::shadow_report(o),
         Command::Policy(PolicyCommand::Config(o)) => registry::config(o),
+        Command::Policy(PolicyCommand::Keygen(o)) => signing::keygen(o),
+        Command::Policy(PolicyCommand::Trust(c)) => signing::trust(c),
         Command::Simulate(o) => simulate::run_cmd(o),
         Command::Serve(o) => serve::run(o),
         Command::Partition(o) => serve::partition(o),

@@ -23,7 +23,7 @@ const REGISTRY: StoreFlag = StoreFlag {
     env: "TMF632_REGISTRY",
     default: "policy-registry",
     what: "policy registry",
-    aws: "the registry table and policy bucket on AWS, in the SDK's region",
+    aws: "the registry table and policy bucket on AWS, in the region of --region",
     dir: "the directory `policy upload` created",
 };
 
@@ -44,8 +44,9 @@ pub struct RegistryOpts {
     /// The tenant whose policies are changed.
     #[arg(long, short = 't')]
     pub tenant: String,
-    /// `aws` (the registry table and bucket in the SDK's region), or a directory, which only
-    /// `upload` and `config --set` create [default: $TMF632_REGISTRY, else ./policy-registry].
+    /// `aws` (the registry table and bucket, in the region of --region), or a directory, which
+    /// only `upload` and `config --set` create [default: $TMF632_REGISTRY, else
+    /// ./policy-registry].
     #[arg(long, value_name = "DIR|aws")]
     pub registry: Option<String>,
     /// The registry's DynamoDB table (with --registry aws).
@@ -54,6 +55,8 @@ pub struct RegistryOpts {
     /// The S3 bucket of policy components (with --registry aws) [default: $POLICY_BUCKET].
     #[arg(long, value_name = "BUCKET")]
     pub bucket: Option<String>,
+    #[command(flatten)]
+    pub aws: common::AwsOpts,
     /// Who is acting, recorded in the history [default: $USER].
     #[arg(long = "as", value_name = "NAME")]
     pub actor: Option<String>,
@@ -64,21 +67,102 @@ pub struct RegistryOpts {
 
 /// The registry's table and bucket on AWS.
 #[cfg(feature = "aws")]
-fn open_aws(table: &str, bucket: &str, actor: String) -> anyhow::Result<Opened> {
+fn open_aws(
+    table: &str,
+    bucket: &str,
+    aws: &common::AwsOpts,
+    actor: String,
+) -> anyhow::Result<Opened> {
     anyhow::ensure!(!table.is_empty(), "the registry table name is empty");
     anyhow::ensure!(!bucket.is_empty(), "the policy bucket name is empty");
-    let (runtime, sdk) = common::aws()?;
+    let (runtime, sdk) = common::aws(aws)?;
+    let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
     let store = host_aws::registry_from(&sdk, table, bucket, runtime.handle().clone());
     Ok(Opened {
-        registry: Registry::new(store, actor),
-        place: format!("table {table}, bucket {bucket}"),
+        registry: Registry::new(Arc::new(AwsFailures(store)), actor),
+        place: format!("table {table}, bucket {bucket}, region {region}"),
         _runtime: Some(runtime),
     })
 }
 
 #[cfg(not(feature = "aws"))]
-fn open_aws(_table: &str, _bucket: &str, _actor: String) -> anyhow::Result<Opened> {
+fn open_aws(
+    _table: &str,
+    _bucket: &str,
+    _aws: &common::AwsOpts,
+    _actor: String,
+) -> anyhow::Result<Opened> {
     Err(common::no_aws("--registry aws"))
+}
+
+/// The AWS registry as the CLI reports it. The AWS store's only `Refused` is AWS refusing a
+/// call (no such table or bucket, access denied: `host_aws::error`), which fails the command
+/// (exit 2) rather than refusing a change to the registry (exit 1, [`refused`]); it is passed
+/// on as the storage failure it is. Everything else passes unchanged.
+#[cfg(feature = "aws")]
+struct AwsFailures(Arc<dyn PolicyRegistry>);
+
+#[cfg(feature = "aws")]
+fn failed<T>(result: Result<T, RegistryError>) -> Result<T, RegistryError> {
+    result.map_err(|e| match e {
+        RegistryError::Refused(message) => RegistryError::Storage(message),
+        other => other,
+    })
+}
+
+#[cfg(feature = "aws")]
+impl PolicyRegistry for AwsFailures {
+    fn put_component(&self, digest: &str, bytes: &[u8]) -> Result<(), RegistryError> {
+        failed(self.0.put_component(digest, bytes))
+    }
+    fn component(&self, digest: &str) -> Result<Vec<u8>, RegistryError> {
+        failed(self.0.component(digest))
+    }
+    fn put_version(
+        &self,
+        version: &host_core::registry::PolicyVersion,
+    ) -> Result<bool, RegistryError> {
+        failed(self.0.put_version(version))
+    }
+    fn versions(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<host_core::registry::PolicyVersion>, RegistryError> {
+        failed(self.0.versions(tenant))
+    }
+    fn state(&self, tenant: &str) -> Result<Option<TenantState>, RegistryError> {
+        failed(self.0.state(tenant))
+    }
+    fn put_state(
+        &self,
+        state: &TenantState,
+        expected: u64,
+        entry: &HistoryEntry,
+    ) -> Result<(), RegistryError> {
+        failed(self.0.put_state(state, expected, entry))
+    }
+    fn append_history(&self, entry: &HistoryEntry) -> Result<(), RegistryError> {
+        failed(self.0.append_history(entry))
+    }
+    fn history(&self, tenant: &str) -> Result<Vec<HistoryEntry>, RegistryError> {
+        failed(self.0.history(tenant))
+    }
+    fn tenants(&self) -> Result<Vec<String>, RegistryError> {
+        failed(self.0.tenants())
+    }
+    fn record_shadow(
+        &self,
+        comparison: &host_core::registry::ShadowComparison,
+    ) -> Result<(), RegistryError> {
+        failed(self.0.record_shadow(comparison))
+    }
+    fn shadow_summary(
+        &self,
+        tenant: &str,
+        candidate: &str,
+    ) -> Result<host_core::registry::ShadowSummary, RegistryError> {
+        failed(self.0.shadow_summary(tenant, candidate))
+    }
 }
 
 /// A registry and what keeps it working (the AWS SDK's runtime).
@@ -141,9 +225,12 @@ impl RegistryOpts {
                     .context(
                         "--registry aws needs the policy bucket: --bucket or $POLICY_BUCKET",
                     )?;
-                return open_aws(&self.table, &bucket, actor);
+                return open_aws(&self.table, &bucket, &self.aws, actor);
             }
-            Location::Dir { path, from } => (path, from),
+            Location::Dir { path, from } => {
+                self.aws.unused(&REGISTRY, &path, &from)?;
+                (path, from)
+            }
         };
         let local = match access {
             Access::Existing => {
@@ -170,7 +257,10 @@ impl RegistryOpts {
 }
 
 /// Prints a change, or the refusal; exit status 0 for a change or no-op, 1 for a refusal.
-fn report(o: &RegistryOpts, result: Result<Change, RegistryError>) -> anyhow::Result<ExitCode> {
+pub(crate) fn report(
+    o: &RegistryOpts,
+    result: Result<Change, RegistryError>,
+) -> anyhow::Result<ExitCode> {
     match result {
         Ok(change) => {
             if o.json {
@@ -292,12 +382,22 @@ pub struct UploadOpts {
     /// Activate the version once uploaded.
     #[arg(long)]
     pub activate: bool,
+    /// Sign the version with this key (`policy keygen`): required by a tenant that trusts
+    /// keys (`policy trust`); the upload is then recorded as the key's, not as --as.
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
     #[command(flatten)]
     pub registry: RegistryOpts,
 }
 
 pub fn upload(o: UploadOpts) -> anyhow::Result<ExitCode> {
     let bytes = common::policy_bytes(&o.component)?;
+    let signer = o
+        .sign
+        .as_deref()
+        .map(host_core::signing::read_signing_key)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let opened = o.registry.open(Access::Create)?;
     let digest = host_core::digest(&bytes);
     let seed = o
@@ -310,6 +410,7 @@ pub fn upload(o: UploadOpts) -> anyhow::Result<ExitCode> {
             label: o.label.clone(),
             law_cases: o.cases,
             seed,
+            signer,
         },
     );
     let (change, version) = match uploaded {

@@ -604,8 +604,9 @@ fn text(
     );
 }
 
-/// Conflicts per step (bars), items in flight (replication lag) and diverged parties (lines),
-/// with the partitions and the outage shaded and the swaps marked.
+/// Conflicts per step (bars), diverged parties, and per region the replicated writes on their
+/// way to it and the stream records waiting for its reconcile (lines), with the partitions and
+/// the outage shaded and the swaps marked.
 fn drawing(r: &SimReport, plain: &SimReport, c: &SimConfig, svg_only: bool) -> String {
     let (width, height, pad) = (900.0, 340.0, 48.0);
     let n = r.timeline.len().max(2) as f64;
@@ -613,7 +614,16 @@ fn drawing(r: &SimReport, plain: &SimReport, c: &SimConfig, svg_only: bool) -> S
     let max_y = r
         .timeline
         .iter()
-        .map(|s| s.in_flight.max(s.conflicts).max(s.diverged))
+        .map(|s| {
+            let per_region = s
+                .in_flight_to
+                .iter()
+                .chain(&s.stream_backlog)
+                .copied()
+                .max()
+                .unwrap_or(0);
+            per_region.max(s.conflicts).max(s.diverged)
+        })
         .max()
         .unwrap_or(1)
         .max(1) as f64;
@@ -675,34 +685,55 @@ fn drawing(r: &SimReport, plain: &SimReport, c: &SimConfig, svg_only: bool) -> S
             );
         }
     }
-    for (color, label, get) in [
-        (
-            "#2a7",
-            "replicated writes in flight",
-            (|s: &host_sim::Sample| s.in_flight as f64) as fn(&host_sim::Sample) -> f64,
-        ),
-        ("#c33", "parties that differ between regions", |s| {
-            s.diverged as f64
-        }),
-    ] {
+    // One line per series: diverged parties, then per region its replication and stream
+    // backlogs (solid and dotted, in the region's colour).
+    const REGION_COLORS: [&str; 6] = ["#2a7", "#a3c", "#07a", "#b80", "#555", "#c3a"];
+    let mut series: Vec<(String, &str, &str, Vec<usize>)> = vec![(
+        "parties that differ between regions".into(),
+        "#c33",
+        "",
+        r.timeline.iter().map(|s| s.diverged).collect(),
+    )];
+    for (i, region) in c.regions.iter().enumerate() {
+        let color = REGION_COLORS[i % REGION_COLORS.len()];
+        series.push((
+            format!("writes in flight to {region}"),
+            color,
+            "",
+            r.timeline
+                .iter()
+                .map(|s| s.in_flight_to.get(i).copied().unwrap_or(0))
+                .collect(),
+        ));
+        series.push((
+            format!("{region}'s stream records waiting for reconcile"),
+            color,
+            "2 3",
+            r.timeline
+                .iter()
+                .map(|s| s.stream_backlog.get(i).copied().unwrap_or(0))
+                .collect(),
+        ));
+    }
+    for (label, color, dash, values) in &series {
         let points: Vec<String> = r
             .timeline
             .iter()
-            .map(|s| format!("{:.1},{:.1}", x(s.step as f64), y(get(s))))
+            .zip(values)
+            .map(|(s, v)| format!("{:.1},{:.1}", x(s.step as f64), y(*v as f64)))
             .collect();
         let _ = write!(
             svg,
-            r##"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"><title>{label}</title></polyline>"##,
+            r##"<polyline fill="none" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}" points="{}"><title>{label}</title></polyline>"##,
             points.join(" ")
         );
-        for s in &r.timeline {
+        for (s, v) in r.timeline.iter().zip(values) {
             let _ = write!(
                 svg,
-                r##"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{color}"><title>step {}: {} {label}</title></circle>"##,
+                r##"<circle cx="{:.1}" cy="{:.1}" r="2" fill="{color}"><title>step {}: {v} {label}</title></circle>"##,
                 x(s.step as f64),
-                y(get(s)),
+                y(*v as f64),
                 s.step,
-                get(s)
             );
         }
     }
@@ -745,8 +776,19 @@ fn drawing(r: &SimReport, plain: &SimReport, c: &SimConfig, svg_only: bool) -> S
     );
     let _ = write!(
         svg,
-        r##"<text x="{pad}" y="20"><tspan fill="#e8a33d">■ conflicts resolved per step</tspan>  <tspan fill="#2a7">— replicated writes in flight</tspan>  <tspan fill="#c33">— parties that differ between regions</tspan>  <tspan fill="#36c">┆ policy swap</tspan></text></svg>"##
+        r##"<text x="{pad}" y="20"><tspan fill="#e8a33d">■ conflicts resolved per step</tspan>  <tspan fill="#c33">— parties that differ between regions</tspan>  <tspan fill="#36c">┆ policy swap</tspan></text>"##
     );
+    // Per region: its colour, solid for writes in flight to it, dotted for its stream.
+    let mut legend = format!(r##"<text x="{pad}" y="34">"##);
+    for (i, region) in c.regions.iter().enumerate() {
+        let color = REGION_COLORS[i % REGION_COLORS.len()];
+        let _ = write!(
+            legend,
+            r##"<tspan fill="{color}">— writes in flight to {region} ┄ {region}'s stream backlog</tspan>  "##
+        );
+    }
+    legend.push_str("</text></svg>");
+    svg.push_str(&legend);
     if svg_only {
         return svg;
     }

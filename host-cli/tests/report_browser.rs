@@ -5,20 +5,11 @@
 //!
 //! Without Chromium the test says so and passes, except under CI (`CI` set), where it fails.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+use common::chromium;
 
-fn chromium() -> Option<PathBuf> {
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .find_map(|name| {
-            std::env::var_os("PATH")?
-                .to_str()?
-                .split(':')
-                .map(|dir| Path::new(dir).join(name))
-                .find(|p| p.is_file())
-        })
-}
+use std::path::Path;
+use std::process::Command;
 
 fn headless(browser: &Path, args: &[&str]) -> std::process::Output {
     Command::new(browser)
@@ -73,6 +64,8 @@ fn the_simulation_report_renders_in_a_browser() {
         "swaps policy at step",
         " cut: steps",
         "eu down",
+        "writes in flight to apac",
+        "na's stream backlog",
     ] {
         assert!(
             dom.contains(part),

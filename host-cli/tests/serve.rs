@@ -9,8 +9,11 @@
 //!
 //! Waits are bounded (a broken server fails instead of hanging); none asserts a speed.
 
+mod common;
+use common::chromium;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -279,18 +282,6 @@ fn the_readme_curl_lines_work_as_printed() {
         status.success(),
         "serve did not stop cleanly on Ctrl-C: {status}"
     );
-}
-
-fn chromium() -> Option<PathBuf> {
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .find_map(|name| {
-            std::env::var_os("PATH")?
-                .to_str()?
-                .split(':')
-                .map(|dir| Path::new(dir).join(name))
-                .find(|p| p.is_file())
-        })
 }
 
 #[test]

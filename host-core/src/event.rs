@@ -188,7 +188,10 @@ fn spec(version: SpecVersion) -> &'static Value {
     })
 }
 
-fn validator(
+/// The validator of one definition of a release: an event type such as
+/// `IndividualCreateEvent`, or a resource (`Individual`, `Organization`: what the resolver
+/// checks a policy's computed values against). Compiled once per process.
+pub(crate) fn validator(
     version: SpecVersion,
     event_type: &str,
 ) -> Result<&'static jsonschema::Validator, Tmf630Error> {
@@ -222,7 +225,7 @@ fn validator(
                 format!("the {event_type} schema does not compile: {e}"),
             )
         })?;
-    // Validators live as long as the process; there are eight.
+    // Validators live as long as the process: eight event types and two resources a release.
     let leaked: &'static jsonschema::Validator = Box::leak(Box::new(built));
     cache.lock().unwrap().insert(key, leaked);
     Ok(leaked)

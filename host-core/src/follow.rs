@@ -308,10 +308,24 @@ impl RegistryFollower {
             self.policies.deactivate(tenant);
             return Ok(true);
         };
+        let versions = if state.trusted_keys.is_empty() {
+            Vec::new()
+        } else {
+            self.registry
+                .versions(tenant)
+                .map_err(|source| RefreshError::Registry {
+                    tenant: tenant.to_owned(),
+                    source,
+                })?
+        };
+        self.check_signature(state, &versions, active)?;
         let policy = self.load(tenant, active)?;
         let mut complete = true;
         let shadow = match &state.shadow {
-            Some(s) => match self.load(tenant, &s.digest) {
+            Some(s) => match self
+                .check_signature(state, &versions, &s.digest)
+                .and_then(|()| self.load(tenant, &s.digest))
+            {
                 Ok(p) => Some(p),
                 Err(e) => {
                     complete = false;
@@ -344,6 +358,40 @@ impl RegistryFollower {
             "host.policy.swap"
         );
         Ok(complete)
+    }
+
+    /// Refuses a version the tenant's trusted keys did not sign (when it trusts any): the
+    /// version served before keeps serving, and the refusal is logged and counted as a load
+    /// failure (the functions' `PolicyLoadFailures`, which is alarmed).
+    fn check_signature(
+        &self,
+        state: &TenantState,
+        versions: &[crate::registry::PolicyVersion],
+        digest: &str,
+    ) -> Result<(), RefreshError> {
+        if state.trusted_keys.is_empty() {
+            return Ok(());
+        }
+        let refused = |reason: String| {
+            tracing::error!(tenant = %state.tenant, policy = %digest, reason, "host.policy.signature_refused");
+            RefreshError::Load {
+                tenant: state.tenant.clone(),
+                digest: digest.to_owned(),
+                reason,
+            }
+        };
+        let version = versions
+            .iter()
+            .find(|v| v.digest == digest)
+            .ok_or_else(|| refused("no version record: its signature cannot be checked".into()))?;
+        crate::signing::verify(
+            &state.tenant,
+            &state.trusted_keys,
+            digest,
+            &version.description,
+            version.signature.as_ref(),
+        )
+        .map_err(|e| refused(e.to_string()))
     }
 
     /// A loaded version: reused when loaded before, else fetched, verified and loaded.

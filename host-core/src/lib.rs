@@ -9,6 +9,7 @@
 //! - [`policies`]: a fixed set of tenants' policies, swapped atomically (a `PolicyLookup`);
 //! - [`conflict`]: the captured-conflict format that dry-runs and law checks replay;
 //! - [`registry`]: the policy registry's records and storage trait, and its local directory;
+//! - [`signing`]: signed versions and the keys a tenant trusts;
 //! - [`follow`]: a host following the registry with bounded staleness, and shadow comparisons
 //!   (the other `PolicyLookup`);
 //! - [`conflict_log`]: every conflict the reconcile path saw, queryable and replayable;
@@ -33,6 +34,7 @@ pub mod policies;
 pub mod reconcile;
 pub mod registry;
 pub mod resolve;
+pub mod signing;
 pub mod store;
 pub mod tenant;
 

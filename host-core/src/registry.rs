@@ -64,6 +64,31 @@ pub struct PolicyVersion {
     pub uploaded_by: String,
     /// The seed and number of cases of the law check it passed at upload.
     pub law_check: LawCheckRecord,
+    /// Who built it, in the signer's words: a signature over its digest and description
+    /// ([`crate::signing`]), checked against the tenant's trusted keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<PolicySignature>,
+}
+
+/// A signature of a version by one key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicySignature {
+    /// The signing key's id ([`crate::signing::key_id`]).
+    pub key_id: String,
+    /// The Ed25519 signature, hex.
+    pub signature: String,
+}
+
+/// A public key whose signatures a tenant accepts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustedKey {
+    pub key_id: String,
+    /// The Ed25519 public key, hex.
+    pub public_key: String,
+    pub added_at_ms: u64,
+    pub added_by: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +125,11 @@ pub struct TenantState {
     pub retired: BTreeSet<String>,
     /// The configuration document handed to the policy (JSON text).
     pub config: String,
+    /// The keys whose signatures the tenant accepts. Empty: versions need no signature; else
+    /// every version activated or run in shadow must carry a signature by one of them, and the
+    /// hosts refuse to load one that does not (the version served before keeps serving).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_keys: Vec<TrustedKey>,
     pub updated_at_ms: u64,
     pub updated_by: String,
 }
@@ -114,6 +144,7 @@ impl TenantState {
             previous: Vec::new(),
             retired: BTreeSet::new(),
             config: "{}".to_owned(),
+            trusted_keys: Vec::new(),
             updated_at_ms: 0,
             updated_by: String::new(),
         }

@@ -58,6 +58,21 @@ pub enum CallFailure {
     Trap(String),
     #[error("the policy returned an invalid result: {0}")]
     InvalidResult(String),
+    /// A value the policy computed is not what the TMF632 schema allows for its member.
+    #[error(
+        "the policy computed member {member} of the {resource}, which is not valid TMF632: {error}"
+    )]
+    InvalidParty {
+        resource: String,
+        member: String,
+        /// The schema's complaint, per release, without the value (it is personal data).
+        error: String,
+    },
+    /// The party the answer describes is larger than the store's item limit.
+    #[error(
+        "the policy's result is {size} bytes as JSON, over the {limit}-byte item limit of the store; nothing was written"
+    )]
+    TooLarge { size: usize, limit: usize },
 }
 
 impl CallFailure {
@@ -68,6 +83,8 @@ impl CallFailure {
             CallFailure::MemoryExhausted(_) => "memory",
             CallFailure::Trap(_) => "trap",
             CallFailure::InvalidResult(_) => "invalid-result",
+            CallFailure::InvalidParty { .. } => "invalid-party",
+            CallFailure::TooLarge { .. } => "too-large",
         }
     }
 }

@@ -198,6 +198,8 @@ pub struct Sample {
     pub conflicts: usize,
     /// Replicated writes sent but not yet delivered.
     pub in_flight: usize,
+    /// Per region (in the order of the configuration): replicated writes on their way to it.
+    pub in_flight_to: Vec<usize>,
     /// Parties whose copies differ between regions.
     pub diverged: usize,
     /// Per region (in the order of the configuration): stream records waiting for reconcile.
@@ -1136,10 +1138,15 @@ impl<'a> World<'a> {
             })
             .count();
         let stream_backlog = self.regions.iter().map(|r| r.stream.len()).collect();
+        let mut in_flight_to = vec![0; self.regions.len()];
+        for m in &self.messages {
+            in_flight_to[m.to] += 1;
+        }
         self.report.timeline.push(Sample {
             step: self.step,
             conflicts: 0,
             in_flight: self.messages.len(),
+            in_flight_to,
             diverged,
             stream_backlog,
         });

@@ -2,7 +2,10 @@
 //!
 //! A policy that is deterministic, commutative, idempotent and associative lets regions that
 //! resolve the same conflict independently write the same party, in any order; a valid one never
-//! has a result refused by the host. Each law runs on histories from
+//! has a result refused by the host (one that does not follow from its inputs, a computed value
+//! the TMF632 schema does not allow, a party over the store's item limit). A refusal counts
+//! against validity alone: the other laws compare what the host does, a refusal included. Each
+//! law runs on histories from
 //! [`party_model::generate`] (both resource types, every array field, v4 items without ids,
 //! tombstones, two- and three-way concurrency), seeded, with proptest's shrinking: a failure
 //! comes back as the smallest conflict found, written as captured-conflict lines that `dry-run`
@@ -146,11 +149,13 @@ struct Checker<'a> {
     budget: RefCell<Budget>,
 }
 
-/// What a resolution writes, for comparison: the party (origin region aside) or the rejection.
+/// What a resolution writes, for comparison: the party (origin region aside), the rejection,
+/// or the host's refusal of the result (by kind, e.g. `invalid-party`).
 #[derive(Debug, PartialEq, Eq)]
 enum Written {
     Party(Option<PartyVersion>),
     Rejected,
+    Refused(&'static str),
 }
 
 impl Checker<'_> {
@@ -178,24 +183,44 @@ impl Checker<'_> {
         Ok(resolution)
     }
 
-    /// Calls and validates; the party the host would write.
-    fn written(&self, a: &PartyVersion, b: &PartyVersion) -> Result<Written, TestCaseError> {
+    /// Calls and validates as the host does: the party it would write, or why it refuses it.
+    fn outcome(
+        &self,
+        a: &PartyVersion,
+        b: &PartyVersion,
+    ) -> Result<Result<Written, CallFailure>, TestCaseError> {
         let resolution = self.call(a, b)?;
-        let (_, party) = apply_resolution(REGION, relation(a, b), a, b, &resolution)
-            .map_err(|e| TestCaseError::fail(format!("the host refused the result: {e}")))?;
-        Ok(match (&resolution, party) {
-            (Resolution::Reject(_), _) => Written::Rejected,
-            (_, Some(mut p)) => {
-                p.origin_region = REGION.to_owned();
-                Written::Party(Some(p))
-            }
-            (_, None) => Written::Party(None),
-        })
+        Ok(
+            apply_resolution(REGION, relation(a, b), a, b, &resolution).map(|(_, party)| {
+                match (&resolution, party) {
+                    (Resolution::Reject(_), _) => Written::Rejected,
+                    (_, Some(mut p)) => {
+                        p.origin_region = REGION.to_owned();
+                        Written::Party(Some(p))
+                    }
+                    (_, None) => Written::Party(None),
+                }
+            }),
+        )
     }
 
-    fn merged(&self, a: &PartyVersion, b: &PartyVersion) -> Result<PartyVersion, TestCaseError> {
+    /// What the host does with the answer, a refusal included.
+    fn written(&self, a: &PartyVersion, b: &PartyVersion) -> Result<Written, TestCaseError> {
+        Ok(self
+            .outcome(a, b)?
+            .unwrap_or_else(|e| Written::Refused(e.kind())))
+    }
+
+    /// The merged party; `None` when the host refuses the answer (validity's concern); other
+    /// answers reject the case.
+    fn merged(
+        &self,
+        a: &PartyVersion,
+        b: &PartyVersion,
+    ) -> Result<Option<PartyVersion>, TestCaseError> {
         match self.written(a, b)? {
-            Written::Party(Some(p)) => Ok(p),
+            Written::Party(Some(p)) => Ok(Some(p)),
+            Written::Refused(_) => Ok(None),
             other => Err(TestCaseError::reject(format!("not merged: {other:?}"))),
         }
     }
@@ -238,10 +263,11 @@ impl Checker<'_> {
             }
             Law::Idempotence => {
                 let resolution = self.call(a, a)?;
-                let (_, party) = apply_resolution(REGION, Relation::Equal, a, a, &resolution)
-                    .map_err(|e| {
-                        TestCaseError::fail(format!("the host refused the result: {e}"))
-                    })?;
+                let Ok((_, party)) = apply_resolution(REGION, Relation::Equal, a, a, &resolution)
+                else {
+                    // Refused: validity's concern (and no host asks a policy about equal versions).
+                    return Ok(());
+                };
                 let same = party
                     .as_ref()
                     .is_some_and(|p| p.fields == a.fields && p.tombstone == a.tombstone);
@@ -255,9 +281,17 @@ impl Checker<'_> {
             }
             Law::Associativity => {
                 let c = &v[2];
-                let left = self.merged(&self.merged(a, b)?, c)?;
-                let right = self.merged(a, &self.merged(b, c)?)?;
-                let middle = self.merged(&self.merged(a, c)?, b)?;
+                // A refused step leaves nothing to compare: validity reports it.
+                let then = |first: Option<PartyVersion>, f: &dyn Fn(&PartyVersion) -> _| {
+                    first.map_or(Ok(None), |p| f(&p))
+                };
+                let (Some(left), Some(right), Some(middle)) = (
+                    then(self.merged(a, b)?, &|ab| self.merged(ab, c))?,
+                    then(self.merged(b, c)?, &|bc| self.merged(a, bc))?,
+                    then(self.merged(a, c)?, &|ac| self.merged(ac, b))?,
+                ) else {
+                    return Ok(());
+                };
                 if left != right || left != middle {
                     let other = if left != right { &right } else { &middle };
                     return Err(TestCaseError::fail(format!(
@@ -271,8 +305,14 @@ impl Checker<'_> {
                 Ok(())
             }
             Law::Validity => {
-                self.written(a, b)?;
-                self.written(b, a)?;
+                for (x, y) in [(a, b), (b, a)] {
+                    if let Err(e) = self.outcome(x, y)? {
+                        return Err(TestCaseError::fail(format!(
+                            "the host refused the result ({}): {e}",
+                            e.kind()
+                        )));
+                    }
+                }
                 Ok(())
             }
         }
@@ -289,6 +329,7 @@ fn kind(r: &Result<Resolution, CallFailure>) -> String {
 fn difference(x: &Written, y: &Written) -> String {
     let show = |w: &Written| match w {
         Written::Rejected => "rejected".to_owned(),
+        Written::Refused(kind) => format!("refused by the host ({kind})"),
         Written::Party(p) => p
             .as_ref()
             .and_then(party_model::to_tmf)

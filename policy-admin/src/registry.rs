@@ -11,6 +11,7 @@ use host_core::registry::{
     HistoryEntry, LawCheckRecord, PolicyRegistry, PolicyVersion, RegistryError, ShadowState,
     ShadowSummary, TenantState, VersionStatus, fetch_component, now_ms, short,
 };
+use host_core::signing::{self, SigningKey};
 use host_core::tenant::{check_tenant, policy_view};
 use host_sandbox::{Limits, Metering, Policy, PolicyEngine, digest};
 use serde::Serialize;
@@ -96,6 +97,9 @@ pub struct UploadOptions {
     /// Generated cases per law.
     pub law_cases: u32,
     pub seed: u64,
+    /// Signs the version with this key; the upload is then recorded as the key's (its id),
+    /// not the actor's.
+    pub signer: Option<SigningKey>,
 }
 
 /// The operations on a registry, by an operator (or a workflow) named `actor`.
@@ -178,20 +182,36 @@ impl Registry {
             .map(|s| policy_view(&s.config))
             .unwrap_or_else(|| "{}".to_owned());
         let policy = check_laws(bytes, &config, options.law_cases, options.seed)?;
+        let description = policy.description().clone();
+        let signature = options
+            .signer
+            .as_ref()
+            .map(|key| signing::sign(key, &digest, &description));
+        // A tenant that trusts keys takes only versions one of them signed: refused here, and
+        // refused again by every host that would load it.
+        let trusted = state.as_ref().map_or(&[][..], |s| &s.trusted_keys[..]);
+        signing::verify(tenant, trusted, &digest, &description, signature.as_ref()).map_err(
+            |e| RegistryError::Refused(format!("{e}; sign it at upload with --sign KEY")),
+        )?;
+        let uploaded_by = match &signature {
+            Some(s) => format!("key:{}", s.key_id),
+            None => self.actor.clone(),
+        };
         // Bytes first: a version record never points at a component that is not stored.
         self.store.put_component(&digest, bytes)?;
         let version = PolicyVersion {
             tenant: tenant.to_owned(),
             digest: digest.clone(),
             label: options.label.clone(),
-            description: policy.description().clone(),
+            description,
             size: bytes.len() as u64,
             uploaded_at_ms: (self.clock)(),
-            uploaded_by: self.actor.clone(),
+            uploaded_by: uploaded_by.clone(),
             law_check: LawCheckRecord {
                 seed: options.seed,
                 cases: options.law_cases,
             },
+            signature,
         };
         let created = self.store.put_version(&version)?;
         if created {
@@ -199,7 +219,7 @@ impl Registry {
                 tenant: tenant.to_owned(),
                 revision: 0,
                 at_ms: version.uploaded_at_ms,
-                by: self.actor.clone(),
+                by: uploaded_by,
                 action: "upload".into(),
                 digest: Some(digest.clone()),
                 replaced: None,
@@ -285,6 +305,7 @@ impl Registry {
             if state.active.as_deref() == Some(digest.as_str()) {
                 return Ok(None);
             }
+            signed(state, &version)?;
             let replaced = state.active.take();
             if let Some(old) = &replaced {
                 state.previous.retain(|p| p != old);
@@ -381,6 +402,7 @@ impl Registry {
             if state.shadow.as_ref().is_some_and(|s| s.digest == digest) {
                 return Ok(None);
             }
+            signed(state, &version)?;
             state.retired.remove(&digest);
             state.shadow = Some(ShadowState {
                 digest: digest.clone(),
@@ -415,6 +437,58 @@ impl Registry {
             }
             state.config = text.clone();
             Ok(Some((None, Some(text.clone()))))
+        })
+    }
+
+    /// Adds a key whose signatures the tenant accepts. From the first key on, every version
+    /// activated or run in shadow for the tenant must be signed by a trusted key, and the hosts
+    /// refuse to load one that is not. Refused when the active version would not pass: sign
+    /// and activate a version first, so that trusting a key never stops the hosts serving.
+    pub fn trust(
+        &self,
+        tenant: &str,
+        public: &signing::VerifyingKey,
+    ) -> Result<Change, RegistryError> {
+        check_tenant(tenant)?;
+        let key = signing::trusted_key(public, (self.clock)(), &self.actor);
+        let versions = self.store.versions(tenant)?;
+        self.change(tenant, "trust", None, |state| {
+            if state.trusted_keys.iter().any(|k| k.key_id == key.key_id) {
+                return Ok(None);
+            }
+            let mut keys = state.trusted_keys.clone();
+            keys.push(key.clone());
+            still_served(state, &versions, &keys)?;
+            state.trusted_keys = keys;
+            Ok(Some((None, Some(format!("trusts key {}", key.key_id)))))
+        })
+    }
+
+    /// Stops trusting a key (the last one removed: versions need no signature again).
+    pub fn untrust(&self, tenant: &str, key_id: &str) -> Result<Change, RegistryError> {
+        check_tenant(tenant)?;
+        let versions = self.store.versions(tenant)?;
+        self.change(tenant, "untrust", None, |state| {
+            if !state.trusted_keys.iter().any(|k| k.key_id == key_id) {
+                return Err(RegistryError::Refused(format!(
+                    "tenant {tenant} does not trust key {key_id} (trusted: {})",
+                    state
+                        .trusted_keys
+                        .iter()
+                        .map(|k| k.key_id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            let keys: Vec<_> = state
+                .trusted_keys
+                .iter()
+                .filter(|k| k.key_id != key_id)
+                .cloned()
+                .collect();
+            still_served(state, &versions, &keys)?;
+            state.trusted_keys = keys;
+            Ok(Some((None, Some(format!("no longer trusts key {key_id}")))))
         })
     }
 
@@ -523,4 +597,42 @@ fn describe_version(v: &PolicyVersion) -> String {
         Some(l) => format!("{l} ({})", short(&v.digest)),
         None => short(&v.digest).to_owned(),
     }
+}
+
+/// Refuses a change of the trusted keys to `keys` after which the hosts would refuse the
+/// version the tenant is served (active or in shadow).
+fn still_served(
+    state: &TenantState,
+    versions: &[PolicyVersion],
+    keys: &[host_core::registry::TrustedKey],
+) -> Result<(), RegistryError> {
+    let serving = state
+        .active
+        .iter()
+        .chain(state.shadow.iter().map(|s| &s.digest));
+    for digest in serving {
+        if let Some(v) = versions.iter().find(|v| &v.digest == digest) {
+            signing::verify(&state.tenant, keys, digest, &v.description, v.signature.as_ref())
+                .map_err(|e| {
+                    RegistryError::Refused(format!(
+                        "version {} serves tenant {}, and after this change the hosts would refuse it: {e}; sign and activate a version the new keys accept first",
+                        short(digest),
+                        state.tenant
+                    ))
+                })?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a version the tenant's trusted keys did not sign.
+fn signed(state: &TenantState, version: &PolicyVersion) -> Result<(), RegistryError> {
+    signing::verify(
+        &state.tenant,
+        &state.trusted_keys,
+        &version.digest,
+        &version.description,
+        version.signature.as_ref(),
+    )
+    .map_err(|e| RegistryError::Refused(e.to_string()))
 }

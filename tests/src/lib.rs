@@ -97,6 +97,7 @@ pub fn upload_options(label: &str) -> policy_admin::UploadOptions {
         label: Some(label.to_owned()),
         law_cases: 32,
         seed: 7,
+        signer: None,
     }
 }
 

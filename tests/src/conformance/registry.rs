@@ -184,6 +184,11 @@ fn versions_are_written_once(rig: &RegistryRig, tenant: &str) {
         uploaded_at_ms: 1,
         uploaded_by: "conformance".into(),
         law_check: host_core::registry::LawCheckRecord { seed: 1, cases: 1 },
+        // The signature is stored and read back whole.
+        signature: Some(host_core::registry::PolicySignature {
+            key_id: "0123456789abcdef".into(),
+            signature: "ab".repeat(64),
+        }),
     };
     assert!(store.versions(tenant).unwrap().is_empty());
     assert!(store.put_version(&version).unwrap(), "created");
@@ -264,6 +269,13 @@ fn state_changes_by_compare_and_swap(rig: &RegistryRig, tenant: &str) {
     let state = |revision: u64, config: &str| TenantState {
         revision,
         config: config.into(),
+        // The trusted keys are part of the state, read back whole.
+        trusted_keys: vec![host_core::registry::TrustedKey {
+            key_id: "0123456789abcdef".into(),
+            public_key: "cd".repeat(32),
+            added_at_ms: revision,
+            added_by: "conformance".into(),
+        }],
         updated_at_ms: revision,
         updated_by: "conformance".into(),
         ..TenantState::new(tenant)

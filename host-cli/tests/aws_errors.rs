@@ -1,0 +1,422 @@
+//! `--registry aws` and `--log aws` as an operator meets them: `--region` and `--profile` are
+//! honoured, and what is missing (the region, the credentials, the table, the bucket) is named
+//! in one line with exit status 2, never as the SDK's dump. The binary runs in an empty
+//! environment (no ~/.aws, no instance metadata), so nothing here reaches the internet; the
+//! tests with a table run against moto (`scripts/with-moto.sh` sets MOTO_ENDPOINT).
+//!
+//! AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing scripts/with-moto.sh \
+//!     cargo test -p host-cli --features aws --test aws_errors
+
+#![cfg(feature = "aws")]
+
+use std::io::ErrorKind;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+
+/// The moto server of `scripts/with-moto.sh`.
+fn moto() -> String {
+    std::env::var("MOTO_ENDPOINT").unwrap_or_else(|_| {
+        panic!(
+            "MOTO_ENDPOINT is not set: run these tests under scripts/with-moto.sh (it starts \
+             moto and sets it)"
+        )
+    })
+}
+
+/// A name no other test (or earlier run against the same server) uses.
+fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// host-cli in an empty environment: a home of its own with empty AWS config files (a profile
+/// is added by the test that needs one), instance metadata off, no region, no credentials.
+fn cli(home: &Path) -> Command {
+    for file in ["config", "credentials"] {
+        let path = home.join(file);
+        if !path.exists() {
+            std::fs::write(&path, "").unwrap();
+        }
+    }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_host-cli"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("AWS_CONFIG_FILE", home.join("config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .current_dir(home);
+    cmd
+}
+
+/// The same, with moto's endpoint and its fake credentials in the environment.
+fn cli_on_moto(home: &Path) -> Command {
+    let mut cmd = cli(home);
+    cmd.env("AWS_ENDPOINT_URL", moto())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing");
+    cmd
+}
+
+fn run(cmd: &mut Command, args: &[&str]) -> Output {
+    cmd.args(args).output().expect("running host-cli")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Exit status 2 and one line on stderr, `error: …`, with no SDK dump and no panic.
+fn one_line_error(out: &Output, args: &[&str]) -> String {
+    let text = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {text}");
+    assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
+    assert!(
+        text.starts_with("error: ") && text.ends_with('\n'),
+        "{args:?}: {text:?}"
+    );
+    assert_eq!(text.lines().count(), 1, "{args:?}: one line, not {text:?}");
+    for dump in [
+        "DispatchFailure",
+        "ServiceError {",
+        "unhandled error",
+        "panicked",
+        " { ",
+    ] {
+        assert!(
+            !text.contains(dump),
+            "{args:?}: a dump ({dump}) in {text:?}"
+        );
+    }
+    text.trim_end().to_owned()
+}
+
+/// Creates a table with a string hash and range key in `region` of moto.
+fn create_table(region: &str, name: &str, hash: &str, range: &str) {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.to_owned()))
+        .endpoint_url(moto())
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+        .build();
+    let client = aws_sdk_dynamodb::Client::from_conf(config);
+    let key = |name: &str, key_type| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(key_type)
+            .build()
+            .unwrap()
+    };
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime
+        .block_on(
+            client
+                .create_table()
+                .table_name(name)
+                .billing_mode(BillingMode::PayPerRequest)
+                .key_schema(key(hash, KeyType::Hash))
+                .key_schema(key(range, KeyType::Range))
+                .attribute_definitions(attribute(hash))
+                .attribute_definitions(attribute(range))
+                .send(),
+        )
+        .unwrap_or_else(|e| panic!("creating table {name} in moto: {e:?}"));
+}
+
+/// No region anywhere: the command says so and what to do, before it sends anything (an
+/// endpoint that would record a connection receives none).
+#[test]
+fn no_region_is_named_before_any_call() {
+    let home = tempfile::tempdir().unwrap();
+    let endpoint = TcpListener::bind("127.0.0.1:0").unwrap();
+    endpoint.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", endpoint.local_addr().unwrap());
+    for args in [
+        &["conflicts", "list", "-t", "acme", "--log", "aws"][..],
+        &[
+            "policy",
+            "list",
+            "-t",
+            "acme",
+            "--registry",
+            "aws",
+            "--bucket",
+            "b",
+        ],
+        &[
+            "policy",
+            "upload",
+            "default",
+            "-t",
+            "acme",
+            "--registry",
+            "aws",
+            "--bucket",
+            "b",
+        ],
+    ] {
+        let out = run(
+            cli(home.path())
+                .env("AWS_ENDPOINT_URL", &url)
+                .env("AWS_ACCESS_KEY_ID", "testing")
+                .env("AWS_SECRET_ACCESS_KEY", "testing"),
+            args,
+        );
+        assert_eq!(
+            one_line_error(&out, args),
+            "error: no AWS region: pass --region or set AWS_REGION"
+        );
+    }
+    match endpoint.accept() {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        other => panic!("the CLI connected before naming the missing region: {other:?}"),
+    }
+}
+
+/// No credentials anywhere: named as such, with the places the SDK looked, before any call.
+#[test]
+fn no_credentials_are_named() {
+    let home = tempfile::tempdir().unwrap();
+    let args = [
+        "conflicts",
+        "list",
+        "-t",
+        "acme",
+        "--log",
+        "aws",
+        "--region",
+        "eu-west-1",
+    ];
+    let out = run(&mut cli(home.path()), &args);
+    let text = one_line_error(&out, &args);
+    assert!(
+        text.starts_with("error: no AWS credentials (tried Environment, Profile"),
+        "{text}"
+    );
+    assert!(
+        text.contains("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
+        "{text}"
+    );
+}
+
+/// A profile that is not defined is named as the problem, not as a missing region.
+#[test]
+fn an_undefined_profile_is_named() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("config"),
+        "[profile other]\nregion = eu-west-1\n",
+    )
+    .unwrap();
+    let args = [
+        "conflicts",
+        "list",
+        "-t",
+        "acme",
+        "--log",
+        "aws",
+        "--profile",
+        "nope",
+    ];
+    let text = one_line_error(&run(&mut cli(home.path()), &args), &args);
+    assert!(
+        text.starts_with(
+            "error: --profile nope: no AWS credentials (profile `nope` was not defined"
+        ),
+        "{text}"
+    );
+}
+
+/// A table that is not there is named with the region looked in, by the log and by the
+/// registry; for an upload too, which is a failure (2), not the registry refusing it (1).
+#[test]
+fn a_missing_table_is_named_with_its_region() {
+    let home = tempfile::tempdir().unwrap();
+    let table = unique("no-such-table");
+    let cases = [
+        vec![
+            "conflicts",
+            "list",
+            "-t",
+            "acme",
+            "--log",
+            "aws",
+            "--table",
+            &table,
+        ],
+        vec![
+            "policy",
+            "list",
+            "-t",
+            "acme",
+            "--registry",
+            "aws",
+            "--table",
+            &table,
+            "--bucket",
+            "b",
+        ],
+        vec![
+            "policy",
+            "upload",
+            "default",
+            "-t",
+            "acme",
+            "--registry",
+            "aws",
+            "--table",
+            &table,
+            "--bucket",
+            "b",
+            "--cases",
+            "1",
+        ],
+    ];
+    for mut args in cases {
+        args.extend(["--region", "eu-west-1"]);
+        let text = one_line_error(&run(&mut cli_on_moto(home.path()), &args), &args);
+        assert!(
+            text.contains(&format!("table {table} does not exist in region eu-west-1")),
+            "{args:?}: {text}"
+        );
+    }
+}
+
+/// A bucket that is not there is named: the upload gets as far as storing the component.
+#[test]
+fn a_missing_bucket_is_named() {
+    let home = tempfile::tempdir().unwrap();
+    let table = unique("registry");
+    create_table("eu-west-1", &table, "tenant", "entry");
+    let bucket = unique("no-such-bucket");
+    let args = [
+        "policy",
+        "upload",
+        "default",
+        "-t",
+        "acme",
+        "--registry",
+        "aws",
+        "--table",
+        &table,
+        "--bucket",
+        &bucket,
+        "--cases",
+        "1",
+        "--region",
+        "eu-west-1",
+    ];
+    let text = one_line_error(&run(&mut cli_on_moto(home.path()), &args), &args);
+    assert!(
+        text.contains(&format!("bucket {bucket} does not exist (NoSuchBucket")),
+        "{text}"
+    );
+}
+
+/// `--region` picks the region over $AWS_REGION; `--profile` supplies the region and the
+/// credentials from the config file, and `--region` beats the profile's region. (moto keeps
+/// each region's tables apart, so the table is found only in the region it was made in.)
+#[test]
+fn region_and_profile_are_honoured() {
+    let home = tempfile::tempdir().unwrap();
+    let table = unique("conflicts");
+    create_table("eu-west-1", &table, "pk", "sk");
+    let list = [
+        "conflicts",
+        "list",
+        "-t",
+        "acme",
+        "--log",
+        "aws",
+        "--table",
+        &table,
+    ];
+
+    // $AWS_REGION alone: looked for in us-east-1, and said so.
+    let out = run(
+        cli_on_moto(home.path()).env("AWS_REGION", "us-east-1"),
+        &list,
+    );
+    let text = one_line_error(&out, &list);
+    assert!(
+        text.contains("does not exist in region us-east-1"),
+        "{text}"
+    );
+    // --region wins over $AWS_REGION.
+    let args = [&list[..], &["--region", "eu-west-1"]].concat();
+    let out = run(
+        cli_on_moto(home.path()).env("AWS_REGION", "us-east-1"),
+        &args,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0 conflicts\n");
+
+    // A profile with the region and credentials, and nothing in the environment but moto.
+    std::fs::write(
+        home.path().join("config"),
+        "[profile moto-eu]\nregion = eu-west-1\naws_access_key_id = testing\n\
+         aws_secret_access_key = testing\n",
+    )
+    .unwrap();
+    let on_moto = |cmd: &mut Command| {
+        cmd.env("AWS_ENDPOINT_URL", moto());
+    };
+    let mut cmd = cli(home.path());
+    on_moto(&mut cmd);
+    let text = one_line_error(&run(&mut cmd, &list), &list);
+    assert_eq!(
+        text,
+        "error: no AWS region: pass --region or set AWS_REGION"
+    );
+    let args = [&list[..], &["--profile", "moto-eu"]].concat();
+    let mut cmd = cli(home.path());
+    on_moto(&mut cmd);
+    let out = run(&mut cmd, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0 conflicts\n");
+    let args = [
+        &list[..],
+        &["--profile", "moto-eu", "--region", "us-east-1"],
+    ]
+    .concat();
+    let mut cmd = cli(home.path());
+    on_moto(&mut cmd);
+    let text = one_line_error(&run(&mut cmd, &args), &args);
+    assert!(
+        text.contains("does not exist in region us-east-1"),
+        "{text}"
+    );
+}
+
+/// `--region` for a store in a directory would be ignored: refused instead.
+#[test]
+fn region_without_aws_is_refused() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join("conflict-log")).unwrap();
+    let args = ["conflicts", "list", "-t", "acme", "--region", "eu-west-1"];
+    let text = one_line_error(&run(&mut cli(home.path()), &args), &args);
+    assert_eq!(
+        text,
+        "error: --region applies only to --log aws, but the conflict log is the directory \
+         conflict-log (the default; neither --log nor $TMF632_CONFLICT_LOG is set); give --log \
+         aws, or leave out --region"
+    );
+}
