@@ -59,8 +59,8 @@ export FOREIGN_POLICIES="$PWD/target/foreign-policies"
 step "tests"
 cargo test --no-fail-fast
 
-step "the CLI's AWS backends: failures named as sentences (moto)"
-cargo test -p host-cli --features aws --test aws_errors
+step "the CLI's AWS backends: failures named as sentences, the registry in three regions (moto)"
+cargo test -p host-cli --features aws --test aws_errors --test aws_registry
 
 step "the simulation from the command line: a thousand seeded schedules, every fault on"
 # The CLI binary the tests built; the rerun line of any failure is printed.
@@ -71,6 +71,10 @@ step "end to end: the ingest Lambda binary under cargo lambda watch"
 # features equal to the test build's, so this reuses it.
 cargo build -p host-lambda --bins
 .venv/bin/python tests/e2e/lambda_ingest.py
+
+step "cold-start benchmark smoke: the ingest binary under the local Lambda runtime API (one event, no timing)"
+# The emulator of host-lambda/examples/cold_start; BENCHMARKS.md's "Lambda cold start" times it.
+cargo run -q -p host-lambda --example cold_start -- --smoke --bins target/debug
 
 step "disk after the run"
 df -h . | tail -1

@@ -17,6 +17,9 @@ const UNKNOWN: &[&str] = &[
     "guest-bad-packed",
     "guest-revision-1-1",
     "guest-schema-break",
+    "guest-bad-entry-ref",
+    "guest-describe-loop",
+    "guest-two-faced",
 ];
 const WASIP2: &[&str] = &["guest-fs"];
 

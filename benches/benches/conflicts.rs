@@ -118,7 +118,7 @@ fn conflicts(c: &mut Criterion) {
         let answer = policy
             .call(Call::stripped((&ctx).into(), &stripped))
             .unwrap();
-        let restored = host_core::sandbox::strip::restore(&stripped, answer.clone());
+        let restored = host_core::sandbox::strip::restore(&stripped, answer.clone()).unwrap();
         g.bench_function(format!("{n}-strip"), |b| {
             b.iter(|| host_core::sandbox::strip::strip(black_box(l), black_box(r)))
         });
@@ -130,7 +130,9 @@ fn conflicts(c: &mut Criterion) {
             })
         });
         g.bench_function(format!("{n}-restore"), |b| {
-            b.iter(|| host_core::sandbox::strip::restore(&stripped, black_box(&answer).clone()))
+            b.iter(|| {
+                host_core::sandbox::strip::restore(&stripped, black_box(&answer).clone()).unwrap()
+            })
         });
         g.bench_function(format!("{n}-answer-clone"), |b| {
             b.iter(|| black_box(&answer).clone())

@@ -8,6 +8,7 @@
 pub mod events;
 pub mod fixtures;
 pub mod hot_swap;
+pub mod postcard_form;
 pub mod report;
 pub mod script;
 pub mod strip;
@@ -78,7 +79,8 @@ pub fn native_resolve_stripped(
     };
     let (relation, ctx) = native_context(region, local, remote);
     let (l, r) = stripped.versions();
-    let answer = host_core::sandbox::strip::restore(&stripped, tmf632_merge::resolve(&ctx, &l, &r));
+    let answer =
+        host_core::sandbox::strip::restore(&stripped, tmf632_merge::resolve(&ctx, &l, &r))?;
     host_core::apply_resolution_with(
         region,
         relation,

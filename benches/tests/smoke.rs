@@ -115,7 +115,7 @@ fn the_trapping_policy_traps_on_every_call_and_the_host_keeps_calling() {
     for _ in 0..3 {
         let failure = panics.call((&ctx, &pair.local, &pair.remote)).unwrap_err();
         assert!(
-            matches!(failure, host_core::CallFailure::Trap(_)),
+            matches!(failure, host_core::CallFailure::Trap { .. }),
             "{failure:?}"
         );
     }

@@ -23,6 +23,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use host_core::conflict_log::{
     ConflictLog, ConflictOutcome, ConflictQuery, ConflictRecord, LogError,
 };
+use host_core::failure::Failure;
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
@@ -116,11 +117,17 @@ fn doc(record: &ConflictRecord) -> String {
 
 fn from_item(item: Item) -> Result<ConflictRecord, LogError> {
     let text = serde_dynamo::from_item::<_, RecordDoc>(item)
-        .map_err(|e| LogError::Storage(format!("a conflict item has no doc: {e}")))?
+        .map_err(|e| {
+            LogError::Storage(Failure::caused_by(
+                format!("a conflict item has no doc: {e}"),
+                e,
+            ))
+        })?
         .doc;
     host_core::conflict_log::parse_record(text.as_bytes()).map_err(|e| {
-        LogError::Storage(format!(
-            "a conflict item cannot be read back (a truncated record?): {e}"
+        LogError::Storage(Failure::caused_by(
+            format!("a conflict item cannot be read back (a truncated record?): {e}"),
+            e,
         ))
     })
 }
@@ -148,9 +155,9 @@ impl DynamoConflictLog {
     }
 
     /// The log's error for a failed call on its table.
-    fn failed<E>(&self, action: &str, err: &SdkError<E, HttpResponse>) -> LogError
+    fn failed<E>(&self, action: &str, err: SdkError<E, HttpResponse>) -> LogError
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         AwsError::on_table(&self.client, &self.table, action, err).into()
     }
@@ -167,12 +174,17 @@ impl DynamoConflictLog {
                     .consistent_read(true)
                     .send(),
             )
-            .map_err(|e| self.failed(&format!("reading the id of conflict {id}"), &e))?;
+            .map_err(|e| self.failed(&format!("reading the id of conflict {id}"), e))?;
         out.item
             .map(|item| {
                 serde_dynamo::from_item::<_, Marker>(item)
                     .map(|m| m.record_sk)
-                    .map_err(|e| LogError::Storage(format!("conflict {id}'s marker: {e}")))
+                    .map_err(|e| {
+                        LogError::Storage(Failure::caused_by(
+                            format!("conflict {id}'s marker: {e}"),
+                            e,
+                        ))
+                    })
             })
             .transpose()
     }
@@ -194,7 +206,7 @@ impl DynamoConflictLog {
         }
         self.rt
             .block_on(q.into_paginator().items().send().try_collect())
-            .map_err(|e| self.failed("querying the conflict log", &e))
+            .map_err(|e| self.failed("querying the conflict log", e))
     }
 }
 
@@ -210,12 +222,19 @@ impl ConflictLog for DynamoConflictLog {
             })))
             .condition_expression("attribute_not_exists(pk)")
             .build()
-            .map_err(|e| LogError::Storage(format!("building the id marker: {e}")))?;
+            .map_err(|e| {
+                LogError::Storage(Failure::caused_by(
+                    format!("building the id marker: {e}"),
+                    e,
+                ))
+            })?;
         let item = Put::builder()
             .table_name(&self.table)
             .set_item(Some(record_item(record)))
             .build()
-            .map_err(|e| LogError::Storage(format!("building the record: {e}")))?;
+            .map_err(|e| {
+                LogError::Storage(Failure::caused_by(format!("building the record: {e}"), e))
+            })?;
         let out = self.rt.block_on(
             self.client
                 .transact_write_items()
@@ -236,10 +255,10 @@ impl ConflictLog for DynamoConflictLog {
                 if self.marker(&record.tenant, &record.id)?.is_some() {
                     Ok(false)
                 } else {
-                    Err(self.failed(&action(), &e))
+                    Err(self.failed(&action(), e))
                 }
             }
-            Err(e) => Err(self.failed(&action(), &e)),
+            Err(e) => Err(self.failed(&action(), e)),
         }
     }
 
@@ -258,7 +277,7 @@ impl ConflictLog for DynamoConflictLog {
                     .consistent_read(true)
                     .send(),
             )
-            .map_err(|e| self.failed(&format!("reading conflict {id} of tenant {tenant}"), &e))?;
+            .map_err(|e| self.failed(&format!("reading conflict {id} of tenant {tenant}"), e))?;
         out.item.map(from_item).transpose()
     }
 
@@ -329,13 +348,13 @@ impl ConflictLog for DynamoConflictLog {
                 Err(e) => {
                     return Err(self.failed(
                         &format!("appending an outcome to conflict {id} of tenant {tenant}"),
-                        &e,
+                        e,
                     ));
                 }
             }
         }
-        Err(LogError::Storage(format!(
-            "conflict {id} kept changing while an outcome was appended"
-        )))
+        Err(LogError::Storage(
+            format!("conflict {id} kept changing while an outcome was appended").into(),
+        ))
     }
 }

@@ -26,6 +26,7 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use host_core::failure::Failure;
 use host_core::store::{
     IdempotencyRecord, IngestStore, PartyStore, Provenance, RecordStatus, StoreError, StoredParty,
     record_is_live,
@@ -160,8 +161,12 @@ struct RecordAttributes {
 fn item_with_sk(party: &StoredParty, sk: String) -> Result<Item, StoreError> {
     let v = &party.version;
     let p = &party.provenance;
-    let state = serde_json::to_value(v)
-        .map_err(|e| StoreError::Fatal(format!("party {} does not serialise: {e}", v.party_id)))?;
+    let state = serde_json::to_value(v).map_err(|e| {
+        StoreError::Fatal(Failure::caused_by(
+            format!("party {} does not serialise: {e}", v.party_id),
+            e,
+        ))
+    })?;
     let item = PartyItem {
         pk: party_key(&v.tenant, &v.party_id),
         vv_key: (sk == PARTY_SK).then(|| vv_key(&v.version_vector)),
@@ -181,8 +186,12 @@ fn item_with_sk(party: &StoredParty, sk: String) -> Result<Item, StoreError> {
         written_by: &p.written_by,
         written_at_ms: p.written_at_ms,
     };
-    serde_dynamo::to_item(item)
-        .map_err(|e| StoreError::Fatal(format!("party {} as an item: {e}", v.party_id)))
+    serde_dynamo::to_item(item).map_err(|e| {
+        StoreError::Fatal(Failure::caused_by(
+            format!("party {} as an item: {e}", v.party_id),
+            e,
+        ))
+    })
 }
 
 /// The party's item (`sk = PARTY`).
@@ -192,10 +201,18 @@ pub fn party_item(party: &StoredParty) -> Result<Item, StoreError> {
 
 /// A party from its item: one the SDK read, or a stream image (`serde_dynamo::Item`).
 pub fn party_from_item(item: impl Into<serde_dynamo::Item>) -> Result<StoredParty, StoreError> {
-    let a: PartyAttributes = serde_dynamo::from_item(item)
-        .map_err(|e| StoreError::Fatal(format!("a party item does not parse: {e}")))?;
-    let version: PartyVersion = serde_json::from_value(a.state)
-        .map_err(|e| StoreError::Fatal(format!("a party item's state does not parse: {e}")))?;
+    let a: PartyAttributes = serde_dynamo::from_item(item).map_err(|e| {
+        StoreError::Fatal(Failure::caused_by(
+            format!("a party item does not parse: {e}"),
+            e,
+        ))
+    })?;
+    let version: PartyVersion = serde_json::from_value(a.state).map_err(|e| {
+        StoreError::Fatal(Failure::caused_by(
+            format!("a party item's state does not parse: {e}"),
+            e,
+        ))
+    })?;
     Ok(StoredParty {
         version,
         provenance: Provenance {
@@ -225,12 +242,21 @@ fn record_item(r: &IdempotencyRecord, region: &str) -> Result<Item, StoreError> 
         written_at_ms,
         written_by: region,
     })
-    .map_err(|e| StoreError::Fatal(format!("idempotency record {} as an item: {e}", r.key)))
+    .map_err(|e| {
+        StoreError::Fatal(Failure::caused_by(
+            format!("idempotency record {} as an item: {e}", r.key),
+            e,
+        ))
+    })
 }
 
 fn record_from_item(item: Item) -> Result<IdempotencyRecord, StoreError> {
-    let a: RecordAttributes = serde_dynamo::from_item(item)
-        .map_err(|e| StoreError::Fatal(format!("an idempotency record does not parse: {e}")))?;
+    let a: RecordAttributes = serde_dynamo::from_item(item).map_err(|e| {
+        StoreError::Fatal(Failure::caused_by(
+            format!("an idempotency record does not parse: {e}"),
+            e,
+        ))
+    })?;
     Ok(IdempotencyRecord {
         tenant: a.tenant,
         key: a.key,
@@ -242,7 +268,12 @@ fn record_from_item(item: Item) -> Result<IdempotencyRecord, StoreError> {
             .result
             .map(|r| serde_json::from_str(&r))
             .transpose()
-            .map_err(|e| StoreError::Fatal(format!("a record's result does not parse: {e}")))?,
+            .map_err(|e| {
+                StoreError::Fatal(Failure::caused_by(
+                    format!("a record's result does not parse: {e}"),
+                    e,
+                ))
+            })?,
     })
 }
 
@@ -279,9 +310,9 @@ impl DynamoStore {
     }
 
     /// The store's error for a failed call on its table.
-    fn failed<E>(&self, action: &str, err: &SdkError<E, HttpResponse>) -> StoreError
+    fn failed<E>(&self, action: &str, err: SdkError<E, HttpResponse>) -> StoreError
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         AwsError::on_table(&self.client, &self.table, action, err).into()
     }
@@ -301,7 +332,7 @@ impl DynamoStore {
                 .consistent_read(true)
                 .send(),
         );
-        Ok(out.map_err(|e| self.failed(&what(), &e))?.item)
+        Ok(out.map_err(|e| self.failed(&what(), e))?.item)
     }
 
     /// The party write, conditional on the stored version vector.
@@ -324,7 +355,8 @@ impl DynamoStore {
                 .condition_expression("vvKey = :expected")
                 .expression_attribute_values(":expected", AttributeValue::S(vv_key(vv))),
         };
-        put.build().map_err(|e| StoreError::Fatal(e.to_string()))
+        put.build()
+            .map_err(|e| StoreError::Fatal(Failure::caused_by(e.to_string(), e)))
     }
 }
 
@@ -356,7 +388,7 @@ impl PartyStore for DynamoStore {
                     .send(),
             );
             let out = out
-                .map_err(|e| self.failed(&format!("listing the parties of tenant {tenant}"), &e))?;
+                .map_err(|e| self.failed(&format!("listing the parties of tenant {tenant}"), e))?;
             for item in out.items.unwrap_or_default() {
                 parties.push(party_from_item(item)?);
             }
@@ -384,7 +416,7 @@ impl PartyStore for DynamoStore {
             let v = &party.version;
             self.failed(
                 &format!("writing party {} of tenant {}", v.party_id, v.tenant),
-                &e,
+                e,
             )
         })
     }
@@ -451,7 +483,7 @@ impl IngestStore for DynamoStore {
                     "claiming idempotency key {} of tenant {}",
                     record.key, record.tenant
                 ),
-                &e,
+                e,
             )),
         }
     }
@@ -473,12 +505,12 @@ impl IngestStore for DynamoStore {
             .expression_attribute_values(":hash", s(&record.payload_hash))
             .expression_attribute_values(":inProgress", s("in-progress"))
             .build()
-            .map_err(|e| StoreError::Fatal(e.to_string()))?;
+            .map_err(|e| StoreError::Fatal(Failure::caused_by(e.to_string(), e)))?;
         let own_put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item_with_sk(party, own_sk(&self.region))?))
             .build()
-            .map_err(|e| StoreError::Fatal(e.to_string()))?;
+            .map_err(|e| StoreError::Fatal(Failure::caused_by(e.to_string(), e)))?;
         let out = self.rt.block_on(
             self.client
                 .transact_write_items()
@@ -523,15 +555,15 @@ impl IngestStore for DynamoStore {
                         code(2)
                     );
                     if reasons.iter().any(|c| is_transient_reason(c)) {
-                        Err(StoreError::Transient(said))
+                        Err(StoreError::Transient(Failure::new(said)))
                     } else {
-                        Err(StoreError::Fatal(said))
+                        Err(StoreError::Fatal(Failure::new(said)))
                     }
                 }
             }
             Err(e) => Err(self.failed(
                 &format!("committing party {} of tenant {}", v.party_id, v.tenant),
-                &e,
+                e,
             )),
         }
     }
@@ -556,7 +588,7 @@ impl IngestStore for DynamoStore {
             }
             Err(e) => Err(self.failed(
                 &format!("releasing idempotency key {key} of tenant {tenant}"),
-                &e,
+                e,
             )),
         }
     }

@@ -17,6 +17,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use host_core::conflict_log::LogError;
+use host_core::failure::Failure;
 use host_core::registry::RegistryError;
 use host_core::store::StoreError;
 
@@ -28,6 +29,8 @@ pub enum Resource<'a> {
     Table(&'a str),
     Bucket(&'a str),
     Queue(&'a str),
+    /// A service called for no resource of ours, such as STS ("AWS STS").
+    Service(&'a str),
 }
 
 impl fmt::Display for Resource<'_> {
@@ -36,6 +39,7 @@ impl fmt::Display for Resource<'_> {
             Resource::Table(name) => write!(f, "table {name}"),
             Resource::Bucket(name) => write!(f, "bucket {name}"),
             Resource::Queue(url) => write!(f, "queue {url}"),
+            Resource::Service(name) => write!(f, "{name}"),
         }
     }
 }
@@ -65,12 +69,15 @@ pub enum Kind {
     TooLarge,
 }
 
-/// What an AWS call failed with, read once (see the module documentation).
+/// What an AWS call failed with, read once (see the module documentation). The SDK's error is
+/// kept as the source; the message is the line to print.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct AwsError {
     pub kind: Kind,
     message: String,
+    #[source]
+    sdk: Option<Box<dyn Error + Send + Sync + 'static>>,
 }
 
 /// Error codes of throttling, as DynamoDB, S3 and SQS name them.
@@ -246,13 +253,18 @@ pub async fn check_credentials(sdk: &aws_config::SdkConfig) -> Result<(), AwsErr
             kind: Kind::Permanent,
             message: "no AWS credentials: the SDK's configuration has no credentials provider"
                 .to_owned(),
+            sdk: None,
         });
     };
     match provider.provide_credentials().await {
         Ok(_) => Ok(()),
         Err(e) => {
             let (kind, message) = credentials_failure(&e);
-            Err(AwsError { kind, message })
+            Err(AwsError {
+                kind,
+                message,
+                sdk: Some(Box::new(e)),
+            })
         }
     }
 }
@@ -275,10 +287,10 @@ impl AwsError {
         client: &aws_sdk_dynamodb::Client,
         table: &str,
         action: &str,
-        err: &SdkError<E, HttpResponse>,
+        err: SdkError<E, HttpResponse>,
     ) -> Self
     where
-        E: ProvideErrorMetadata + Error + 'static,
+        E: ProvideErrorMetadata + Error + Send + Sync + 'static,
     {
         let call = Call {
             action,
@@ -289,7 +301,19 @@ impl AwsError {
     }
 
     /// Reads an SDK error from `call`.
-    pub fn new<E>(call: Call<'_>, err: &SdkError<E, HttpResponse>) -> Self
+    pub fn new<E>(call: Call<'_>, err: SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + Error + Send + Sync + 'static,
+    {
+        let (kind, message) = Self::read(call, &err);
+        AwsError {
+            kind,
+            message,
+            sdk: Some(Box::new(err)),
+        }
+    }
+
+    fn read<E>(call: Call<'_>, err: &SdkError<E, HttpResponse>) -> (Kind, String)
     where
         E: ProvideErrorMetadata + Error + 'static,
     {
@@ -445,7 +469,7 @@ impl AwsError {
                 format!("the request could not be built ({})", causes(err)),
             ),
         };
-        AwsError { kind, message }
+        (kind, message)
     }
 
     pub fn is_transient(&self) -> bool {
@@ -462,8 +486,8 @@ impl From<AwsError> for StoreError {
                 size: 0,
                 limit: ITEM_LIMIT,
             },
-            Kind::Transient => StoreError::Transient(e.message),
-            Kind::Permanent => StoreError::Fatal(e.message),
+            Kind::Transient => StoreError::Transient(failure(e)),
+            Kind::Permanent => StoreError::Fatal(failure(e)),
         }
     }
 }
@@ -474,7 +498,7 @@ impl From<AwsError> for StoreError {
 impl From<AwsError> for RegistryError {
     fn from(e: AwsError) -> Self {
         match e.kind {
-            Kind::Transient | Kind::ConditionFailed => RegistryError::Storage(e.message),
+            Kind::Transient | Kind::ConditionFailed => RegistryError::Storage(failure(e)),
             Kind::Permanent | Kind::TooLarge => RegistryError::Refused(e.message),
         }
     }
@@ -482,7 +506,15 @@ impl From<AwsError> for RegistryError {
 
 impl From<AwsError> for LogError {
     fn from(e: AwsError) -> Self {
-        LogError::Storage(e.message)
+        LogError::Storage(failure(e))
+    }
+}
+
+/// The core's failure for an AWS error: its message, and the SDK's error as the cause.
+fn failure(e: AwsError) -> Failure {
+    match e.sdk {
+        Some(sdk) => Failure::caused_by(e.message, sdk),
+        None => Failure::new(e.message),
     }
 }
 
@@ -524,7 +556,7 @@ mod tests {
     fn a_missing_table_is_named_and_not_retried() {
         let e = AwsError::new(
             PARTIES,
-            &service(
+            service(
                 400,
                 "ResourceNotFoundException",
                 "Requested resource not found",
@@ -536,7 +568,18 @@ mod tests {
             "reading party 42 of tenant acme: table parties-eu does not exist in region eu-west-1 \
              (ResourceNotFoundException: Requested resource not found); check its name and the region"
         );
-        assert!(matches!(StoreError::from(e), StoreError::Fatal(_)));
+        let store = StoreError::from(e);
+        assert!(matches!(store, StoreError::Fatal(_)));
+        // The SDK's own error stays in the chain, under the readable line.
+        let failure = store
+            .source()
+            .expect("the store error has its failure as the source");
+        let sdk = failure.source().expect("the failure keeps the SDK's error");
+        assert!(
+            sdk.downcast_ref::<SdkError<ServiceFailure, HttpResponse>>()
+                .is_some(),
+            "the cause is the SDK's error, not a copy of its text: {sdk:?}"
+        );
     }
 
     #[test]
@@ -548,7 +591,7 @@ mod tests {
             (500, "InternalServerError"),
             (502, ""),
         ] {
-            let e = AwsError::new(PARTIES, &service(status, code, "busy"));
+            let e = AwsError::new(PARTIES, service(status, code, "busy"));
             assert!(e.is_transient(), "{code} {status}");
             assert!(matches!(StoreError::from(e), StoreError::Transient(_)));
         }
@@ -558,7 +601,7 @@ mod tests {
     fn conditions_and_size_keep_their_meaning() {
         let failed = AwsError::new(
             PARTIES,
-            &service(
+            service(
                 400,
                 "ConditionalCheckFailedException",
                 "The conditional request failed",
@@ -567,7 +610,7 @@ mod tests {
         assert_eq!(StoreError::from(failed), StoreError::ConditionFailed);
         let big = AwsError::new(
             PARTIES,
-            &service(
+            service(
                 400,
                 "ValidationException",
                 "Item size has exceeded the maximum allowed size",
@@ -597,7 +640,7 @@ mod tests {
             &client,
             "parties-eu",
             "reading party 42 of tenant acme",
-            &err,
+            err,
         );
         assert_eq!(e.kind, Kind::Permanent);
         let text = e.to_string();
@@ -661,7 +704,7 @@ mod tests {
             .send()
             .await
             .unwrap_err();
-        let during = AwsError::on_table(&client, "parties-eu", "reading party 42", &err);
+        let during = AwsError::on_table(&client, "parties-eu", "reading party 42", err);
         assert_eq!(during.kind, Kind::Permanent);
         assert_eq!(
             during.to_string(),
@@ -673,7 +716,7 @@ mod tests {
     fn a_denial_names_the_action_when_the_service_does() {
         let e = AwsError::new(
             PARTIES,
-            &service(
+            service(
                 400,
                 "AccessDeniedException",
                 "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: \
@@ -707,14 +750,14 @@ mod tests {
     fn a_bucket_that_is_missing_or_not_ours_is_named() {
         let missing = AwsError::new(
             POLICIES,
-            &service(404, "NoSuchBucket", "The specified bucket does not exist"),
+            service(404, "NoSuchBucket", "The specified bucket does not exist"),
         );
         assert_eq!(
             missing.to_string(),
             "uploading components/ab12.wasm: bucket tmf632-policies does not exist \
              (NoSuchBucket: The specified bucket does not exist); check its name"
         );
-        let theirs = AwsError::new(POLICIES, &service(403, "AccessDenied", "Access Denied"));
+        let theirs = AwsError::new(POLICIES, service(403, "AccessDenied", "Access Denied"));
         assert_eq!(theirs.kind, Kind::Permanent);
         assert_eq!(
             theirs.to_string(),
@@ -731,7 +774,7 @@ mod tests {
             .insert("x-amz-bucket-region", "eu-central-1");
         let meta = ErrorMetadata::builder().build();
         let err = SdkError::service_error(ServiceFailure(meta), raw);
-        let e = AwsError::new(POLICIES, &err);
+        let e = AwsError::new(POLICIES, err);
         assert_eq!(
             e.to_string(),
             "uploading components/ab12.wasm: bucket tmf632-policies is in region eu-central-1, \
@@ -743,7 +786,7 @@ mod tests {
     fn credentials_the_service_does_not_know_are_not_a_denial() {
         let e = AwsError::new(
             PARTIES,
-            &service(
+            service(
                 400,
                 "UnrecognizedClientException",
                 "The security token included in the request is invalid.",
@@ -765,7 +808,7 @@ mod tests {
         );
         let err: SdkError<ServiceFailure, HttpResponse> =
             SdkError::dispatch_failure(ConnectorError::io(Box::new(io)));
-        let e = AwsError::new(PARTIES, &err);
+        let e = AwsError::new(PARTIES, err);
         assert!(e.is_transient());
         assert!(e.to_string().contains("connection reset by peer"), "{e}");
     }
@@ -777,12 +820,9 @@ mod tests {
             resource: Resource::Table("tmf632-registry"),
             region: Some("eu-west-1"),
         };
-        let missing = AwsError::new(
-            call,
-            &service(400, "ResourceNotFoundException", "not found"),
-        );
+        let missing = AwsError::new(call, service(400, "ResourceNotFoundException", "not found"));
         assert!(!RegistryError::from(missing).is_transient());
-        let throttled = AwsError::new(call, &service(400, "ThrottlingException", "slow down"));
+        let throttled = AwsError::new(call, service(400, "ThrottlingException", "slow down"));
         assert!(RegistryError::from(throttled).is_transient());
     }
 }

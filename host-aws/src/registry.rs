@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use host_core::failure::Failure;
 use host_core::registry::{
     HistoryEntry, PolicyRegistry, PolicyVersion, RegistryError, ShadowComparison, ShadowSummary,
     TenantState,
@@ -76,8 +77,11 @@ struct ShadowCounters {
     disagreed: u64,
 }
 
-fn corrupt(e: impl std::fmt::Display) -> RegistryError {
-    RegistryError::Storage(format!("a registry item is corrupt: {e}"))
+fn corrupt(e: impl std::error::Error + Send + Sync + 'static) -> RegistryError {
+    RegistryError::Corrupt(Failure::caused_by(
+        format!("a registry item is corrupt: {e}"),
+        e,
+    ))
 }
 
 fn doc_text(item: Item) -> Result<String, RegistryError> {
@@ -125,9 +129,9 @@ impl AwsRegistry {
     }
 
     /// The registry's error for a failed call on its table.
-    fn table_failed<E>(&self, action: &str, err: &SdkError<E, HttpResponse>) -> RegistryError
+    fn table_failed<E>(&self, action: &str, err: SdkError<E, HttpResponse>) -> RegistryError
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let call = Call {
             action,
@@ -138,9 +142,9 @@ impl AwsRegistry {
     }
 
     /// The registry's error for a failed call on its bucket.
-    fn bucket_failed<E>(&self, action: &str, err: &SdkError<E, HttpResponse>) -> RegistryError
+    fn bucket_failed<E>(&self, action: &str, err: SdkError<E, HttpResponse>) -> RegistryError
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let call = Call {
             action,
@@ -169,7 +173,7 @@ impl AwsRegistry {
             .map_err(|e| {
                 self.table_failed(
                     &format!("listing the {prefix} entries of tenant {tenant}"),
-                    &e,
+                    e,
                 )
             })
     }
@@ -201,7 +205,7 @@ impl AwsRegistry {
             Ok(_) => Ok(true),
             Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
             Err(e) => {
-                Err(self.table_failed(&format!("writing entry {entry} of tenant {tenant}"), &e))
+                Err(self.table_failed(&format!("writing entry {entry} of tenant {tenant}"), e))
             }
         }
     }
@@ -219,7 +223,7 @@ impl AwsRegistry {
                     .consistent_read(true)
                     .send(),
             )
-            .map_err(|e| self.table_failed(&format!("{what} of tenant {tenant}"), &e))?;
+            .map_err(|e| self.table_failed(&format!("{what} of tenant {tenant}"), e))?;
         Ok(out.item)
     }
 
@@ -236,7 +240,7 @@ fn transact_put(
 ) -> Result<TransactWriteItem, RegistryError> {
     put.build()
         .map(|p| TransactWriteItem::builder().put(p).build())
-        .map_err(|e| RegistryError::Storage(e.to_string()))
+        .map_err(|e| RegistryError::Storage(Failure::caused_by(e.to_string(), e)))
 }
 
 impl PolicyRegistry for AwsRegistry {
@@ -263,7 +267,7 @@ impl PolicyRegistry for AwsRegistry {
                     .body(bytes.to_vec().into())
                     .send(),
             )
-            .map_err(|e| self.bucket_failed(&format!("uploading {key}"), &e))?;
+            .map_err(|e| self.bucket_failed(&format!("uploading {key}"), e))?;
         Ok(())
     }
 
@@ -277,11 +281,14 @@ impl PolicyRegistry for AwsRegistry {
             Err(e) if e.code() == Some("NoSuchKey") || e.code() == Some("NotFound") => {
                 return Err(RegistryError::MissingComponent(digest.to_owned()));
             }
-            Err(e) => return Err(self.bucket_failed(&format!("reading {key}"), &e)),
+            Err(e) => return Err(self.bucket_failed(&format!("reading {key}"), e)),
         };
         // The body streams after the response: a connection lost here is worth a retry.
         let bytes = self.rt.block_on(out.body.collect()).map_err(|e| {
-            RegistryError::Storage(format!("reading {key} (bucket {}): {e}", self.bucket))
+            RegistryError::Storage(Failure::caused_by(
+                format!("reading {key} (bucket {}): {e}", self.bucket),
+                e,
+            ))
         })?;
         Ok(bytes.into_bytes().to_vec())
     }
@@ -357,16 +364,19 @@ impl PolicyRegistry for AwsRegistry {
                 Err(e) => {
                     return Err(self.table_failed(
                         &format!("recording version {} of tenant {tenant}", version.digest),
-                        &e,
+                        e,
                     ));
                 }
             }
         }
-        Err(RegistryError::Storage(format!(
-            "recording version {} of tenant {}: the transaction was cancelled {CANCELLED_ATTEMPTS} \
-             times without a failed condition",
-            version.digest, version.tenant
-        )))
+        Err(RegistryError::Storage(
+            format!(
+                "recording version {} of tenant {}: the transaction was cancelled \
+                 {CANCELLED_ATTEMPTS} times without a failed condition",
+                version.digest, version.tenant
+            )
+            .into(),
+        ))
     }
 
     fn versions(&self, tenant: &str) -> Result<Vec<PolicyVersion>, RegistryError> {
@@ -435,7 +445,7 @@ impl PolicyRegistry for AwsRegistry {
                     found,
                 })
             }
-            Err(e) => Err(self.table_failed(&format!("changing the state of tenant {tenant}"), &e)),
+            Err(e) => Err(self.table_failed(&format!("changing the state of tenant {tenant}"), e)),
         }
     }
 
@@ -470,7 +480,7 @@ impl PolicyRegistry for AwsRegistry {
                     .send()
                     .try_collect(),
             )
-            .map_err(|e| self.table_failed("listing the registry's tenants", &e))?;
+            .map_err(|e| self.table_failed("listing the registry's tenants", e))?;
         let tenants: BTreeSet<String> = items
             .iter()
             .filter_map(|item| item.get("tenant")?.as_s().ok().cloned())
@@ -502,7 +512,7 @@ impl PolicyRegistry for AwsRegistry {
                         "counting a shadow comparison of {candidate} for tenant {}",
                         comparison.tenant
                     ),
-                    &e,
+                    e,
                 )
             })?;
         if comparison.agreed {

@@ -87,7 +87,7 @@ impl DeadLetterSink for SqsDeadLetters {
                 resource: Resource::Queue(&self.queue_url),
                 region: self.client.config().region().map(|r| r.as_ref()),
             };
-            AwsError::new(call, &e).into()
+            AwsError::new(call, e).into()
         })
     }
 }

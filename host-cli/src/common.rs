@@ -155,13 +155,15 @@ pub fn aws(opts: &AwsOpts) -> anyhow::Result<(tokio::runtime::Runtime, aws_confi
         loader = loader.region(aws_config::Region::new(region.clone()));
     }
     let sdk = runtime.block_on(loader.load());
-    // Credentials a named profile was to give are that profile's failure: say which.
+    // Credentials a named profile was to give are that profile's failure: say which. The
+    // error's own line names the SDK's cause already; its source chain (printed with `{:#}`)
+    // would repeat it, over several lines.
     let credentials = || {
         runtime
             .block_on(host_aws::error::check_credentials(&sdk))
             .map_err(|e| match &opts.profile {
                 Some(profile) => anyhow::anyhow!("--profile {profile}: {e}"),
-                None => e.into(),
+                None => anyhow::anyhow!("{e}"),
             })
     };
     if sdk.region().is_none() {
@@ -177,6 +179,122 @@ pub fn aws(opts: &AwsOpts) -> anyhow::Result<(tokio::runtime::Runtime, aws_confi
     }
     credentials()?;
     Ok((runtime, sdk))
+}
+
+/// The deployment's regions by our names (`RegionName` in deploy/template.yaml, the
+/// environments of deploy/samconfig.toml), the home region first: `all` means these, in this
+/// order.
+#[cfg(feature = "aws")]
+pub const REGIONS: [(&str, &str); 3] = [
+    ("eu", "eu-west-1"),
+    ("apac", "ap-southeast-1"),
+    ("na", "us-east-1"),
+];
+
+/// The AWS region a `--regions` entry names: one of our names (`apac`, `eu`, `na`, any case)
+/// or an AWS region name (`eu-west-1`).
+#[cfg(feature = "aws")]
+pub fn aws_region(name: &str) -> anyhow::Result<String> {
+    let lower = name.trim().to_ascii_lowercase();
+    if let Some((_, aws)) = REGIONS.iter().find(|(ours, _)| *ours == lower) {
+        return Ok((*aws).to_owned());
+    }
+    // An AWS region name: letters, a dash, letters, a dash, a number (eu-west-1, us-gov-west-1).
+    let parts: Vec<&str> = lower.split('-').collect();
+    let looks_like_aws = parts.len() >= 3
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[parts.len() - 1].parse::<u8>().is_ok();
+    if looks_like_aws {
+        return Ok(lower);
+    }
+    let ours: Vec<String> = REGIONS
+        .iter()
+        .map(|(ours, aws)| format!("{ours} ({aws})"))
+        .collect();
+    bail!(
+        "--regions: {name:?} is not a region; give {}, `all`, or AWS region names such as \
+         eu-west-1",
+        ours.join(", ")
+    )
+}
+
+/// The AWS regions of `--regions` (comma-separated, `all` for the three), in the order given,
+/// each once.
+#[cfg(feature = "aws")]
+pub fn aws_regions(given: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut regions: Vec<String> = Vec::new();
+    for name in given {
+        let expanded: Vec<String> = if name.trim().eq_ignore_ascii_case("all") {
+            REGIONS.iter().map(|(_, aws)| (*aws).to_owned()).collect()
+        } else {
+            vec![aws_region(name)?]
+        };
+        for region in expanded {
+            if regions.contains(&region) {
+                bail!("--regions names {region} twice; name each region once");
+            }
+            regions.push(region);
+        }
+    }
+    if regions.is_empty() {
+        bail!("--regions is empty; give apac,eu,na (or `all`)");
+    }
+    Ok(regions)
+}
+
+/// The SDK's configuration `sdk` (credentials, endpoint, retries), in another region.
+#[cfg(feature = "aws")]
+pub fn aws_in(sdk: &aws_config::SdkConfig, region: &str) -> aws_config::SdkConfig {
+    sdk.to_builder()
+        .region(aws_config::Region::new(region.to_owned()))
+        .build()
+}
+
+/// Who the AWS credentials belong to, as STS says (GetCallerIdentity, which needs no
+/// permission): what a registry change is recorded as, and the account the deployment names
+/// its policy buckets after.
+#[cfg(feature = "aws")]
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The principal's ARN: `arn:aws:iam::123456789012:user/alice`, or
+    /// `arn:aws:sts::123456789012:assumed-role/deployer/alice` for a role's session.
+    pub arn: String,
+    pub account: String,
+}
+
+#[cfg(feature = "aws")]
+pub fn caller(
+    runtime: &tokio::runtime::Runtime,
+    sdk: &aws_config::SdkConfig,
+) -> anyhow::Result<Caller> {
+    use host_aws::error::{AwsError, Call, Resource};
+    let client = aws_sdk_sts::Client::new(sdk);
+    let region = sdk.region().map(|r| r.to_string());
+    let out = runtime
+        .block_on(client.get_caller_identity().send())
+        .map_err(|e| {
+            AwsError::new(
+                Call {
+                    action: "asking AWS who the caller is (sts:GetCallerIdentity)",
+                    resource: Resource::Service("AWS STS"),
+                    region: region.as_deref(),
+                },
+                e,
+            )
+        })
+        // One line: the message names the SDK's cause; its chain would repeat it.
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    match (out.arn, out.account) {
+        (Some(arn), Some(account)) if !arn.is_empty() && !account.is_empty() => {
+            Ok(Caller { arn, account })
+        }
+        _ => bail!(
+            "AWS STS named no principal for these credentials (GetCallerIdentity answered \
+             without an ARN or account); check the endpoint and the credentials"
+        ),
+    }
 }
 
 /// A flag that names a store, `aws` or a local directory (`--registry`, `--log`), with what

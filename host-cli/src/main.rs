@@ -105,14 +105,42 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::from(2)
         }
     }
 }
 
+/// The error and its causes on one line, each cause once: a cause whose text the line already
+/// holds (a store's failure names its SDK or file-system cause in its own message) ends it.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            break;
+        }
+        line.push_str(": ");
+        line.push_str(&text);
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_error_prints_each_cause_once() {
+        use host_core::failure::Failure;
+        use host_core::store::StoreError;
+        let io = std::io::Error::other("disk on fire");
+        let store = StoreError::Fatal(Failure::caused_by("writing /x: disk on fire", io));
+        let e = anyhow::Error::new(store).context("applying event 7");
+        assert_eq!(
+            super::one_line(&e),
+            "applying event 7: store failure: writing /x: disk on fire"
+        );
+    }
+
     use clap::CommandFactory;
 
     /// Every subcommand's arguments are consistent (unique names, valid groups).

@@ -23,7 +23,8 @@ const REGISTRY: StoreFlag = StoreFlag {
     env: "TMF632_REGISTRY",
     default: "policy-registry",
     what: "policy registry",
-    aws: "the registry table and policy bucket on AWS, in the region of --region",
+    aws: "the registry table and policy bucket on AWS, in the region of --region, or in each of \
+          --regions",
     dir: "the directory `policy upload` created",
 };
 
@@ -44,20 +45,36 @@ pub struct RegistryOpts {
     /// The tenant whose policies are changed.
     #[arg(long, short = 't')]
     pub tenant: String,
-    /// `aws` (the registry table and bucket, in the region of --region), or a directory, which
-    /// only `upload` and `config --set` create [default: $TMF632_REGISTRY, else
-    /// ./policy-registry].
+    /// `aws` (the registry table and bucket, in the region of --region or in each of
+    /// --regions), or a directory, which only `upload` and `config --set` create [default:
+    /// $TMF632_REGISTRY, else ./policy-registry].
     #[arg(long, value_name = "DIR|aws")]
     pub registry: Option<String>,
-    /// The registry's DynamoDB table (with --registry aws).
+    /// The registry's DynamoDB table (with --registry aws; a global table, the same name in
+    /// every region).
     #[arg(long, default_value = "tmf632-policy-registry", value_name = "TABLE")]
     pub table: String,
-    /// The S3 bucket of policy components (with --registry aws) [default: $POLICY_BUCKET].
+    /// The S3 bucket of policy components (with --registry aws); `{region}` and `{account}`
+    /// in it are replaced by each region's name and the caller's account [default:
+    /// $POLICY_BUCKET, else tmf632-policy-components-{account}-{region}, the deployment's].
     #[arg(long, value_name = "BUCKET")]
     pub bucket: Option<String>,
     #[command(flatten)]
     pub aws: common::AwsOpts,
-    /// Who is acting, recorded in the history [default: $USER].
+    /// Every region, in one call (with --registry aws, instead of --region): `apac,eu,na`,
+    /// `all` (eu, apac, na) or AWS region names. An upload puts the component into each
+    /// region's bucket, then records the version once; activate and shadow first check that
+    /// every region's bucket has the version. The registry table, a global table, is read and
+    /// written through the first region listed: list the home region (eu) first.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "REGION,…",
+        conflicts_with = "region"
+    )]
+    pub regions: Vec<String>,
+    /// Who is acting, recorded in the history of a local registry [default: $USER]. Refused
+    /// with --registry aws, where every change is recorded as the caller's IAM principal.
     #[arg(long = "as", value_name = "NAME")]
     pub actor: Option<String>,
     /// Print one JSON document instead of text.
@@ -65,34 +82,102 @@ pub struct RegistryOpts {
     pub json: bool,
 }
 
-/// The registry's table and bucket on AWS.
+/// The bucket name the deployment gives each region's policy bucket (deploy/template.yaml).
 #[cfg(feature = "aws")]
-fn open_aws(
-    table: &str,
-    bucket: &str,
-    aws: &common::AwsOpts,
-    actor: String,
-) -> anyhow::Result<Opened> {
-    anyhow::ensure!(!table.is_empty(), "the registry table name is empty");
-    anyhow::ensure!(!bucket.is_empty(), "the policy bucket name is empty");
-    let (runtime, sdk) = common::aws(aws)?;
-    let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
-    let store = host_aws::registry_from(&sdk, table, bucket, runtime.handle().clone());
+const DEFAULT_BUCKET: &str = "tmf632-policy-components-{account}-{region}";
+
+/// The registry's table and bucket on AWS: in the region of --region, or in each of
+/// --regions (the table and the state through the first). Every change is recorded as the
+/// caller's IAM principal (STS), so `--as` is refused.
+#[cfg(feature = "aws")]
+fn open_aws(o: &RegistryOpts) -> anyhow::Result<Opened> {
+    if o.actor.is_some() {
+        bail!(
+            "--as names who acts in a local registry; with --registry aws every change is \
+             recorded as the caller's IAM principal (from STS), so leave out --as (to tell the \
+             people behind a shared role apart, give each their own role session name)"
+        );
+    }
+    anyhow::ensure!(!o.table.is_empty(), "the registry table name is empty");
+    let regions = match o.regions.is_empty() {
+        true => None,
+        false => Some(common::aws_regions(&o.regions)?),
+    };
+    let mut aws = o.aws.clone();
+    if let Some(regions) = &regions {
+        aws.region = Some(regions[0].clone());
+    }
+    let (runtime, sdk) = common::aws(&aws)?;
+    let caller = common::caller(&runtime, &sdk)?;
+    let (template, from) = match (&o.bucket, std::env::var("POLICY_BUCKET")) {
+        (Some(b), _) => (b.clone(), "--bucket"),
+        (None, Ok(b)) if !b.is_empty() => (b, "$POLICY_BUCKET"),
+        _ => (DEFAULT_BUCKET.to_owned(), "the default"),
+    };
+    anyhow::ensure!(!template.is_empty(), "the policy bucket name is empty");
+    if regions.as_ref().is_some_and(|r| r.len() > 1) && !template.contains("{region}") {
+        bail!(
+            "--regions needs a bucket per region, but the bucket {template} ({from}) names one; \
+             put {{region}} where the region goes (--bucket 'my-policies-{{region}}'), or leave \
+             out --bucket for the deployment's {DEFAULT_BUCKET}"
+        );
+    }
+    let home = sdk.region().map(|r| r.to_string()).unwrap_or_default();
+    let open_in = |sdk: &aws_config::SdkConfig, region: &str| {
+        let bucket = template
+            .replace("{region}", region)
+            .replace("{account}", &caller.account);
+        let store: Arc<dyn PolicyRegistry> = Arc::new(AwsFailures(host_aws::registry_from(
+            sdk,
+            &o.table,
+            &bucket,
+            runtime.handle().clone(),
+        )));
+        RegionStore {
+            region: region.to_owned(),
+            bucket,
+            store,
+        }
+    };
+    let first = open_in(&sdk, &home);
+    let place = match &regions {
+        None => format!("table {}, bucket {}, region {home}", o.table, first.bucket),
+        Some(regions) => format!(
+            "table {} through {home}, regions {}",
+            o.table,
+            regions.join(", ")
+        ),
+    };
+    let stores = match &regions {
+        None => Vec::new(),
+        Some(regions) => regions
+            .iter()
+            .map(|r| match r == &home {
+                true => first.clone(),
+                false => open_in(&common::aws_in(&sdk, r), r),
+            })
+            .collect(),
+    };
     Ok(Opened {
-        registry: Registry::new(Arc::new(AwsFailures(store)), actor),
-        place: format!("table {table}, bucket {bucket}, region {region}"),
+        registry: Registry::authenticated(first.store, caller.arn),
+        place,
+        regions: stores,
         _runtime: Some(runtime),
     })
 }
 
 #[cfg(not(feature = "aws"))]
-fn open_aws(
-    _table: &str,
-    _bucket: &str,
-    _aws: &common::AwsOpts,
-    _actor: String,
-) -> anyhow::Result<Opened> {
+fn open_aws(_o: &RegistryOpts) -> anyhow::Result<Opened> {
     Err(common::no_aws("--registry aws"))
+}
+
+/// One region's registry (with --regions): its bucket, and the table through it.
+#[derive(Clone)]
+struct RegionStore {
+    /// The AWS region name.
+    region: String,
+    bucket: String,
+    store: Arc<dyn PolicyRegistry>,
 }
 
 /// The AWS registry as the CLI reports it. The AWS store's only `Refused` is AWS refusing a
@@ -105,7 +190,9 @@ struct AwsFailures(Arc<dyn PolicyRegistry>);
 #[cfg(feature = "aws")]
 fn failed<T>(result: Result<T, RegistryError>) -> Result<T, RegistryError> {
     result.map_err(|e| match e {
-        RegistryError::Refused(message) => RegistryError::Storage(message),
+        RegistryError::Refused(message) => {
+            RegistryError::Storage(host_core::failure::Failure::new(message))
+        }
         other => other,
     })
 }
@@ -170,6 +257,9 @@ pub struct Opened {
     pub registry: Registry,
     /// Where it is, for messages: a directory, or the AWS table and bucket.
     place: String,
+    /// With --regions, each region's registry, in the order given (the first is `registry`'s);
+    /// empty otherwise.
+    regions: Vec<RegionStore>,
     _runtime: Option<common::AwsRuntime>,
 }
 
@@ -211,24 +301,17 @@ impl Opened {
 
 impl RegistryOpts {
     pub fn open(&self, access: Access) -> anyhow::Result<Opened> {
-        let actor = self.actor.clone().unwrap_or_else(|| {
-            std::env::var("USER")
-                .or_else(|_| std::env::var("USERNAME"))
-                .unwrap_or_else(|_| "operator".into())
-        });
         let (path, from) = match REGISTRY.locate(self.registry.as_deref())? {
-            Location::Aws => {
-                let bucket = self
-                    .bucket
-                    .clone()
-                    .or_else(|| std::env::var("POLICY_BUCKET").ok())
-                    .context(
-                        "--registry aws needs the policy bucket: --bucket or $POLICY_BUCKET",
-                    )?;
-                return open_aws(&self.table, &bucket, &self.aws, actor);
-            }
+            Location::Aws => return open_aws(self),
             Location::Dir { path, from } => {
                 self.aws.unused(&REGISTRY, &path, &from)?;
+                if !self.regions.is_empty() {
+                    bail!(
+                        "--regions applies only to --registry aws, but the policy registry is \
+                         the directory {} ({from}); give --registry aws, or leave out --regions",
+                        path.display()
+                    );
+                }
                 (path, from)
             }
         };
@@ -241,9 +324,15 @@ impl RegistryOpts {
                 .with_context(|| format!("opening the registry in {}", path.display()))?,
         };
         let store: Arc<dyn PolicyRegistry> = Arc::new(local);
+        let actor = self.actor.clone().unwrap_or_else(|| {
+            std::env::var("USER")
+                .or_else(|_| std::env::var("USERNAME"))
+                .unwrap_or_else(|_| "operator".into())
+        });
         Ok(Opened {
             registry: Registry::new(store, actor),
             place: path.display().to_string(),
+            regions: Vec::new(),
             _runtime: None,
         })
     }
@@ -275,7 +364,7 @@ pub(crate) fn report(
 }
 
 fn refused(o: &RegistryOpts, e: RegistryError) -> anyhow::Result<ExitCode> {
-    if e.is_transient() {
+    if e.is_transient() || matches!(e, RegistryError::Corrupt(_)) {
         return Err(e.into());
     }
     if o.json {
@@ -362,9 +451,14 @@ fn describe_change(c: &Change) -> String {
 /// Examples:
 ///   host-cli policy upload my-policy.wasm --tenant acme --label v2
 ///   host-cli policy upload my-policy.wasm --tenant acme --label v2 --activate
-///   host-cli policy upload my-policy.wasm --tenant acme --registry aws --bucket tmf632-policy-components-123-eu-west-1
+///   host-cli policy upload my-policy.wasm --tenant acme --registry aws --regions eu,apac,na
+///   host-cli policy upload my-policy.wasm --tenant acme --registry aws --region eu-west-1 --bucket my-policies
 ///
-/// Exit status: 0 uploaded (or already there), 1 refused, 2 other errors.
+/// With --regions the component is checked once, put into every region's bucket, and the
+/// version recorded once all have it; the same command again fills in a region that failed.
+///
+/// Exit status: 0 uploaded (or already there), 1 refused, 2 other errors (with --regions: a
+/// region that could not be written, named with the regions that have the component).
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct UploadOpts {
@@ -403,16 +497,16 @@ pub fn upload(o: UploadOpts) -> anyhow::Result<ExitCode> {
     let seed = o
         .seed
         .unwrap_or_else(|| policy_admin::registry::seed_from_digest(&digest));
-    let uploaded = opened.registry.upload(
-        &o.registry.tenant,
-        &bytes,
-        &UploadOptions {
-            label: o.label.clone(),
-            law_cases: o.cases,
-            seed,
-            signer,
-        },
-    );
+    let options = UploadOptions {
+        label: o.label.clone(),
+        law_cases: o.cases,
+        seed,
+        signer,
+    };
+    if !opened.regions.is_empty() {
+        return upload_everywhere(&o, &opened, &bytes, &options);
+    }
+    let uploaded = opened.registry.upload(&o.registry.tenant, &bytes, &options);
     let (change, version) = match uploaded {
         Ok(x) => x,
         Err(e) => return refused(&o.registry, e),
@@ -429,6 +523,257 @@ pub fn upload(o: UploadOpts) -> anyhow::Result<ExitCode> {
             .registry
             .activate(&o.registry.tenant, &version.digest),
     )
+}
+
+/// What one region has of a version: its bucket, and whether the component is there.
+#[derive(serde::Serialize)]
+struct RegionReport {
+    region: String,
+    bucket: String,
+    /// `stored` (by this call), `present` (already there), `missing` or `failed`.
+    component: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl RegionReport {
+    fn new(r: &RegionStore, outcome: Result<&'static str, RegistryError>) -> Self {
+        let (component, error) = match outcome {
+            Ok(status) => (status, None),
+            Err(RegistryError::MissingComponent(_)) => ("missing", None),
+            Err(e) => ("failed", Some(e.to_string())),
+        };
+        RegionReport {
+            region: r.region.clone(),
+            bucket: r.bucket.clone(),
+            component,
+            error,
+        }
+    }
+
+    fn has_it(&self) -> bool {
+        matches!(self.component, "stored" | "present")
+    }
+
+    fn line(&self) -> String {
+        let what = match self.component {
+            "stored" => "stored now",
+            "present" => "present",
+            "missing" => "MISSING",
+            _ => "FAILED",
+        };
+        let mut line = format!("  {:<15} {what:<11} bucket {}", self.region, self.bucket);
+        if let Some(e) = &self.error {
+            line.push_str(&format!(": {e}"));
+        }
+        line
+    }
+}
+
+/// The regions of `reports` that have the component, and those that do not, for messages.
+fn split(reports: &[RegionReport]) -> (String, String) {
+    let names = |has: bool| {
+        let list: Vec<&str> = reports
+            .iter()
+            .filter(|r| r.has_it() == has)
+            .map(|r| r.region.as_str())
+            .collect();
+        match list.is_empty() {
+            true => "none".to_owned(),
+            false => list.join(", "),
+        }
+    };
+    (names(true), names(false))
+}
+
+/// Checks that every region's bucket holds the component `digest` (verified against it).
+fn in_every_region(opened: &Opened, digest: &str) -> Vec<RegionReport> {
+    opened
+        .regions
+        .iter()
+        .map(|r| {
+            let found = host_core::registry::fetch_component(&*r.store, digest).map(|_| "present");
+            RegionReport::new(r, found)
+        })
+        .collect()
+}
+
+/// Prints the per-region lines (text) ahead of a command's own output.
+fn emit_regions(o: &RegistryOpts, reports: &[RegionReport]) {
+    if !o.json {
+        let lines: String = reports.iter().map(|r| r.line() + "\n").collect();
+        common::emit(&lines);
+    }
+}
+
+/// A change with the regions it was checked in, as JSON.
+fn change_json(change: &Change, reports: &[RegionReport]) -> anyhow::Result<serde_json::Value> {
+    let mut doc = serde_json::to_value(change)?;
+    doc["regions"] = serde_json::to_value(reports)?;
+    Ok(doc)
+}
+
+/// `policy upload --regions`: checks once (through the first region), puts the component into
+/// every region's bucket, and only then records the version, once (the registry table is a
+/// global table). A region that fails is named with the regions that have the component; the
+/// version stays unrecorded, and the same command again stores only what is missing.
+fn upload_everywhere(
+    o: &UploadOpts,
+    opened: &Opened,
+    bytes: &[u8],
+    options: &UploadOptions,
+) -> anyhow::Result<ExitCode> {
+    let tenant = &o.registry.tenant;
+    let prepared = match opened.registry.prepare_upload(tenant, bytes, options) {
+        Ok(p) => p,
+        Err(e) => return refused(&o.registry, e),
+    };
+    let digest = &prepared.version.digest;
+    let reports: Vec<RegionReport> = opened
+        .regions
+        .iter()
+        .map(|r| {
+            let stored = policy_admin::registry::store_component(&*r.store, digest, bytes)
+                .map(|now| if now { "stored" } else { "present" });
+            RegionReport::new(r, stored)
+        })
+        .collect();
+    if reports.iter().any(|r| !r.has_it()) {
+        let (have, lack) = split(&reports);
+        if o.registry.json {
+            common::emit_json(&json!({
+                "tenant": tenant,
+                "action": "upload",
+                "digest": digest,
+                "recorded": prepared.existing,
+                "regions": reports,
+            }))?;
+        } else {
+            common::emit(&format!(
+                "tenant {tenant}: component {} by region:\n",
+                short(digest)
+            ));
+            emit_regions(&o.registry, &reports);
+        }
+        let recorded = match prepared.existing {
+            true => "the version was recorded by an earlier upload",
+            false => "the version is not recorded (it is, once every region has the component)",
+        };
+        bail!(
+            "version {} of tenant {tenant} is in {have} but not in {lack}; {recorded}; fix \
+             what failed and run the same command again: what is stored stays, and only what \
+             is missing is uploaded",
+            short(digest)
+        );
+    }
+    let (change, version) = match opened.registry.record_upload(&prepared, bytes) {
+        Ok(x) => x,
+        Err(e) => return refused(&o.registry, e),
+    };
+    let change = match o.activate {
+        false => change,
+        true => {
+            if !o.registry.json {
+                emit_regions(&o.registry, &reports);
+                common::emit(&format!("{}\n", describe_change(&change)));
+            }
+            match opened.registry.activate(tenant, &version.digest) {
+                Ok(activated) => {
+                    if o.registry.json {
+                        common::emit_json(&change_json(&activated, &reports)?)?;
+                    } else {
+                        common::emit(&format!("{}\n", describe_change(&activated)));
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Err(e) => return refused(&o.registry, e),
+            }
+        }
+    };
+    if o.registry.json {
+        common::emit_json(&change_json(&change, &reports)?)?;
+    } else {
+        emit_regions(&o.registry, &reports);
+        common::emit(&format!("{}\n", describe_change(&change)));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `activate` and `shadow` with --regions: the change is made once (through the first
+/// region) only when every region's bucket has the version, so that no region's hosts are told
+/// to load what they cannot (they would keep the old version and alarm).
+fn change_everywhere(
+    o: &RegistryOpts,
+    opened: &Opened,
+    selector: &str,
+    change: impl FnOnce() -> Result<Change, RegistryError>,
+) -> anyhow::Result<ExitCode> {
+    let version = match opened.registry.find(&o.tenant, selector) {
+        Ok(v) => v,
+        Err(e) => return refused(o, e),
+    };
+    let reports = in_every_region(opened, &version.digest);
+    if reports.iter().any(|r| !r.has_it()) {
+        let (have, lack) = split(&reports);
+        emit_regions(o, &reports);
+        return refused(
+            o,
+            RegistryError::Refused(format!(
+                "version {} of tenant {} is in {have} but not in {lack}, whose hosts could not \
+                 load it; nothing changed. Upload it there first: `policy upload COMPONENT \
+                 --tenant {} --registry aws --regions {}`",
+                short(&version.digest),
+                o.tenant,
+                o.tenant,
+                o.regions.join(",")
+            )),
+        );
+    }
+    served_report(o, opened, change(), reports)
+}
+
+/// Prints a change made with --regions, with the regions; for a change that leaves a version
+/// serving that a region's bucket lacks (a rollback to a version uploaded to one region only),
+/// names the regions and fails (exit 2): their hosts keep the old version and alarm.
+fn served_report(
+    o: &RegistryOpts,
+    opened: &Opened,
+    result: Result<Change, RegistryError>,
+    checked: Vec<RegionReport>,
+) -> anyhow::Result<ExitCode> {
+    let change = match result {
+        Ok(c) => c,
+        Err(e) => return refused(o, e),
+    };
+    let mut lacking = Vec::new();
+    for digest in change.active.iter().chain(change.shadow.iter()) {
+        let reports = match change.digest.as_ref() == Some(digest) && !checked.is_empty() {
+            true => continue,
+            false => in_every_region(opened, digest),
+        };
+        if reports.iter().any(|r| !r.has_it()) {
+            let (_, lack) = split(&reports);
+            lacking.push(format!("{} is not in {lack}", short(digest)));
+        }
+    }
+    if o.json {
+        common::emit_json(&change_json(&change, &checked)?)?;
+    } else {
+        emit_regions(o, &checked);
+        common::emit(&format!("{}\n", describe_change(&change)));
+    }
+    if !lacking.is_empty() {
+        bail!(
+            "tenant {} now serves a version that some regions lack ({}): their hosts keep the \
+             version they had and count PolicyLoadFailures (alarmed); upload it there with \
+             `policy upload COMPONENT --tenant {} --registry aws --regions {}`",
+            o.tenant,
+            lacking.join("; "),
+            o.tenant,
+            o.regions.join(",")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Lists a tenant's versions with their status (active, shadow, staged, retired), and the
@@ -566,6 +911,9 @@ fn render_history(entries: &[HistoryEntry]) -> String {
 /// Examples:
 ///   host-cli policy activate v2 --tenant acme
 ///   host-cli policy activate 3f9c2a --tenant acme --json
+///   host-cli policy activate v2 --tenant acme --registry aws --regions eu,apac,na
+///
+/// With --regions, refused (exit 1) unless every region's bucket holds the version.
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct ActivateOpts {
@@ -578,6 +926,11 @@ pub struct ActivateOpts {
 
 pub fn activate(o: ActivateOpts) -> anyhow::Result<ExitCode> {
     let opened = o.registry.open(Access::Existing)?;
+    if !opened.regions.is_empty() {
+        return change_everywhere(&o.registry, &opened, &o.target, || {
+            opened.registry.activate(&o.registry.tenant, &o.target)
+        });
+    }
     report(
         &o.registry,
         opened.registry.activate(&o.registry.tenant, &o.target),
@@ -605,14 +958,16 @@ pub struct RollbackOpts {
 
 pub fn rollback(o: RollbackOpts) -> anyhow::Result<ExitCode> {
     let opened = o.registry.open(Access::Existing)?;
-    report(
-        &o.registry,
-        opened.registry.rollback(
-            &o.registry.tenant,
-            o.candidate.as_deref(),
-            o.reason.as_deref(),
-        ),
-    )
+    let result = opened.registry.rollback(
+        &o.registry.tenant,
+        o.candidate.as_deref(),
+        o.reason.as_deref(),
+    );
+    if !opened.regions.is_empty() {
+        // The version restored was active before, so normally everywhere; checked after.
+        return served_report(&o.registry, &opened, result, Vec::new());
+    }
+    report(&o.registry, result)
 }
 
 /// Runs a candidate in shadow beside the active policy: every conflict the policy resolves is
@@ -637,6 +992,11 @@ pub struct ShadowOpts {
 
 pub fn shadow(o: ShadowOpts) -> anyhow::Result<ExitCode> {
     let opened = o.registry.open(Access::Existing)?;
+    if let (Some(v), false) = (&o.candidate, opened.regions.is_empty()) {
+        return change_everywhere(&o.registry, &opened, v, || {
+            opened.registry.shadow(&o.registry.tenant, v)
+        });
+    }
     let result = match &o.candidate {
         Some(v) => opened.registry.shadow(&o.registry.tenant, v),
         None => opened.registry.stop_shadow(&o.registry.tenant),

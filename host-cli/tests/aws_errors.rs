@@ -9,65 +9,18 @@
 
 #![cfg(feature = "aws")]
 
+#[path = "common/aws.rs"]
+mod aws;
+
 use std::io::ErrorKind;
 use std::net::TcpListener;
-use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 
+use aws::{cli, cli_on_moto, moto, unique};
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
-
-/// The moto server of `scripts/with-moto.sh`.
-fn moto() -> String {
-    std::env::var("MOTO_ENDPOINT").unwrap_or_else(|_| {
-        panic!(
-            "MOTO_ENDPOINT is not set: run these tests under scripts/with-moto.sh (it starts \
-             moto and sets it)"
-        )
-    })
-}
-
-/// A name no other test (or earlier run against the same server) uses.
-fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-/// host-cli in an empty environment: a home of its own with empty AWS config files (a profile
-/// is added by the test that needs one), instance metadata off, no region, no credentials.
-fn cli(home: &Path) -> Command {
-    for file in ["config", "credentials"] {
-        let path = home.join(file);
-        if !path.exists() {
-            std::fs::write(&path, "").unwrap();
-        }
-    }
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_host-cli"));
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("AWS_CONFIG_FILE", home.join("config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials"))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .current_dir(home);
-    cmd
-}
-
-/// The same, with moto's endpoint and its fake credentials in the environment.
-fn cli_on_moto(home: &Path) -> Command {
-    let mut cmd = cli(home);
-    cmd.env("AWS_ENDPOINT_URL", moto())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing");
-    cmd
-}
 
 fn run(cmd: &mut Command, args: &[&str]) -> Output {
     cmd.args(args).output().expect("running host-cli")

@@ -10,7 +10,10 @@
 //! - `GET individual/{id}` (and organization): the party as this region answers for it, with
 //!   an `ETag` derived from its version vector; `fields=` projects it;
 //! - `POST individual`: creates (201 with the party); `PATCH individual/{id}`: a JSON merge
-//!   patch (`null` removes a member); `DELETE individual/{id}`: 204.
+//!   patch (`null` removes a member), or a JSON Patch (`application/json-patch+json`, RFC 6902)
+//!   applied to the party as this region holds it and written as the merge patch of what it
+//!   changed, conditional on that version (409 when the party changed meanwhile or the patch
+//!   does not apply); `DELETE individual/{id}`: 204.
 //!
 //! - `POST hub` registers a listener (`{"callback": URL, "query": …}`, 201 with its id) and
 //!   `DELETE hub/{id}` removes it (204), when the host delivers notifications ([`Hub`]);
@@ -730,22 +733,22 @@ impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
     }
 
     fn patch(&self, resource: ResourceType, id: &str) -> Answer {
-        if self
+        let is_json_patch = self
             .request
             .header("content-type")
-            .is_some_and(|c| c.contains("json-patch"))
-        {
-            return ApiResponse::error(&Tmf630Error::new(
-                415,
-                "unsupportedMediaType",
-                "Unsupported Media Type",
-                "JSON Patch is not supported; send a JSON merge patch (application/merge-patch+json)",
-            ))
-            .into();
-        }
-        let mut patch = match self.body_object() {
-            Ok(p) => p,
-            Err(a) => return a.into(),
+            .is_some_and(|c| c.contains("json-patch"));
+        // A JSON Patch is applied to the party as this region holds it, and written as the
+        // merge patch of what it changed, on condition that the party is still that version.
+        let (mut patch, read) = if is_json_patch {
+            match self.json_patch_as_merge(resource, id) {
+                Ok((patch, read)) => (patch, Some(read)),
+                Err(a) => return a.into(),
+            }
+        } else {
+            match self.body_object() {
+                Ok(p) => (p, None),
+                Err(a) => return a.into(),
+            }
         };
         if patch.get("id").is_some_and(|v| v != id) {
             return ApiResponse::error(&Tmf630Error::new(
@@ -762,6 +765,21 @@ impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
         patch.insert("id".into(), Value::String(id.to_owned()));
         let (key, _) = self.key();
         let existing = self.existing(resource, id);
+        let unchanged = move |current: Option<&PartyVersion>| {
+            existing(current)?;
+            match (current, &read) {
+                (Some(v), Some(read)) if etag(&v.version_vector) != *read => Err(Tmf630Error::new(
+                    409,
+                    "conflict",
+                    "Conflict",
+                    format!(
+                        "the party changed from {read} to {} while the JSON Patch was applied; send it again",
+                        etag(&v.version_vector)
+                    ),
+                )),
+                _ => Ok(()),
+            }
+        };
         self.write(
             resource,
             "AttributeValueChange",
@@ -769,8 +787,59 @@ impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
             patch,
             &key,
             200,
-            &existing,
+            &unchanged,
         )
+    }
+
+    /// A JSON Patch (RFC 6902) body applied to the party's current representation: the
+    /// members it changed (new values) and removed (`null`), and the version it was applied to.
+    fn json_patch_as_merge(
+        &self,
+        resource: ResourceType,
+        id: &str,
+    ) -> Result<(Map<String, Value>, String), ApiResponse> {
+        let body = body_json(&self.request.body).map_err(|e| ApiResponse::error(&e))?;
+        let operations: json_patch::Patch = serde_json::from_value(body).map_err(|e| {
+            ApiResponse::error(&Tmf630Error::new(
+                400,
+                "invalidBody",
+                "Bad Request",
+                format!("the body is not a JSON Patch (an array of operations): {e}"),
+            ))
+        })?;
+        let current = self
+            .read(resource, id)?
+            .ok_or_else(|| ApiResponse::error(&self.missing(resource, id)))?;
+        let Some(Value::Object(mut before)) = to_tmf(&current) else {
+            return Err(ApiResponse::error(&self.missing(resource, id)));
+        };
+        before.retain(|_, v| !v.is_null());
+        let mut after = Value::Object(before.clone());
+        json_patch::patch(&mut after, &operations).map_err(|e| {
+            ApiResponse::error(&Tmf630Error::new(
+                409,
+                "patchNotApplicable",
+                "Conflict",
+                format!("the JSON Patch does not apply to the party as it is: {e}"),
+            ))
+        })?;
+        let Value::Object(after) = after else {
+            return Err(ApiResponse::error(&Tmf630Error::new(
+                400,
+                "invalidBody",
+                "Bad Request",
+                "the JSON Patch replaces the party with something that is not an object",
+            )));
+        };
+        let mut merge: Map<String, Value> = after
+            .iter()
+            .filter(|(k, v)| before.get(*k) != Some(*v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for k in before.keys().filter(|k| !after.contains_key(*k)) {
+            merge.insert(k.clone(), Value::Null);
+        }
+        Ok((merge, etag(&current.version_vector)))
     }
 
     fn delete(&self, resource: ResourceType, id: &str) -> Answer {

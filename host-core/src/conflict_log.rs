@@ -18,8 +18,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::conflict::{CapturedConflict, CapturedContext};
+use crate::failure::Failure;
 use crate::resolve::{Resolved, Resolver, relation};
-use crate::tenant::LogSettings;
+use crate::tenant::{BadTenant, LogSettings};
 
 /// One resolution of a conflict: the first by the reconcile path, later ones by a redrive or an
 /// operator.
@@ -295,8 +296,10 @@ impl ConflictQuery {
 pub enum LogError {
     #[error("no conflict {id} is recorded for tenant {tenant}")]
     NotFound { tenant: String, id: String },
+    #[error(transparent)]
+    BadTenant(#[from] BadTenant),
     #[error("the conflict log's storage failed: {0}")]
-    Storage(String),
+    Storage(#[source] Failure),
 }
 
 /// Where conflicts are recorded.
@@ -404,7 +407,7 @@ impl DirConflictLog {
     }
 
     fn path(&self, tenant: &str, id: &str) -> Result<PathBuf, LogError> {
-        crate::tenant::check_tenant(tenant).map_err(|e| LogError::Storage(e.to_string()))?;
+        crate::tenant::check_tenant(tenant)?;
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(LogError::NotFound {
                 tenant: tenant.to_owned(),
@@ -419,22 +422,28 @@ impl DirConflictLog {
     /// say) must not both start from the same version of it.
     fn lock(&self, tenant: &str) -> Result<std::fs::File, LogError> {
         host_sandbox::files::lock_dir(&self.root.join(tenant))
-            .map_err(|e| LogError::Storage(e.to_string()))
+            .map_err(|e| LogError::Storage(Failure::caused_by(e.to_string(), e)))
     }
 
     fn write(&self, path: &Path, record: &ConflictRecord) -> Result<(), LogError> {
         let bytes = serde_json::to_vec(record).expect("records serialise");
         host_sandbox::files::write_atomically(path, &bytes)
-            .map_err(|e| LogError::Storage(e.to_string()))
+            .map_err(|e| LogError::Storage(Failure::caused_by(e.to_string(), e)))
     }
 
     fn read(path: &Path) -> Result<Option<ConflictRecord>, LogError> {
         match std::fs::read(path) {
-            Ok(b) => parse_record(&b)
-                .map(Some)
-                .map_err(|e| LogError::Storage(format!("{} is corrupt: {e}", path.display()))),
+            Ok(b) => parse_record(&b).map(Some).map_err(|e| {
+                LogError::Storage(Failure::caused_by(
+                    format!("{} is corrupt: {e}", path.display()),
+                    e,
+                ))
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(LogError::Storage(format!("{}: {e}", path.display()))),
+            Err(e) => Err(LogError::Storage(Failure::caused_by(
+                format!("{}: {e}", path.display()),
+                e,
+            ))),
         }
     }
 }
@@ -455,12 +464,17 @@ impl ConflictLog for DirConflictLog {
     }
 
     fn query(&self, query: &ConflictQuery) -> Result<Vec<ConflictRecord>, LogError> {
-        crate::tenant::check_tenant(&query.tenant).map_err(|e| LogError::Storage(e.to_string()))?;
+        crate::tenant::check_tenant(&query.tenant)?;
         let dir = self.root.join(&query.tenant);
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(LogError::Storage(format!("{}: {e}", dir.display()))),
+            Err(e) => {
+                return Err(LogError::Storage(Failure::caused_by(
+                    format!("{}: {e}", dir.display()),
+                    e,
+                )));
+            }
         };
         let mut found = Vec::new();
         for entry in entries.flatten() {

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::conflict_log::{ConflictLog, ConflictOutcome, ConflictRecord};
 use crate::event::{Action, PartyEvent, Tmf630Error, parse_event};
+use crate::failure::Failure;
 use crate::resolve::Resolver;
 use crate::store::{
     DeadLetter, DeadLetterSink, IdempotencyRecord, IngestStore, Provenance, RecordStatus,
@@ -317,7 +318,10 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
         match &self.resolver {
             Some(resolver) => {
                 let resolved = resolver.resolve(stored, own).map_err(|e| {
-                    StoreError::Fatal(format!("merging this region's overwritten write back: {e}"))
+                    StoreError::Fatal(Failure::caused_by(
+                        format!("merging this region's overwritten write back: {e}"),
+                        e,
+                    ))
                 })?;
                 if let Some(log) = self.log.as_ref().filter(|_| record) {
                     let outcome =
@@ -331,10 +335,10 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
                 }
                 let digest = resolved.policy_digest.clone();
                 let party = resolved.written(stored, own).cloned().ok_or_else(|| {
-                    StoreError::Fatal(format!(
+                    StoreError::Fatal(Failure::new(format!(
                         "merging this region's overwritten write back: the policy decided {}",
                         resolved.decision.kind()
-                    ))
+                    )))
                 })?;
                 Ok((party, digest))
             }
@@ -349,7 +353,7 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
                 let resolution = tmf632_merge::resolve(&ctx, stored, own);
                 let (_, party) =
                     crate::resolve::apply_resolution(region, relation, stored, own, &resolution)
-                        .map_err(|e| StoreError::Fatal(e.to_string()))?;
+                        .map_err(|e| StoreError::Fatal(Failure::caused_by(e.to_string(), e)))?;
                 let party = party.ok_or_else(|| {
                     StoreError::Fatal("the default merge rejected the catch-up".into())
                 })?;

@@ -13,6 +13,7 @@
 //! - [`follow`]: a host following the registry with bounded staleness, and shadow comparisons
 //!   (the other `PolicyLookup`);
 //! - [`conflict_log`]: every conflict the reconcile path saw, queryable and replayable;
+//! - [`failure`]: a backend's failure with its cause, inside the stores' errors;
 //! - [`store`]: the pipeline's stores (parties, idempotency records, dead letters) as traits,
 //!   with their in-memory implementations;
 //! - [`event`], [`ingest`]: TMF632 events validated and applied at most once per idempotency key;
@@ -28,6 +29,7 @@ pub mod api;
 pub mod conflict;
 pub mod conflict_log;
 pub mod event;
+pub mod failure;
 pub mod follow;
 pub mod ingest;
 pub mod policies;
@@ -44,7 +46,7 @@ pub use policy_types as types;
 
 pub use follow::RegistryFollower;
 pub use host_sandbox::{
-    ArtifactCache, Call, CallFailure, Limits, LoadError, Metering, Policy, PolicyEngine,
+    ArtifactCache, Budget, Call, CallFailure, Limits, LoadError, Metering, Policy, PolicyEngine,
     PolicyInfo, digest,
 };
 pub use policies::TenantPolicies;

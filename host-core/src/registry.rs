@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use host_sandbox::{EngineError, LoadError, digest};
 
 use crate::conflict::CapturedConflict;
+use crate::failure::Failure;
 use crate::tenant::BadTenant;
 
 pub mod local;
@@ -289,8 +290,14 @@ pub enum RegistryError {
         expected: u64,
         found: u64,
     },
+    /// The registry's storage failed in a way a retry may fix (an I/O error, throttling, a
+    /// service's own failure).
     #[error("the registry's storage failed: {0}")]
-    Storage(String),
+    Storage(#[source] Failure),
+    /// A stored record or file does not read as what was written there: a retry reads the
+    /// same bytes again.
+    #[error("the registry's storage is corrupt: {0}")]
+    Corrupt(#[source] Failure),
     /// The host could not build the engine to check a policy with: not the policy's fault,
     /// and not one a retry fixes.
     #[error("building the engine to check the policy with: {0}")]

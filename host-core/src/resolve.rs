@@ -360,6 +360,15 @@ fn resolve_inner(
     remote: &PartyVersion,
     differences_only: bool,
 ) -> Result<Resolved, ResolveError> {
+    // The span X-Ray shows for the policy's part (host-lambda's `xray` layer); at debug level, so
+    // that a host logging at info pays one check of the callsite for it.
+    let _span = tracing::debug_span!(
+        target: "policy",
+        "policy.call",
+        tenant = %local.tenant,
+        digest = %policy.digest()
+    )
+    .entered();
     let relation = relation(local, remote);
     let fail = |failure| ResolveError {
         tenant: local.tenant.clone(),
@@ -385,7 +394,8 @@ fn resolve_inner(
     };
     let resolution = match &stripped {
         Some(s) => {
-            host_sandbox::strip::restore(s, policy.call(Call::stripped(ctx, s)).map_err(fail)?)
+            let answer = policy.call(Call::stripped(ctx, s)).map_err(fail)?;
+            host_sandbox::strip::restore(s, answer).map_err(fail)?
         }
         None => policy.call((ctx, local, remote)).map_err(fail)?,
     };

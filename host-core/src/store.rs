@@ -3,6 +3,7 @@
 //! written once over these; each world supplies its own implementations ([`memory`] here,
 //! DynamoDB and SQS in `host-aws`). The conflict log's trait is [`crate::conflict_log`]'s.
 
+use crate::failure::Failure;
 use policy_types::{Dot, PartyVersion};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -48,9 +49,11 @@ pub enum StoreError {
     TooLarge { size: usize, limit: usize },
     /// Throttling or another transient failure that outlived the client's own retries.
     #[error("transient store failure: {0}")]
-    Transient(String),
+    Transient(#[source] Failure),
+    /// What a retry cannot fix: an item that does not parse, a table that does not exist,
+    /// access denied.
     #[error("store failure: {0}")]
-    Fatal(String),
+    Fatal(#[source] Failure),
     /// A caller's condition on the party did not hold (HTTP's `If-Match`, or a change of a
     /// party that does not exist): the answer to give.
     #[error("precondition failed: {0}")]

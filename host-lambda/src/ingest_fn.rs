@@ -139,7 +139,7 @@ where
         deadline_ms: u64,
     ) -> Result<Outcome, FunctionError> {
         let ingest = self.ingest.clone();
-        tokio::task::spawn_blocking(move || {
+        crate::blocking(move || {
             ingest.handle(&tenant, &payload, key.as_deref(), now_ms(), deadline_ms)
         })
         .await
@@ -190,7 +190,7 @@ where
             }
         };
         let ingest = self.ingest.clone();
-        let answered = tokio::task::spawn_blocking(move || {
+        let answered = crate::blocking(move || {
             host_core::api::handle(&ingest, None, &tenant, &api, now_ms(), deadline_ms)
         })
         .await;
@@ -273,9 +273,7 @@ where
                         payload,
                     };
                     let ingest = self.ingest.clone();
-                    let sent =
-                        tokio::task::spawn_blocking(move || ingest.dead_letters().send(&letter))
-                            .await;
+                    let sent = crate::blocking(move || ingest.dead_letters().send(&letter)).await;
                     !matches!(sent, Ok(Ok(())))
                 }
                 Outcome::DeadLettered(reason) => reason.contains("dead-letter send failed"),

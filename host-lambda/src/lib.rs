@@ -14,6 +14,7 @@ pub mod policies;
 pub mod reconcile_fn;
 pub mod redrive;
 pub mod wiring;
+pub mod xray;
 
 /// A function's error as Lambda reports it: `Retryable` (the same invocation may succeed
 /// later: throttling, a dependency down) or `NonRetryable` (it will fail again: bad input).
@@ -50,16 +51,42 @@ impl From<FunctionError> for lambda_runtime::Diagnostic {
     }
 }
 
-/// JSON logs for Lambda (CloudWatch Logs parses them), filtered by `RUST_LOG` (default info).
+/// `tokio::task::spawn_blocking`, run inside the caller's span: the store and policy calls
+/// made on the blocking thread belong to the invocation (its logs' span, its X-Ray trace).
+pub fn blocking<F, R>(f: F) -> tokio::task::JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+}
+
+/// JSON logs for Lambda (CloudWatch Logs parses them), filtered by `RUST_LOG` (default info),
+/// and X-Ray subsegments ([`xray`]) when the function's tracing is active.
 pub fn init_logs() {
-    let _ = tracing_subscriber::fmt()
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
+    let logs = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
         .with_current_span(false)
         .without_time()
         .with_target(false)
+        .with_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        );
+    let traces = xray::daemon_address().and_then(|address| match xray::XRayLayer::new(&address) {
+        Ok(layer) => Some(layer.with_filter(xray::filter())),
+        Err(e) => {
+            eprintln!("X-Ray daemon at {address} unreachable, no subsegments: {e}");
+            None
+        }
+    });
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(traces)
         .try_init();
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use aws_lambda_events::dynamodb::{Event as DynamoDbEvent, EventRecord};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use host_aws::dynamo::{PARTY_SK, party_from_item};
+use host_core::failure::Failure;
 use host_core::reconcile::{Reconcile, ReconcileOutcome};
 use host_core::store::{DeadLetterSink, PartyStore, StoreError};
 use serde_dynamo::AttributeValue;
@@ -37,10 +38,16 @@ where
         &self.reconcile
     }
 
-    /// One stream batch; the records to retry are reported by sequence number.
+    /// One stream batch. The first record that must be retried ends the batch and is reported
+    /// by its sequence number: Lambda checkpoints before the lowest reported record and delivers
+    /// everything from it again, so handling the records after it would apply a party's later
+    /// changes before its earlier one and do their work twice.
     pub async fn handle(&self, event: DynamoDbEvent) -> DynamoDbEventResponse {
         let mut failures = Vec::new();
         for record in event.records {
+            if !failures.is_empty() {
+                break;
+            }
             let sequence = record.change.sequence_number.clone().unwrap_or_default();
             match self.record(&record).await {
                 Ok(Some(outcome)) => {
@@ -84,8 +91,7 @@ where
                         payload: serde_json::to_value(&record).unwrap_or_default(),
                     };
                     let r = self.reconcile.clone();
-                    let sent =
-                        tokio::task::spawn_blocking(move || r.dead_letters().send(&letter)).await;
+                    let sent = crate::blocking(move || r.dead_letters().send(&letter)).await;
                     if !matches!(sent, Ok(Ok(()))) {
                         failures.push(sequence);
                     }
@@ -120,10 +126,14 @@ where
         let old = party_from_item(change.old_image.clone())?;
         let new = party_from_item(change.new_image.clone())?;
         let r = self.reconcile.clone();
-        let outcome =
-            tokio::task::spawn_blocking(move || r.handle(&old.version, &new.version, now_ms()))
-                .await
-                .map_err(|e| StoreError::Transient(format!("the reconcile task failed: {e}")))?;
+        let outcome = crate::blocking(move || r.handle(&old.version, &new.version, now_ms()))
+            .await
+            .map_err(|e| {
+                StoreError::Transient(Failure::caused_by(
+                    format!("the reconcile task failed: {e}"),
+                    e,
+                ))
+            })?;
         Ok(Some(outcome))
     }
 }

@@ -86,10 +86,10 @@ fn queue_failed<E>(
     client: &Client,
     queue_url: &str,
     action: &str,
-    err: &SdkError<E, HttpResponse>,
+    err: SdkError<E, HttpResponse>,
 ) -> AwsError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let call = Call {
         action,
@@ -122,7 +122,7 @@ where
             .wait_time_seconds(0)
             .send()
             .await
-            .map_err(|e| queue_failed(client, queue_url, "reading the dead-letter queue", &e))?;
+            .map_err(|e| queue_failed(client, queue_url, "reading the dead-letter queue", e))?;
         let messages = out.messages.unwrap_or_default();
         if messages.is_empty() {
             break;
@@ -185,7 +185,7 @@ where
                                     client,
                                     queue_url,
                                     &format!("deleting redriven message {id}"),
-                                    &e,
+                                    e,
                                 )
                             })?;
                     }
@@ -222,6 +222,6 @@ where
         .map(|_| ())
         .map_err(|e| {
             let action = format!("deleting redriven message {}", message.message_id);
-            queue_failed(client, queue_url, &action, &e).into()
+            queue_failed(client, queue_url, &action, e).into()
         })
 }

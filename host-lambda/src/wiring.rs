@@ -32,7 +32,12 @@ impl Wiring {
     pub async fn from_env() -> anyhow::Result<Self> {
         crate::init_logs();
         let config = FunctionConfig::from_env()?;
+        let started = std::time::Instant::now();
         let sdk = aws_config::load_from_env().await;
+        tracing::info!(
+            sdk_config_ms = started.elapsed().as_secs_f64() * 1e3,
+            "host.init.sdk_config"
+        );
         let (engine, policies, cache) =
             crate::policies::default_policies(&config.policy_cache_dir)?;
         let mut w = Wiring {

@@ -1,7 +1,9 @@
 //! The reconcile function on one region's DynamoDB stream (moto): an overwritten concurrent
 //! version is restored, the same stream record delivered again changes nothing, a policy that
 //! traps sends the conflict to the dead-letter queue with both versions (and counts as handled,
-//! not as a batch item failure), and records that are not party overwrites are ignored.
+//! not as a batch item failure), records that are not party overwrites are ignored, and the
+//! first record to retry ends the batch. A sampled invocation sends X-Ray the policy call and
+//! each DynamoDB call as subsegments.
 
 mod common;
 
@@ -225,4 +227,140 @@ fn records_that_are_not_party_overwrites_are_ignored() {
     assert_eq!(answer(out), json!({"batchItemFailures": []}));
     let kept = rig.dead_letters();
     assert_eq!(kept.len(), 1, "only the garbled record is kept");
+}
+
+#[test]
+fn the_first_record_to_retry_ends_the_batch() {
+    let rig = Rig::new("MOTO_ENDPOINT");
+    let engine = integration_tests::engine();
+    let policies = Arc::new(TenantPolicies::new());
+    policies.set_default(ActivePolicy::new(integration_tests::default_policy(
+        &engine,
+    )));
+    // A dead-letter queue that does not exist: keeping the garbled record fails, so it must be
+    // retried.
+    let nowhere = SqsDeadLetters::new(
+        rig.sqs.clone(),
+        format!("{}-missing", rig.dlq),
+        KIND_RECONCILE,
+        rig.rt.handle().clone(),
+    );
+    let f = ReconcileFunction::new(
+        Reconcile::new(
+            rig.store("eu"),
+            nowhere,
+            Arc::new(Resolver::new(policies, "eu")),
+        ),
+        "eu",
+    );
+    let (_eu, na) = eu_overwritten_by_na(&rig);
+    let mut batch = rig.stream_batch();
+    let records = batch["Records"].as_array_mut().unwrap();
+    records.insert(
+        0,
+        json!({
+            "awsRegion": "eu-west-1", "eventID": "garbled", "eventName": "MODIFY",
+            "dynamodb": {"Keys": {"sk": {"S": "PARTY"}}, "OldImage": {"state": {"S": "garbage"}}, "NewImage": {}, "SequenceNumber": "1", "SizeBytes": 40}
+        }),
+    );
+    let out = rig.rt.block_on(f.handle(event(&batch)));
+    assert_eq!(
+        answer(out),
+        json!({"batchItemFailures": [{"itemIdentifier": "1"}]}),
+        "Lambda delivers the batch again from the record that failed"
+    );
+    // The overwrite after it was left for that delivery: NA's version is still the item.
+    assert_eq!(
+        rig.store("eu")
+            .party("acme", "42")
+            .unwrap()
+            .unwrap()
+            .version,
+        na.version,
+        "a record after the one to retry was handled"
+    );
+}
+
+#[test]
+fn a_sampled_invocation_sends_the_policy_call_and_each_dynamodb_call_to_x_ray() {
+    use tracing::Instrument as _;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    // The X-Ray daemon Lambda runs beside the function: a UDP socket here.
+    let daemon = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    daemon
+        .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    let layer =
+        host_lambda::xray::XRayLayer::new(&daemon.local_addr().unwrap().to_string()).unwrap();
+    // Process-wide, as in a function: the calls run on blocking threads. Other tests' calls
+    // run in no invocation and send nothing.
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::registry().with(layer.with_filter(host_lambda::xray::filter())),
+    )
+    .unwrap();
+
+    let rig = Rig::new("MOTO_ENDPOINT");
+    let engine = integration_tests::engine();
+    let policy = integration_tests::default_policy(&engine);
+    let digest = policy.digest().to_owned();
+    let f = rig.function(policy);
+    eu_overwritten_by_na(&rig);
+    let batch = event(&rig.stream_batch());
+    let root = "1-67891233-abcdef012345678912345678";
+    let segment = "53995c3f42cd8ad8";
+    let invocation = tracing::info_span!(
+        "Lambda runtime invoke",
+        requestId = "r-1",
+        xrayTraceId = format!("Root={root};Parent={segment};Sampled=1")
+    );
+    let out = rig.rt.block_on(f.handle(batch).instrument(invocation));
+    assert_eq!(answer(out), json!({"batchItemFailures": []}));
+
+    let mut documents = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while let Ok(n) = daemon.recv(&mut buf) {
+        let text = std::str::from_utf8(&buf[..n]).unwrap();
+        let (header, body) = text
+            .split_once('\n')
+            .expect("a header line, then the document");
+        assert_eq!(header, r#"{"format": "json", "version": 1}"#);
+        documents.push(serde_json::from_str::<Value>(body).unwrap());
+    }
+    for d in &documents {
+        assert_eq!(d["type"], "subsegment", "{d}");
+        assert_eq!(d["trace_id"], root, "{d}");
+        assert_eq!(
+            d["parent_id"], segment,
+            "a call of the invocation itself: {d}"
+        );
+        assert!(d["end_time"].as_f64() >= d["start_time"].as_f64(), "{d}");
+    }
+    let policy_calls: Vec<&Value> = documents
+        .iter()
+        .filter(|d| d["name"] == "policy.call")
+        .collect();
+    assert_eq!(
+        policy_calls.len(),
+        1,
+        "one conflict, one policy call: {documents:?}"
+    );
+    assert_eq!(
+        policy_calls[0]["annotations"]["policy_digest"],
+        digest.as_str()
+    );
+    assert_eq!(policy_calls[0]["annotations"]["tenant"], "acme");
+    let operations: Vec<&str> = documents
+        .iter()
+        .filter(|d| d["name"] == "DynamoDB")
+        .map(|d| {
+            assert_eq!(d["namespace"], "aws", "{d}");
+            d["aws"]["operation"].as_str().unwrap()
+        })
+        .collect();
+    assert!(
+        operations.contains(&"GetItem") && operations.len() >= 2,
+        "the reconcile's reads and its conditional write: {operations:?}"
+    );
 }

@@ -43,19 +43,48 @@ pub enum LoadError {
     },
     #[error("the component failed while starting or describing itself: {0}")]
     Startup(String),
+    /// `describe` did not answer: it ran past the call's deadline (or fuel budget), exhausted
+    /// the memory cap or trapped.
+    #[error(
+        "the component's describe did not answer: {0}; describe returns the policy's name and contract version and should compute nothing"
+    )]
+    Describe(#[source] CallFailure),
     #[error("reading the precompiled artifact cache: {0}")]
     Cache(#[source] std::io::Error),
+}
+
+/// The budget a call ran out of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// The serving deadline (the engine's epoch interruption).
+    Deadline(std::time::Duration),
+    /// The fuel budget of a metered engine (the law checker's).
+    Fuel(u64),
+}
+
+impl std::fmt::Display for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Budget::Deadline(d) => write!(f, "deadline {d:?}"),
+            Budget::Fuel(fuel) => write!(f, "fuel budget {fuel}"),
+        }
+    }
 }
 
 /// Why a policy call produced no usable resolution. The instance that failed is discarded.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum CallFailure {
     #[error("the policy ran past its deadline ({0})")]
-    Timeout(String),
+    Timeout(Budget),
     #[error("the policy exceeded its memory cap: {0}")]
     MemoryExhausted(String),
-    #[error("the policy trapped: {0}")]
-    Trap(String),
+    /// The guest trapped: `code` is wasmtime's kind of trap where there is one (an
+    /// `unreachable` from a panic, an out-of-bounds access, …), `detail` the engine's account.
+    #[error("the policy trapped: {detail}")]
+    Trap {
+        code: Option<wasmtime::Trap>,
+        detail: String,
+    },
     #[error("the policy returned an invalid result: {0}")]
     InvalidResult(String),
     /// A value the policy computed is not what the TMF632 schema allows for its member.
@@ -81,7 +110,7 @@ impl CallFailure {
         match self {
             CallFailure::Timeout(_) => "timeout",
             CallFailure::MemoryExhausted(_) => "memory",
-            CallFailure::Trap(_) => "trap",
+            CallFailure::Trap { .. } => "trap",
             CallFailure::InvalidResult(_) => "invalid-result",
             CallFailure::InvalidParty { .. } => "invalid-party",
             CallFailure::TooLarge { .. } => "too-large",

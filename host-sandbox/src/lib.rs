@@ -21,5 +21,7 @@ pub mod strip;
 
 pub use cache::ArtifactCache;
 pub use engine::{Limits, Metering, PolicyEngine};
-pub use error::{CallFailure, EngineError, LoadError};
+pub use error::{Budget, CallFailure, EngineError, LoadError};
 pub use policy::{Call, Policy, PolicyInfo, digest};
+/// The engine's kind of trap, as [`CallFailure::Trap`] carries it.
+pub use wasmtime::Trap as TrapCode;

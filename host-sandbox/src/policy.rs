@@ -20,7 +20,7 @@ use wasmtime::{ResourceLimiter, Store, Trap};
 
 use crate::cache::ArtifactCache;
 use crate::engine::{Metering, PolicyEngine};
-use crate::error::{CallFailure, LoadError};
+use crate::error::{Budget, CallFailure, LoadError};
 use crate::strip::Stripped;
 use policy_packed as packed;
 
@@ -359,9 +359,10 @@ impl Policy {
                 detail: format!("{e:#}"),
             })?;
         policy.arm(&mut warm.store);
-        let (description,) = typed
-            .call(&mut warm.store, ())
-            .map_err(|e| LoadError::Startup(format!("{e:#}")))?;
+        let (description,) = typed.call(&mut warm.store, ()).map_err(|e| {
+            let memory = warm.store.data_mut().limiter.exceeded.take();
+            LoadError::Describe(classify(&e, memory, &policy.engine))
+        })?;
         check_contract_version(&description.contract_version)?;
         policy.info.differences_only = declares_differences_only(&description.contract_version);
         policy.info.packed_format = packed_format(&description.contract_version);
@@ -489,7 +490,10 @@ impl Policy {
                 let typed = warm
                     .resolve
                     .typed::<ResolveParams<'_>, (Resolution,)>(&warm.store)
-                    .map_err(|e| CallFailure::Trap(format!("{e:#}")))?;
+                    .map_err(|e| CallFailure::Trap {
+                        code: None,
+                        detail: format!("{e:#}"),
+                    })?;
                 let ctx = ctx.to_context();
                 let sent;
                 let (local, remote) = match input {
@@ -550,14 +554,19 @@ impl Policy {
             .pre
             .instantiate(&mut store)
             .map_err(|e| classify(&e, store.data_mut().limiter.exceeded.take(), &self.engine))?;
-        let resolve = instance
-            .get_func(&mut store, self.resolve)
-            .ok_or_else(|| CallFailure::Trap("the instance has no resolve function".into()))?;
+        let resolve =
+            instance
+                .get_func(&mut store, self.resolve)
+                .ok_or_else(|| CallFailure::Trap {
+                    code: None,
+                    detail: "the instance has no resolve function".into(),
+                })?;
         let packed_resolve = match self.packed_resolve {
             Some(index) => instance
                 .get_func(&mut store, index)
-                .ok_or_else(|| {
-                    CallFailure::Trap("the instance has no packed resolve function".into())
+                .ok_or_else(|| CallFailure::Trap {
+                    code: None,
+                    detail: "the instance has no packed resolve function".into(),
                 })?
                 .typed(&store)
                 .ok(),
@@ -584,14 +593,16 @@ fn classify(e: &wasmtime::Error, memory: Option<String>, engine: &PolicyEngine) 
         return CallFailure::MemoryExhausted(msg);
     }
     match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => {
-            CallFailure::Timeout(format!("deadline {:?}", engine.limits.deadline))
-        }
-        Some(Trap::OutOfFuel) => {
-            CallFailure::Timeout(format!("fuel budget {}", engine.limits.fuel))
-        }
-        Some(trap) => CallFailure::Trap(format!("{trap}")),
-        None => CallFailure::Trap(format!("{e:#}")),
+        Some(Trap::Interrupt) => CallFailure::Timeout(Budget::Deadline(engine.limits.deadline)),
+        Some(Trap::OutOfFuel) => CallFailure::Timeout(Budget::Fuel(engine.limits.fuel)),
+        Some(trap) => CallFailure::Trap {
+            code: Some(*trap),
+            detail: format!("{trap}"),
+        },
+        None => CallFailure::Trap {
+            code: None,
+            detail: format!("{e:#}"),
+        },
     }
 }
 

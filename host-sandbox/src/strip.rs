@@ -10,8 +10,11 @@
 
 use policy_packed::SentField;
 use policy_types::{
-    Element, EntryRef, Field, FieldValue, MergedValue, PartyVersion, Resolution, Side,
+    Element, EntryRef, Field, FieldValue, InvalidResult, MergedValue, PartyVersion, Resolution,
+    Side,
 };
+
+use crate::error::CallFailure;
 
 /// What was left out of one element field.
 #[derive(Debug)]
@@ -20,6 +23,9 @@ struct ElementMap<'a> {
     /// Original index of each element sent, per side.
     local: Vec<u32>,
     remote: Vec<u32>,
+    /// The field's original elements, per side (to check an entry index against).
+    local_elements: &'a [Element],
+    remote_elements: &'a [Element],
     /// Original local index and entry count of each element left out.
     identical: Vec<(u32, u32)>,
 }
@@ -157,6 +163,8 @@ fn strip_elements<'a>(
         name,
         local: Vec::new(),
         remote: Vec::new(),
+        local_elements: a,
+        remote_elements: b,
         identical: Vec::new(),
     };
     let (mut sa, mut sb) = (Vec::new(), Vec::new());
@@ -199,9 +207,13 @@ fn strip_elements<'a>(
 /// both held added as the local side's): the answer is then about the original versions, but
 /// for the fields both held identically, which `host_core::resolve::apply_resolution_with` adds
 /// ([`Stripped::identical_fields`]).
-pub fn restore(stripped: &Stripped, resolution: Resolution) -> Resolution {
+///
+/// A reference to an element or entry that was not sent is refused here, as the policy wrote
+/// it: once remapped, its indices would name elements of the original versions the policy
+/// never saw.
+pub fn restore(stripped: &Stripped, resolution: Resolution) -> Result<Resolution, CallFailure> {
     let Resolution::Merged(mut merged) = resolution else {
-        return resolution;
+        return Ok(resolution);
     };
     for f in &mut merged.fields {
         let Some(map) = stripped.maps.iter().find(|m| m.name == f.name) else {
@@ -210,12 +222,25 @@ pub fn restore(stripped: &Stripped, resolution: Resolution) -> Resolution {
         if let MergedValue::Elements(e) = &mut f.value {
             for refs in &mut e.elements {
                 for r in refs.iter_mut() {
-                    let index = match r.side {
-                        Side::Local => &map.local,
-                        Side::Remote => &map.remote,
+                    let (index, elements) = match r.side {
+                        Side::Local => (&map.local, map.local_elements),
+                        Side::Remote => (&map.remote, map.remote_elements),
                     };
-                    // An index past what was sent is left invalid, for validation to refuse.
-                    r.element = index.get(r.element as usize).copied().unwrap_or(u32::MAX);
+                    let original = index.get(r.element as usize).copied().filter(|&i| {
+                        elements
+                            .get(i as usize)
+                            .is_some_and(|e| (r.entry as usize) < e.entries.len())
+                    });
+                    let Some(original) = original else {
+                        return Err(CallFailure::InvalidResult(
+                            InvalidResult::BadEntryRef {
+                                name: map.name.to_owned(),
+                                reference: *r,
+                            }
+                            .to_string(),
+                        ));
+                    };
+                    r.element = original;
                 }
             }
             for &(element, entries) in &map.identical {
@@ -231,5 +256,106 @@ pub fn restore(stripped: &Stripped, resolution: Resolution) -> Resolution {
             }
         }
     }
-    Resolution::Merged(merged)
+    Ok(Resolution::Merged(merged))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use policy_types::{Dot, Entry, Hlc, MergedElements, MergedField, MergedParty, ResourceType};
+
+    fn element(key: &str, region: &str, counter: u64) -> Element {
+        Element {
+            key: key.to_owned(),
+            entries: vec![Entry {
+                value: format!(r#"{{"id":"{key}","n":{counter}}}"#),
+                stamp: Hlc::new(counter, 0, region),
+                dot: Dot::new(region, counter),
+                position: 0,
+            }],
+        }
+    }
+
+    /// Element `a` both sides hold alike (left out), element `b` each side wrote.
+    fn version(region: &str, counter: u64) -> PartyVersion {
+        PartyVersion {
+            tenant: "acme".into(),
+            party_id: "42".into(),
+            resource_type: ResourceType::Individual,
+            fields: vec![Field {
+                name: "contactMedium".into(),
+                stamp: Hlc::new(counter, 0, region),
+                value: FieldValue::Elements(vec![
+                    element("a", "eu", 1),
+                    element("b", region, counter),
+                ]),
+            }],
+            version_vector: vec![Dot::new(region, counter)],
+            tombstone: None,
+            origin_region: region.into(),
+        }
+    }
+
+    fn answer(references: Vec<EntryRef>) -> Resolution {
+        Resolution::Merged(MergedParty {
+            tenant: "acme".into(),
+            party_id: "42".into(),
+            version_vector: vec![],
+            fields: vec![MergedField {
+                name: "contactMedium".into(),
+                value: MergedValue::Elements(MergedElements {
+                    stamp_from: Side::Local,
+                    elements: vec![references],
+                }),
+            }],
+            tombstone: None,
+        })
+    }
+
+    fn reference(side: Side, element: u32, entry: u32) -> EntryRef {
+        EntryRef {
+            side,
+            element,
+            entry,
+        }
+    }
+
+    /// The policy saw element `b` at index 0 (element `a` was left out); the host puts it back
+    /// at its index 1, and refuses a reference to what was not sent with the indices the policy
+    /// wrote, not remapped ones.
+    #[test]
+    fn restore_remaps_what_was_sent_and_refuses_the_rest_as_written() {
+        let (local, remote) = (version("eu", 2), version("na", 3));
+        let stripped = strip(&local, &remote).expect("no tombstones");
+        let Ok(Resolution::Merged(restored)) =
+            restore(&stripped, answer(vec![reference(Side::Local, 0, 0)]))
+        else {
+            panic!("a reference to what was sent is restored");
+        };
+        let MergedValue::Elements(e) = &restored.fields[0].value else {
+            panic!("elements");
+        };
+        assert_eq!(
+            e.elements,
+            [
+                vec![reference(Side::Local, 1, 0)],
+                vec![reference(Side::Local, 0, 0)]
+            ]
+        );
+
+        for (bad, written) in [
+            (reference(Side::Remote, 9999, 0), "element: 9999, entry: 0"),
+            (reference(Side::Local, 0, 7), "element: 0, entry: 7"),
+            (reference(Side::Remote, 1, 0), "element: 1, entry: 0"),
+        ] {
+            match restore(&stripped, answer(vec![bad])) {
+                Err(CallFailure::InvalidResult(msg)) => assert!(
+                    msg.contains("does not exist in field \"contactMedium\"")
+                        && msg.contains(written),
+                    "{msg}"
+                ),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
 }

@@ -423,6 +423,82 @@ async fn the_resource_api_lists_projects_patches_with_if_match_and_deletes() {
     s.stop().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_patch_is_applied_to_the_party_as_it_is_and_refused_whole_when_it_does_not_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path()).await;
+    let c = Client::new(&s);
+    let mut p = jane("jp");
+    p["contactMedium"] = json!([{"@type": "EmailContactMedium", "mediumType": "email", "emailAddress": "jane@example.com"}]);
+    let (status, created) = c.create("eu", p).await;
+    assert_eq!(status, 201, "{created}");
+    let json_patch = |ops: Value| {
+        c.http
+            .patch(c.url("eu", "individual/jp"))
+            .header("content-type", "application/json-patch+json")
+            .body(ops.to_string())
+    };
+    let (status, _, patched) = c
+        .call(json_patch(json!([
+            {"op": "test", "path": "/givenName", "value": "Jane"},
+            {"op": "replace", "path": "/givenName", "value": "Joan"},
+            {"op": "remove", "path": "/familyName"},
+            {"op": "add", "path": "/contactMedium/-",
+             "value": {"@type": "EmailContactMedium", "mediumType": "email",
+                       "emailAddress": "joan@example.com"}}
+        ])))
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["givenName"], "Joan");
+    assert!(patched.get("familyName").is_none(), "removed: {patched}");
+    let emails: Vec<&str> = patched["contactMedium"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["emailAddress"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        emails,
+        ["jane@example.com", "joan@example.com"],
+        "{patched}"
+    );
+    let (_, before, _) = c.get("eu", "jp").await;
+    // A `test` that fails refuses the whole patch: nothing of it is written.
+    let (status, _, refused) = c
+        .call(json_patch(json!([
+            {"op": "replace", "path": "/givenName", "value": "Nobody"},
+            {"op": "test", "path": "/givenName", "value": "Jane"}
+        ])))
+        .await;
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (409, Some("patchNotApplicable")),
+        "{refused}"
+    );
+    // Not a JSON Patch, and a party that does not exist.
+    let (status, _, refused) = c.call(json_patch(json!({"givenName": "X"}))).await;
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (400, Some("invalidBody")),
+        "{refused}"
+    );
+    let (status, _, _) = c
+        .call(
+            c.http
+                .patch(c.url("eu", "individual/nobody"))
+                .header("content-type", "application/json-patch+json")
+                .body("[]"),
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        c.get("eu", "jp").await.1,
+        before,
+        "the refused patches changed nothing"
+    );
+    s.stop().await.unwrap();
+}
+
 /// A listener's callback: an HTTP server that keeps what it is sent (or refuses everything).
 async fn callback_server(refuse: bool) -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
     use axum::routing::post;

@@ -53,7 +53,7 @@ impl Law {
     pub fn statement(self) -> &'static str {
         match self {
             Law::Determinism => {
-                "the same input gives the same output on fresh and reused instances"
+                "the same input gives the same output on fresh and reused instances, and through the packed and the typed interface"
             }
             Law::Commutativity => "resolve(a,b) and resolve(b,a) write the same party",
             Law::Idempotence => "resolve(a,a) is a",
@@ -236,6 +236,21 @@ impl Checker<'_> {
                     return Err(TestCaseError::fail(
                         "two fresh instances answered differently",
                     ));
+                }
+                // The contract's two interfaces (wit/policy.wit): hosts call the packed one
+                // where a policy exports it, and a host that does not know it (an older one, a
+                // region not yet upgraded) the typed one. Answers that differ would have
+                // regions write different parties for one conflict, and the other laws are
+                // checked on the packed path alone.
+                if self.policy.info().packed {
+                    let typed = self.policy.call(Call::new(&ctx, a, b).typed().fresh());
+                    if fresh1 != typed {
+                        return Err(TestCaseError::fail(format!(
+                            "the packed and the typed interface answered differently ({} vs {}): hosts that call the typed one would write another party",
+                            kind(&fresh1),
+                            kind(&typed)
+                        )));
+                    }
                 }
                 // A reused instance, asked the same question twice in a row after other calls.
                 let _ = self.policy.call((&self.ctx(relation(b, a)), b, a));

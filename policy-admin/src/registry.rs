@@ -102,11 +102,28 @@ pub struct UploadOptions {
     pub signer: Option<SigningKey>,
 }
 
+/// An upload that passed the checks (loads, laws, signature, trust) and is ready to be
+/// recorded: in one store, or, the bytes first, in every region's
+/// ([`Registry::prepare_upload`], [`Registry::record_upload`]).
+#[derive(Clone, Debug)]
+pub struct PreparedUpload {
+    /// The version as it will be recorded (the same record in every region).
+    pub version: PolicyVersion,
+    /// Whether the tenant has this version already (the same bytes): nothing was checked,
+    /// and recording it changes nothing but missing bytes.
+    pub existing: bool,
+    state: Option<TenantState>,
+}
+
 /// The operations on a registry, by an operator (or a workflow) named `actor`.
 #[derive(Clone)]
 pub struct Registry {
     store: Arc<dyn PolicyRegistry>,
     actor: String,
+    /// Whether `actor` is an identity the store's service authenticated (an IAM principal's
+    /// ARN), which a signed upload records beside the key id, rather than a name the operator
+    /// gave, which the key id replaces.
+    authenticated: bool,
     clock: fn() -> u64,
 }
 
@@ -127,7 +144,28 @@ impl Registry {
         Registry {
             store,
             actor: actor.into(),
+            authenticated: false,
             clock: now_ms,
+        }
+    }
+
+    /// Operations by an authenticated `principal` (on AWS, the caller's IAM principal ARN from
+    /// STS): every history entry names it, and a signed upload is recorded as
+    /// `key:<id> by <principal>`.
+    pub fn authenticated(store: Arc<dyn PolicyRegistry>, principal: impl Into<String>) -> Self {
+        Registry {
+            authenticated: true,
+            ..Registry::new(store, principal)
+        }
+    }
+
+    /// Who an upload is recorded as: the signing key when signed (and the authenticated
+    /// principal beside it), else the actor.
+    fn uploader(&self, signature: Option<&host_core::registry::PolicySignature>) -> String {
+        match signature {
+            Some(s) if self.authenticated => format!("key:{} by {}", s.key_id, self.actor),
+            Some(s) => format!("key:{}", s.key_id),
+            None => self.actor.clone(),
         }
     }
 
@@ -143,21 +181,24 @@ impl Registry {
         bytes: &[u8],
         options: &UploadOptions,
     ) -> Result<(Change, PolicyVersion), RegistryError> {
+        let prepared = self.prepare_upload(tenant, bytes, options)?;
+        self.record_upload(&prepared, bytes)
+    }
+
+    /// The checks of an upload, with nothing stored: the label is free, the component loads
+    /// and passes its laws under the tenant's configuration, and its signature satisfies the
+    /// tenant's trusted keys. A version the tenant has already is returned as `existing`,
+    /// unchecked.
+    pub fn prepare_upload(
+        &self,
+        tenant: &str,
+        bytes: &[u8],
+        options: &UploadOptions,
+    ) -> Result<PreparedUpload, RegistryError> {
         check_tenant(tenant)?;
         let digest = digest(bytes);
         let versions = self.store.versions(tenant)?;
         let state = self.store.state(tenant)?;
-        let report = |changed: bool, label: Option<String>| Change {
-            tenant: tenant.to_owned(),
-            action: "upload".into(),
-            changed,
-            revision: state.as_ref().map_or(0, |s| s.revision),
-            digest: Some(digest.clone()),
-            label,
-            previously_active: None,
-            active: state.as_ref().and_then(|s| s.active.clone()),
-            shadow: None,
-        };
         if let Some(label) = &options.label
             && let Some(other) = versions
                 .iter()
@@ -170,12 +211,11 @@ impl Registry {
             });
         }
         if let Some(existing) = versions.iter().find(|v| v.digest == digest) {
-            // Idempotent, but the bytes must be in this store (an upload to another region's
-            // bucket finds the record, replicated, and adds only the bytes).
-            if fetch_component(&*self.store, &digest).is_err() {
-                self.store.put_component(&digest, bytes)?;
-            }
-            return Ok((report(false, existing.label.clone()), existing.clone()));
+            return Ok(PreparedUpload {
+                version: existing.clone(),
+                existing: true,
+                state,
+            });
         }
         let config = state
             .as_ref()
@@ -193,47 +233,74 @@ impl Registry {
         signing::verify(tenant, trusted, &digest, &description, signature.as_ref()).map_err(
             |e| RegistryError::Refused(format!("{e}; sign it at upload with --sign KEY")),
         )?;
-        let uploaded_by = match &signature {
-            Some(s) => format!("key:{}", s.key_id),
-            None => self.actor.clone(),
-        };
-        // Bytes first: a version record never points at a component that is not stored.
-        self.store.put_component(&digest, bytes)?;
         let version = PolicyVersion {
             tenant: tenant.to_owned(),
-            digest: digest.clone(),
+            digest,
             label: options.label.clone(),
             description,
             size: bytes.len() as u64,
             uploaded_at_ms: (self.clock)(),
-            uploaded_by: uploaded_by.clone(),
+            uploaded_by: self.uploader(signature.as_ref()),
             law_check: LawCheckRecord {
                 seed: options.seed,
                 cases: options.law_cases,
             },
             signature,
         };
-        let created = self.store.put_version(&version)?;
+        Ok(PreparedUpload {
+            version,
+            existing: false,
+            state,
+        })
+    }
+
+    /// Records a prepared upload in this registry: the bytes first (a version record never
+    /// points at a component that is not stored), then the version and its history entry.
+    /// A version the tenant has already only gets its bytes, if this store lacks them (an
+    /// upload to another region's bucket finds the record, replicated, and adds the bytes).
+    pub fn record_upload(
+        &self,
+        prepared: &PreparedUpload,
+        bytes: &[u8],
+    ) -> Result<(Change, PolicyVersion), RegistryError> {
+        let version = &prepared.version;
+        let report = |changed: bool| Change {
+            tenant: version.tenant.clone(),
+            action: "upload".into(),
+            changed,
+            revision: prepared.state.as_ref().map_or(0, |s| s.revision),
+            digest: Some(version.digest.clone()),
+            label: version.label.clone(),
+            previously_active: None,
+            active: prepared.state.as_ref().and_then(|s| s.active.clone()),
+            shadow: None,
+        };
+        if prepared.existing {
+            store_component(&*self.store, &version.digest, bytes)?;
+            return Ok((report(false), version.clone()));
+        }
+        self.store.put_component(&version.digest, bytes)?;
+        let created = self.store.put_version(version)?;
         if created {
             self.store.append_history(&HistoryEntry {
-                tenant: tenant.to_owned(),
+                tenant: version.tenant.clone(),
                 revision: 0,
                 at_ms: version.uploaded_at_ms,
-                by: uploaded_by,
+                by: version.uploaded_by.clone(),
                 action: "upload".into(),
-                digest: Some(digest.clone()),
+                digest: Some(version.digest.clone()),
                 replaced: None,
                 detail: Some(format!(
                     "{} {} ({} bytes), laws checked on {} cases, seed {}",
                     version.description.name,
                     version.description.version,
                     version.size,
-                    options.law_cases,
-                    options.seed
+                    version.law_check.cases,
+                    version.law_check.seed
                 )),
             })?;
         }
-        Ok((report(created, version.label.clone()), version))
+        Ok((report(created), version.clone()))
     }
 
     /// Finds a version by label, full digest or digest prefix (at least 6 hex digits).
@@ -590,6 +657,20 @@ impl Registry {
         }
         Err(last.expect("at least one attempt"))
     }
+}
+
+/// Stores a component's bytes in `store` unless it holds them already (verified against the
+/// digest); whether it stored them now.
+pub fn store_component(
+    store: &dyn PolicyRegistry,
+    digest: &str,
+    bytes: &[u8],
+) -> Result<bool, RegistryError> {
+    if fetch_component(store, digest).is_ok() {
+        return Ok(false);
+    }
+    store.put_component(digest, bytes)?;
+    Ok(true)
 }
 
 fn describe_version(v: &PolicyVersion) -> String {

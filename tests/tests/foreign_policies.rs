@@ -165,7 +165,7 @@ fn hostile_ports_are_contained_and_the_host_keeps_serving() {
             // Under --stub-wasi a file open or an environment read traps; a policy that
             // catches the trap's Python exception can only reject. Neither reads anything.
             ("trap-or-reject", Err(e)) => {
-                assert!(matches!(e.failure, CallFailure::Trap(_)), "{name}: {e}")
+                assert!(matches!(e.failure, CallFailure::Trap { .. }), "{name}: {e}")
             }
             ("trap-or-reject", Ok(r)) => {
                 let host_core::Decision::Rejected(reason) = &r.decision else {

@@ -2,7 +2,8 @@
 //! values the TMF632 schema does not allow (`tests/guests/guest-schema-break`), and a result over
 //! the store's item limit. Each is refused with a typed error naming the member or the limit,
 //! the conflict is dead-lettered with that reason, the law checker reports it under validity,
-//! and the same host keeps serving.
+//! and the same host keeps serving. And a policy whose packed answer is not its typed one
+//! (`tests/guests/guest-two-faced`), which the law check refuses.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -315,4 +316,66 @@ fn the_law_check_reports_the_schema_breaking_policy_under_validity() {
         panic!("the schema-breaking policy passed the upload's law gate");
     };
     assert!(err.to_string().contains("validity"), "{err}");
+}
+
+/// A policy with two faces: its packed interface merges as the default policy does, its typed
+/// one keeps the local version. Hosts call the packed one, so the same host keeps serving the
+/// merge; but a host that does not know the packed interface calls the typed one, and regions
+/// would write different parties. The law check compares the two under determinism, and
+/// upload is refused.
+#[test]
+fn the_law_check_refuses_a_policy_whose_packed_and_typed_answers_differ() {
+    let bytes = std::fs::read(guests::TWO_FACED).unwrap();
+    let policy = Policy::load(&metered(), &bytes, None).unwrap();
+    assert!(policy.info().packed);
+    let seed = 20261206;
+    println!("seed {seed}");
+    let report = check(
+        &policy,
+        &CheckOptions {
+            cases: 64,
+            seed,
+            config: "{}".to_owned(),
+        },
+    );
+    let failed: Vec<Law> = report
+        .outcomes
+        .iter()
+        .filter(|o| o.failure.is_some())
+        .map(|o| o.law)
+        .collect();
+    // Every other law holds on the packed path the checks take.
+    assert_eq!(failed, [Law::Determinism], "{:?}", report.outcomes);
+    let failure = report.outcomes[0].failure.as_ref().unwrap();
+    assert!(
+        failure
+            .message
+            .contains("the packed and the typed interface answered differently"),
+        "{}",
+        failure.message
+    );
+    assert!(!failure.conflicts.is_empty(), "a replayable counterexample");
+    let Err(err) = policy_admin::check_laws(&bytes, "{}", 64, seed) else {
+        panic!("the two-faced policy passed the upload's law gate");
+    };
+    assert!(err.to_string().contains("determinism"), "{err}");
+
+    // Served, it answers through the packed interface, as checked; the typed one differs.
+    let engine = engine();
+    let two_faced = load(&engine, guests::TWO_FACED).unwrap();
+    let policies = Arc::new(TenantPolicies::new());
+    policies.activate("acme", ActivePolicy::new(two_faced.clone()));
+    let resolver = Resolver::new(policies, "eu");
+    still_serves(&resolver);
+    let (eu, na) = email_vs_status("acme");
+    let ctx = policy_types::Context {
+        tenant: "acme".into(),
+        resolving_region: "eu".into(),
+        relation: relation(&eu, &na),
+        config: "{}".into(),
+    };
+    assert_eq!(
+        two_faced.call(Call::new(&ctx, &eu, &na).typed()).unwrap(),
+        policy_types::Resolution::KeepLocal
+    );
 }

@@ -3,10 +3,11 @@
 //! normal conflict correctly.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use host_core::{
-    ActivePolicy, ArtifactCache, Call, CallFailure, Decision, LoadError, Policy, ResolveFailure,
-    Resolver, TenantPolicies,
+    ActivePolicy, ArtifactCache, Budget, Call, CallFailure, Decision, LoadError, Policy,
+    ResolveFailure, Resolver, TenantPolicies,
 };
 use integration_tests::{default_policy, email_vs_status, engine, guests, load, tmf};
 
@@ -73,7 +74,17 @@ fn panic_is_a_trap_and_the_next_call_gets_a_fresh_instance() {
     let resolver = host(load(&engine, guests::PANIC).unwrap());
     for _ in 0..3 {
         let (msg, failure) = failure_of(&resolver);
-        assert!(matches!(failure, CallFailure::Trap(_)), "{msg}");
+        // A Rust panic in the guest ends in `unreachable`: the engine's kind of trap is kept.
+        assert!(
+            matches!(
+                failure,
+                CallFailure::Trap {
+                    code: Some(host_core::sandbox::TrapCode::UnreachableCodeReached),
+                    ..
+                }
+            ),
+            "{msg}"
+        );
     }
     still_serves(&resolver);
 }
@@ -114,6 +125,66 @@ fn a_packed_answer_that_is_not_a_resolution_is_refused() {
     assert_eq!(
         bad.call(Call::new(&ctx, &eu, &na).typed()).unwrap(),
         policy_types::Resolution::KeepLocal
+    );
+}
+
+/// The case: a policy sent only what differs refers to element 9999. The host remaps a
+/// policy's indices to the original versions; the refusal (what dry-run prints, and a dead
+/// letter's reason) names the index the policy wrote, not the one remapping left.
+#[test]
+fn an_entry_reference_out_of_range_is_reported_as_the_policy_wrote_it() {
+    let engine = engine();
+    let bad = load(&engine, guests::BAD_ENTRY_REF).unwrap();
+    assert!(bad.info().differences_only, "sent only what differs");
+    let resolver = host(bad.clone());
+    for _ in 0..2 {
+        let (msg, failure) = failure_of(&resolver);
+        assert!(matches!(failure, CallFailure::InvalidResult(_)), "{msg}");
+        assert!(
+            msg.contains("does not exist in field \"contactMedium\"")
+                && msg.contains("element: 9999,"),
+            "{msg}"
+        );
+        assert!(!msg.contains(&u32::MAX.to_string()), "{msg}");
+        still_serves(&resolver);
+    }
+    // What dry-run calls.
+    let (eu, na) = email_vs_status("evil");
+    let err = host_core::resolve_with(&bad, "{}", "eu", &eu, &na).unwrap_err();
+    assert!(err.to_string().contains("element: 9999,"), "{err}");
+}
+
+/// `describe` runs once, at load, under the same budget as a call: a describe that never
+/// returns fails the load with the deadline (or the fuel budget) named, and the engine loads
+/// and serves the next policy.
+#[test]
+fn a_describe_that_never_returns_fails_the_load_naming_the_deadline() {
+    let engine = engine();
+    let err = load(&engine, guests::DESCRIBE_LOOP).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(&err, LoadError::Describe(CallFailure::Timeout(Budget::Deadline(d))) if *d == Duration::from_millis(50)),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("describe did not answer: the policy ran past its deadline (deadline 50ms)"),
+        "{msg}"
+    );
+    assert!(!msg.contains("wasm trap"), "{msg}");
+    // The same engine loads the next policy and serves with it.
+    still_serves(&host(default_policy(&engine)));
+
+    // The metered engine of law checks and uploads names its fuel budget.
+    let metered =
+        host_core::PolicyEngine::new(host_core::Limits::default(), host_core::Metering::Fuel)
+            .unwrap();
+    let err = load(&metered, guests::DESCRIBE_LOOP).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            LoadError::Describe(CallFailure::Timeout(Budget::Fuel(_)))
+        ),
+        "{err}"
     );
 }
 

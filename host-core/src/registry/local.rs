@@ -18,6 +18,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::failure::Failure;
 use crate::registry::{
     HistoryEntry, PolicyRegistry, PolicyVersion, RegistryError, ShadowComparison, ShadowSummary,
     TenantState,
@@ -30,7 +31,7 @@ pub struct LocalRegistry {
 }
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> RegistryError {
-    move |e| RegistryError::Storage(format!("{what}: {e}"))
+    move |e| RegistryError::Storage(Failure::caused_by(format!("{what}: {e}"), e))
 }
 
 impl LocalRegistry {
@@ -78,14 +79,17 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
 }
 
 fn storage(e: std::io::Error) -> RegistryError {
-    RegistryError::Storage(e.to_string())
+    RegistryError::Storage(Failure::caused_by(e.to_string(), e))
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, RegistryError> {
     match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| RegistryError::Storage(format!("{} is corrupt: {e}", path.display()))),
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            RegistryError::Corrupt(Failure::caused_by(
+                format!("{} is corrupt: {e}", path.display()),
+                e,
+            ))
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io(format!("reading {}", path.display()))(e)),
     }
@@ -101,7 +105,10 @@ fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, Reg
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             serde_json::from_str(l).map_err(|e| {
-                RegistryError::Storage(format!("a line of {} is corrupt: {e}", path.display()))
+                RegistryError::Corrupt(Failure::caused_by(
+                    format!("a line of {} is corrupt: {e}", path.display()),
+                    e,
+                ))
             })
         })
         .collect()
@@ -308,4 +315,36 @@ pub fn open(root: impl Into<PathBuf>) -> Result<LocalRegistry, RegistryError> {
     }
     fs::create_dir_all(&root).map_err(io(format!("creating {}", root.display())))?;
     Ok(LocalRegistry::new(root))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn a_corrupt_file_is_named_keeps_its_cause_and_is_not_worth_a_retry() {
+        let root = tempfile::tempdir().unwrap();
+        let registry = LocalRegistry::new(root.path());
+        let dir = root.path().join("tenants").join("acme");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("state.json"), b"{\"revision\": ").unwrap();
+
+        let e = registry.state("acme").unwrap_err();
+        assert!(matches!(e, RegistryError::Corrupt(_)), "{e:?}");
+        assert!(
+            !e.is_transient(),
+            "reading the same bytes again cannot help"
+        );
+        assert!(e.to_string().contains("state.json is corrupt"), "{e}");
+        let cause = e
+            .source()
+            .and_then(|f| f.source())
+            .expect("the parser's error is kept");
+        assert!(
+            cause.downcast_ref::<serde_json::Error>().is_some(),
+            "{cause:?}"
+        );
+    }
 }

@@ -33,7 +33,7 @@ async fn apply(
     kept: Kept,
     deadline: u64,
 ) -> Result<(), String> {
-    tokio::task::spawn_blocking(move || match kept.kind.as_str() {
+    host_lambda::blocking(move || match kept.kind.as_str() {
         KIND_INGEST => match ingest.redeliver(
             &kept.letter.tenant,
             &kept.letter.payload,
