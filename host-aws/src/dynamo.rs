@@ -95,9 +95,11 @@ struct PartyItem<'a> {
     vv_key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     clock: Option<String>,
-    /// The stamped state as maps and lists, so stamps and clocks are attributes a console or a
-    /// query can read. It goes through JSON: field values are JSON text in the contract.
-    state: Value,
+    /// The stamped state as its JSON text. Not as DynamoDB maps: a map's numbers go through
+    /// `serde_json::Value` and come back changed (`680.0` as `680`, digits past an `f64`'s
+    /// lost), where a party's values must be kept as written. Its clock, vector and provenance
+    /// are attributes of their own for the console and the conditions.
+    state: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_event_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -106,11 +108,20 @@ struct PartyItem<'a> {
     written_at_ms: u64,
 }
 
+/// The `state` attribute: JSON text, or the maps of items written before it was text (read as
+/// they were; their numbers went through `f64` when they were written).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredState {
+    Text(String),
+    Maps(Value),
+}
+
 /// What reading a party takes from its item (keys and the vector's copies are for DynamoDB).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PartyAttributes {
-    state: Value,
+    state: StoredState,
     #[serde(default)]
     last_event_id: Option<String>,
     #[serde(default)]
@@ -161,7 +172,7 @@ struct RecordAttributes {
 fn item_with_sk(party: &StoredParty, sk: String) -> Result<Item, StoreError> {
     let v = &party.version;
     let p = &party.provenance;
-    let state = serde_json::to_value(v).map_err(|e| {
+    let state = serde_json::to_string(v).map_err(|e| {
         StoreError::Fatal(Failure::caused_by(
             format!("party {} does not serialise: {e}", v.party_id),
             e,
@@ -207,7 +218,11 @@ pub fn party_from_item(item: impl Into<serde_dynamo::Item>) -> Result<StoredPart
             e,
         ))
     })?;
-    let version: PartyVersion = serde_json::from_value(a.state).map_err(|e| {
+    let version: Result<PartyVersion, _> = match a.state {
+        StoredState::Text(text) => serde_json::from_str(&text),
+        StoredState::Maps(maps) => serde_json::from_value(maps),
+    };
+    let version = version.map_err(|e| {
         StoreError::Fatal(Failure::caused_by(
             format!("a party item's state does not parse: {e}"),
             e,
@@ -674,16 +689,32 @@ mod tests {
                 stored,
                 "{name} reads"
             );
+            // Written again, every attribute is as deployed but the state, which is now its
+            // JSON text (`state_is_kept_as_written`), and reads back as the same party.
+            let alike = |written: Item, deployed: Item, what: &str| {
+                let text = written["state"]
+                    .as_s()
+                    .expect("the state is written as text");
+                assert_eq!(
+                    serde_json::from_str::<PartyVersion>(text).unwrap(),
+                    stored.version,
+                    "{what}'s state"
+                );
+                let (mut written, mut deployed) = (written, deployed);
+                written.remove("state");
+                deployed.remove("state");
+                assert_eq!(written, deployed, "{what} is written alike");
+            };
+            alike(party_item(&stored).unwrap(), item(&f["item"]), name);
             assert_eq!(
-                party_item(&stored).unwrap(),
-                item(&f["item"]),
-                "{name} is written alike"
+                party_from_item(party_item(&stored).unwrap()).unwrap(),
+                stored
             );
             if !f["own"].is_null() {
-                assert_eq!(
+                alike(
                     item_with_sk(&stored, own_sk("eu")).unwrap(),
                     item(&f["own"]),
-                    "{name}'s own copy is written alike"
+                    &format!("{name}'s own copy"),
                 );
             }
         }
@@ -701,6 +732,36 @@ mod tests {
             written.insert("writtenAtMs".into(), stored["writtenAtMs"].clone());
             assert_eq!(written, stored, "{name} is written alike");
         }
+    }
+
+    /// A party's values are JSON text in the contract, and the item keeps them as they were
+    /// written: a float with an integral value stays `680.0` (the map form stored `680`). An
+    /// item of the earlier map form reads once (its numbers went through `f64`) and then
+    /// round-trips unchanged: the `party_item` fuzzer's finding, replayed from its corpus by
+    /// tests/tests/fuzz_smoke.rs.
+    #[test]
+    fn state_is_kept_as_written() {
+        let mut v = new_party("acme", "7", ResourceType::Individual, "eu");
+        let mut w = Writer::new("eu");
+        let values: Value = serde_json::from_str(
+            r#"{"givenName": "Jo", "partyCharacteristic": [{"name": "score", "valueType": "number",
+                "value": 680.0}]}"#,
+        )
+        .unwrap();
+        w.write(&mut v, 1_700_000_000_000, &values);
+        let stored = StoredParty {
+            version: v,
+            provenance: Provenance {
+                written_by: "eu".into(),
+                written_at_ms: 5,
+                ..Provenance::default()
+            },
+        };
+        let item = party_item(&stored).unwrap();
+        let read = party_from_item(item).unwrap();
+        assert_eq!(read, stored);
+        let text = serde_json::to_string(&read.version).unwrap();
+        assert!(text.contains("680.0"), "{text}");
     }
 
     #[test]

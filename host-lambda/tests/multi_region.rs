@@ -132,7 +132,7 @@ fn run_clients(
                         (Some("status".to_owned()), json!("validated"))
                     } else {
                         // Add an element to the array this region sees.
-                        let seen = ingest.store_party(&id);
+                        let seen = ingest.read_party(&id);
                         let mut media: Vec<Value> = seen
                             .as_ref()
                             .and_then(|v| integration_tests::tmf(v)["contactMedium"].as_array().cloned())
@@ -181,14 +181,18 @@ fn run_clients(
     acks.into_inner().unwrap()
 }
 
-trait StoreParty {
-    fn store_party(&self, id: &str) -> Option<PartyVersion>;
+trait ReadParty {
+    fn read_party(&self, id: &str) -> Option<PartyVersion>;
 }
 
-impl StoreParty for AwsIngest {
-    fn store_party(&self, id: &str) -> Option<PartyVersion> {
-        use host_core::store::PartyStore;
-        self.store().party(TENANT, id).unwrap().map(|p| p.version)
+impl ReadParty for AwsIngest {
+    /// What the region answers for the party (`GET`), as a client reads it before changing an
+    /// array: the stored item with the region's own acknowledged write merged back if
+    /// last-writer-wins replication overwrote it before reconcile restored it. A client that
+    /// read the raw item then would send the array without that write and, by the event's own
+    /// rule (an element left out is removed), remove it.
+    fn read_party(&self, id: &str) -> Option<PartyVersion> {
+        self.read(TENANT, id, now()).unwrap()
     }
 }
 
