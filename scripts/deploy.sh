@@ -46,7 +46,7 @@ REMOVE_ORDER=(apac na eu)
 PER_REGION=(RegionName IsHomeRegion PartyTableStreamArn)
 # A tenant-scoped stack is deployed beside these, by hand (deploy/README.md).
 NOT_HERE=(TenantId)
-FUNCTIONS=(ingest reconcile redrive registry)
+FUNCTIONS=(ingest reconcile redrive registry notify)
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2; }
 die() { echo "deploy: $*" >&2; exit 2; }

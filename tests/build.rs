@@ -20,6 +20,11 @@ const UNKNOWN: &[&str] = &[
     "guest-bad-entry-ref",
     "guest-describe-loop",
     "guest-two-faced",
+    "guest-authority-delete",
+    "guest-same-millisecond",
+    "guest-stateful-later",
+    "guest-slow",
+    "guest-leak",
 ];
 const WASIP2: &[&str] = &["guest-fs"];
 

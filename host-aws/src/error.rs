@@ -475,6 +475,16 @@ impl AwsError {
     pub fn is_transient(&self) -> bool {
         self.kind == Kind::Transient
     }
+
+    /// What a call answered that we cannot read (an item of another shape): a retry reads the
+    /// same, so it is permanent.
+    pub fn malformed(message: impl Into<String>) -> Self {
+        AwsError {
+            kind: Kind::Permanent,
+            message: message.into(),
+            sdk: None,
+        }
+    }
 }
 
 impl From<AwsError> for StoreError {

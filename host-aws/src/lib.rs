@@ -5,6 +5,7 @@
 //! - [`sqs`]: dead letters on SQS ([`host_core::store::DeadLetterSink`]);
 //! - [`registry`]: the policy registry on DynamoDB and S3 ([`host_core::registry::PolicyRegistry`]);
 //! - [`conflict_log`]: the conflict log on DynamoDB ([`host_core::conflict_log::ConflictLog`]);
+//! - [`hub`]: the listeners registered through `POST hub` on DynamoDB ([`host_core::api::Hub`]);
 //! - [`error`]: one reading of the SDK's errors, which all of them report through, and the
 //!   check of the credentials that names them missing before any call.
 //!
@@ -22,6 +23,7 @@ pub const ITEM_LIMIT: usize = 400 * 1024;
 pub mod conflict_log;
 pub mod dynamo;
 pub mod error;
+pub mod hub;
 pub mod registry;
 pub mod sqs;
 

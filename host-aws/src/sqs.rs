@@ -11,6 +11,8 @@ use crate::error::{AwsError, Call, Resource};
 /// What produced a dead letter, so a redrive knows where to send it back.
 pub const KIND_INGEST: &str = "ingest";
 pub const KIND_RECONCILE: &str = "reconcile";
+/// A hub notification no callback took (the notifier's own queue; not redriven).
+pub const KIND_NOTIFY: &str = "notify";
 
 /// SQS's limit on one message (body and attributes), in bytes.
 pub const MESSAGE_LIMIT: usize = 256 * 1024;

@@ -23,13 +23,18 @@ impl CacheOpts {
         if self.no_cache {
             return None;
         }
-        let dir = self.cache_dir.clone().or_else(|| {
+        Some(ArtifactCache::new(self.dir()?))
+    }
+
+    /// The cache directory, even with --no-cache (`policy build` keeps the toolchains it
+    /// installs in its tools/).
+    pub fn dir(&self) -> Option<PathBuf> {
+        self.cache_dir.clone().or_else(|| {
             std::env::var_os("XDG_CACHE_HOME")
                 .map(PathBuf::from)
                 .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
                 .map(|d| d.join("tmf632-policies"))
-        })?;
-        Some(ArtifactCache::new(dir))
+        })
     }
 }
 

@@ -7,10 +7,13 @@ mod common;
 mod conflicts;
 mod diff;
 mod dry_run;
+mod policy_build;
+mod policy_new;
 mod registry;
 mod serve;
 mod signing;
 mod simulate;
+mod toolchains;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -34,7 +37,8 @@ enum Command {
     Heal(serve::HealOpts),
     Load(serve::LoadOpts),
     Simulate(simulate::Opts),
-    /// Operator commands on policies: check them, and publish them to the registry.
+    /// Policy commands: start and build a policy project, check policies, and publish them to
+    /// the registry.
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// The conflict log: list, show, export, replay against a candidate, resolve again.
@@ -53,6 +57,8 @@ enum ConflictsCommand {
 
 #[derive(Subcommand)]
 enum PolicyCommand {
+    New(policy_new::Opts),
+    Build(policy_build::Opts),
     Validate(validate::Opts),
     Check(check::Opts),
     DryRun(dry_run::Opts),
@@ -80,6 +86,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(o) | Command::Policy(PolicyCommand::Validate(o)) => validate::run(o),
         Command::DryRun(o) | Command::Policy(PolicyCommand::DryRun(o)) => dry_run::run(o),
+        Command::Policy(PolicyCommand::New(o)) => policy_new::run(o),
+        Command::Policy(PolicyCommand::Build(o)) => policy_build::run(o),
         Command::Policy(PolicyCommand::Check(o)) => check::run(o),
         Command::Policy(PolicyCommand::Upload(o)) => registry::upload(o),
         Command::Policy(PolicyCommand::List(o)) => registry::list(o),

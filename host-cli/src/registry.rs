@@ -250,6 +250,17 @@ impl PolicyRegistry for AwsFailures {
     ) -> Result<host_core::registry::ShadowSummary, RegistryError> {
         failed(self.0.shadow_summary(tenant, candidate))
     }
+    fn put_precompiled(
+        &self,
+        engine: &str,
+        digest: &str,
+        artifact: &[u8],
+    ) -> Result<bool, RegistryError> {
+        failed(self.0.put_precompiled(engine, digest, artifact))
+    }
+    fn precompiled(&self, engine: &str, digest: &str) -> Result<Option<Vec<u8>>, RegistryError> {
+        failed(self.0.precompiled(engine, digest))
+    }
 }
 
 /// A registry and what keeps it working (the AWS SDK's runtime).
@@ -448,6 +459,10 @@ fn describe_change(c: &Change) -> String {
 /// counterexample is printed as captured conflicts). Uploading the same bytes again changes
 /// nothing. An uploaded version is staged until activated.
 ///
+/// The component is compiled through the precompiled cache (once per machine and engine),
+/// and a local registry keeps the hosts' compiled form beside it
+/// (precompiled/{engine}/{sha256}.cwasm), so a host's first load does not compile.
+///
 /// Examples:
 ///   host-cli policy upload my-policy.wasm --tenant acme --label v2
 ///   host-cli policy upload my-policy.wasm --tenant acme --label v2 --activate
@@ -482,6 +497,8 @@ pub struct UploadOpts {
     pub sign: Option<PathBuf>,
     #[command(flatten)]
     pub registry: RegistryOpts,
+    #[command(flatten)]
+    pub cache: common::CacheOpts,
 }
 
 pub fn upload(o: UploadOpts) -> anyhow::Result<ExitCode> {
@@ -492,7 +509,10 @@ pub fn upload(o: UploadOpts) -> anyhow::Result<ExitCode> {
         .map(host_core::signing::read_signing_key)
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let opened = o.registry.open(Access::Create)?;
+    let mut opened = o.registry.open(Access::Create)?;
+    if let Some(cache) = o.cache.cache() {
+        opened.registry = opened.registry.with_cache(cache);
+    }
     let digest = host_core::digest(&bytes);
     let seed = o
         .seed

@@ -56,9 +56,11 @@ pub struct Opts {
     /// The tenant's policy: a component file, or `default`.
     #[arg(long, default_value = "default")]
     pub policy: String,
-    /// The policy swapped in mid-run: a component file, or `na-status` (the example policy).
-    #[arg(long, default_value = "na-status")]
-    pub swap_to: String,
+    /// The policy swapped in mid-run: a component file, or `na-status` (the example policy)
+    /// [default: `na-status` when --policy is `default`; with a policy of your own, no swap
+    /// unless you name one here].
+    #[arg(long)]
+    pub swap_to: Option<String>,
     /// The step of the swap [default: half-way]; each region swaps on its own schedule up to
     /// --rollout-spread steps later.
     #[arg(long)]
@@ -226,14 +228,27 @@ fn rerun_of(given: impl Iterator<Item = String>, seed: u64) -> String {
     format!("host-cli {} --seed {seed}", quoted.join(" "))
 }
 
+impl Opts {
+    /// The policy the run swaps to: `--swap-to`, or `na-status` when the run starts from the
+    /// default policy (the demonstration); none with `--no-swap`, or when a policy of the
+    /// author's own is simulated and no swap is named (it is simulated alone, start to end).
+    fn swap_to(&self) -> Option<&str> {
+        if self.no_swap {
+            return None;
+        }
+        self.swap_to
+            .as_deref()
+            .or((self.policy == "default").then_some("na-status"))
+    }
+}
+
 pub fn run_cmd(o: Opts) -> anyhow::Result<ExitCode> {
     let engine = common::engine(Metering::Epoch)?;
     let first = load(&engine, &o.policy, &o.cache)?;
-    let second = if o.no_swap {
-        None
-    } else {
-        Some(load(&engine, &o.swap_to, &o.cache)?)
-    };
+    let second = o
+        .swap_to()
+        .map(|p| load(&engine, p, &o.cache))
+        .transpose()?;
     let flaky = o
         .bad_rollout
         .as_deref()
@@ -256,11 +271,7 @@ pub fn run_cmd(o: Opts) -> anyhow::Result<ExitCode> {
         parties: o.parties,
         steps: o.steps,
         faults: o.faults.faults(),
-        swap_at: if o.no_swap {
-            None
-        } else {
-            Some(o.swap_at.unwrap_or(o.steps / 2))
-        },
+        swap_at: o.swap_to().map(|_| o.swap_at.unwrap_or(o.steps / 2)),
         rollout_spread: o.rollout_spread,
         reconcile,
         tolerate_policy_failures: o.tolerate_policy_failures,

@@ -27,16 +27,22 @@ pub struct Opts {
 }
 
 pub fn run(o: Opts) -> anyhow::Result<ExitCode> {
-    let engine = common::engine(Metering::Epoch)?;
     let bytes = common::policy_bytes(&o.policy)?;
-    let digest = host_core::digest(&bytes);
-    match host_core::Policy::load(&engine, &bytes, o.cache.cache().as_ref()) {
+    report(&o.policy, &bytes, &o.cache, o.json)
+}
+
+/// Loads the component `bytes` (named `name` in the output) as a host would, through the
+/// cache, and prints what validation found; `policy build` prints the same.
+pub fn report(name: &str, bytes: &[u8], cache: &CacheOpts, json: bool) -> anyhow::Result<ExitCode> {
+    let engine = common::engine(Metering::Epoch)?;
+    let digest = host_core::digest(bytes);
+    match host_core::Policy::load(&engine, bytes, cache.cache().as_ref()) {
         Ok(policy) => {
             let info = policy.info();
-            if o.json {
+            if json {
                 let v = serde_json::json!({
                     "accepted": true,
-                    "policy": o.policy,
+                    "policy": name,
                     "name": info.description.name,
                     "version": info.description.version,
                     "contractVersion": info.description.contract_version,
@@ -48,7 +54,7 @@ pub fn run(o: Opts) -> anyhow::Result<ExitCode> {
                 });
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!("accepted   {}", o.policy);
+                println!("accepted   {name}");
                 println!(
                     "name       {} {}",
                     info.description.name, info.description.version
@@ -68,11 +74,11 @@ pub fn run(o: Opts) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            if o.json {
-                let v = serde_json::json!({"accepted": false, "policy": o.policy, "digest": digest, "size": bytes.len(), "reason": e.to_string()});
+            if json {
+                let v = serde_json::json!({"accepted": false, "policy": name, "digest": digest, "size": bytes.len(), "reason": e.to_string()});
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!("refused    {}", o.policy);
+                println!("refused    {name}");
                 println!("reason     {e}");
                 println!("size       {} bytes", bytes.len());
                 println!("digest     sha256:{digest}");

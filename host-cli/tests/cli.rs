@@ -227,6 +227,36 @@ fn simulate_demo_passes_and_draws_the_run() {
     std::fs::remove_file(svg).ok();
 }
 
+/// A policy of the author's own is simulated alone, start to end: no swap to the example
+/// unless one is named (`--swap-to`).
+#[test]
+fn simulate_with_a_policy_of_ones_own_swaps_only_when_asked() {
+    let na = std::env::temp_dir().join(format!("own-{}.wasm", std::process::id()));
+    std::fs::write(&na, default_policy_artifact::NA_STATUS_POLICY).unwrap();
+    let path = na.to_str().unwrap();
+    let alone = cli(&[
+        "simulate", "--seed", "42", "--steps", "30", "--policy", path,
+    ]);
+    let text = stdout(&alone);
+    assert!(alone.status.success(), "{text}");
+    assert!(!text.contains("hot swap"), "{text}");
+    let swapped = cli(&[
+        "simulate",
+        "--seed",
+        "42",
+        "--steps",
+        "30",
+        "--policy",
+        path,
+        "--swap-to",
+        "default",
+    ]);
+    let text = stdout(&swapped);
+    assert!(swapped.status.success(), "{text}");
+    assert!(text.contains("hot swap      → "), "{text}");
+    std::fs::remove_file(na).ok();
+}
+
 /// A report in a format it cannot write is an error naming the formats, not HTML under
 /// another name.
 #[test]

@@ -354,7 +354,7 @@ pub fn handle<S: IngestStore, D: DeadLetterSink>(
                 501,
                 "notImplemented",
                 "Not Implemented",
-                "this host delivers no notifications: listener registration (hub) is served by `host-cli serve`",
+                "this deployment delivers no notifications: it has no listener store (on AWS, the stack's LISTENER_TABLE; `host-cli serve` always has one)",
             ))
             .into(),
             Some(hub) => hub_route(hub, tenant, request, id),

@@ -411,6 +411,7 @@ impl RegistryFollower {
             reason,
         };
         let bytes = fetch_component(&*self.registry, digest).map_err(|e| fail(e.to_string()))?;
+        self.fetch_precompiled(digest);
         let policy = Arc::new(
             Policy::load(&self.engine, &bytes, self.cache.as_ref())
                 .map_err(|e| fail(e.to_string()))?,
@@ -427,6 +428,28 @@ impl RegistryFollower {
             loaded.remove(0);
         }
         Ok(policy)
+    }
+
+    /// Copies the artifact the upload stored beside the component into the local cache when
+    /// the cache lacks it, so that this load deserializes instead of compiling. Whatever fails
+    /// here only costs the compilation the load then does.
+    fn fetch_precompiled(&self, digest: &str) {
+        let Some(cache) = &self.cache else { return };
+        if cache.contains(&self.engine, digest) {
+            return;
+        }
+        let engine = self.engine.compatibility_hash();
+        match self.registry.precompiled(&engine, digest) {
+            Ok(Some(artifact)) => {
+                if let Err(e) = cache.install(&self.engine, digest, &artifact) {
+                    tracing::warn!(policy = %digest, error = %e, "host.policy.precompiled_not_cached");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(policy = %digest, error = %e, "host.policy.precompiled_unreadable");
+            }
+        }
     }
 
     /// Resolves the conflict with the candidate too and records whether it agreed with the

@@ -18,7 +18,8 @@
 //!   with their in-memory implementations;
 //! - [`event`], [`ingest`]: TMF632 events validated and applied at most once per idempotency key;
 //! - [`reconcile`]: what last-writer-wins overwrote, restored through the tenant's policy;
-//! - [`api`]: the TMF632 HTTP API of a region (listener, resource routes), whatever server
+//! - [`notify`]: the TMF632 event of a change of a stored party, as the hub delivers it;
+//! - [`api`]: the TMF632 HTTP API of a region (listener, resource routes, hub), whatever server
 //!   carries it.
 //!
 //! The sandbox that runs a policy is `host-sandbox`; the operator's side (upload behind the law
@@ -32,6 +33,7 @@ pub mod event;
 pub mod failure;
 pub mod follow;
 pub mod ingest;
+pub mod notify;
 pub mod policies;
 pub mod reconcile;
 pub mod registry;

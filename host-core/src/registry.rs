@@ -346,6 +346,24 @@ pub trait PolicyRegistry: Send + Sync {
     /// What the candidate did in shadow for the tenant.
     fn shadow_summary(&self, tenant: &str, candidate: &str)
     -> Result<ShadowSummary, RegistryError>;
+    /// Stores the component `digest` precompiled for engines of compatibility hash `engine`
+    /// (an upload does, so that a host's first load deserializes instead of compiling);
+    /// returns whether this store keeps artifacts. The default keeps none: a host then
+    /// compiles on its first load, as before.
+    fn put_precompiled(
+        &self,
+        _engine: &str,
+        _digest: &str,
+        _artifact: &[u8],
+    ) -> Result<bool, RegistryError> {
+        Ok(false)
+    }
+    /// The artifact [`PolicyRegistry::put_precompiled`] stored, if any. It is native code:
+    /// only a registry that only operators write may be asked for it
+    /// ([`host_sandbox::ArtifactCache::install`]).
+    fn precompiled(&self, _engine: &str, _digest: &str) -> Result<Option<Vec<u8>>, RegistryError> {
+        Ok(None)
+    }
 }
 
 /// The component stored under `digest`, checked against it.

@@ -11,6 +11,12 @@ pub struct FunctionConfig {
     pub registry_table: Option<String>,
     pub policy_bucket: Option<String>,
     pub conflict_table: Option<String>,
+    /// The hub's listeners (`LISTENER_TABLE`): without it the API answers `hub` with 501, and
+    /// the notifier does not start.
+    pub listener_table: Option<String>,
+    /// Where the notifier keeps the notifications a callback kept refusing
+    /// (`NOTIFY_DEAD_LETTER_QUEUE_URL`; the notifier's only).
+    pub notify_dead_letter_queue_url: Option<String>,
     pub policy_refresh_seconds: u64,
     pub policy_cache_dir: String,
     /// The JWT claim naming the caller's tenant (`TENANT_CLAIM`, default `tenant`).
@@ -30,6 +36,8 @@ impl FunctionConfig {
             registry_table: var("REGISTRY_TABLE").ok(),
             policy_bucket: var("POLICY_BUCKET").ok(),
             conflict_table: var("CONFLICT_TABLE").ok(),
+            listener_table: var("LISTENER_TABLE").ok(),
+            notify_dead_letter_queue_url: var("NOTIFY_DEAD_LETTER_QUEUE_URL").ok(),
             policy_refresh_seconds: var("POLICY_REFRESH_SECONDS")
                 .ok()
                 .map(|s| {

@@ -2,7 +2,8 @@
 //! SQS batches, both onto the host library's [`Ingest`].
 //!
 //! API Gateway: the region's TMF632 API (`host_core::api`: the listener routes `POST
-//! /tmf-api/party/v{4,5}/listener/{individualCreateEvent, …}` and the resource routes), the
+//! /tmf-api/party/v{4,5}/listener/{individualCreateEvent, …}`, the resource routes, and the
+//! hub's `POST hub` / `DELETE hub/{id}` when a listener table is configured), the
 //! tenant the caller's: the `tenant` claim (`TENANT_CLAIM`) of the JWT the HTTP API's authorizer
 //! verified, never a header (401 without a claim, 403 when `x-tenant-id` names another tenant);
 //! an optional `idempotency-key`. The answer: 201 with the result when applied,
@@ -24,7 +25,7 @@ use aws_lambda_events::encodings::Body;
 use aws_lambda_events::http::HeaderValue;
 use aws_lambda_events::http::header::CONTENT_TYPE;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use host_core::api::{ApiRequest, body_json};
+use host_core::api::{ApiRequest, Hub, body_json};
 use host_core::event::Tmf630Error;
 use host_core::ingest::{Ingest, Outcome};
 use host_core::store::{DeadLetter, DeadLetterSink, IngestStore};
@@ -80,6 +81,8 @@ pub struct IngestFunction<S, D> {
     region: String,
     /// The JWT claim that names the caller's tenant.
     tenant_claim: String,
+    /// Where `POST hub` registers listeners; `None`: the API answers `hub` with 501.
+    hub: Option<Arc<dyn Hub>>,
 }
 
 pub fn now_ms() -> u64 {
@@ -99,7 +102,14 @@ where
             ingest: Arc::new(ingest),
             region: region.into(),
             tenant_claim: "tenant".into(),
+            hub: None,
         }
+    }
+
+    /// Serves `POST hub` and `DELETE hub/{id}` with `hub` (the notifier delivers the changes).
+    pub fn with_hub(mut self, hub: Arc<dyn Hub>) -> Self {
+        self.hub = Some(hub);
+        self
     }
 
     /// Reads the caller's tenant from the JWT claim `claim` (default `tenant`).
@@ -189,9 +199,16 @@ where
                 return refused(e);
             }
         };
-        let ingest = self.ingest.clone();
+        let (ingest, hub) = (self.ingest.clone(), self.hub.clone());
         let answered = crate::blocking(move || {
-            host_core::api::handle(&ingest, None, &tenant, &api, now_ms(), deadline_ms)
+            host_core::api::handle(
+                &ingest,
+                hub.as_deref(),
+                &tenant,
+                &api,
+                now_ms(),
+                deadline_ms,
+            )
         })
         .await;
         let answer = match answered {

@@ -1,5 +1,5 @@
 //! The serving Lambda functions: the handlers that the binaries in `src/bin/` (ingest,
-//! reconcile, redrive) wire to `lambda_runtime`, over the host core's pipeline and the AWS
+//! reconcile, redrive, notify) wire to `lambda_runtime`, over the host core's pipeline and the AWS
 //! stores of `host-aws`. The policy rollout workflow's function, which runs the law checker,
 //! is the `rollout-lambda` crate beside this one, so that these link no law checker.
 //!
@@ -10,6 +10,7 @@
 pub mod config;
 pub mod ingest_fn;
 pub mod metrics;
+pub mod notify_fn;
 pub mod policies;
 pub mod reconcile_fn;
 pub mod redrive;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use host_aws::conflict_log::DynamoConflictLog;
 use host_aws::dynamo::DynamoStore;
+use host_aws::hub::DynamoHub;
 use host_aws::registry::AwsRegistry;
 use host_aws::s3_client;
 use host_aws::sqs::SqsDeadLetters;
@@ -89,6 +90,16 @@ impl Wiring {
     pub fn conflict_log(&self) -> Option<Arc<dyn ConflictLog>> {
         let table = self.config.conflict_table.as_ref()?;
         Some(Arc::new(DynamoConflictLog::new(
+            self.ddb.clone(),
+            table,
+            self.rt.clone(),
+        )))
+    }
+
+    /// The hub's listeners, when the environment names their table (`LISTENER_TABLE`).
+    pub fn hub(&self) -> Option<Arc<DynamoHub>> {
+        let table = self.config.listener_table.as_ref()?;
+        Some(Arc::new(DynamoHub::new(
             self.ddb.clone(),
             table,
             self.rt.clone(),

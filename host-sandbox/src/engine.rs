@@ -22,7 +22,9 @@ use crate::error::{EngineError, LoadError};
 pub struct Limits {
     /// Wall-clock budget of one call (serving engine).
     pub deadline: Duration,
-    /// Fuel budget of one call (metered engine); one unit is roughly one wasm instruction.
+    /// Fuel budget of one call (metered engine); one unit is roughly one wasm instruction. By
+    /// default the deadline's worth ([`Limits::fuel_for`]): the law gate and the hosts then
+    /// agree on what a policy may cost.
     pub fuel: u64,
     /// Linear memory one instance may grow to, in bytes.
     pub memory_bytes: usize,
@@ -32,11 +34,32 @@ pub struct Limits {
     pub max_instances: u32,
 }
 
+impl Limits {
+    /// Fuel a policy burns in a millisecond of a serving call, at the fastest rate measured on
+    /// the project's machine: 7.0 M for the JavaScript interpreter, 4.6 M for Python's, 3.8 M
+    /// for a Rust policy's own loops (`calibrate_fuel_per_millisecond` in
+    /// `tests/tests/fuel_budget.rs` measures them; BENCHMARKS.md, "One budget"). Fuel counts
+    /// wasm instructions, which each kind of code executes at its own rate; with the fastest,
+    /// a call that runs out of [`Limits::fuel_for`] a deadline would have run past that
+    /// deadline here, and a call that stays within it takes at most 1.0× (JavaScript), 1.5×
+    /// (Python) or 1.8× (Rust) the deadline: the margin by which the gate is more lenient
+    /// than the hosts, never stricter.
+    pub const FUEL_PER_MS: u64 = 7_000_000;
+
+    /// The fuel budget of a metered call that matches a serving deadline: a call refused for
+    /// running out of it would have timed out on a host (on the machine of the calibration;
+    /// a slower one times out earlier).
+    pub fn fuel_for(deadline: Duration) -> u64 {
+        (deadline.as_micros() as u64).saturating_mul(Self::FUEL_PER_MS) / 1000
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
+        let deadline = Duration::from_millis(100);
         Limits {
-            deadline: Duration::from_millis(100),
-            fuel: 200_000_000,
+            deadline,
+            fuel: Limits::fuel_for(deadline),
             memory_bytes: 64 << 20,
             max_component_bytes: 32 << 20,
             max_instances: 256,
@@ -156,7 +179,17 @@ impl PolicyEngine {
     /// Compiles a component with this engine's settings (the artifact cache stores what this
     /// returns; it never compiles by itself).
     pub(crate) fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
-        Component::new(&self.engine, bytes).map_err(LoadError::Compile)
+        let started = std::time::Instant::now();
+        let component = Component::new(&self.engine, bytes).map_err(LoadError::Compile)?;
+        // One event per compilation, cached or not: what the CLI's tests count to show that a
+        // component is compiled once per machine and engine.
+        tracing::info!(
+            engine = %self.compatibility_hash(),
+            bytes = bytes.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "sandbox.compiled"
+        );
+        Ok(component)
     }
 
     pub(crate) fn deadline_ticks(&self) -> u64 {

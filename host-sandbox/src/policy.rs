@@ -163,6 +163,20 @@ struct Warm {
     packed_resolve: Option<PackedFunc>,
     /// The packed call's buffer, reused from call to call.
     buf: Vec<u8>,
+    /// The linear memory the instance held when it was made.
+    started_with: usize,
+}
+
+impl Warm {
+    /// Whether the instance has used up half the memory the cap left it when it was made. It
+    /// is then not reused: a runtime whose heap creeps up from call to call (componentize-js's
+    /// grows by a few KiB a call) would otherwise reach the cap and fail a call after tens of
+    /// thousands; a fresh instance starts where this one started.
+    fn worn(&self) -> bool {
+        let l = &self.store.data().limiter;
+        let headroom = l.memory_bytes.saturating_sub(self.started_with);
+        l.held.saturating_sub(self.started_with) > headroom / 2
+    }
 }
 
 type PackedFunc = TypedFunc<(&'static [u8],), (Vec<u8>,)>;
@@ -175,6 +189,8 @@ struct StoreState {
 struct Limiter {
     memory_bytes: usize,
     exceeded: Option<String>,
+    /// The linear memory the instance holds, all memories together (they only grow).
+    held: usize,
 }
 
 impl ResourceLimiter for Limiter {
@@ -192,6 +208,7 @@ impl ResourceLimiter for Limiter {
             self.exceeded = Some(msg.clone());
             wasmtime::bail!(msg);
         }
+        self.held += desired.saturating_sub(current);
         Ok(true)
     }
 
@@ -434,7 +451,7 @@ impl Policy {
             None => self.instantiate()?,
         };
         let result = self.call_on(&mut warm, ctx, input, packed);
-        if result.is_ok() {
+        if result.is_ok() && !warm.worn() {
             let mut idle = self.idle.lock().unwrap();
             if idle.len() < MAX_IDLE {
                 idle.push(warm);
@@ -543,6 +560,7 @@ impl Policy {
         let limiter = Limiter {
             memory_bytes: self.engine.limits.memory_bytes,
             exceeded: None,
+            held: 0,
         };
         let mut store = Store::new(&self.engine.engine, StoreState { limiter });
         store.limiter(|s| &mut s.limiter);
@@ -573,6 +591,7 @@ impl Policy {
             None => None,
         };
         Ok(Warm {
+            started_with: store.data().limiter.held,
             store,
             instance,
             resolve,

@@ -14,11 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use host_core::api::Hub;
-use host_core::store::StoredParty;
 use host_core::store::memory::StreamRecord;
-use policy_types::ResourceType;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 /// A registered listener.
@@ -144,6 +142,7 @@ impl Hubs {
                 .listeners()
                 .into_iter()
                 .filter(|l| l.region == notice.region && l.tenant == notice.tenant)
+                .filter(|l| host_core::notify::wants(l.query.as_deref(), &notice.event))
                 .collect();
             let event = std::sync::Arc::new(notice.event);
             for listener in targets {
@@ -218,44 +217,13 @@ impl Hub for RegionHub<'_> {
     }
 }
 
-fn member(resource: ResourceType) -> &'static str {
-    match resource {
-        ResourceType::Individual => "individual",
-        ResourceType::Organization => "organization",
-    }
-}
-
-fn visible(p: &StoredParty) -> Option<Value> {
-    party_model::to_tmf(&p.version)
-}
-
-/// The TMF632 event of a change (v5 envelope): what the party became, as the region stores it.
-pub fn change_event(region: &str, record: &StreamRecord) -> Option<Value> {
-    let version = &record.new.version;
-    let (before, after) = (record.old.as_ref().and_then(visible), visible(&record.new));
-    let kind = match (&before, &after) {
-        (_, None) if before.is_some() => "Delete",
-        (_, None) => return None,
-        (None, Some(_)) => "Create",
-        (Some(b), Some(a)) if b.get("status") != a.get("status") => "StateChange",
-        (Some(b), Some(a)) if b == a => return None,
-        (Some(_), Some(_)) => "AttributeValueChange",
-    };
-    let resource = version.resource_type;
-    let event_type = format!("{}{kind}Event", resource.as_str());
-    let mut party = after.unwrap_or_else(|| json!({"id": version.party_id}));
-    party["@type"] = json!(resource.as_str());
-    party["href"] = json!(format!(
-        "/{region}/tmf-api/party/v5/{}/{}",
-        member(resource),
-        version.party_id
-    ));
-    let at = std::time::UNIX_EPOCH + Duration::from_millis(record.stamp.at_ms);
-    Some(json!({
-        "@type": event_type,
-        "eventId": format!("{region}-{}-{}", record.stamp.at_ms, record.seq),
-        "eventTime": humantime::format_rfc3339_millis(at).to_string(),
-        "eventType": event_type,
-        "event": {member(resource): party},
-    }))
+/// The TMF632 event of a stream record of `region` ([`host_core::notify::change_event`]).
+fn change_event(region: &str, record: &StreamRecord) -> Option<Value> {
+    host_core::notify::change_event(
+        region,
+        record.old.as_ref().map(|p| &p.version),
+        Some(&record.new.version),
+        &format!("{region}-{}-{}", record.stamp.at_ms, record.seq),
+        record.stamp.at_ms,
+    )
 }

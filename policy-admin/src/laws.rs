@@ -1,17 +1,23 @@
-//! Law checks: property-based tests of a policy on generated TMF632 conflicts.
+//! Law checks: tests of a policy on every TMF632 conflict of a small scope and on generated
+//! ones.
 //!
 //! A policy that is deterministic, commutative, idempotent and associative lets regions that
 //! resolve the same conflict independently write the same party, in any order; a valid one never
 //! has a result refused by the host (one that does not follow from its inputs, a computed value
 //! the TMF632 schema does not allow, a party over the store's item limit). A refusal counts
 //! against validity alone: the other laws compare what the host does, a refusal included. Each
-//! law runs on histories from
-//! [`party_model::generate`] (both resource types, every array field, v4 items without ids,
-//! tombstones, two- and three-way concurrency), seeded, with proptest's shrinking: a failure
-//! comes back as the smallest conflict found, written as captured-conflict lines that `dry-run`
-//! replays. The cost of each call is measured in fuel (the metered engine), against input size.
+//! law runs first on every history of its small scope ([`Law::scope`], [`crate::scopes`]: the
+//! same cases on every run, stamps in one millisecond among them), then on random histories
+//! from [`party_model::generate`] (both resource types, every array field, v4 items without
+//! ids, tombstones, two- and three-way concurrency), seeded, with proptest's shrinking. A
+//! failure comes back as the smallest conflict found, written as captured-conflict lines that
+//! `dry-run` replays; one that goes away on fresh instances is reported as what it is, state
+//! kept between calls (determinism). The cost of each random call is measured in fuel (the
+//! metered engine), against input size.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 use party_model::generate::{Plan, plan};
 use policy_types::{Context, PartyVersion, Relation, Resolution};
@@ -20,6 +26,8 @@ use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, Test
 use host_core::conflict::{CapturedConflict, CapturedContext};
 use host_core::resolve::{apply_resolution, relation};
 use host_sandbox::{Call, CallFailure, Policy};
+
+use crate::scopes::Scope;
 
 /// The laws, in the order they are checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,11 +69,40 @@ impl Law {
             Law::Validity => "every result passes the host's validation",
         }
     }
+
+    /// The small scope enumerated for this law: every history of up to three writes over two
+    /// regions (one region for idempotence, which needs one version; three, one write each,
+    /// for associativity). Determinism, which instantiates afresh for every case, takes the
+    /// histories of one write per region: state kept between calls shows on any input (and
+    /// a failure of another law that goes away on fresh instances is reported as
+    /// determinism's). About 21 000 cases in all; BENCHMARKS.md, "The law gate", has their
+    /// time per language.
+    pub fn scope(self) -> Scope {
+        match self {
+            Law::Determinism => Scope {
+                regions: 2,
+                max_ops: 2,
+            },
+            Law::Idempotence => Scope {
+                regions: 1,
+                max_ops: 3,
+            },
+            Law::Associativity => Scope {
+                regions: 3,
+                max_ops: 3,
+            },
+            _ => Scope {
+                regions: 2,
+                max_ops: 3,
+            },
+        }
+    }
 }
 
 /// How to run the checks.
 #[derive(Clone, Debug)]
 pub struct CheckOptions {
+    /// Random cases per law, after the enumerated ones.
     pub cases: u32,
     pub seed: u64,
     /// The tenant configuration handed to the policy (JSON text).
@@ -130,7 +167,10 @@ impl Budget {
 #[derive(Clone, Debug)]
 pub struct LawReport {
     pub seed: u64,
+    /// Random cases per law.
     pub cases: u32,
+    /// Enumerated cases checked, all laws together (0 without the small scopes).
+    pub enumerated: u64,
     pub outcomes: Vec<LawOutcome>,
     pub budget: Budget,
 }
@@ -147,6 +187,27 @@ struct Checker<'a> {
     policy: &'a Policy,
     config: String,
     budget: RefCell<Budget>,
+    /// Whether calls record their fuel (the random cases; the enumerated ones are all small).
+    measure: Cell<bool>,
+    /// Every call on a fresh instance: how a failure is tried for state kept between calls.
+    fresh: Cell<bool>,
+    /// Calls made on reused instances so far.
+    reused_calls: Cell<u64>,
+    /// Answers on reused instances by conflict: the laws ask many of the same questions
+    /// (validity those of commutativity, associativity each pair's merge for every third
+    /// version), and a policy answers one question once. What a reused instance would answer
+    /// differently the second time is determinism's concern, checked without this.
+    answers: RefCell<HashMap<(u64, u64), Result<Resolution, CallFailure>>>,
+}
+
+/// Identifies an ordered pair of versions (two independent 64-bit hashes).
+fn pair_key(a: &PartyVersion, b: &PartyVersion) -> (u64, u64) {
+    let hash = |salt: u8| {
+        let mut h = DefaultHasher::new();
+        (salt, a, b).hash(&mut h);
+        h.finish()
+    };
+    (hash(0), hash(1))
 }
 
 /// What a resolution writes, for comparison: the party (origin region aside), the rejection,
@@ -156,6 +217,10 @@ enum Written {
     Party(Option<PartyVersion>),
     Rejected,
     Refused(&'static str),
+}
+
+fn failed_call(e: &CallFailure) -> TestCaseError {
+    TestCaseError::fail(format!("the call failed: {e}"))
 }
 
 impl Checker<'_> {
@@ -169,13 +234,26 @@ impl Checker<'_> {
     }
 
     fn call(&self, a: &PartyVersion, b: &PartyVersion) -> Result<Resolution, TestCaseError> {
+        let key = (!self.fresh.get()).then(|| pair_key(a, b));
+        if let Some(answer) = key.and_then(|k| self.answers.borrow().get(&k).cloned()) {
+            return answer.map_err(|e| failed_call(&e));
+        }
         let ctx = self.ctx(relation(a, b));
         let mut fuel = None;
-        let resolution = self
-            .policy
-            .call(Call::new(&ctx, a, b).metered(&mut fuel))
-            .map_err(|e| TestCaseError::fail(format!("the call failed: {e}")))?;
-        if let Some(fuel) = fuel {
+        let mut call = Call::new(&ctx, a, b).metered(&mut fuel);
+        if self.fresh.get() {
+            call = call.fresh();
+        } else {
+            self.reused_calls.set(self.reused_calls.get() + 1);
+        }
+        let answer = self.policy.call(call);
+        if let Some(k) = key {
+            self.answers.borrow_mut().insert(k, answer.clone());
+        }
+        let resolution = answer.map_err(|e| failed_call(&e))?;
+        if let Some(fuel) = fuel
+            && self.measure.get()
+        {
             let size = serde_json::to_vec(a).map(|v| v.len()).unwrap_or(0)
                 + serde_json::to_vec(b).map(|v| v.len()).unwrap_or(0);
             self.budget.borrow_mut().samples.push((size, fuel));
@@ -226,16 +304,24 @@ impl Checker<'_> {
     }
 
     fn check(&self, law: Law, v: &[PartyVersion]) -> Result<(), TestCaseError> {
-        let (a, b) = (&v[0], &v[1]);
+        let a = &v[0];
         match law {
             Law::Determinism => {
+                let b = &v[1];
                 let ctx = self.ctx(relation(a, b));
                 let fresh1 = self.policy.call(Call::new(&ctx, a, b).fresh());
+                // Two identical failures are not a deterministic answer: a policy that fails
+                // every call would otherwise hold this law.
+                if let Err(e) = &fresh1 {
+                    return Err(failed_call(e));
+                }
                 let fresh2 = self.policy.call(Call::new(&ctx, a, b).fresh());
                 if fresh1 != fresh2 {
-                    return Err(TestCaseError::fail(
-                        "two fresh instances answered differently",
-                    ));
+                    return Err(TestCaseError::fail(format!(
+                        "two fresh instances answered differently ({} vs {})",
+                        kind(&fresh1),
+                        kind(&fresh2)
+                    )));
                 }
                 // The contract's two interfaces (wit/policy.wit): hosts call the packed one
                 // where a policy exports it, and a host that does not know it (an older one, a
@@ -254,19 +340,23 @@ impl Checker<'_> {
                 }
                 // A reused instance, asked the same question twice in a row after other calls.
                 let _ = self.policy.call((&self.ctx(relation(b, a)), b, a));
+                self.reused_calls.set(self.reused_calls.get() + 1);
                 for _ in 0..2 {
                     let reused = self.policy.call((&ctx, a, b));
+                    self.reused_calls.set(self.reused_calls.get() + 1);
                     if fresh1 != reused {
                         return Err(TestCaseError::fail(format!(
-                            "a reused instance answered differently from a fresh one ({} vs {}): the policy keeps state between calls",
+                            "a reused instance answered differently from a fresh one ({} vs {}) after {} calls on reused instances: the policy keeps state between calls",
                             kind(&reused),
-                            kind(&fresh1)
+                            kind(&fresh1),
+                            self.reused_calls.get()
                         )));
                     }
                 }
                 Ok(())
             }
             Law::Commutativity => {
+                let b = &v[1];
                 let (ab, ba) = (self.written(a, b)?, self.written(b, a)?);
                 if ab != ba {
                     return Err(TestCaseError::fail(format!(
@@ -287,24 +377,26 @@ impl Checker<'_> {
                     .as_ref()
                     .is_some_and(|p| p.fields == a.fields && p.tombstone == a.tombstone);
                 if !same {
+                    let written = Written::Party(party.map(|mut p| {
+                        p.origin_region = a.origin_region.clone();
+                        p.version_vector = a.version_vector.clone();
+                        p
+                    }));
                     return Err(TestCaseError::fail(format!(
-                        "resolve(a,a) is not a (outcome {})",
-                        resolution.kind()
+                        "resolve(a,a) is not a (outcome {}):\n{}",
+                        resolution.kind(),
+                        difference_as(
+                            ["a:           ", "resolve(a,a):"],
+                            &Written::Party(Some(a.clone())),
+                            &written
+                        )
                     )));
                 }
                 Ok(())
             }
             Law::Associativity => {
-                let c = &v[2];
-                // A refused step leaves nothing to compare: validity reports it.
-                let then = |first: Option<PartyVersion>, f: &dyn Fn(&PartyVersion) -> _| {
-                    first.map_or(Ok(None), |p| f(&p))
-                };
-                let (Some(left), Some(right), Some(middle)) = (
-                    then(self.merged(a, b)?, &|ab| self.merged(ab, c))?,
-                    then(self.merged(b, c)?, &|bc| self.merged(a, bc))?,
-                    then(self.merged(a, c)?, &|ac| self.merged(ac, b))?,
-                ) else {
+                let [Some(left), Some(right), Some(middle)] = self.three_ways(v)? else {
+                    // A refused step leaves nothing to compare: validity reports it.
                     return Ok(());
                 };
                 if left != right || left != middle {
@@ -320,6 +412,7 @@ impl Checker<'_> {
                 Ok(())
             }
             Law::Validity => {
+                let b = &v[1];
                 for (x, y) in [(a, b), (b, a)] {
                     if let Err(e) = self.outcome(x, y)? {
                         return Err(TestCaseError::fail(format!(
@@ -332,6 +425,89 @@ impl Checker<'_> {
             }
         }
     }
+
+    /// The intermediate merges of three versions: a·b, b·c and a·c (`None` where refused).
+    fn pairs_merged(&self, v: &[PartyVersion]) -> Result<[Option<PartyVersion>; 3], TestCaseError> {
+        let (a, b, c) = (&v[0], &v[1], &v[2]);
+        Ok([self.merged(a, b)?, self.merged(b, c)?, self.merged(a, c)?])
+    }
+
+    /// (a·b)·c, a·(b·c) and (a·c)·b (`None` where a step was refused).
+    fn three_ways(&self, v: &[PartyVersion]) -> Result<[Option<PartyVersion>; 3], TestCaseError> {
+        let (a, b, c) = (&v[0], &v[1], &v[2]);
+        let [ab, bc, ac] = self.pairs_merged(v)?;
+        let then = |first: Option<PartyVersion>, f: &dyn Fn(&PartyVersion) -> _| {
+            first.map_or(Ok(None), |p| f(&p))
+        };
+        Ok([
+            then(ab, &|ab| self.merged(ab, c))?,
+            then(bc, &|bc| self.merged(a, bc))?,
+            then(ac, &|ac| self.merged(ac, b))?,
+        ])
+    }
+
+    /// The conflicts that replay a failure of `law` on `v`: the pairs the law compares, and
+    /// for associativity the second merges too, so that `dry-run` shows the three results.
+    fn replay(&self, law: Law, v: &[PartyVersion]) -> Vec<(PartyVersion, PartyVersion)> {
+        let pair = |x: &PartyVersion, y: &PartyVersion| (x.clone(), y.clone());
+        match law {
+            Law::Associativity => {
+                let mut pairs = vec![pair(&v[0], &v[1]), pair(&v[1], &v[2]), pair(&v[0], &v[2])];
+                if let Ok([ab, bc, ac]) = self.pairs_merged(v) {
+                    let (a, b, c) = (&v[0], &v[1], &v[2]);
+                    pairs.extend(ab.map(|ab| pair(&ab, c)));
+                    pairs.extend(bc.map(|bc| pair(a, &bc)));
+                    pairs.extend(ac.map(|ac| pair(&ac, b)));
+                }
+                pairs
+            }
+            Law::Commutativity | Law::Validity => vec![pair(&v[0], &v[1]), pair(&v[1], &v[0])],
+            Law::Idempotence => vec![pair(&v[0], &v[0])],
+            _ => vec![pair(&v[0], &v[1])],
+        }
+    }
+
+    /// A failure of `law` on `v` that goes away when every call gets a fresh instance is state
+    /// kept between calls: the determinism failure it is, on the conflict whose answer a reused
+    /// instance changed.
+    fn stateful(&self, law: Law, v: &[PartyVersion], message: &str) -> Option<Counterexample> {
+        if law == Law::Determinism {
+            return None;
+        }
+        let after = self.reused_calls.get();
+        self.fresh.set(true);
+        let on_fresh = self.check(law, v);
+        self.fresh.set(false);
+        if !matches!(on_fresh, Ok(()) | Err(TestCaseError::Reject(_))) {
+            return None;
+        }
+        let pairs = self.replay(law, v);
+        let changed = pairs.iter().find_map(|(x, y)| {
+            let ctx = self.ctx(relation(x, y));
+            let fresh = self.policy.call(Call::new(&ctx, x, y).fresh());
+            let reused = self.policy.call((&ctx, x, y));
+            (fresh != reused).then(|| (x.clone(), y.clone(), kind(&reused), kind(&fresh)))
+        });
+        let first = message.lines().next().unwrap_or(message);
+        let message = match &changed {
+            Some((_, _, reused, fresh)) => format!(
+                "a reused instance answered differently from a fresh one ({reused} vs {fresh}) after {after} calls on reused instances: the policy keeps state between calls ({} held on fresh instances; on reused ones: {first})",
+                law.name()
+            ),
+            None => format!(
+                "{} failed on reused instances after {after} calls ({first}) and held on fresh ones: the policy keeps state between calls",
+                law.name()
+            ),
+        };
+        let pairs = match changed {
+            Some((x, y, ..)) => vec![(x, y)],
+            None => pairs,
+        };
+        Some(Counterexample {
+            conflicts: captured(Law::Determinism, &message, &self.config, &pairs),
+            message,
+        })
+    }
 }
 
 fn kind(r: &Result<Resolution, CallFailure>) -> String {
@@ -342,6 +518,12 @@ fn kind(r: &Result<Resolution, CallFailure>) -> String {
 }
 
 fn difference(x: &Written, y: &Written) -> String {
+    difference_as(["one order:  ", "other order:"], x, y)
+}
+
+/// Two results side by side, under `labels`; where their TMF JSON is the same, what the host
+/// keeps beside it that differs.
+fn difference_as(labels: [&str; 2], x: &Written, y: &Written) -> String {
     let show = |w: &Written| match w {
         Written::Rejected => "rejected".to_owned(),
         Written::Refused(kind) => format!("refused by the host ({kind})"),
@@ -351,14 +533,105 @@ fn difference(x: &Written, y: &Written) -> String {
             .map(|v| v.to_string())
             .unwrap_or_else(|| "(deleted)".to_owned()),
     };
-    format!("  one order:   {}\n  other order: {}", show(x), show(y))
+    let mut out = format!("  {} {}\n  {} {}", labels[0], show(x), labels[1], show(y));
+    if let (Written::Party(Some(p)), Written::Party(Some(q))) = (x, y)
+        && show(x) == show(y)
+    {
+        out.push_str("\n  the same TMF JSON; they differ in what the host keeps beside it:");
+        for line in stamps_differ(p, q) {
+            out.push_str("\n    ");
+            out.push_str(&line);
+        }
+    }
+    out
+}
+
+/// Where two parties with the same TMF JSON differ: the stamps (and dots) of their fields and
+/// array entries, the tombstone, the version vector. Two regions that wrote these would
+/// agree on the JSON and disagree on every later merge.
+fn stamps_differ(p: &PartyVersion, q: &PartyVersion) -> Vec<String> {
+    use policy_types::FieldValue;
+    let mut out = Vec::new();
+    let mut names: Vec<&str> = p
+        .fields
+        .iter()
+        .chain(&q.fields)
+        .map(|f| f.name.as_str())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let stamp = |f: Option<&policy_types::Field>| {
+        f.map_or_else(|| "absent".to_owned(), |f| f.stamp.to_string())
+    };
+    for name in names {
+        let (f, g) = (p.field(name), q.field(name));
+        if f == g {
+            continue;
+        }
+        if f.map(|f| &f.stamp) != g.map(|g| &g.stamp) {
+            out.push(format!("{name}: stamped {} vs {}", stamp(f), stamp(g)));
+        }
+        if let (Some(f), Some(g)) = (f, g)
+            && let (FieldValue::Elements(e), FieldValue::Elements(h)) = (&f.value, &g.value)
+        {
+            let entries = |es: &[policy_types::Element], key: &str| {
+                es.iter()
+                    .find(|x| x.key == key)
+                    .map(|x| {
+                        x.entries
+                            .iter()
+                            .map(|n| format!("{} ({}:{})", n.stamp, n.dot.region, n.dot.counter))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_else(|| "absent".to_owned())
+            };
+            let mut keys: Vec<&str> = e.iter().chain(h).map(|x| x.key.as_str()).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            for key in keys {
+                let (l, r) = (entries(e, key), entries(h, key));
+                if l != r {
+                    out.push(format!("{name} element {key}: entries {l} vs {r}"));
+                }
+            }
+        }
+    }
+    if p.tombstone != q.tombstone {
+        let t = |t: &Option<policy_types::Hlc>| {
+            t.as_ref()
+                .map_or_else(|| "none".to_owned(), ToString::to_string)
+        };
+        out.push(format!(
+            "tombstone: {} vs {}",
+            t(&p.tombstone),
+            t(&q.tombstone)
+        ));
+    }
+    if p.version_vector != q.version_vector {
+        let vv = |v: &[policy_types::Dot]| {
+            v.iter()
+                .map(|d| format!("{}:{}", d.region, d.counter))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        out.push(format!(
+            "version vector: {} vs {}",
+            vv(&p.version_vector),
+            vv(&q.version_vector)
+        ));
+    }
+    if out.is_empty() {
+        out.push("(values stored differently, e.g. array entries in another order)".to_owned());
+    }
+    out
 }
 
 fn captured(
     law: Law,
     message: &str,
     config: &str,
-    pairs: &[(&PartyVersion, &PartyVersion)],
+    pairs: &[(PartyVersion, PartyVersion)],
 ) -> Vec<CapturedConflict> {
     let config_value = serde_json::from_str(config)
         .ok()
@@ -370,8 +643,8 @@ fn captured(
             id: Some(format!("law-{}-{}", law.name(), i + 1)),
             tenant: a.tenant.clone(),
             note: Some(message.lines().next().unwrap_or(message).to_owned()),
-            local: (*a).clone(),
-            remote: (*b).clone(),
+            local: a.clone(),
+            remote: b.clone(),
             context: Some(CapturedContext {
                 resolving_region: Some(REGION.to_owned()),
                 config: config_value.clone(),
@@ -393,44 +666,87 @@ fn runner(options: &CheckOptions, law: Law) -> TestRunner {
     TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed))
 }
 
-/// Checks every law on `options.cases` generated conflicts (for each law), seeded.
+/// Checks every law on the small scopes ([`Law::scope`], the same cases on every run), then
+/// on `options.cases` random conflicts per law, seeded. What the upload gate runs.
 pub fn check(policy: &Policy, options: &CheckOptions) -> LawReport {
+    check_with(policy, options, true)
+}
+
+/// [`check`], with the small scopes or on the random cases alone.
+pub fn check_with(policy: &Policy, options: &CheckOptions, scopes: bool) -> LawReport {
     let checker = Checker {
         policy,
         config: options.config.clone(),
         budget: RefCell::new(Budget::default()),
+        measure: Cell::new(false),
+        fresh: Cell::new(false),
+        reused_calls: Cell::new(0),
+        answers: RefCell::new(HashMap::new()),
     };
-    let mut outcomes = Vec::new();
+    let mut enumerated = 0;
+    let mut outcomes: Vec<LawOutcome> = Vec::new();
+    let mut stateful = None;
     for law in Law::ALL {
-        let regions = if law == Law::Associativity { 3 } else { 2 };
-        let result =
-            runner(options, law).run(&plan(regions, 4), |p: Plan| checker.check(law, &p.build()));
-        let failure = match result {
-            Ok(()) => None,
-            Err(TestError::Fail(reason, p)) => {
+        // The enumerated scope first: its first failure is among its smallest cases.
+        let mut found = None;
+        if scopes {
+            for p in law.scope().plans() {
+                enumerated += 1;
                 let v = p.build();
-                let pairs: Vec<(&PartyVersion, &PartyVersion)> = match law {
-                    Law::Associativity => vec![(&v[0], &v[1]), (&v[1], &v[2]), (&v[0], &v[2])],
-                    Law::Commutativity => vec![(&v[0], &v[1]), (&v[1], &v[0])],
-                    Law::Idempotence => vec![(&v[0], &v[0])],
-                    _ => vec![(&v[0], &v[1])],
-                };
-                let message = reason.message().to_owned();
-                Some(Counterexample {
-                    conflicts: captured(law, &message, &options.config, &pairs),
-                    message,
-                })
+                if let Err(TestCaseError::Fail(reason)) = checker.check(law, &v) {
+                    found = Some((reason.message().to_owned(), v));
+                    break;
+                }
             }
-            Err(TestError::Abort(reason)) => Some(Counterexample {
-                message: format!("could not run the check: {}", reason.message()),
-                conflicts: vec![],
-            }),
+        }
+        if found.is_none() {
+            let regions = if law == Law::Associativity { 3 } else { 2 };
+            checker.measure.set(true);
+            let result = runner(options, law)
+                .run(&plan(regions, 4), |p: Plan| checker.check(law, &p.build()));
+            checker.measure.set(false);
+            match result {
+                Ok(()) => {}
+                Err(TestError::Fail(reason, p)) => {
+                    found = Some((reason.message().to_owned(), p.build()))
+                }
+                Err(TestError::Abort(reason)) => {
+                    outcomes.push(LawOutcome {
+                        law,
+                        failure: Some(Counterexample {
+                            message: format!("could not run the check: {}", reason.message()),
+                            conflicts: vec![],
+                        }),
+                    });
+                    continue;
+                }
+            }
+        }
+        let failure = match found {
+            None => None,
+            Some((message, v)) => match checker.stateful(law, &v, &message) {
+                Some(determinism) => {
+                    stateful.get_or_insert(determinism);
+                    None
+                }
+                None => Some(Counterexample {
+                    conflicts: captured(law, &message, &options.config, &checker.replay(law, &v)),
+                    message,
+                }),
+            },
         };
         outcomes.push(LawOutcome { law, failure });
+    }
+    if let Some(determinism) = stateful
+        && let Some(o) = outcomes.iter_mut().find(|o| o.law == Law::Determinism)
+        && o.failure.is_none()
+    {
+        o.failure = Some(determinism);
     }
     LawReport {
         seed: options.seed,
         cases: options.cases,
+        enumerated,
         outcomes,
         budget: checker.budget.into_inner(),
     }

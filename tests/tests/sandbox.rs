@@ -68,6 +68,23 @@ fn memory_bomb_is_stopped_by_the_cap() {
     still_serves(&resolver);
 }
 
+/// An instance whose memory creeps up (a MiB a call here; componentize-js's heap by a few KiB)
+/// is retired before it reaches the cap: two hundred calls on one policy all resolve, where a
+/// single reused instance would fail from about the sixtieth.
+#[test]
+fn an_instance_whose_memory_creeps_up_is_retired_before_the_cap() {
+    let engine = engine();
+    let resolver = host(load(&engine, guests::LEAK).unwrap());
+    let (eu, na) = email_vs_status("evil");
+    for i in 0..200 {
+        let resolved = resolver
+            .resolve(&eu, &na)
+            .unwrap_or_else(|e| panic!("call {i} failed: {e}"));
+        assert_eq!(resolved.decision, Decision::Merged, "call {i}");
+    }
+    still_serves(&resolver);
+}
+
 #[test]
 fn panic_is_a_trap_and_the_next_call_gets_a_fresh_instance() {
     let engine = engine();

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! {root}/components/{sha256}.wasm
+//! {root}/precompiled/{engine}/{sha256}.cwasm      the component compiled for an engine
 //! {root}/tenants/{tenant}/state.json          the tenant's state (revision, active, shadow, config)
 //! {root}/tenants/{tenant}/versions/{sha256}.json
 //! {root}/tenants/{tenant}/history.jsonl
@@ -47,6 +48,13 @@ impl LocalRegistry {
         self.root.join("components").join(format!("{digest}.wasm"))
     }
 
+    fn precompiled_path(&self, engine: &str, digest: &str) -> PathBuf {
+        self.root
+            .join("precompiled")
+            .join(engine)
+            .join(format!("{digest}.cwasm"))
+    }
+
     fn tenant_dir(&self, tenant: &str) -> Result<PathBuf, RegistryError> {
         check_tenant(tenant)?;
         Ok(self.root.join("tenants").join(tenant))
@@ -70,6 +78,17 @@ fn check_digest(digest: &str) -> Result<(), RegistryError> {
     } else {
         Err(RegistryError::Refused(format!(
             "{digest:?} is not a sha256 digest (64 hex digits)"
+        )))
+    }
+}
+
+/// An engine's compatibility hash names a directory: 16 hex digits, never a path.
+fn check_engine(engine: &str) -> Result<(), RegistryError> {
+    if !engine.is_empty() && engine.len() <= 64 && engine.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(RegistryError::Refused(format!(
+            "{engine:?} is not an engine's compatibility hash (hex digits)"
         )))
     }
 }
@@ -136,6 +155,29 @@ impl PolicyRegistry for LocalRegistry {
             return Ok(());
         }
         write_atomically(&path, bytes)
+    }
+
+    fn put_precompiled(
+        &self,
+        engine: &str,
+        digest: &str,
+        artifact: &[u8],
+    ) -> Result<bool, RegistryError> {
+        check_digest(digest)?;
+        check_engine(engine)?;
+        write_atomically(&self.precompiled_path(engine, digest), artifact)?;
+        Ok(true)
+    }
+
+    fn precompiled(&self, engine: &str, digest: &str) -> Result<Option<Vec<u8>>, RegistryError> {
+        check_digest(digest)?;
+        check_engine(engine)?;
+        let path = self.precompiled_path(engine, digest);
+        match fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(format!("reading {}", path.display()))(e)),
+        }
     }
 
     fn component(&self, digest: &str) -> Result<Vec<u8>, RegistryError> {

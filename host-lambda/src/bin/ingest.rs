@@ -22,6 +22,11 @@ async fn main() -> anyhow::Result<()> {
     .with_resolver(w.resolver.clone());
     let function =
         IngestFunction::new(ingest, &w.config.region).with_tenant_claim(&w.config.tenant_claim);
+    // The hub's routes, when the stack has a listener table (501 otherwise).
+    let function = match w.hub() {
+        Some(hub) => function.with_hub(hub),
+        None => function,
+    };
     let function = &function;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<IngestEvent>| async move {

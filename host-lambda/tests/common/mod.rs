@@ -223,9 +223,12 @@ pub async fn shards(streams: &aws_sdk_dynamodbstreams::Client, arn: &str) -> Vec
         .collect()
 }
 
-/// A party table as the template defines it: `pk`/`sk`, streams with both images, TTL on
-/// `expiresAt`.
-pub async fn create_party_table(client: &aws_sdk_dynamodb::Client, name: &str) {
+/// A table keyed as the template's party and listener tables are: string `pk` and `sk`, billed
+/// per request; the caller adds the rest and sends it.
+pub fn pk_sk_table(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+) -> aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder {
     let key = |n: &str, t: KeyType| {
         KeySchemaElement::builder()
             .attribute_name(n)
@@ -248,6 +251,12 @@ pub async fn create_party_table(client: &aws_sdk_dynamodb::Client, name: &str) {
         .attribute_definitions(attr("pk"))
         .attribute_definitions(attr("sk"))
         .billing_mode(BillingMode::PayPerRequest)
+}
+
+/// A party table as the template defines it: `pk`/`sk`, streams with both images, TTL on
+/// `expiresAt`.
+pub async fn create_party_table(client: &aws_sdk_dynamodb::Client, name: &str) {
+    pk_sk_table(client, name)
         .stream_specification(
             StreamSpecification::builder()
                 .stream_enabled(true)

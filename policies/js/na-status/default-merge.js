@@ -12,7 +12,11 @@
 // BigInt, enums are their WIT case names ('local', 'concurrent', ...), variants are
 // `{ tag, val }`, an absent option is `undefined` (or `null`).
 
-export const CONTRACT_VERSION = '1.0.0';
+// Contract revision 1.1: the host sends only what the two versions do not hold identically, and
+// keeps the rest as it is (docs/writing-a-policy.md, "Which contract revision to declare").
+// Nothing here needs whole versions; a policy that derives a field from others would declare
+// '1.0.0'.
+export const CONTRACT_VERSION = '1.1.0';
 
 const DELETE_WINS = 'delete-wins';
 const UPDATE_RESURRECTS = 'update-resurrects';

@@ -32,7 +32,10 @@ from wit_world.exports.resolver import (
     Side,
 )
 
-CONTRACT_VERSION = "1.0.0"
+# Contract revision 1.1: the host sends only what the two versions do not hold identically, and
+# keeps the rest as it is (docs/writing-a-policy.md, "Which contract revision to declare"). Nothing
+# here needs whole versions; a policy that derives a field from others would declare "1.0.0".
+CONTRACT_VERSION = "1.1.0"
 
 DELETE_WINS = "delete-wins"
 UPDATE_RESURRECTS = "update-resurrects"

@@ -1,0 +1,50 @@
+//! The notifier Lambda function: the hub on AWS. Reads the region's party table stream and
+//! POSTs the TMF632 event of every change of a stored party to the callbacks its tenant
+//! registered through `POST hub`; what a callback keeps refusing goes to the notifier's
+//! dead-letter queue with the reason. Configuration: `LISTENER_TABLE`,
+//! `NOTIFY_DEAD_LETTER_QUEUE_URL` and `REGION_NAME` (see `host_lambda::config`); no policies.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use aws_lambda_events::dynamodb::Event as DynamoDbEvent;
+use host_aws::hub::DynamoHub;
+use host_aws::sqs::{KIND_NOTIFY, SqsDeadLetters};
+use host_lambda::FunctionError;
+use host_lambda::config::FunctionConfig;
+use host_lambda::notify_fn::{Callbacks, NotifyFunction};
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    host_lambda::init_logs();
+    let config = FunctionConfig::from_env()?;
+    let listener_table = config
+        .listener_table
+        .clone()
+        .context("the notifier needs LISTENER_TABLE, the table of the hub's listeners")?;
+    let queue_url = config.notify_dead_letter_queue_url.clone().context(
+        "the notifier needs NOTIFY_DEAD_LETTER_QUEUE_URL, where undeliverable notifications go",
+    )?;
+    // The SDK clients and the HTTP client are built once per execution environment.
+    let sdk = aws_config::load_from_env().await;
+    let rt = tokio::runtime::Handle::current();
+    let hub = DynamoHub::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        listener_table,
+        rt.clone(),
+    );
+    let letters = SqsDeadLetters::new(aws_sdk_sqs::Client::new(&sdk), queue_url, KIND_NOTIFY, rt);
+    let callbacks = Callbacks::new(Duration::from_secs(3))
+        .context("loading the system's root certificates for https callbacks")?;
+    let function = NotifyFunction::new(hub, letters, callbacks, &config.region);
+    let function = &function;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<DynamoDbEvent>| async move {
+            Ok::<_, FunctionError>(function.handle(event.payload).await)
+        },
+    ))
+    .await
+    .map_err(|e| anyhow::anyhow!(e))
+    .context("the Lambda runtime stopped")
+}
