@@ -107,7 +107,12 @@ fn same_result(
     c: &CapturedConflict,
 ) -> bool {
     match (a, b) {
-        (Ok(x), Ok(y)) => x.decision.kind() == y.decision.kind() && tmf(x, c) == tmf(y, c),
+        // The written parties, stamps included: answers whose TMF JSON is alike but whose
+        // stamps differ would have regions write different parties.
+        (Ok(x), Ok(y)) => {
+            x.decision.kind() == y.decision.kind()
+                && x.written(&c.local, &c.remote) == y.written(&c.local, &c.remote)
+        }
         _ => false,
     }
 }
@@ -252,9 +257,14 @@ fn print_text(o: &Opts, policy: &Policy, other: Option<&Policy>, replays: &[Repl
                     w!(out, "    reason    {reason}");
                 }
                 let result = tmf(res, c);
+                let written = res.written(&c.local, &c.remote);
                 for (side, v) in [("local", &c.local), ("remote", &c.remote)] {
                     let before = party_model::to_tmf(v).unwrap_or(Value::Null);
-                    let lines = diff::lines(&before, &result);
+                    let mut lines = diff::lines(&before, &result);
+                    if lines.is_empty() {
+                        // The same values: say whether the stamps are the same too.
+                        lines = diff::stamp_lines(Some(v), written);
+                    }
                     if lines.is_empty() {
                         w!(out, "    vs {side:<6} (same)");
                     } else {
@@ -272,7 +282,12 @@ fn print_text(o: &Opts, policy: &Policy, other: Option<&Policy>, replays: &[Repl
         {
             w!(out, "    DIFFERS   compare policy: {}", outcome_name(other));
             if let (Ok(a), Ok(b)) = (&r.outcome, other) {
-                for l in diff::lines(&tmf(a, c), &tmf(b, c)) {
+                let (x, y) = (
+                    a.written(&c.local, &c.remote),
+                    b.written(&c.local, &c.remote),
+                );
+                let lines = diff::lines(&tmf(a, c), &tmf(b, c));
+                for l in lines.iter().chain(&diff::stamp_lines(x, y)) {
                     w!(out, "              {l}");
                 }
             }
