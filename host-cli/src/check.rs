@@ -102,6 +102,7 @@ pub fn run(o: Opts) -> anyhow::Result<ExitCode> {
             "policy": {"name": policy.description().name, "version": policy.description().version, "digest": policy.digest()},
             "seed": seed,
             "cases": o.cases,
+            "enumerated": report.enumerated,
             "laws": laws,
             "budget": {
                 "fuelPerKiBSmallerInputs": per_kib.map(|p| p.0),
@@ -126,7 +127,11 @@ pub fn run(o: Opts) -> anyhow::Result<ExitCode> {
             "seed     {seed}  (rerun: host-cli policy check {} --seed {seed} --cases {})",
             o.policy, o.cases
         );
-        let _ = writeln!(out, "cases    {} per law\n", o.cases);
+        let _ = writeln!(
+            out,
+            "cases    {} enumerated (the small scopes: the same on every run), then {} random per law\n",
+            report.enumerated, o.cases
+        );
         for l in &report.outcomes {
             match &l.failure {
                 None => {

@@ -191,6 +191,10 @@ fn policy_check_passes_the_default_and_prints_its_seed() {
         "{text}"
     );
     assert!(text.contains("all laws hold"), "{text}");
+    assert!(
+        text.contains(" enumerated (the small scopes"),
+        "the report says the small scopes ran: {text}"
+    );
     assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "seed 3");
 }
 
