@@ -180,16 +180,7 @@ fn rust(o: &Opts, out: &Path) -> anyhow::Result<Vec<u8>> {
     if !o.online {
         cmd.arg("--offline");
     }
-    // What a surrounding build set for itself must not reach the policy's build (the same
-    // list as guest-build's).
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTC_WRAPPER",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-    ] {
+    for var in guest_build::OUTER_BUILD_VARS {
         cmd.env_remove(var);
     }
     cmd.stderr(std::process::Stdio::inherit());

@@ -91,3 +91,17 @@ pub fn init_logs() {
         .with(traces)
         .try_init();
 }
+
+/// A stream batch's answer to Lambda: the records to deliver again, by sequence number.
+pub fn batch_failures(sequences: Vec<String>) -> aws_lambda_events::streams::DynamoDbEventResponse {
+    let mut answer = aws_lambda_events::streams::DynamoDbEventResponse::default();
+    answer.batch_item_failures = sequences
+        .into_iter()
+        .map(|sequence| {
+            let mut failure = aws_lambda_events::streams::DynamoDbBatchItemFailure::default();
+            failure.item_identifier = Some(sequence);
+            failure
+        })
+        .collect();
+    answer
+}

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::dynamodb::{Event as DynamoDbEvent, EventRecord};
-use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use aws_lambda_events::streams::DynamoDbEventResponse;
 use bytes::Bytes;
 use host_aws::dynamo::{PARTY_SK, party_from_item};
 use host_aws::hub::{DynamoHub, Listener};
@@ -177,16 +177,7 @@ where
                 }
             }
         }
-        let mut answer = DynamoDbEventResponse::default();
-        answer.batch_item_failures = failures
-            .into_iter()
-            .map(|sequence| {
-                let mut failure = DynamoDbBatchItemFailure::default();
-                failure.item_identifier = Some(sequence);
-                failure
-            })
-            .collect();
-        answer
+        crate::batch_failures(failures)
     }
 
     async fn record(

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use aws_lambda_events::dynamodb::{Event as DynamoDbEvent, EventRecord};
-use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use aws_lambda_events::streams::DynamoDbEventResponse;
 use host_aws::dynamo::{PARTY_SK, party_from_item};
 use host_core::failure::Failure;
 use host_core::reconcile::{Reconcile, ReconcileOutcome};
@@ -103,16 +103,7 @@ where
             &self.region,
             Some(self.reconcile.resolver()),
         );
-        let mut answer = DynamoDbEventResponse::default();
-        answer.batch_item_failures = failures
-            .into_iter()
-            .map(|sequence| {
-                let mut failure = DynamoDbBatchItemFailure::default();
-                failure.item_identifier = Some(sequence);
-                failure
-            })
-            .collect();
-        answer
+        crate::batch_failures(failures)
     }
 
     /// `None` when the record is not a party overwrite (inserts, other items).

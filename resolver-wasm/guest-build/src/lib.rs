@@ -31,6 +31,18 @@ impl Target {
     }
 }
 
+/// What an outer build sets for itself and must not leak into a policy's build: its flags
+/// (e.g. -D warnings from CI, coverage instrumentation), clippy's wrapper, its target.
+pub const OUTER_BUILD_VARS: [&str; 7] = [
+    "CARGO_ENCODED_RUSTFLAGS",
+    "RUSTFLAGS",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "RUSTC_WRAPPER",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET",
+    "CARGO_PROFILE_RELEASE_DEBUG",
+];
+
 /// Builds `packages` (crates of the workspace at `workspace`) for `target` and writes one
 /// component per package into `out_dir` as `<package>.wasm`. Returns the paths, in order.
 pub fn build(workspace: &Path, packages: &[&str], target: Target, out_dir: &Path) -> Vec<PathBuf> {
@@ -64,17 +76,7 @@ pub fn build(workspace: &Path, packages: &[&str], target: Target, out_dir: &Path
     for p in packages {
         cmd.args(["-p", p]);
     }
-    // What the outer build set for itself must not leak into the guests' build: its flags
-    // (e.g. -D warnings from CI, coverage instrumentation) and clippy's wrapper.
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTC_WRAPPER",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "CARGO_PROFILE_RELEASE_DEBUG",
-    ] {
+    for var in OUTER_BUILD_VARS {
         cmd.env_remove(var);
     }
     let status = cmd
