@@ -75,8 +75,9 @@ impl Law {
     /// for associativity). Determinism, which instantiates afresh for every case, takes the
     /// histories of one write per region: state kept between calls shows on any input (and
     /// a failure of another law that goes away on fresh instances is reported as
-    /// determinism's). About 21 000 cases in all; BENCHMARKS.md, "The law gate", has their
-    /// time per language.
+    /// determinism's). Where two or three regions write, the scope also holds the party
+    /// created in each of them at once (`Scope::plans`). About 22 000 cases in all;
+    /// BENCHMARKS.md, "The law gate", has their time per language.
     pub fn scope(self) -> Scope {
         match self {
             Law::Determinism => Scope {

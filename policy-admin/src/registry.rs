@@ -31,8 +31,9 @@ pub fn seed_from_digest(digest: &str) -> u64 {
 /// configuration (as the policy sees it); the loaded policy, or why it is refused.
 ///
 /// What it covers: every history of the small scopes ([`crate::laws::Law::scope`]: up to
-/// three writes over two regions, one write in each of three; about 21 000 cases, the same on
-/// every run), then `cases` random conflicts per law from `seed`. What it costs: a call may
+/// three writes over two regions, one write in each of three, and the party created in two or
+/// three regions at once; about 22 000 cases, the same on every run), then `cases` random
+/// conflicts per law from `seed`. What it costs: a call may
 /// burn the fuel of the serving deadline ([`Limits::fuel_for`], 700 M for 100 ms), so a
 /// policy is refused for its cost only when a host would time it out on the same input; the
 /// whole gate takes about 5 s of CPU for a Rust policy, 20 s for Python, 30 s for JavaScript

@@ -1,5 +1,5 @@
-//! Small scopes, enumerated: every history of a few writes over two or three regions, on a
-//! small field vocabulary, so that the law checker finds a flaw that needs one particular
+//! Small scopes, enumerated: every history of a few writes over two or three regions — from
+//! one base, or from creates made in each region at once — on a small field vocabulary, so that the law checker finds a flaw that needs one particular
 //! interleaving every time instead of when the random generator happens upon it.
 //!
 //! A scope is a list of [`Plan`]s (the generators' plain data, built by the same write
@@ -82,14 +82,30 @@ fn splits(regions: usize, total: usize) -> Vec<Vec<usize>> {
         .collect()
 }
 
+/// The ways of splitting `total` writes over `regions` regions, a region making none or more.
+fn splits_from_zero(regions: usize, total: usize) -> Vec<Vec<usize>> {
+    splits(regions, total + regions)
+        .into_iter()
+        .map(|l| l.into_iter().map(|n| n - 1).collect())
+        .collect()
+}
+
 impl Scope {
     /// Every plan of the scope, smallest first: by number of writes, then region clocks,
-    /// element ids, and the writes themselves.
+    /// element ids, and the writes themselves. Then, where two or more regions write, the
+    /// same again with the party created in every region at once ([`Plan::apart`]): the
+    /// creates count as the regions' first writes, so each region makes up to
+    /// `max_ops - regions` more.
     pub fn plans(self) -> impl Iterator<Item = Plan> {
         let regions = self.regions;
-        (regions..=self.max_ops)
-            .flat_map(move |total| splits(regions, total))
-            .flat_map(move |lengths| {
+        let shared = (regions..=self.max_ops).flat_map(move |total| splits(regions, total));
+        let apart = (0..=self.max_ops.saturating_sub(regions))
+            .filter(move |_| regions >= 2)
+            .flat_map(move |total| splits_from_zero(regions, total));
+        shared
+            .map(|lengths| (lengths, false))
+            .chain(apart.map(|lengths| (lengths, true)))
+            .flat_map(move |(lengths, apart)| {
                 let ops: usize = lengths.iter().sum();
                 let histories = OPS.len().pow(ops as u32);
                 skews(regions).into_iter().flat_map(move |skew| {
@@ -116,6 +132,7 @@ impl Scope {
                                 base_elements: [1, 0, 0, 0],
                                 skew: skew.clone(),
                                 branches,
+                                apart,
                             }
                         })
                     })
@@ -125,12 +142,20 @@ impl Scope {
 
     /// How many plans [`Scope::plans`] yields.
     pub fn len(self) -> usize {
-        (self.regions..=self.max_ops)
+        let histories = |l: Vec<usize>| OPS.len().pow(l.iter().sum::<usize>() as u32);
+        let shared: usize = (self.regions..=self.max_ops)
             .flat_map(|total| splits(self.regions, total))
-            .map(|l| OPS.len().pow(l.iter().sum::<usize>() as u32))
-            .sum::<usize>()
-            * skews(self.regions).len()
-            * 2
+            .map(histories)
+            .sum();
+        let apart: usize = if self.regions >= 2 {
+            (0..=self.max_ops.saturating_sub(self.regions))
+                .flat_map(|total| splits_from_zero(self.regions, total))
+                .map(histories)
+                .sum()
+        } else {
+            0
+        };
+        (shared + apart) * skews(self.regions).len() * 2
     }
 
     pub fn is_empty(self) -> bool {
@@ -147,6 +172,8 @@ mod tests {
     fn every_split_and_clock_is_enumerated_once() {
         assert_eq!(splits(2, 3), [vec![1, 2], vec![2, 1]]);
         assert_eq!(splits(3, 3), [vec![1, 1, 1]]);
+        assert_eq!(splits_from_zero(2, 1), [vec![0, 1], vec![1, 0]]);
+        assert_eq!(splits_from_zero(3, 0), [vec![0, 0, 0]]);
         assert_eq!(skews(1), [vec![0]]);
         assert_eq!(skews(2), [vec![0, 0], vec![0, 1], vec![1, 0]]);
         assert_eq!(skews(3).len(), 7);
@@ -208,13 +235,47 @@ mod tests {
         assert!(between, "a delete stamped between two concurrent writes");
     }
 
+    /// Concurrent creates: two regions create the party, each without having seen the other's
+    /// create, and one of them then writes again.
+    #[test]
+    fn the_party_created_in_two_regions_at_once_is_in_scope() {
+        let scope = Scope {
+            regions: 2,
+            max_ops: 3,
+        };
+        let created_apart = |v: &[policy_types::PartyVersion]| {
+            let regions = |i: usize| -> Vec<&str> {
+                v[i].version_vector
+                    .iter()
+                    .map(|d| d.region.as_str())
+                    .collect()
+            };
+            regions(0) == ["apac"] && regions(1) == ["eu"]
+        };
+        let plans: Vec<Vec<policy_types::PartyVersion>> = scope
+            .plans()
+            .filter(|p| p.apart)
+            .map(|p| p.build())
+            .collect();
+        assert!(!plans.is_empty() && plans.iter().all(|v| created_apart(v)));
+        assert!(
+            plans.iter().any(|v| v[1].version_vector[0].counter == 2),
+            "a create followed by another write"
+        );
+        assert!(plans.iter().any(|v| {
+            let name = |i: usize| v[i].field("givenName").map(|f| f.value.clone());
+            name(0) != name(1)
+        }));
+    }
+
     #[test]
     fn the_regions_versions_are_concurrent() {
         let scope = Scope {
             regions: 3,
             max_ops: 3,
         };
-        for v in scope.plans().take(200).map(|p| p.build()) {
+        let apart = scope.plans().filter(|p| p.apart);
+        for v in scope.plans().take(200).chain(apart).map(|p| p.build()) {
             assert_eq!(
                 host_core::resolve::relation(&v[0], &v[1]),
                 Relation::Concurrent

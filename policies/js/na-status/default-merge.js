@@ -18,7 +18,7 @@
 // '1.0.0'.
 export const CONTRACT_VERSION = '1.1.0';
 
-const DELETE_WINS = 'delete-wins';
+export const DELETE_WINS = 'delete-wins';
 const UPDATE_RESURRECTS = 'update-resurrects';
 
 // Rust's `char::is_whitespace` (Unicode White_Space), which `str::trim` strips. JavaScript's
@@ -140,6 +140,12 @@ export function lifecycleRank(resourceType, statusJson) {
   if (resourceType === 'individual' && (status === 'deceased' || status === 'deceaded')) return 3;
   if (resourceType === 'organization' && status === 'closed') return 3;
   return 0;
+}
+
+// Whether a status (JSON text) is the last state of its lifecycle: an Individual's `deceased`
+// (`deceaded`), an Organization's `closed`.
+export function isTerminal(resourceType, statusJson) {
+  return lifecycleRank(resourceType, statusJson) === 3;
 }
 
 // --- version vectors (types/src/causality.rs) ------------------------------------------------

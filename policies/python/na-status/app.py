@@ -1,6 +1,14 @@
-"""NA is the system of record for `status`: when the two versions disagree on it, the one
-written in NA wins, whatever its clock says. Everything else merges as the default policy
-does (per-field last writer, arrays element-wise, deletes as tombstones).
+"""NA is the system of record for `status`. Of two different statuses, the merge keeps:
+1. a terminal state (an Individual's `deceased`, an Organization's `closed`) over one that is
+   not, wherever it was written;
+2. otherwise the one written in NA, whatever its clock says;
+3. otherwise the last writer.
+One order of all status writes, so the merge stays commutative, associative and idempotent.
+Deletes follow the default rules: the rule steps aside when the merge keeps a tombstone, and for
+tenants configured `update-resurrects` (only the stamps' order is associative there). Every other
+field merges as the default policy does.
+Its limit: a status NA wrote before the versions forked still beats a later change from another
+region that had seen it (docs/per-field-causality.md).
 
 A port of `resolver-wasm/examples/na-status/src/lib.rs`: same structure, same answers.
 """
@@ -9,6 +17,7 @@ import default_merge as merge
 from wit_world import exports
 from wit_world.exports.resolver import (
     Description,
+    FieldValue_Json,
     MergedValue_Copy,
     Resolution_Merged,
     Side,
@@ -17,7 +26,7 @@ from wit_world.exports.resolver import (
 
 class Resolver(exports.Resolver):
     def describe(self):
-        return Description("na-status-python", "1.0.0", merge.CONTRACT_VERSION)
+        return Description("na-status-python", "1.1.0", merge.CONTRACT_VERSION)
 
     def resolve(self, ctx, local, remote):
         resolution = merge.resolve(ctx, local, remote)
@@ -27,12 +36,18 @@ class Resolver(exports.Resolver):
         l, r = merge.field(local, "status"), merge.field(remote, "status")
         if l is None or r is None:
             return resolution
-        if merged.tombstone is not None:
+        delete_rule, _ = merge.parse_config(ctx.config)
+        if merged.tombstone is not None or delete_rule != merge.DELETE_WINS:
             return resolution  # deletes follow the default rules
-        l_na, r_na = l.stamp.region == "na", r.stamp.region == "na"
-        if l_na and not r_na:
+        def rank(f):
+            terminal = isinstance(f.value, FieldValue_Json) and merge.is_terminal(
+                local.resource_type, f.value.value
+            )
+            return (terminal, f.stamp.region == "na")
+
+        if rank(l) > rank(r):
             side = Side.LOCAL
-        elif r_na and not l_na:
+        elif rank(l) < rank(r):
             side = Side.REMOTE
         else:
             side = merge.last_writer(l, r)

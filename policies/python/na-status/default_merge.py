@@ -135,6 +135,12 @@ def lifecycle_rank(resource_type, status_json):
     return 0
 
 
+def is_terminal(resource_type, status_json):
+    """Whether a status (JSON text) is the last state of its lifecycle: an Individual's
+    `deceased` (`deceaded`), an Organization's `closed`."""
+    return lifecycle_rank(resource_type, status_json) == 3
+
+
 # --- version vectors (types/src/causality.rs) ----------------------------------------------
 
 

@@ -15,7 +15,7 @@ mod config;
 mod lifecycle;
 
 pub use config::{Config, DeleteRule};
-pub use lifecycle::lifecycle_rank;
+pub use lifecycle::{is_terminal, lifecycle_rank};
 
 use policy_types::{
     Context, Description, Element, EntryRef, Field, FieldValue, Hlc, MergedElements, MergedField,

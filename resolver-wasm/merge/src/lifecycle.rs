@@ -15,3 +15,9 @@ pub fn lifecycle_rank(resource: ResourceType, status_json: &str) -> u8 {
         _ => 0,
     }
 }
+
+/// Whether a status (JSON text) is the last state of its resource's lifecycle: an Individual's
+/// `deceased` (`deceaded`), an Organization's `closed`.
+pub fn is_terminal(resource: ResourceType, status_json: &str) -> bool {
+    lifecycle_rank(resource, status_json) == 3
+}

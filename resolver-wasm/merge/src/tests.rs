@@ -295,6 +295,7 @@ fn plan_builds_concurrent_versions() {
             vec![party_model::generate::Op::SetStatus { status: 2 }],
             vec![party_model::generate::Op::Delete],
         ],
+        apart: false,
     };
     let v = p.build();
     assert_eq!(

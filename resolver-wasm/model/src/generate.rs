@@ -1,7 +1,9 @@
 //! Generators of realistic TMF632 conflicts for property tests and law checks.
 //!
 //! A [`Plan`] is plain data (so proptest can shrink it): a base party created in one region,
-//! then for each of two or three regions a list of writes made concurrently from that base.
+//! then for each of two or three regions a list of writes made concurrently from that base —
+//! or, for a plan made `apart`, the party created in every region at once (its create event
+//! delivered to two regions before either replicated), each region then writing on its own.
 //! [`Plan::build`] replays it through the same write functions the hosts use, so generated
 //! versions are versions real regions could hold: stamps from region clocks, one dot per write,
 //! version vectors that cover every dot they hold.
@@ -35,6 +37,10 @@ pub struct Plan {
     /// Milliseconds each region's clock is ahead of the base write.
     pub skew: Vec<u16>,
     pub branches: Vec<Vec<Op>>,
+    /// Each region creates the party itself, concurrently, instead of branching from one base
+    /// created in `apac`: the creates carry the same members but for `givenName`, which each
+    /// region spells its own way; every write is then concurrent with the other regions' own.
+    pub apart: bool,
 }
 
 const SCALARS_INDIVIDUAL: [&str; 5] = [
@@ -142,7 +148,9 @@ impl Plan {
                 .collect();
             members.insert((*name).into(), Value::Array(items));
         }
-        write_fields(&mut base, &members, &stamp, &dot);
+        if !self.apart {
+            write_fields(&mut base, &members, &stamp, &dot);
+        }
 
         self.branches
             .iter()
@@ -153,6 +161,16 @@ impl Plan {
                 let mut clock = HlcClock::new(region);
                 clock.observe(&stamp, 1_000);
                 let mut now = 1_000 + u64::from(self.skew.get(b).copied().unwrap_or(0));
+                if self.apart {
+                    v = new_party(tenant, id, self.resource, region);
+                    let mut created = members.clone();
+                    let first = scalars(self.resource)[0];
+                    created.insert(first.into(), json!(WORDS[b % WORDS.len()]));
+                    now += 1;
+                    let stamp = clock.now(now);
+                    let dot = tick(&mut v, region);
+                    write_fields(&mut v, &created, &stamp, &dot);
+                }
                 for op in ops {
                     now += 1;
                     let stamp = clock.now(now);
@@ -250,5 +268,6 @@ pub fn plan(regions: usize, max_ops: usize) -> impl Strategy<Value = Plan> {
             base_elements,
             skew,
             branches,
+            apart: false,
         })
 }
