@@ -452,6 +452,7 @@ fn json_of(
         "replicated": r.replicated,
         "streamRecords": r.stream_records,
         "streamRedelivered": r.stream_redelivered,
+        "streamBisected": r.stream_bisected,
         "conflicts": r.conflicts,
         "dominated": r.dominated,
         "policies": r.policies.iter().map(|(d, p)| serde_json::json!({
@@ -543,8 +544,8 @@ fn text(
     );
     let _ = writeln!(
         w,
-        "replication   {} writes sent; {} stream records ({} batches handed twice)",
-        r.replicated, r.stream_records, r.stream_redelivered
+        "replication   {} writes sent; {} stream records ({} batches handed twice, {} bisected after a crash)",
+        r.replicated, r.stream_records, r.stream_redelivered, r.stream_bisected
     );
     let _ = writeln!(
         w,

@@ -247,6 +247,9 @@ pub struct SimReport {
     pub overwrites: usize,
     pub stream_records: usize,
     pub stream_redelivered: usize,
+    /// Stream batches split in two after reconcile crashed on them (Lambda's
+    /// `BisectBatchOnFunctionError`): each half is handed again, what was handled included.
+    pub stream_bisected: usize,
     /// Concurrent versions resolved by a policy (reconcile and ingest's catch-ups).
     pub conflicts: usize,
     /// Overwrites one side of which dominated: settled by the host.
@@ -342,6 +345,8 @@ struct Region {
     reconcile: Reconcile<FaultyStore, Arc<MemoryDeadLetters>>,
     /// Stream records waiting for reconcile, with the step from which each may be handed.
     stream: VecDeque<(StreamRecord, usize)>,
+    /// The sizes of the next batches, after a batch was bisected; empty: up to [`BATCH`].
+    halves: VecDeque<usize>,
     swap_at: Option<usize>,
     skew: u64,
     /// First deliveries applied here, per event id.
@@ -569,6 +574,7 @@ impl<'a> World<'a> {
                     ingest: Arc::new(ingest),
                     reconcile,
                     stream: VecDeque::new(),
+                    halves: VecDeque::new(),
                     swap_at: config.swap_at.map(|s| s + rng.random_range(0..=spread)),
                     skew,
                     effects: HashMap::new(),
@@ -937,8 +943,12 @@ impl<'a> World<'a> {
         }
     }
 
-    /// Hands each region's ready stream records to its reconcile, in order, in batches; a
-    /// batch stops at a record that must be retried (or a crash), which is handed again later.
+    /// Hands each region's ready stream records to its reconcile, in order, in batches, as
+    /// Lambda's event source mapping does with the template's settings. A record reported as a
+    /// batch item failure (`Retry`) is a checkpoint: the batch is handed again from that record
+    /// on a later step. A crash fails the whole invocation: nothing of the batch counts as
+    /// handled, and the batch is bisected — its first half is handed again, then its second,
+    /// the records reconcile had already handled included (`BisectBatchOnFunctionError`).
     fn pump(&mut self, all: bool) {
         if !self.config.reconcile {
             for r in &mut self.regions {
@@ -951,17 +961,36 @@ impl<'a> World<'a> {
                 continue;
             }
             loop {
+                let size = self.regions[region]
+                    .halves
+                    .front()
+                    .copied()
+                    .unwrap_or(BATCH);
                 let ready: Vec<StreamRecord> = self.regions[region]
                     .stream
                     .iter()
                     .take_while(|(_, at)| all || *at <= self.step)
-                    .take(BATCH)
+                    .take(size)
                     .map(|(r, _)| r.clone())
                     .collect();
                 if ready.is_empty() {
                     break;
                 }
-                let done = self.handle_batch(region, &ready);
+                let (done, crashed) = self.handle_batch(region, &ready);
+                if crashed {
+                    let halves = &mut self.regions[region].halves;
+                    halves.pop_front();
+                    if ready.len() > 1 {
+                        let first = ready.len() / 2;
+                        halves.push_front(ready.len() - first);
+                        halves.push_front(first);
+                        self.report.stream_bisected += 1;
+                    }
+                    break; // handed again on a later step
+                }
+                if done == ready.len() {
+                    self.regions[region].halves.pop_front();
+                }
                 let twice = done == ready.len()
                     && !self.healing
                     && self
@@ -981,8 +1010,9 @@ impl<'a> World<'a> {
         }
     }
 
-    /// Reconciles records in order; returns how many were handled before one must be retried.
-    fn handle_batch(&mut self, region: usize, records: &[StreamRecord]) -> usize {
+    /// Reconciles records in order; returns how many were handled before one must be retried,
+    /// and whether reconcile crashed (then none of the batch counts as handled).
+    fn handle_batch(&mut self, region: usize, records: &[StreamRecord]) -> (usize, bool) {
         for (i, record) in records.iter().enumerate() {
             let Some(old) = &record.old else {
                 continue; // an insert overwrote nothing
@@ -1004,12 +1034,12 @@ impl<'a> World<'a> {
                 Err(payload) if payload.is::<Crash>() => {
                     self.report.reconcile_crashes += 1;
                     self.trace(|| format!("{name} reconcile crashes before writing"));
-                    return i;
+                    return (0, true);
                 }
                 Err(other) => std::panic::resume_unwind(other),
                 Ok(ReconcileOutcome::Retry(why)) => {
                     self.trace(|| format!("{name} reconcile must retry: {why}"));
-                    return i;
+                    return (i, false);
                 }
                 Ok(ReconcileOutcome::NotAConflict | ReconcileOutcome::AlreadyResolved) => {}
                 Ok(ReconcileOutcome::Resolved {
@@ -1040,7 +1070,7 @@ impl<'a> World<'a> {
                 }
             }
         }
-        records.len()
+        (records.len(), false)
     }
 
     /// Redrives every region's dead-letter queue; what fails again stays in it. Returns
