@@ -1,6 +1,7 @@
 //! The hub's listeners in a DynamoDB table of the region (`tmf632-hub-listeners`), behind the
-//! host library's [`Hub`]: the API function registers and removes them (`POST hub`,
-//! `DELETE hub/{id}`), the notifier function lists a tenant's to deliver each change to.
+//! host library's [`Hub`]: the API function registers, lists and removes them (`POST hub`,
+//! `GET hub[/{id}]`, `DELETE hub/{id}`), the notifier function lists a tenant's to deliver
+//! each change to.
 //!
 //! Item design: `pk = T#{tenant}#HUB`, `sk = {listenerId}`, with `callback`, `query` (the
 //! TMF630 filter as the caller gave it) and `createdAtMs`. A tenant's listeners are one
@@ -190,5 +191,20 @@ impl Hub for DynamoHub {
         self.rt
             .block_on(self.delete(tenant, id))
             .map_err(|e| e.to_string())
+    }
+
+    fn list(&self, tenant: &str) -> Result<Vec<host_core::api::Listener>, String> {
+        let listeners = self
+            .rt
+            .block_on(self.listeners(tenant))
+            .map_err(|e| e.to_string())?;
+        Ok(listeners
+            .into_iter()
+            .map(|l| host_core::api::Listener {
+                id: l.id,
+                callback: l.callback,
+                query: l.query,
+            })
+            .collect())
     }
 }

@@ -15,9 +15,10 @@
 //!   changed, conditional on that version (409 when the party changed meanwhile or the patch
 //!   does not apply); `DELETE individual/{id}`: 204.
 //!
-//! - `POST hub` registers a listener (`{"callback": URL, "query": …}`, 201 with its id) and
-//!   `DELETE hub/{id}` removes it (204), when the host delivers notifications ([`Hub`]);
-//!   a host without one answers 501.
+//! - `POST hub` registers a listener (`{"callback": URL, "query": …}`, 201 with its id),
+//!   `GET hub` lists the tenant's listeners (`[{"id", "callback", "query"}]`), `GET hub/{id}`
+//!   answers one (404 when the tenant has none with that id) and `DELETE hub/{id}` removes it
+//!   (204), when the host delivers notifications ([`Hub`]); a host without one answers 501.
 //!
 //! Writes go through the same path as events — each becomes the TMF632 event of its change,
 //! stamped, versioned and applied at most once per `Idempotency-Key` (a request without one is
@@ -232,6 +233,32 @@ pub trait Hub: Send + Sync {
     -> Result<String, String>;
     /// Removes a listener; false when the tenant has none with that id.
     fn remove(&self, tenant: &str, id: &str) -> Result<bool, String>;
+    /// The listeners of `tenant` (`GET hub`, and `GET hub/{id}` picks one).
+    fn list(&self, tenant: &str) -> Result<Vec<Listener>, String>;
+    /// Whether this host can deliver to `https://` callbacks (`POST hub` refuses them where
+    /// it cannot, rather than dead-lettering every delivery).
+    fn delivers_https(&self) -> bool {
+        true
+    }
+}
+
+/// A registered listener as the API shows it (TMF630's hub resource).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listener {
+    pub id: String,
+    pub callback: String,
+    /// The TMF630 filter, as the caller gave it.
+    pub query: Option<String>,
+}
+
+impl Listener {
+    fn to_json(&self) -> Value {
+        let mut body = json!({"id": self.id, "callback": self.callback});
+        if let Some(q) = &self.query {
+            body["query"] = json!(q);
+        }
+        body
+    }
 }
 
 fn not_found(path: &str, why: &str) -> Tmf630Error {
@@ -392,13 +419,26 @@ fn hub_route(hub: &dyn Hub, tenant: &str, request: &ApiRequest, id: Option<&str>
                 ))
                 .into();
             }
+            if callback.starts_with("https://") && !hub.delivers_https() {
+                return ApiResponse::error(&Tmf630Error::new(
+                    400,
+                    "invalidBody",
+                    "Bad Request",
+                    "this host delivers notifications to http:// callbacks only (`serve` has no \
+                     TLS client); register an http:// callback, e.g. a local proxy that forwards \
+                     to the https one",
+                ))
+                .into();
+            }
             let query = body.get("query").and_then(Value::as_str);
             match hub.register(tenant, callback, query) {
                 Ok(id) => {
-                    let mut answer = json!({"id": id, "callback": callback});
-                    if let Some(q) = query {
-                        answer["query"] = json!(q);
+                    let answer = Listener {
+                        id: id.clone(),
+                        callback: callback.to_owned(),
+                        query: query.map(str::to_owned),
                     }
+                    .to_json();
                     ApiResponse::json(201, answer)
                         .header("location", format!("{}/{id}", path.trim_end_matches('/')))
                         .into()
@@ -406,6 +446,25 @@ fn hub_route(hub: &dyn Hub, tenant: &str, request: &ApiRequest, id: Option<&str>
                 Err(e) => failed(e),
             }
         }
+        (None, "GET") => match hub.list(tenant) {
+            Ok(listeners) => {
+                ApiResponse::json(200, listeners.iter().map(Listener::to_json).collect()).into()
+            }
+            Err(e) => failed(e),
+        },
+        (Some(id), "GET") => match hub.list(tenant) {
+            Ok(listeners) => match listeners.iter().find(|l| l.id == id) {
+                Some(l) => ApiResponse::json(200, l.to_json()).into(),
+                None => ApiResponse::error(&Tmf630Error::new(
+                    404,
+                    "notFound",
+                    "Not Found",
+                    format!("no listener {id} for tenant {tenant}"),
+                ))
+                .into(),
+            },
+            Err(e) => failed(e),
+        },
         (Some(id), "DELETE") => match hub.remove(tenant, id) {
             Ok(true) => ApiResponse {
                 status: 204,
@@ -422,8 +481,8 @@ fn hub_route(hub: &dyn Hub, tenant: &str, request: &ApiRequest, id: Option<&str>
             .into(),
             Err(e) => failed(e),
         },
-        (None, m) => method_not_allowed(m, path, "POST"),
-        (Some(_), m) => method_not_allowed(m, path, "DELETE"),
+        (None, m) => method_not_allowed(m, path, "GET, POST"),
+        (Some(_), m) => method_not_allowed(m, path, "GET, DELETE"),
     }
 }
 

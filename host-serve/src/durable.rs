@@ -14,29 +14,72 @@
 //! others' items (last writer wins keeps the later one), and a stream record is queued again
 //! for every own write that the stored party lacks.
 //!
+//! The hub's outbox is kept here too ([`Owed`]): a region's own write of a party that a
+//! listener of the region and tenant may want is recorded as owed in the same transaction as
+//! the write itself, so nothing acknowledged can be committed without it and the
+//! acknowledgement waits for no extra commit; the hub replaces it with the change's event and
+//! removes it once delivered or dead-lettered (`hub`). The hub's dead letters are kept as well.
+//!
 //! redb, not SQLite: pure Rust (no C toolchain, nothing to link), a single file, ACID write
 //! transactions with a choice of durability, and one writer at a time, which is what a group
 //! commit wants.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use host_core::store::memory::{Change, Journal};
-use host_core::store::{DeadLetter, DeadLetterSink, StoreError};
+use host_core::store::memory::{Change, Journal, WriteStamp};
+use host_core::store::{DeadLetter, DeadLetterSink, StoreError, StoredParty};
 use redb::{Database, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::sync::watch;
 
 const ITEMS: TableDefinition<&str, &[u8]> = TableDefinition::new("items");
 const LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("letters");
+const OWED: TableDefinition<&str, &[u8]> = TableDefinition::new("hub_owed");
+const HUB_LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("hub_letters");
 
 enum Entry {
-    /// The changes of one store operation: committed in one transaction.
-    Items(Vec<(String, Change)>),
+    /// The changes of one store operation, and the notifications they owe: committed in one
+    /// transaction.
+    Items(Vec<(String, Change)>, Vec<(String, Owed)>),
     Letter(u64, Option<DeadLetter>),
+    Owed(String, Option<Owed>),
+    HubLetter(u64, Option<Vec<u8>>),
+}
+
+/// A notification owed to a region's hub listeners, kept until it is delivered or
+/// dead-lettered. Its key ([`owed_key`]) names the change: the region that notifies and the
+/// stamp of the write, the same across restarts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Owed {
+    /// A region's own write of a party, recorded with the write: its event is not made yet
+    /// (the hub makes it from the stream record, or at a restart from this new image alone).
+    Change {
+        region: String,
+        party: Box<StoredParty>,
+        stamp: WriteStamp,
+    },
+    /// The event of a change, and the ids of the listeners it is still owed to.
+    Event {
+        region: String,
+        tenant: String,
+        event: Value,
+        listeners: Vec<String>,
+    },
+}
+
+/// The key of what `region` owes its listeners for the write stamped `stamp`.
+pub fn owed_key(region: &str, stamp: &WriteStamp) -> String {
+    format!(
+        "{region}\u{0}{}\u{0}{:020}\u{0}{:020}",
+        stamp.region, stamp.seq, stamp.at_ms
+    )
 }
 
 #[derive(Default)]
@@ -55,6 +98,9 @@ pub struct Durable {
     stopped: AtomicBool,
     failed: Mutex<Option<String>>,
     flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Region → tenants whose own party writes there are recorded as owed (see
+    /// [`Durable::owe_for`]).
+    owing: RwLock<HashMap<String, HashSet<String>>>,
 }
 
 impl std::fmt::Debug for Durable {
@@ -96,6 +142,7 @@ impl Durable {
             stopped: AtomicBool::new(false),
             failed: Mutex::new(None),
             flusher: Mutex::new(None),
+            owing: RwLock::new(HashMap::new()),
         });
         let flusher = durable.clone();
         let handle = std::thread::Builder::new()
@@ -139,6 +186,72 @@ impl Durable {
             Err(e) => return Err(e.into()),
         }
         Ok(loaded)
+    }
+
+    /// From now on, every own write of a party of `tenant` in `region` is recorded as owed in
+    /// the transaction that commits it (the hub calls it for every pair it has a listener for;
+    /// the set only grows while the process runs, so that a listener removed meanwhile leaves
+    /// nothing owed behind: the hub settles every record of a pair it was told of).
+    pub fn owe_for(&self, region: &str, tenant: &str) {
+        if !self.owes_for(region, tenant) {
+            let mut owing = self.owing.write().unwrap();
+            owing
+                .entry(region.to_owned())
+                .or_default()
+                .insert(tenant.to_owned());
+        }
+    }
+
+    /// Whether own writes of `tenant` in `region` are recorded as owed (called under a
+    /// store's lock for every party write: no allocation).
+    pub fn owes_for(&self, region: &str, tenant: &str) -> bool {
+        let owing = self.owing.read().unwrap();
+        owing.get(region).is_some_and(|t| t.contains(tenant))
+    }
+
+    /// What the hub owes, as committed (oldest write first within a region).
+    pub fn owed(&self) -> anyhow::Result<Vec<(String, Owed)>> {
+        let tx = self.db.begin_read()?;
+        let table = match tx.open_table(OWED) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut owed = Vec::new();
+        for row in table.iter()? {
+            let (key, value) = row?;
+            let o: Owed = serde_json::from_slice(value.value())
+                .with_context(|| format!("owed notification {:?}", key.value()))?;
+            owed.push((key.value().to_owned(), o));
+        }
+        Ok(owed)
+    }
+
+    /// Records (or, with `None`, settles) what is owed under `key`; committed with the next
+    /// group.
+    pub fn owe(&self, key: String, owed: Option<Owed>) {
+        self.push(Entry::Owed(key, owed));
+    }
+
+    /// The hub's dead letters, as committed (by id).
+    pub fn hub_letters(&self) -> anyhow::Result<Vec<(u64, Vec<u8>)>> {
+        let tx = self.db.begin_read()?;
+        let table = match tx.open_table(HUB_LETTERS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut letters = Vec::new();
+        for row in table.iter()? {
+            let (id, value) = row?;
+            letters.push((id.value(), value.value().to_vec()));
+        }
+        Ok(letters)
+    }
+
+    /// Keeps (or, with `None`, drops) the hub's dead letter `id`.
+    pub fn hub_letter(&self, id: u64, letter: Option<Vec<u8>>) {
+        self.push(Entry::HubLetter(id, letter));
     }
 
     fn push(&self, entry: Entry) -> u64 {
@@ -225,16 +338,52 @@ impl Durable {
     fn commit(&self, entries: Vec<Entry>) -> anyhow::Result<()> {
         // The latest value of each item is what a restart needs: an item written several
         // times since the last commit is written once.
-        let mut latest: std::collections::HashMap<String, Change> = Default::default();
+        // The same for what is owed: recorded, replaced by its event, settled — the last wins.
+        let mut latest: HashMap<String, Change> = Default::default();
+        let mut owed_ops: HashMap<String, Option<Owed>> = Default::default();
         let mut letter_ops = Vec::new();
+        let mut hub_letter_ops = Vec::new();
         for entry in entries {
             match entry {
-                Entry::Items(changes) => latest.extend(changes),
+                Entry::Items(changes, owed) => {
+                    latest.extend(changes);
+                    owed_ops.extend(owed.into_iter().map(|(k, o)| (k, Some(o))));
+                }
                 Entry::Letter(id, letter) => letter_ops.push((id, letter)),
+                Entry::Owed(key, owed) => {
+                    owed_ops.insert(key, owed);
+                }
+                Entry::HubLetter(id, letter) => hub_letter_ops.push((id, letter)),
             }
         }
         let tx = self.db.begin_write()?;
         {
+            if !owed_ops.is_empty() {
+                let mut table = tx.open_table(OWED)?;
+                for (key, owed) in owed_ops {
+                    match owed {
+                        Some(o) => {
+                            table.insert(key.as_str(), serde_json::to_vec(&o)?.as_slice())?;
+                        }
+                        None => {
+                            table.remove(key.as_str())?;
+                        }
+                    }
+                }
+            }
+            if !hub_letter_ops.is_empty() {
+                let mut table = tx.open_table(HUB_LETTERS)?;
+                for (id, letter) in hub_letter_ops {
+                    match letter {
+                        Some(bytes) => {
+                            table.insert(id, bytes.as_slice())?;
+                        }
+                        None => {
+                            table.remove(id)?;
+                        }
+                    }
+                }
+            }
             let mut items = tx.open_table(ITEMS)?;
             let mut letters = tx.open_table(LETTERS)?;
             for (key, change) in latest {
@@ -262,11 +411,26 @@ impl Durable {
 
 impl Journal for Durable {
     fn write(&self, region: &str, changes: Vec<Change>) {
+        let mut owed = Vec::new();
+        for c in &changes {
+            if let Change::Party { party, stamp } = c
+                && self.owes_for(region, &party.version.tenant)
+            {
+                owed.push((
+                    owed_key(region, stamp),
+                    Owed::Change {
+                        region: region.to_owned(),
+                        party: Box::new(party.clone()),
+                        stamp: stamp.clone(),
+                    },
+                ));
+            }
+        }
         let items = changes
             .into_iter()
             .map(|c| (item_key(region, &c), c))
             .collect();
-        self.push(Entry::Items(items));
+        self.push(Entry::Items(items, owed));
     }
 }
 
@@ -320,5 +484,76 @@ impl DeadLetterSink for DurableLetters {
             .push_with(|seq| Entry::Letter(seq, Some(letter.clone())));
         letters.insert(id, letter.clone());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use policy_types::ResourceType;
+
+    fn party_change(tenant: &str, seq: u64) -> Change {
+        let mut version = party_model::new_party(tenant, "42", ResourceType::Individual, "eu");
+        party_model::Writer::new("eu").write(
+            &mut version,
+            1_000,
+            &serde_json::json!({"givenName": "Jane"}),
+        );
+        Change::Party {
+            party: StoredParty {
+                version,
+                provenance: Default::default(),
+            },
+            stamp: WriteStamp {
+                at_ms: 1_000,
+                seq,
+                region: "eu".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn an_own_write_a_listener_may_want_is_owed_in_its_own_commit_until_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let (durable, _) = Durable::open(dir.path()).unwrap();
+        durable.write("eu", vec![party_change("acme", 1)]);
+        durable.owe_for("eu", "acme");
+        durable.write(
+            "eu",
+            vec![party_change("acme", 2), party_change("other", 3)],
+        );
+        durable.sync_blocking();
+        let owed = durable.owed().unwrap();
+        assert_eq!(
+            owed.len(),
+            1,
+            "only the write made once acme's eu listeners were owed"
+        );
+        let Change::Party { party, stamp } = party_change("acme", 2) else {
+            unreachable!()
+        };
+        assert_eq!(owed[0].0, owed_key("eu", &stamp));
+        assert_eq!(
+            owed[0].1,
+            Owed::Change {
+                region: "eu".into(),
+                party: Box::new(party),
+                stamp
+            }
+        );
+        durable.close();
+        drop(durable);
+
+        // A restart reads it back; settling it removes it.
+        let (durable, loaded) = Durable::open(dir.path()).unwrap();
+        assert_eq!(loaded.changes["eu"].len(), 2, "the two parties");
+        let owed = durable.owed().unwrap();
+        assert_eq!(owed.len(), 1);
+        durable.owe(owed[0].0.clone(), None);
+        durable.hub_letter(3, Some(b"{}".to_vec()));
+        durable.sync_blocking();
+        assert!(durable.owed().unwrap().is_empty());
+        assert_eq!(durable.hub_letters().unwrap(), vec![(3, b"{}".to_vec())]);
+        durable.close();
     }
 }

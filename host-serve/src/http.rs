@@ -33,6 +33,12 @@ struct App {
 /// The server's routes over `world`; `auth` says who a request acts for, `tenant` is the one
 /// the page shows.
 pub fn router(world: Arc<World>, auth: Arc<Auth>, tenant: &str) -> Router {
+    // Before a request can write, the hub keeps what it owes in the store (and sends again
+    // what it owed when the process stopped). What it noticed before — the restore's
+    // catch-up — a restart redoes anyway.
+    if let Err(e) = world.hubs.attach(world.durable.clone()) {
+        tracing::error!(error = %format!("{e:#}"), "serve.hub.restore_failed");
+    }
     let app = App {
         world,
         auth,
@@ -352,6 +358,7 @@ fn snapshot(world: &World, tenant: &str, party: Option<&str>) -> Value {
         "hub": {
             "listeners": world.hubs.listeners().iter().filter(|l| l.tenant == tenant).count(),
             "delivered": world.hubs.delivered.load(std::sync::atomic::Ordering::Relaxed),
+            "owed": world.hubs.owed(),
             "deadLetters": world.hubs.dead_letters(),
         },
         "counters": {

@@ -5,19 +5,42 @@
 //! `…StateChangeEvent`, `…DeleteEvent`), at least once: a failed delivery is retried with
 //! backoff, and a callback that keeps failing gets a hub dead letter (on the page, with why).
 //!
-//! The listeners are kept in `DATA_DIR/hubs.json`; notifications in flight are not kept across
-//! a restart.
+//! At least once holds across `kill -9`: what is owed is kept in the durable store
+//! ([`crate::durable::Owed`]). A region's own write that a listener may want is recorded as
+//! owed in the same commit as the write (so an acknowledged write cannot be durable without
+//! it, and the acknowledgement waits for nothing more); when the stream record comes through,
+//! the hub replaces it with the change's event and the listeners it is owed to, and removes it
+//! once every one of them got it or dead-lettered it. A restart sends again what is owed. A
+//! change replicated from another region is owed the same way once noticed, and before that
+//! the restart redoes it anyway (every region catches up from the others' items). An own write
+//! whose stream record had not come through before the stop has no old image any more: its
+//! event is made from the new image alone (a delete for a tombstone, a create for the party's
+//! first write, a state change when the write stamped the status, an attribute value change
+//! otherwise).
+//!
+//! Deliveries may repeat after a restart (a delivery that succeeded but was not yet settled,
+//! and the changes of other regions that the catch-up replays): each event carries an
+//! `eventId` that names the change — the notifying region and the stamp of the write, the same
+//! across restarts — so that a listener can drop what it already has.
+//!
+//! The listeners are kept in `DATA_DIR/hubs.json`, what is owed and the hub dead letters in
+//! `DATA_DIR/serve.redb`.
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use host_core::api::Hub;
-use host_core::store::memory::StreamRecord;
+use host_core::store::StoredParty;
+use host_core::store::memory::{StreamRecord, WriteStamp};
+use policy_types::PartyVersion;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::mpsc;
+
+use crate::durable::{Durable, Owed, owed_key};
 
 /// A registered listener.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -31,22 +54,35 @@ pub struct Listener {
     pub query: Option<String>,
 }
 
-/// A change to deliver.
+/// An event to deliver to some listeners; `key` names what is owed ([`owed_key`]).
 #[derive(Debug)]
-pub struct Notice {
-    pub region: String,
-    pub tenant: String,
-    pub event: Value,
+struct Notice {
+    key: String,
+    event: Arc<Value>,
+    targets: Vec<Listener>,
 }
 
 /// A notification that could not be delivered.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HubDeadLetter {
     pub listener: String,
     pub callback: String,
     pub event_id: String,
     pub reason: String,
+}
+
+/// The hub dead letters kept (the oldest go first): a callback that is gone for good must
+/// not grow the store without bound.
+const MAX_DEAD_LETTERS: usize = 1000;
+
+/// What one notification is still owed to.
+#[derive(Debug)]
+struct Owing {
+    region: String,
+    tenant: String,
+    event: Arc<Value>,
+    listeners: BTreeSet<String>,
 }
 
 /// Every region's listeners.
@@ -57,10 +93,16 @@ pub struct Hubs {
     tx: mpsc::UnboundedSender<Notice>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<Notice>>>,
     pub delivered: AtomicU64,
-    dead: Mutex<Vec<HubDeadLetter>>,
+    /// The dead letters with their ids in the durable store (0: made before it was attached).
+    dead: Mutex<Vec<(u64, HubDeadLetter)>>,
+    next_letter: AtomicU64,
     /// Attempts per delivery, and the first pause between them (doubled each time).
     pub attempts: u32,
     pub backoff: Duration,
+    /// Where what is owed is kept, once attached ([`Hubs::attach`]).
+    durable: OnceLock<Arc<Durable>>,
+    /// What is owed, by key (a mirror of the durable store's, to settle it).
+    owed: Mutex<HashMap<String, Owing>>,
 }
 
 impl Hubs {
@@ -81,9 +123,79 @@ impl Hubs {
             rx: Mutex::new(Some(rx)),
             delivered: AtomicU64::new(0),
             dead: Mutex::new(Vec::new()),
+            next_letter: AtomicU64::new(1),
             attempts: 4,
             backoff: Duration::from_millis(100),
+            durable: OnceLock::new(),
+            owed: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Keeps what is owed in `durable` from now on, and sends again what it held owed when
+    /// the process stopped (a restart); reads back the hub dead letters. Called once the
+    /// regions are restored, before requests are served (a second call does nothing).
+    pub fn attach(&self, durable: Arc<Durable>) -> anyhow::Result<()> {
+        if self.durable.get().is_some() {
+            return Ok(());
+        }
+        // Read before owing starts: nothing this process owes is in it yet.
+        let owed = durable.owed()?;
+        let letters = durable.hub_letters()?;
+        {
+            let mut dead = self.dead.lock().unwrap();
+            let mut kept: Vec<(u64, HubDeadLetter)> = letters
+                .iter()
+                .filter_map(|(id, bytes)| Some((*id, serde_json::from_slice(bytes).ok()?)))
+                .collect();
+            let next = letters.last().map_or(0, |(id, _)| *id) + 1;
+            self.next_letter.fetch_max(next, Ordering::SeqCst);
+            kept.append(&mut dead);
+            *dead = kept;
+        }
+        if self.durable.set(durable.clone()).is_err() {
+            return Ok(());
+        }
+        for l in self.listeners() {
+            durable.owe_for(&l.region, &l.tenant);
+        }
+        let mut sent = 0usize;
+        for (key, owed) in owed {
+            let (region, tenant, event, targets) = match owed {
+                Owed::Event {
+                    region,
+                    tenant,
+                    event,
+                    listeners: ids,
+                } => {
+                    let targets = self.targets(&region, &tenant, &event, |l| ids.contains(&l.id));
+                    (region, tenant, event, targets)
+                }
+                Owed::Change {
+                    region,
+                    party,
+                    stamp,
+                } => {
+                    let tenant = party.version.tenant.clone();
+                    match event_of_new_image(&region, &party, &stamp) {
+                        Some(event) => {
+                            let targets = self.targets(&region, &tenant, &event, |_| true);
+                            (region, tenant, event, targets)
+                        }
+                        None => (region, tenant, Value::Null, Vec::new()),
+                    }
+                }
+            };
+            if targets.is_empty() {
+                durable.owe(key, None);
+            } else {
+                sent += 1;
+                self.send(key, &region, &tenant, event, targets);
+            }
+        }
+        if sent > 0 {
+            tracing::info!(notifications = sent, "serve.hub.restored");
+        }
+        Ok(())
     }
 
     fn save(&self, listeners: &[Listener]) -> Result<(), String> {
@@ -104,32 +216,126 @@ impl Hubs {
     }
 
     pub fn dead_letters(&self) -> Vec<HubDeadLetter> {
-        self.dead.lock().unwrap().clone()
+        self.dead
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, l)| l.clone())
+            .collect()
+    }
+
+    /// How many notifications are owed (kept until delivered or dead-lettered).
+    pub fn owed(&self) -> usize {
+        self.owed.lock().unwrap().len()
+    }
+
+    /// The listeners of `region` and `tenant` that `event` goes to, among those `pick` keeps.
+    fn targets(
+        &self,
+        region: &str,
+        tenant: &str,
+        event: &Value,
+        pick: impl Fn(&Listener) -> bool,
+    ) -> Vec<Listener> {
+        self.listeners
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.region == region && l.tenant == tenant && pick(l))
+            .filter(|l| host_core::notify::wants(l.query.as_deref(), event))
+            .cloned()
+            .collect()
     }
 
     /// Queues the notification of a stream record of `region`, when a listener wants it.
     pub fn notice(&self, region: &str, record: &StreamRecord) {
         let tenant = &record.new.version.tenant;
+        // An own write the store recorded as owed is settled here, whatever comes of it.
+        let recorded = self
+            .durable
+            .get()
+            .filter(|d| record.stamp.region == region && d.owes_for(region, tenant));
         let wanted = self
             .listeners
             .lock()
             .unwrap()
             .iter()
             .any(|l| l.region == region && &l.tenant == tenant);
-        if !wanted {
-            return;
+        let event = if wanted {
+            change_event(region, record)
+        } else {
+            None
+        };
+        let targets = event
+            .as_ref()
+            .map(|e| self.targets(region, tenant, e, |_| true))
+            .unwrap_or_default();
+        match event {
+            Some(event) if !targets.is_empty() => {
+                self.send(
+                    owed_key(region, &record.stamp),
+                    region,
+                    tenant,
+                    event,
+                    targets,
+                );
+            }
+            _ => {
+                if let Some(durable) = recorded {
+                    durable.owe(owed_key(region, &record.stamp), None);
+                }
+            }
         }
-        if let Some(event) = change_event(region, record) {
-            let _ = self.tx.send(Notice {
+    }
+
+    /// Records `event` as owed to `targets` (once attached) and hands it to the deliverer.
+    fn send(&self, key: String, region: &str, tenant: &str, event: Value, targets: Vec<Listener>) {
+        let event = Arc::new(event);
+        if let Some(durable) = self.durable.get() {
+            let mut owed = self.owed.lock().unwrap();
+            let owing = owed.entry(key.clone()).or_insert_with(|| Owing {
                 region: region.to_owned(),
-                tenant: tenant.clone(),
-                event,
+                tenant: tenant.to_owned(),
+                event: event.clone(),
+                listeners: BTreeSet::new(),
             });
+            owing.event = event.clone();
+            owing.listeners.extend(targets.iter().map(|l| l.id.clone()));
+            durable.owe(
+                key.clone(),
+                Some(Owed::Event {
+                    region: owing.region.clone(),
+                    tenant: owing.tenant.clone(),
+                    event: (*owing.event).clone(),
+                    listeners: owing.listeners.iter().cloned().collect(),
+                }),
+            );
+        }
+        let _ = self.tx.send(Notice {
+            key,
+            event,
+            targets,
+        });
+    }
+
+    /// `listener` got what is owed under `key`, or it was dead-lettered: once every listener
+    /// is settled, nothing is owed any more.
+    fn settle(&self, key: &str, listener: &str) {
+        let Some(durable) = self.durable.get() else {
+            return;
+        };
+        let mut owed = self.owed.lock().unwrap();
+        if let Some(owing) = owed.get_mut(key) {
+            owing.listeners.remove(listener);
+            if owing.listeners.is_empty() {
+                owed.remove(key);
+                durable.owe(key.to_owned(), None);
+            }
         }
     }
 
     /// Delivers the queued notifications until the queue closes (call once, on the runtime).
-    pub async fn deliver(self: std::sync::Arc<Self>) {
+    pub async fn deliver(self: Arc<Self>) {
         let Some(mut rx) = self.rx.lock().unwrap().take() else {
             return;
         };
@@ -138,16 +344,17 @@ impl Hubs {
             .build()
             .expect("an HTTP client");
         while let Some(notice) = rx.recv().await {
-            let targets: Vec<Listener> = self
-                .listeners()
-                .into_iter()
-                .filter(|l| l.region == notice.region && l.tenant == notice.tenant)
-                .filter(|l| host_core::notify::wants(l.query.as_deref(), &notice.event))
-                .collect();
-            let event = std::sync::Arc::new(notice.event);
-            for listener in targets {
-                let (hubs, http, event) = (self.clone(), http.clone(), event.clone());
-                tokio::spawn(async move { hubs.deliver_one(&http, &listener, &event).await });
+            for listener in notice.targets {
+                let (hubs, http, event, key) = (
+                    self.clone(),
+                    http.clone(),
+                    notice.event.clone(),
+                    notice.key.clone(),
+                );
+                tokio::spawn(async move {
+                    hubs.deliver_one(&http, &listener, &event).await;
+                    hubs.settle(&key, &listener.id);
+                });
             }
         }
     }
@@ -170,12 +377,32 @@ impl Hubs {
             }
         }
         tracing::warn!(listener = %listener.id, callback = %listener.callback, reason = %why, "serve.hub.dead_letter");
-        self.dead.lock().unwrap().push(HubDeadLetter {
+        self.dead_letter(HubDeadLetter {
             listener: listener.id.clone(),
             callback: listener.callback.clone(),
             event_id: event["eventId"].as_str().unwrap_or_default().to_owned(),
             reason: format!("{why} ({} attempts)", self.attempts),
         });
+    }
+
+    fn dead_letter(&self, letter: HubDeadLetter) {
+        let mut dead = self.dead.lock().unwrap();
+        let durable = self.durable.get();
+        let id = match durable {
+            Some(d) => {
+                let id = self.next_letter.fetch_add(1, Ordering::SeqCst);
+                d.hub_letter(id, serde_json::to_vec(&letter).ok());
+                id
+            }
+            None => 0,
+        };
+        dead.push((id, letter));
+        while dead.len() > MAX_DEAD_LETTERS {
+            let (old, _) = dead.remove(0);
+            if let (Some(d), true) = (durable, old > 0) {
+                d.hub_letter(old, None);
+            }
+        }
     }
 }
 
@@ -202,7 +429,16 @@ impl Hub for RegionHub<'_> {
             query: query.map(str::to_owned),
         });
         self.hubs.save(&listeners)?;
+        if let Some(durable) = self.hubs.durable.get() {
+            durable.owe_for(self.region, tenant);
+        }
         Ok(id)
+    }
+
+    /// The delivery client is reqwest without a TLS stack (none is built for the embedded
+    /// default): `POST hub` refuses an `https://` callback with a message instead.
+    fn delivers_https(&self) -> bool {
+        false
     }
 
     fn remove(&self, tenant: &str, id: &str) -> Result<bool, String> {
@@ -215,6 +451,28 @@ impl Hub for RegionHub<'_> {
         self.hubs.save(&listeners)?;
         Ok(true)
     }
+
+    fn list(&self, tenant: &str) -> Result<Vec<host_core::api::Listener>, String> {
+        Ok(self
+            .hubs
+            .listeners
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.tenant == tenant && l.region == self.region)
+            .map(|l| host_core::api::Listener {
+                id: l.id.clone(),
+                callback: l.callback.clone(),
+                query: l.query.clone(),
+            })
+            .collect())
+    }
+}
+
+/// The id of the event of the write stamped `stamp` as `region` notifies it: the same however
+/// often, and across restarts, so that a listener can recognise a repeated delivery.
+fn event_id(region: &str, stamp: &WriteStamp) -> String {
+    format!("{region}-{}-{}-{}", stamp.region, stamp.at_ms, stamp.seq)
 }
 
 /// The TMF632 event of a stream record of `region` ([`host_core::notify::change_event`]).
@@ -223,7 +481,85 @@ fn change_event(region: &str, record: &StreamRecord) -> Option<Value> {
         region,
         record.old.as_ref().map(|p| &p.version),
         Some(&record.new.version),
-        &format!("{region}-{}-{}", record.stamp.at_ms, record.seq),
+        &event_id(region, &record.stamp),
         record.stamp.at_ms,
     )
+}
+
+/// The event of an own write whose old image is gone (it was owed when the process stopped,
+/// before its stream record came through): the party's first write is a create; otherwise the
+/// image before is taken to be the new one without what the write stamped, which makes a
+/// tombstone a delete, a write that stamped the status a state change, and any other an
+/// attribute value change.
+fn event_of_new_image(region: &str, new: &StoredParty, stamp: &WriteStamp) -> Option<Value> {
+    let v = &new.version;
+    let first = v.version_vector.iter().map(|d| d.counter).sum::<u64>() <= 1;
+    let id = event_id(region, stamp);
+    let before = (!first).then(|| {
+        let latest = v.max_stamp().cloned();
+        PartyVersion {
+            fields: v
+                .fields
+                .iter()
+                .filter(|f| Some(&f.stamp) != latest.as_ref())
+                .cloned()
+                .collect(),
+            tombstone: None,
+            ..v.clone()
+        }
+    });
+    host_core::notify::change_event(region, before.as_ref(), Some(v), &id, stamp.at_ms)
+        // Nothing visible told apart: still owed, as what the party is now.
+        .or_else(|| host_core::notify::change_event(region, None, Some(v), &id, stamp.at_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn stored(version: PartyVersion) -> StoredParty {
+        StoredParty {
+            version,
+            provenance: Default::default(),
+        }
+    }
+
+    fn stamp() -> WriteStamp {
+        WriteStamp {
+            at_ms: 5_000,
+            seq: 7,
+            region: "eu".into(),
+        }
+    }
+
+    #[test]
+    fn an_owed_write_without_its_old_image_is_notified_as_the_kind_of_change_it_was() {
+        let mut eu = party_model::Writer::new("eu");
+        let mut p =
+            party_model::new_party("acme", "42", policy_types::ResourceType::Individual, "eu");
+        eu.write(
+            &mut p,
+            1_000,
+            &json!({"givenName": "Jane", "status": "initialized"}),
+        );
+        let kind = |v: &PartyVersion| {
+            event_of_new_image("eu", &stored(v.clone()), &stamp()).unwrap()["eventType"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(kind(&p), "IndividualCreateEvent");
+        eu.write(&mut p, 2_000, &json!({"givenName": "Janet"}));
+        assert_eq!(kind(&p), "IndividualAttributeValueChangeEvent");
+        eu.write(&mut p, 3_000, &json!({"status": "validated"}));
+        assert_eq!(kind(&p), "IndividualStateChangeEvent");
+        eu.delete(&mut p, 4_000);
+        assert_eq!(kind(&p), "IndividualDeleteEvent");
+        let event = event_of_new_image("eu", &stored(p), &stamp()).unwrap();
+        assert_eq!(
+            event["eventId"], "eu-eu-5000-7",
+            "named by the write's stamp"
+        );
+    }
 }
