@@ -162,7 +162,8 @@ impl DynamoConflictLog {
         AwsError::on_table(&self.client, &self.table, action, err).into()
     }
 
-    fn marker(&self, tenant: &str, id: &str) -> Result<Option<String>, LogError> {
+    /// One item of the log, read consistently; `what` names the read in errors.
+    fn item(&self, tenant: &str, sk: String, what: &str) -> Result<Option<Item>, LogError> {
         let out = self
             .rt
             .block_on(
@@ -170,12 +171,17 @@ impl DynamoConflictLog {
                     .get_item()
                     .table_name(&self.table)
                     .key("pk", s(tenant))
-                    .key("sk", s(format!("ID#{id}")))
+                    .key("sk", s(sk))
                     .consistent_read(true)
                     .send(),
             )
-            .map_err(|e| self.failed(&format!("reading the id of conflict {id}"), e))?;
-        out.item
+            .map_err(|e| self.failed(what, e))?;
+        Ok(out.item)
+    }
+
+    fn marker(&self, tenant: &str, id: &str) -> Result<Option<String>, LogError> {
+        let what = format!("reading the id of conflict {id}");
+        self.item(tenant, format!("ID#{id}"), &what)?
             .map(|item| {
                 serde_dynamo::from_item::<_, Marker>(item)
                     .map(|m| m.record_sk)
@@ -266,19 +272,10 @@ impl ConflictLog for DynamoConflictLog {
         let Some(record_sk) = self.marker(tenant, id)? else {
             return Ok(None);
         };
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .get_item()
-                    .table_name(&self.table)
-                    .key("pk", s(tenant))
-                    .key("sk", s(record_sk))
-                    .consistent_read(true)
-                    .send(),
-            )
-            .map_err(|e| self.failed(&format!("reading conflict {id} of tenant {tenant}"), e))?;
-        out.item.map(from_item).transpose()
+        let what = format!("reading conflict {id} of tenant {tenant}");
+        self.item(tenant, record_sk, &what)?
+            .map(from_item)
+            .transpose()
     }
 
     fn query(&self, query: &ConflictQuery) -> Result<Vec<ConflictRecord>, LogError> {

@@ -629,6 +629,18 @@ mod tests {
         assert!(matches!(StoreError::from(big), StoreError::TooLarge { .. }));
     }
 
+    /// A read of table parties-eu that `client` fails before sending anything, as a store
+    /// reports it.
+    async fn failed_read(client: &aws_sdk_dynamodb::Client, action: &str) -> AwsError {
+        let err = client
+            .get_item()
+            .table_name("parties-eu")
+            .send()
+            .await
+            .unwrap_err();
+        AwsError::on_table(client, "parties-eu", action, err)
+    }
+
     /// A real client without a region, as the CLI has with nothing configured: the SDK fails
     /// before sending anything (its endpoint rules need a region), and the error says so.
     #[tokio::test]
@@ -640,18 +652,7 @@ mod tests {
             ))
             .build();
         let client = aws_sdk_dynamodb::Client::from_conf(config);
-        let err = client
-            .get_item()
-            .table_name("parties-eu")
-            .send()
-            .await
-            .unwrap_err();
-        let e = AwsError::on_table(
-            &client,
-            "parties-eu",
-            "reading party 42 of tenant acme",
-            err,
-        );
+        let e = failed_read(&client, "reading party 42 of tenant acme").await;
         assert_eq!(e.kind, Kind::Permanent);
         let text = e.to_string();
         assert!(
@@ -708,13 +709,7 @@ mod tests {
              AWS_SECRET_ACCESS_KEY, choose a profile that has them, or run with a role"
         );
         let client = aws_sdk_dynamodb::Client::new(&sdk);
-        let err = client
-            .get_item()
-            .table_name("parties-eu")
-            .send()
-            .await
-            .unwrap_err();
-        let during = AwsError::on_table(&client, "parties-eu", "reading party 42", err);
+        let during = failed_read(&client, "reading party 42").await;
         assert_eq!(during.kind, Kind::Permanent);
         assert_eq!(
             during.to_string(),

@@ -16,11 +16,7 @@ use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::process::{Command, Output};
 
-use aws::{cli, cli_on_moto, moto, unique};
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
+use aws::{cli, cli_on_moto, create_table, moto, unique};
 
 fn run(cmd: &mut Command, args: &[&str]) -> Output {
     cmd.args(args).output().expect("running host-cli")
@@ -53,45 +49,6 @@ fn one_line_error(out: &Output, args: &[&str]) -> String {
         );
     }
     text.trim_end().to_owned()
-}
-
-/// Creates a table with a string hash and range key in `region` of moto.
-fn create_table(region: &str, name: &str, hash: &str, range: &str) {
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(region.to_owned()))
-        .endpoint_url(moto())
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-        .build();
-    let client = aws_sdk_dynamodb::Client::from_conf(config);
-    let key = |name: &str, key_type| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(key_type)
-            .build()
-            .unwrap()
-    };
-    let attribute = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime
-        .block_on(
-            client
-                .create_table()
-                .table_name(name)
-                .billing_mode(BillingMode::PayPerRequest)
-                .key_schema(key(hash, KeyType::Hash))
-                .key_schema(key(range, KeyType::Range))
-                .attribute_definitions(attribute(hash))
-                .attribute_definitions(attribute(range))
-                .send(),
-        )
-        .unwrap_or_else(|e| panic!("creating table {name} in moto: {e:?}"));
 }
 
 /// No region anywhere: the command says so and what to do, before it sends anything (an

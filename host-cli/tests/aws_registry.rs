@@ -22,11 +22,7 @@ mod aws;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use aws::{moto, unique};
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
+use aws::{create_table, sdk, unique};
 use serde_json::Value;
 
 /// The account moto answers GetCallerIdentity with, and the principal.
@@ -57,49 +53,6 @@ fn expect(out: &Output, code: i32, args: &[&str]) {
         text(&out.stdout),
         text(&out.stderr)
     );
-}
-
-fn sdk(region: &str) -> aws_config::SdkConfig {
-    aws_config::SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(region.to_owned()))
-        .endpoint_url(moto())
-        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
-            Credentials::new("testing", "testing", None, None, "moto"),
-        ))
-        .build()
-}
-
-/// The registry table (`tenant`, `entry`) in `region`, as the deployment's global table has a
-/// replica in each region.
-fn create_table(rt: &tokio::runtime::Runtime, region: &str, name: &str) {
-    let client = aws_sdk_dynamodb::Client::new(&sdk(region));
-    let key = |name: &str, key_type| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(key_type)
-            .build()
-            .unwrap()
-    };
-    let attribute = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    rt.block_on(
-        client
-            .create_table()
-            .table_name(name)
-            .billing_mode(BillingMode::PayPerRequest)
-            .key_schema(key("tenant", KeyType::Hash))
-            .key_schema(key("entry", KeyType::Range))
-            .attribute_definitions(attribute("tenant"))
-            .attribute_definitions(attribute("entry"))
-            .send(),
-    )
-    .unwrap_or_else(|e| panic!("creating table {name} in {region}: {e:?}"));
 }
 
 fn s3(region: &str) -> aws_sdk_s3::Client {
@@ -162,7 +115,7 @@ impl Rig {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let table = unique("registry");
         for region in REGIONS {
-            create_table(&rt, region, &table);
+            create_table(region, &table, "tenant", "entry");
         }
         Rig {
             rt,

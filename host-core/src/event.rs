@@ -387,14 +387,7 @@ pub fn listener_route(event_type: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn example(name: &str) -> Value {
-        let path = format!(
-            "{}/../../shared/specs/tmf632/examples/v5/{name}.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-    }
+    use crate::testing::example;
 
     #[test]
     fn every_official_event_example_is_accepted() {

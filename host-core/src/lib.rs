@@ -41,6 +41,8 @@ pub mod resolve;
 pub mod signing;
 pub mod store;
 pub mod tenant;
+#[cfg(test)]
+mod testing;
 
 pub use host_sandbox as sandbox;
 pub use party_model as model;

@@ -591,17 +591,10 @@ impl Resolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::example;
     use party_model::{Writer, new_party};
     use policy_types::{Computed, Context, MergedField};
     use serde_json::json;
-
-    fn example(name: &str) -> Value {
-        let path = format!(
-            "{}/../../shared/specs/tmf632/examples/v5/{name}.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-    }
 
     /// The benchmarks' typical conflict: the official v5 Individual (4.3 KB as JSON), EU
     /// changing the family name and NA the marital status concurrently.

@@ -34,15 +34,15 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use clap::Parser;
 use host_aws::conflict_log::DynamoConflictLog;
 use host_aws::dynamo::{PARTY_SK, RECORD_SK, item_size, own_sk, party_item, party_key, record_key};
-use host_aws::sqs::{KIND_INGEST, KIND_RECONCILE};
-use host_core::ingest::{Ingest, IngestConfig, Outcome};
+use host_aws::sqs::KIND_RECONCILE;
+use host_core::ingest::Outcome;
 use host_core::reconcile::{Reconcile, ReconcileOutcome};
-use host_core::store::{IngestStore, PartyStore, Provenance, StoredParty};
+use host_core::store::{IngestStore, PartyStore};
 use host_core::{ActivePolicy, Policy, PolicyEngine, Resolver, TenantPolicies};
 use integration_tests::samples::example;
 use serde_json::json;
 
-use common::{Rig, create_conflict_table, unique};
+use common::{Rig, create_conflict_table, na_validates, unique};
 
 /// Capacity per million events in three regions, from item sizes measured on moto.
 #[derive(Parser, Debug)]
@@ -117,11 +117,7 @@ fn get(rig: &Rig, table: &str, pk: String, sk: &str) -> Result<usize> {
 fn measure(rig: &Rig, engine: &PolicyEngine) -> Result<Sizes> {
     let conflicts = unique("conflicts");
     rig.rt.block_on(create_conflict_table(&rig.ddb, &conflicts));
-    let ingest = Ingest::new(
-        rig.store("eu"),
-        rig.letters(KIND_INGEST),
-        IngestConfig::new("eu"),
-    );
+    let ingest = rig.ingest("eu");
     let mut create = example("IndividualCreateEvent_request");
     create["eventId"] = json!("size-1");
     create["eventTime"] = json!("2025-01-01T00:00:00.000Z");
@@ -160,21 +156,7 @@ fn measure(rig: &Rig, engine: &PolicyEngine) -> Result<Sizes> {
     let record_completed = get(rig, &rig.table, record_key("acme", "size-2"), RECORD_SK)?;
 
     // NA's concurrent version overwrites EU's, as replication would; reconcile merges.
-    let mut na = created.version.clone();
-    integration_tests::write(
-        &mut na,
-        "na",
-        1_735_689_603_000,
-        json!({"status": "validated"}),
-    );
-    let na = StoredParty {
-        version: na,
-        provenance: Provenance {
-            written_by: "na".into(),
-            written_at_ms: 10,
-            ..Provenance::default()
-        },
-    };
+    let na = na_validates(&created.version);
     let eu = ingest.store().party("acme", &id)?.context("changed")?;
     rig.rt.block_on(
         rig.ddb

@@ -105,3 +105,22 @@ pub fn batch_failures(sequences: Vec<String>) -> aws_lambda_events::streams::Dyn
         .collect();
     answer
 }
+
+/// Serves a function of the region's DynamoDB stream (reconcile, notify) on the Lambda runtime
+/// until the runtime stops: `answer` answers each batch with the records to deliver again.
+pub async fn run_stream_function<F, Fut>(answer: F) -> anyhow::Result<()>
+where
+    F: Fn(aws_lambda_events::dynamodb::Event) -> Fut,
+    Fut: std::future::Future<Output = aws_lambda_events::streams::DynamoDbEventResponse>,
+{
+    use anyhow::Context as _;
+    let answer = &answer;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<aws_lambda_events::dynamodb::Event>| async move {
+            Ok::<_, FunctionError>(answer(event.payload).await)
+        },
+    ))
+    .await
+    .map_err(|e| anyhow::anyhow!(e))
+    .context("the Lambda runtime stopped")
+}

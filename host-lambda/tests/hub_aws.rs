@@ -170,6 +170,17 @@ impl Hub {
         body["id"].as_str().unwrap().to_owned()
     }
 
+    /// Creates acme's party hub-1 (Jane) through the API.
+    fn create_jane(&self) {
+        let (status, _) = self.call(
+            "acme",
+            "POST",
+            "/tmf-api/party/v5/individual",
+            Some(json!({"id": "hub-1", "givenName": "Jane"})),
+        );
+        assert_eq!(status, 201);
+    }
+
     /// Feeds the stream records written since the last call to the notifier; its answer.
     fn notify(&mut self) -> Value {
         self.notify_records().0
@@ -288,13 +299,7 @@ fn a_callback_that_keeps_failing_ends_in_the_dead_letter_queue_with_the_reason()
     let mut h = Hub::new();
     let failing = h.register("acme", "/fail");
     h.register("acme", "/ok/acme");
-    let (status, _) = h.call(
-        "acme",
-        "POST",
-        "/tmf-api/party/v5/individual",
-        Some(json!({"id": "hub-1", "givenName": "Jane"})),
-    );
-    assert_eq!(status, 201);
+    h.create_jane();
     // Kept, so the shard moves on.
     assert_eq!(h.notify(), json!({"batchItemFailures": []}));
     assert_eq!(
@@ -306,8 +311,7 @@ fn a_callback_that_keeps_failing_ends_in_the_dead_letter_queue_with_the_reason()
 
     let kept = h.dead_letters();
     assert_eq!(kept.len(), 1, "{kept:?}");
-    let attrs = kept[0].message_attributes.as_ref().unwrap();
-    let attr = |name: &str| attrs[name].string_value.clone().unwrap();
+    let attr = |name: &str| attribute(&kept[0], name).unwrap();
     assert_eq!(attr("kind"), "notify");
     assert_eq!(attr("tenant"), "acme");
     assert_eq!(attr("region"), "eu");
@@ -333,13 +337,7 @@ fn a_callback_that_keeps_failing_ends_in_the_dead_letter_queue_with_the_reason()
 fn a_record_whose_listeners_cannot_be_read_is_reported_by_its_sequence_number() {
     let mut h = Hub::new();
     h.register("acme", "/ok/acme");
-    let (status, _) = h.call(
-        "acme",
-        "POST",
-        "/tmf-api/party/v5/individual",
-        Some(json!({"id": "hub-1", "givenName": "Jane"})),
-    );
-    assert_eq!(status, 201);
+    h.create_jane();
     h.rig
         .rt
         .block_on(h.rig.ddb.delete_table().table_name(&h.listeners).send())

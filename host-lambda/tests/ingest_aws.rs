@@ -117,12 +117,9 @@ fn throttled_writes_are_retried_by_the_sdk_then_dead_lettered_and_redriven() {
     r.throttle.arm(0);
     let kept = r.dead_letters();
     assert_eq!(kept.len(), 1);
-    let attrs = kept[0].message_attributes.as_ref().unwrap();
-    assert_eq!(attrs["tenant"].string_value.as_deref(), Some("acme"));
+    assert_eq!(attribute(&kept[0], "tenant"), Some("acme"));
     assert!(
-        attrs["reason"]
-            .string_value
-            .as_deref()
+        attribute(&kept[0], "reason")
             .unwrap()
             .contains("ProvisionedThroughputExceeded")
     );
@@ -196,12 +193,7 @@ fn an_sqs_batch_reports_only_what_must_be_retried_and_keeps_the_rest() {
     assert_eq!(kept.len(), 3, "{kept:?}");
     let reasons: Vec<String> = kept
         .iter()
-        .map(|m| {
-            m.message_attributes.as_ref().unwrap()["reason"]
-                .string_value
-                .clone()
-                .unwrap()
-        })
+        .map(|m| attribute(m, "reason").unwrap().to_owned())
         .collect();
     assert!(
         reasons.iter().any(|r| r.contains("not JSON")),

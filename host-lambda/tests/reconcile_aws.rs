@@ -14,11 +14,10 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use common::regions::record_json;
 use common::*;
 use host_aws::dynamo::{DynamoStore, party_item};
-use host_aws::sqs::{KIND_INGEST, KIND_RECONCILE, SqsDeadLetters};
+use host_aws::sqs::{KIND_RECONCILE, SqsDeadLetters};
 use host_core::conflict::CapturedConflict;
-use host_core::ingest::{Ingest, IngestConfig, Outcome};
 use host_core::reconcile::Reconcile;
-use host_core::store::{PartyStore, Provenance, StoredParty};
+use host_core::store::{PartyStore, StoredParty};
 use host_core::{ActivePolicy, Policy, Resolver, TenantPolicies};
 use host_lambda::reconcile_fn::ReconcileFunction;
 use integration_tests::samples::example;
@@ -80,48 +79,10 @@ impl ReconcileRig for Rig {
     }
 }
 
-/// EU creates the party and changes the email; NA's concurrent version (the create, then the
-/// status) overwrites EU's item by last-writer-wins.
+/// EU creates the party and changes its marital status; NA's concurrent version (the create,
+/// then the status) overwrites EU's item by last-writer-wins.
 fn eu_overwritten_by_na(rig: &Rig) -> (StoredParty, StoredParty) {
-    let ingest = Ingest::new(
-        rig.store("eu"),
-        rig.letters(KIND_INGEST),
-        IngestConfig::new("eu"),
-    );
-    let mut create = example("IndividualCreateEvent_request");
-    create["eventId"] = json!("c1");
-    create["eventTime"] = json!("2025-01-01T00:00:00.000Z");
-    assert!(matches!(
-        ingest.handle("acme", &create, None, 1, u64::MAX),
-        Outcome::Applied { .. }
-    ));
-    let created = ingest.store().party("acme", "42").unwrap().unwrap();
-    let mut change = example("IndividualAttributeValueChangeEvent_request");
-    change["eventId"] = json!("c2");
-    change["eventTime"] = json!("2025-01-01T00:00:05.000Z");
-    change["event"]["individual"] =
-        json!({"@type": "Individual", "id": "42", "maritalStatus": "divorced"});
-    assert!(matches!(
-        ingest.handle("acme", &change, None, 2, u64::MAX),
-        Outcome::Applied { .. }
-    ));
-    let eu = ingest.store().party("acme", "42").unwrap().unwrap();
-
-    let mut na = created.version.clone();
-    integration_tests::write(
-        &mut na,
-        "na",
-        1_735_689_603_000,
-        json!({"status": "validated"}),
-    );
-    let na = StoredParty {
-        version: na,
-        provenance: Provenance {
-            written_by: "na".into(),
-            written_at_ms: 10,
-            ..Provenance::default()
-        },
-    };
+    let (eu, na) = eu_and_concurrent_na(rig, "42");
     rig.overwrite(&na);
     (eu, na)
 }
@@ -176,17 +137,10 @@ fn a_policy_that_traps_sends_the_conflict_to_the_dead_letter_queue_with_both_ver
     );
     let kept = rig.dead_letters();
     assert_eq!(kept.len(), 1);
-    let attrs = kept[0].message_attributes.as_ref().unwrap();
-    assert_eq!(attrs["kind"].string_value.as_deref(), Some("reconcile"));
-    assert_eq!(attrs["tenant"].string_value.as_deref(), Some("acme"));
-    assert!(
-        attrs["reason"]
-            .string_value
-            .as_deref()
-            .unwrap()
-            .contains("trapped"),
-        "{attrs:?}"
-    );
+    assert_eq!(attribute(&kept[0], "kind"), Some("reconcile"));
+    assert_eq!(attribute(&kept[0], "tenant"), Some("acme"));
+    let reason = attribute(&kept[0], "reason").unwrap();
+    assert!(reason.contains("trapped"), "{reason}");
     let conflict: CapturedConflict =
         serde_json::from_str(kept[0].body.as_deref().unwrap()).unwrap();
     assert_eq!(conflict.remote, eu.version, "the overwritten version");
@@ -207,11 +161,7 @@ fn records_that_are_not_party_overwrites_are_ignored() {
     let rig = Rig::new("MOTO_ENDPOINT");
     let engine = integration_tests::engine();
     let f = rig.function(integration_tests::default_policy(&engine));
-    let ingest = Ingest::new(
-        rig.store("eu"),
-        rig.letters(KIND_INGEST),
-        IngestConfig::new("eu"),
-    );
+    let ingest = rig.ingest("eu");
     let mut create = example("IndividualCreateEvent_request");
     create["eventId"] = json!("only");
     ingest.handle("acme", &create, None, 1, u64::MAX);

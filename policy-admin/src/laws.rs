@@ -180,6 +180,15 @@ impl LawReport {
     pub fn passed(&self) -> bool {
         self.outcomes.iter().all(|o| o.failure.is_none())
     }
+
+    /// The laws that failed, in the order they were checked.
+    pub fn failed(&self) -> Vec<Law> {
+        self.outcomes
+            .iter()
+            .filter(|o| o.failure.is_some())
+            .map(|o| o.law)
+            .collect()
+    }
 }
 
 const REGION: &str = "eu";

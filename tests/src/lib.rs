@@ -105,5 +105,21 @@ pub fn upload_options(label: &str) -> policy_admin::UploadOptions {
 pub fn tmf(version: &PartyVersion) -> Value {
     party_model::to_tmf(version).unwrap_or(Value::Null)
 }
+
+/// Asserts that `resolver` still merges tenant acme's [`email_vs_status`] conflict as the
+/// default policy does: after a hostile policy of another tenant was stopped or refused.
+pub fn still_serves(resolver: &host_core::Resolver) {
+    let (eu, na) = email_vs_status("acme");
+    let resolved = resolver
+        .resolve(&eu, &na)
+        .expect("the default policy still resolves");
+    assert_eq!(resolved.decision, host_core::Decision::Merged);
+    let merged = tmf(resolved.party.as_ref().unwrap());
+    assert_eq!(merged["status"], "validated");
+    assert_eq!(
+        merged["contactMedium"][0]["characteristic"]["emailAddress"],
+        "jane@new.example"
+    );
+}
 pub mod conformance;
 pub mod samples;

@@ -13,10 +13,12 @@ use host_core::resolve::RESULT_LIMIT;
 use host_core::store::PartyStore;
 use host_core::store::memory::{MemoryDeadLetters, MemoryStore};
 use host_core::{
-    ActivePolicy, Call, CallFailure, Decision, Limits, Metering, Policy, PolicyEngine,
-    ResolveFailure, Resolver, TenantPolicies, apply_resolution, relation,
+    ActivePolicy, Call, CallFailure, Limits, Metering, Policy, PolicyEngine, ResolveFailure,
+    Resolver, TenantPolicies, apply_resolution, relation,
 };
-use integration_tests::{default_policy, email_vs_status, guests, load, put_new_party, tmf, write};
+use integration_tests::{
+    default_policy, email_vs_status, guests, load, put_new_party, still_serves, write,
+};
 use policy_admin::laws::{CheckOptions, Law, check};
 use policy_types::PartyVersion;
 use serde_json::json;
@@ -40,15 +42,6 @@ fn host(config: &str) -> Arc<Resolver> {
     let hostile = load(&engine, guests::SCHEMA_BREAK).unwrap();
     policies.activate("evil", ActivePolicy::new(hostile).with_config(config));
     Arc::new(Resolver::new(policies, "eu"))
-}
-
-fn still_serves(resolver: &Resolver) {
-    let (eu, na) = email_vs_status("acme");
-    let resolved = resolver
-        .resolve(&eu, &na)
-        .expect("the default policy still resolves");
-    assert_eq!(resolved.decision, Decision::Merged);
-    assert_eq!(tmf(resolved.party.as_ref().unwrap())["status"], "validated");
 }
 
 /// The case: EU changes the email, NA marks the customer deceased, and the policy
@@ -281,11 +274,12 @@ fn metered() -> PolicyEngine {
     PolicyEngine::new(Limits::default(), Metering::Fuel).unwrap()
 }
 
-#[test]
-fn the_law_check_reports_the_schema_breaking_policy_under_validity() {
-    let bytes = std::fs::read(guests::SCHEMA_BREAK).unwrap();
+/// Checks the guest at `path` on 64 cases from `seed` (printed), as upload does: `law` alone
+/// fails, with a replayable counterexample whose message says each of `says`, and upload's
+/// law gate refuses the guest naming `gate_says`. The policy checked.
+fn only_law_fails(path: &str, seed: u64, law: Law, says: &[&str], gate_says: &str) -> Policy {
+    let bytes = std::fs::read(path).unwrap();
     let policy = Policy::load(&metered(), &bytes, None).unwrap();
-    let seed = 20261127;
     println!("seed {seed}");
     let report = check(
         &policy,
@@ -295,27 +289,35 @@ fn the_law_check_reports_the_schema_breaking_policy_under_validity() {
             config: "{}".to_owned(),
         },
     );
-    let failed: Vec<Law> = report
+    assert_eq!(report.failed(), [law], "{:?}", report.outcomes);
+    let failure = report
         .outcomes
         .iter()
-        .filter(|o| o.failure.is_some())
-        .map(|o| o.law)
-        .collect();
-    // Symmetric and the same in every order: validity alone fails.
-    assert_eq!(failed, [Law::Validity], "{:?}", report.outcomes);
-    let failure = report.outcomes[4].failure.as_ref().unwrap();
-    assert!(
-        failure.message.contains("invalid-party") && failure.message.contains("not valid TMF632"),
-        "{}",
-        failure.message
-    );
+        .find(|o| o.law == law)
+        .and_then(|o| o.failure.as_ref())
+        .unwrap();
+    for part in says {
+        assert!(failure.message.contains(part), "{}", failure.message);
+    }
     assert!(!failure.conflicts.is_empty(), "a replayable counterexample");
-
-    // Upload is behind the same check.
     let Err(err) = policy_admin::check_laws(&bytes, "{}", 64, seed) else {
-        panic!("the schema-breaking policy passed the upload's law gate");
+        panic!("{path} passed the upload's law gate");
     };
-    assert!(err.to_string().contains("validity"), "{err}");
+    assert!(err.to_string().contains(gate_says), "{err}");
+    policy
+}
+
+#[test]
+fn the_law_check_reports_the_schema_breaking_policy_under_validity() {
+    // Symmetric and the same in every order: validity alone fails. Upload is behind the same
+    // check.
+    only_law_fails(
+        guests::SCHEMA_BREAK,
+        20261127,
+        Law::Validity,
+        &["invalid-party", "not valid TMF632"],
+        "validity",
+    );
 }
 
 /// A policy with two faces: its packed interface merges as the default policy does, its typed
@@ -325,40 +327,15 @@ fn the_law_check_reports_the_schema_breaking_policy_under_validity() {
 /// upload is refused.
 #[test]
 fn the_law_check_refuses_a_policy_whose_packed_and_typed_answers_differ() {
-    let bytes = std::fs::read(guests::TWO_FACED).unwrap();
-    let policy = Policy::load(&metered(), &bytes, None).unwrap();
-    assert!(policy.info().packed);
-    let seed = 20261206;
-    println!("seed {seed}");
-    let report = check(
-        &policy,
-        &CheckOptions {
-            cases: 64,
-            seed,
-            config: "{}".to_owned(),
-        },
-    );
-    let failed: Vec<Law> = report
-        .outcomes
-        .iter()
-        .filter(|o| o.failure.is_some())
-        .map(|o| o.law)
-        .collect();
     // Every other law holds on the packed path the checks take.
-    assert_eq!(failed, [Law::Determinism], "{:?}", report.outcomes);
-    let failure = report.outcomes[0].failure.as_ref().unwrap();
-    assert!(
-        failure
-            .message
-            .contains("the packed and the typed interface answered differently"),
-        "{}",
-        failure.message
+    let policy = only_law_fails(
+        guests::TWO_FACED,
+        20261206,
+        Law::Determinism,
+        &["the packed and the typed interface answered differently"],
+        "determinism",
     );
-    assert!(!failure.conflicts.is_empty(), "a replayable counterexample");
-    let Err(err) = policy_admin::check_laws(&bytes, "{}", 64, seed) else {
-        panic!("the two-faced policy passed the upload's law gate");
-    };
-    assert!(err.to_string().contains("determinism"), "{err}");
+    assert!(policy.info().packed);
 
     // Served, it answers through the packed interface, as checked; the typed one differs.
     let engine = engine();

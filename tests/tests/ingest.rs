@@ -6,8 +6,8 @@
 //! applied in two regions.
 
 use host_core::ingest::{Ingest, IngestConfig, Outcome};
-use host_core::store::PartyStore;
 use host_core::store::memory::{MemoryDeadLetters, MemoryStore};
+use host_core::store::{PartyStore, StoredParty};
 use integration_tests::conformance;
 use integration_tests::samples::event;
 use policy_types::PartyVersion;
@@ -44,6 +44,20 @@ fn the_serve_stores_conform() {
         },
         |sink| sink.pending().into_iter().map(|(_, l)| l).collect(),
     );
+}
+
+/// Tenant acme's parties in `store`, each with its own copy.
+fn parties_and_own_copies(store: &MemoryStore) -> Vec<(StoredParty, Option<PartyVersion>)> {
+    use host_core::store::IngestStore;
+    store
+        .list("acme")
+        .unwrap()
+        .into_iter()
+        .map(|p| {
+            let id = p.version.party_id.clone();
+            (p, store.own("acme", &id).unwrap())
+        })
+        .collect()
 }
 
 /// What `serve`'s journal kept reads back whole after the process is gone: parties, own
@@ -83,31 +97,14 @@ fn the_serve_stores_read_back_what_they_kept() {
         };
         host_core::store::DeadLetterSink::send(&*sink, &letter).unwrap();
         durable.close();
-        let kept: Vec<_> = store
-            .list("acme")
-            .unwrap()
-            .into_iter()
-            .map(|p| {
-                let id = p.version.party_id.clone();
-                (p, store.own("acme", &id).unwrap())
-            })
-            .collect();
-        (kept, sink.pending())
+        (parties_and_own_copies(&store), sink.pending())
     };
     let (durable, loaded) = Durable::open(dir.path()).unwrap();
     let store = MemoryStore::replica("eu", clock);
     for change in loaded.changes.get("eu").cloned().unwrap_or_default() {
         store.load(change);
     }
-    let back: Vec<_> = store
-        .list("acme")
-        .unwrap()
-        .into_iter()
-        .map(|p| {
-            let id = p.version.party_id.clone();
-            (p, store.own("acme", &id).unwrap())
-        })
-        .collect();
+    let back = parties_and_own_copies(&store);
     assert_eq!(back.len(), 2);
     assert_eq!(back, kept);
     for i in 0..2 {
@@ -121,11 +118,12 @@ fn the_serve_stores_read_back_what_they_kept() {
     assert_eq!(sink.pending(), letters);
 }
 
-fn ingest() -> Ingest<MemoryStore, MemoryDeadLetters> {
+/// Region `region`'s ingest on in-process stores of its own.
+fn ingest(region: &str) -> Ingest<MemoryStore, MemoryDeadLetters> {
     Ingest::new(
         MemoryStore::new(),
         MemoryDeadLetters::default(),
-        IngestConfig::new("eu"),
+        IngestConfig::new(region),
     )
 }
 
@@ -139,7 +137,7 @@ fn party(i: &Ingest<MemoryStore, MemoryDeadLetters>, id: &str) -> PartyVersion {
 
 #[test]
 fn invalid_events_are_refused_with_a_tmf630_body() {
-    let i = ingest();
+    let i = ingest("eu");
     let mut e = event("IndividualCreateEvent_request", "bad-1", 1);
     e["event"]["individual"]["birthDate"] = json!(false);
     match i.handle("acme", &e, None, NOW, NOW + 1000) {
@@ -153,7 +151,7 @@ fn invalid_events_are_refused_with_a_tmf630_body() {
 
 #[test]
 fn a_create_over_400_kb_is_dead_lettered_and_nothing_stored() {
-    let i = ingest();
+    let i = ingest("eu");
     let mut e = event("IndividualCreateEvent_request", "big-1", 1);
     let media: Vec<Value> = (0..5000)
         .map(|n| json!({"id": format!("cm-{n}"), "@type": "EmailContactMedium", "mediumType": "email", "emailAddress": format!("someone-{n}@example.com")}))
@@ -172,14 +170,7 @@ fn a_create_over_400_kb_is_dead_lettered_and_nothing_stored() {
 
 #[test]
 fn the_same_event_in_two_regions_is_one_effect_once_they_converge() {
-    let (eu, na) = (
-        ingest(),
-        Ingest::new(
-            MemoryStore::new(),
-            MemoryDeadLetters::default(),
-            IngestConfig::new("na"),
-        ),
-    );
+    let (eu, na) = (ingest("eu"), ingest("na"));
     let create = event("IndividualCreateEvent_request", "x-1", 1);
     let mut add = event("IndividualAttributeValueChangeEvent_request", "x-2", 2);
     add["event"]["individual"]["contactMedium"] = json!([{"@type": "EmailContactMedium", "mediumType": "email", "emailAddress": "jane@example.com"}]);
@@ -212,14 +203,7 @@ fn the_same_event_in_two_regions_is_one_effect_once_they_converge() {
 /// it), `read` merges that write back, as the next write would. The stored item is untouched.
 #[test]
 fn a_read_shows_the_regions_own_write_that_last_writer_wins_overwrote() {
-    let (eu, na) = (
-        ingest(),
-        Ingest::new(
-            MemoryStore::new(),
-            MemoryDeadLetters::default(),
-            IngestConfig::new("na"),
-        ),
-    );
+    let (eu, na) = (ingest("eu"), ingest("na"));
     // eu's write is the later one: a merge keeps its nationality.
     let mut mine = event("IndividualCreateEvent_request", "r-1", 3);
     mine["event"]["individual"]["nationality"] = json!("Dutch");
@@ -251,7 +235,7 @@ fn a_read_shows_the_regions_own_write_that_last_writer_wins_overwrote() {
 /// version: the version vector does not move.
 #[test]
 fn an_event_that_changes_nothing_writes_no_version() {
-    let eu = ingest();
+    let eu = ingest("eu");
     let create = event("IndividualCreateEvent_request", "s-1", 5);
     eu.handle("acme", &create, None, NOW, NOW + 1000);
     let before = party(&eu, "42");

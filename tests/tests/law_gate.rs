@@ -266,13 +266,7 @@ fn a_policy_that_fails_every_call_fails_determinism() {
 #[test]
 fn a_policy_that_turns_stateful_later_is_reported_under_determinism() {
     let r = report(guests::STATEFUL_LATER, "{}", false);
-    let failed: Vec<Law> = r
-        .outcomes
-        .iter()
-        .filter(|o| o.failure.is_some())
-        .map(|o| o.law)
-        .collect();
-    assert_eq!(failed, [Law::Determinism], "{:?}", r.outcomes);
+    assert_eq!(r.failed(), [Law::Determinism], "{:?}", r.outcomes);
     let f = failure(&r, Law::Determinism).unwrap();
     assert!(
         f.message.contains("keeps state between calls"),

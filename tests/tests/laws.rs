@@ -25,15 +25,6 @@ fn run(bytes: &[u8], config: &str) -> LawReport {
     )
 }
 
-fn failed(report: &LawReport) -> Vec<Law> {
-    report
-        .outcomes
-        .iter()
-        .filter(|o| o.failure.is_some())
-        .map(|o| o.law)
-        .collect()
-}
-
 fn counterexample_replays(report: &LawReport, law: Law) {
     let f = report
         .outcomes
@@ -68,9 +59,9 @@ fn default_policy_holds_every_law_under_both_delete_rules() {
 fn caught(path: &str, config: &str, law: Law) {
     let report = run(&std::fs::read(path).unwrap(), config);
     assert!(
-        failed(&report).contains(&law),
+        report.failed().contains(&law),
         "{path}: {:?}",
-        failed(&report)
+        report.failed()
     );
     counterexample_replays(&report, law);
 }

@@ -9,7 +9,7 @@ use host_core::{
     ActivePolicy, ArtifactCache, Budget, Call, CallFailure, Decision, LoadError, Policy,
     ResolveFailure, Resolver, TenantPolicies,
 };
-use integration_tests::{default_policy, email_vs_status, engine, guests, load, tmf};
+use integration_tests::{default_policy, email_vs_status, engine, guests, load, still_serves};
 
 /// A resolver where tenant `acme` has the default policy and tenant `evil` has `hostile`.
 fn host(hostile: Arc<Policy>) -> Resolver {
@@ -18,20 +18,6 @@ fn host(hostile: Arc<Policy>) -> Resolver {
     policies.activate("acme", ActivePolicy::new(default_policy(&engine)));
     policies.activate("evil", ActivePolicy::new(hostile));
     Resolver::new(policies, "eu")
-}
-
-fn still_serves(resolver: &Resolver) {
-    let (eu, na) = email_vs_status("acme");
-    let resolved = resolver
-        .resolve(&eu, &na)
-        .expect("the default policy still resolves");
-    assert_eq!(resolved.decision, Decision::Merged);
-    let merged = tmf(resolved.party.as_ref().unwrap());
-    assert_eq!(merged["status"], "validated");
-    assert_eq!(
-        merged["contactMedium"][0]["characteristic"]["emailAddress"],
-        "jane@new.example"
-    );
 }
 
 fn failure_of(resolver: &Resolver) -> (String, CallFailure) {

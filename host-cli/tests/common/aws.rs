@@ -6,6 +6,11 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+
 /// The moto server of `scripts/with-moto.sh`.
 pub fn moto() -> String {
     std::env::var("MOTO_ENDPOINT").unwrap_or_else(|_| {
@@ -54,4 +59,50 @@ pub fn cli_on_moto(home: &Path) -> Command {
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing");
     cmd
+}
+
+/// SDK configuration for `region` of moto, with its fake credentials.
+pub fn sdk(region: &str) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.to_owned()))
+        .endpoint_url(moto())
+        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+            Credentials::new("testing", "testing", None, None, "moto"),
+        ))
+        .build()
+}
+
+/// Creates a table with a string hash and range key in `region` of moto (the registry's
+/// `tenant`/`entry`, the conflict log's `pk`/`sk`).
+pub fn create_table(region: &str, name: &str, hash: &str, range: &str) {
+    let client = aws_sdk_dynamodb::Client::new(&sdk(region));
+    let key = |name: &str, key_type| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(key_type)
+            .build()
+            .unwrap()
+    };
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime
+        .block_on(
+            client
+                .create_table()
+                .table_name(name)
+                .billing_mode(BillingMode::PayPerRequest)
+                .key_schema(key(hash, KeyType::Hash))
+                .key_schema(key(range, KeyType::Range))
+                .attribute_definitions(attribute(hash))
+                .attribute_definitions(attribute(range))
+                .send(),
+        )
+        .unwrap_or_else(|e| panic!("creating table {name} in {region} of moto: {e:?}"));
 }

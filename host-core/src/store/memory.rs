@@ -62,6 +62,31 @@ pub struct Replicated {
     pub stamp: WriteStamp,
 }
 
+impl Replicated {
+    /// The write of a party.
+    fn party(tenant: String, party_id: String, party: StoredParty, stamp: WriteStamp) -> Self {
+        Replicated {
+            key: ItemKey::Party { tenant, party_id },
+            value: Some(ItemValue::Party(party)),
+            stamp,
+        }
+    }
+
+    /// The write of an idempotency record, or its deletion (`None`: a released claim).
+    fn record(
+        tenant: String,
+        key: String,
+        record: Option<IdempotencyRecord>,
+        stamp: WriteStamp,
+    ) -> Self {
+        Replicated {
+            key: ItemKey::Record { tenant, key },
+            value: record.map(ItemValue::Record),
+            stamp,
+        }
+    }
+}
+
 /// One stream record: a party's old image (none for an insert) and new image.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StreamRecord {
@@ -308,36 +333,15 @@ impl MemoryStore {
         let parties = inner
             .parties
             .iter()
-            .map(|((tenant, party_id), (p, stamp))| Replicated {
-                key: ItemKey::Party {
-                    tenant: tenant.clone(),
-                    party_id: party_id.clone(),
-                },
-                value: Some(ItemValue::Party(p.clone())),
-                stamp: stamp.clone(),
+            .map(|((tenant, party_id), (p, stamp))| {
+                Replicated::party(tenant.clone(), party_id.clone(), p.clone(), stamp.clone())
             });
-        let records = inner
-            .records
-            .iter()
-            .map(|((tenant, key), (r, stamp))| Replicated {
-                key: ItemKey::Record {
-                    tenant: tenant.clone(),
-                    key: key.clone(),
-                },
-                value: Some(ItemValue::Record(r.clone())),
-                stamp: stamp.clone(),
-            });
-        let released = inner
-            .released
-            .iter()
-            .map(|((tenant, key), stamp)| Replicated {
-                key: ItemKey::Record {
-                    tenant: tenant.clone(),
-                    key: key.clone(),
-                },
-                value: None,
-                stamp: stamp.clone(),
-            });
+        let records = inner.records.iter().map(|((tenant, key), (r, stamp))| {
+            Replicated::record(tenant.clone(), key.clone(), Some(r.clone()), stamp.clone())
+        });
+        let released = inner.released.iter().map(|((tenant, key), stamp)| {
+            Replicated::record(tenant.clone(), key.clone(), None, stamp.clone())
+        });
         parties.chain(records).chain(released).collect()
     }
 
@@ -430,14 +434,9 @@ impl MemoryStore {
             stamp: stamp.clone(),
         });
         if self.replica.is_some() {
-            inner.outbox.push(Replicated {
-                key: ItemKey::Party {
-                    tenant: k.0,
-                    party_id: k.1,
-                },
-                value: Some(ItemValue::Party(party.clone())),
-                stamp: stamp.clone(),
-            });
+            inner
+                .outbox
+                .push(Replicated::party(k.0, k.1, party.clone(), stamp.clone()));
             Self::record_change(inner, old, party.clone(), stamp);
         }
         Ok(())
@@ -476,14 +475,9 @@ impl MemoryStore {
             stamp: stamp.clone(),
         });
         if self.replica.is_some() {
-            inner.outbox.push(Replicated {
-                key: ItemKey::Record {
-                    tenant: k.0,
-                    key: k.1,
-                },
-                value: Some(ItemValue::Record(record.clone())),
-                stamp,
-            });
+            inner
+                .outbox
+                .push(Replicated::record(k.0, k.1, Some(record.clone()), stamp));
         }
     }
 
@@ -644,14 +638,7 @@ impl IngestStore for MemoryStore {
                 stamp: stamp.clone(),
             });
             if self.replica.is_some() {
-                inner.outbox.push(Replicated {
-                    key: ItemKey::Record {
-                        tenant: k.0,
-                        key: k.1,
-                    },
-                    value: None,
-                    stamp,
-                });
+                inner.outbox.push(Replicated::record(k.0, k.1, None, stamp));
             }
         }
         Ok(())

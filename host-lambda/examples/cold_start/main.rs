@@ -35,14 +35,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use host_aws::dynamo::party_item;
-use host_aws::sqs::KIND_INGEST;
-use host_core::ingest::{Ingest, IngestConfig, Outcome as IngestOutcome};
-use host_core::store::{PartyStore, Provenance, StoredParty};
 use integration_tests::samples::example;
 use runtime_api::{Outcome, RuntimeApi};
 use serde_json::{Value, json};
 
-use common::{Rig, create_conflict_table, unique};
+use common::{Rig, create_conflict_table, eu_and_concurrent_na, unique};
 
 /// Times the Lambda binaries' cold starts against a local runtime API and moto.
 #[derive(Parser, Debug, Clone)]
@@ -169,43 +166,7 @@ impl Setup {
     /// stream record reconcile gets for it.
     fn conflict(&self) -> Value {
         let id = self.party_id();
-        let ingest = Ingest::new(
-            self.rig.store("eu"),
-            self.rig.letters(KIND_INGEST),
-            IngestConfig::new("eu"),
-        );
-        let mut create = example("IndividualCreateEvent_request");
-        create["eventId"] = json!(format!("c1-{id}"));
-        create["eventTime"] = json!("2025-01-01T00:00:00.000Z");
-        create["event"]["individual"]["id"] = json!(id);
-        let applied = ingest.handle("acme", &create, None, 1, u64::MAX);
-        assert!(
-            matches!(applied, IngestOutcome::Applied { .. }),
-            "{applied:?}"
-        );
-        let created = ingest.store().party("acme", &id).unwrap().unwrap();
-        let mut change = example("IndividualAttributeValueChangeEvent_request");
-        change["eventId"] = json!(format!("c2-{id}"));
-        change["eventTime"] = json!("2025-01-01T00:00:05.000Z");
-        change["event"]["individual"] =
-            json!({"@type": "Individual", "id": id, "maritalStatus": "divorced"});
-        ingest.handle("acme", &change, None, 2, u64::MAX);
-        let eu = ingest.store().party("acme", &id).unwrap().unwrap();
-        let mut na = created.version.clone();
-        integration_tests::write(
-            &mut na,
-            "na",
-            1_735_689_603_000,
-            json!({"status": "validated"}),
-        );
-        let na = StoredParty {
-            version: na,
-            provenance: Provenance {
-                written_by: "na".into(),
-                written_at_ms: 10,
-                ..Provenance::default()
-            },
-        };
+        let (eu, na) = eu_and_concurrent_na(&self.rig, &id);
         let new_item = party_item(&na).unwrap();
         self.rig
             .rt

@@ -10,9 +10,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::{BillingMode, KeyType};
 use common::*;
 use host_aws::sqs::KIND_RECONCILE;
 use host_core::reconcile::{Reconcile, ReconcileOutcome};
@@ -90,22 +88,6 @@ impl RegistryRig {
     fn source(&self, interval: Duration) -> Arc<RegistryFollower> {
         conformance::follower(self.store.clone(), interval)
     }
-}
-
-fn attr(name: &str) -> AttributeDefinition {
-    AttributeDefinition::builder()
-        .attribute_name(name)
-        .attribute_type(ScalarAttributeType::S)
-        .build()
-        .unwrap()
-}
-
-fn key(name: &str, kind: KeyType) -> KeySchemaElement {
-    KeySchemaElement::builder()
-        .attribute_name(name)
-        .key_type(kind)
-        .build()
-        .unwrap()
 }
 
 #[test]

@@ -7,13 +7,10 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use aws_lambda_events::dynamodb::Event as DynamoDbEvent;
 use host_aws::hub::DynamoHub;
 use host_aws::sqs::{KIND_NOTIFY, SqsDeadLetters};
-use host_lambda::FunctionError;
 use host_lambda::config::FunctionConfig;
 use host_lambda::notify_fn::{Callbacks, NotifyFunction};
-use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -38,13 +35,5 @@ async fn main() -> anyhow::Result<()> {
     let callbacks = Callbacks::new(Duration::from_secs(3))
         .context("loading the system's root certificates for https callbacks")?;
     let function = NotifyFunction::new(hub, letters, callbacks, &config.region);
-    let function = &function;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<DynamoDbEvent>| async move {
-            Ok::<_, FunctionError>(function.handle(event.payload).await)
-        },
-    ))
-    .await
-    .map_err(|e| anyhow::anyhow!(e))
-    .context("the Lambda runtime stopped")
+    host_lambda::run_stream_function(|event| function.handle(event)).await
 }

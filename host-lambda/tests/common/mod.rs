@@ -26,6 +26,13 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::{Response, StatusCode};
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::retry::RetryConfig;
+use host_aws::dynamo::DynamoStore;
+use host_aws::sqs::{KIND_INGEST, SqsDeadLetters};
+use host_core::ingest::{Ingest, IngestConfig, Outcome};
+use host_core::store::{PartyStore, Provenance, StoredParty};
+use integration_tests::samples::example;
+use policy_types::PartyVersion;
+use serde_json::json;
 
 /// The endpoint of a moto server started by the test script.
 pub fn endpoint(var: &str) -> String {
@@ -127,6 +134,15 @@ impl Rig {
         )
     }
 
+    /// Region `region`'s ingest on this rig's stores, with the default configuration.
+    pub fn ingest(&self, region: &str) -> Ingest<DynamoStore, SqsDeadLetters> {
+        Ingest::new(
+            self.store(region),
+            self.letters(KIND_INGEST),
+            IngestConfig::new(region),
+        )
+    }
+
     /// Every message in the dead-letter queue.
     pub fn dead_letters(&self) -> Vec<aws_sdk_sqs::types::Message> {
         self.rt.block_on(peek_all(&self.sqs, &self.dlq))
@@ -138,12 +154,7 @@ impl Rig {
         self.dead_letters()
             .iter()
             .map(|m| {
-                let attr = |name: &str| {
-                    m.message_attributes()
-                        .and_then(|a| a.get(name))
-                        .and_then(|v| v.string_value())
-                        .map(str::to_owned)
-                };
+                let attr = |name: &str| attribute(m, name).map(str::to_owned);
                 host_core::store::DeadLetter {
                     tenant: attr("tenant").unwrap_or_default(),
                     region: attr("region").unwrap_or_default(),
@@ -159,6 +170,56 @@ impl Rig {
     /// The ARN of the party table's stream.
     pub fn stream_arn(&self) -> String {
         self.rt.block_on(stream_arn(&self.ddb, &self.table))
+    }
+}
+
+/// A string attribute of a dead letter (`kind`, `tenant`, `region`, `reason`, ...).
+pub fn attribute<'a>(m: &'a aws_sdk_sqs::types::Message, name: &str) -> Option<&'a str> {
+    m.message_attributes()
+        .and_then(|a| a.get(name))
+        .and_then(|v| v.string_value())
+}
+
+/// EU creates party `id` of the official example and changes its marital status; NA's
+/// concurrent version is the create, then NA's status. Returns (EU's stored version, NA's),
+/// NA's not written anywhere yet.
+pub fn eu_and_concurrent_na(rig: &Rig, id: &str) -> (StoredParty, StoredParty) {
+    let ingest = rig.ingest("eu");
+    let mut create = example("IndividualCreateEvent_request");
+    create["eventId"] = json!(format!("c1-{id}"));
+    create["eventTime"] = json!("2025-01-01T00:00:00.000Z");
+    create["event"]["individual"]["id"] = json!(id);
+    let applied = ingest.handle("acme", &create, None, 1, u64::MAX);
+    assert!(matches!(applied, Outcome::Applied { .. }), "{applied:?}");
+    let created = ingest.store().party("acme", id).unwrap().unwrap();
+    let mut change = example("IndividualAttributeValueChangeEvent_request");
+    change["eventId"] = json!(format!("c2-{id}"));
+    change["eventTime"] = json!("2025-01-01T00:00:05.000Z");
+    change["event"]["individual"] =
+        json!({"@type": "Individual", "id": id, "maritalStatus": "divorced"});
+    let applied = ingest.handle("acme", &change, None, 2, u64::MAX);
+    assert!(matches!(applied, Outcome::Applied { .. }), "{applied:?}");
+    let eu = ingest.store().party("acme", id).unwrap().unwrap();
+    (eu, na_validates(&created.version))
+}
+
+/// NA's version concurrent with everything after `base`: NA sets the status on it, and
+/// stores it as NA's write.
+pub fn na_validates(base: &PartyVersion) -> StoredParty {
+    let mut na = base.clone();
+    integration_tests::write(
+        &mut na,
+        "na",
+        1_735_689_603_000,
+        json!({"status": "validated"}),
+    );
+    StoredParty {
+        version: na,
+        provenance: Provenance {
+            written_by: "na".into(),
+            written_at_ms: 10,
+            ..Provenance::default()
+        },
     }
 }
 
@@ -223,26 +284,30 @@ pub async fn shards(streams: &aws_sdk_dynamodbstreams::Client, arn: &str) -> Vec
         .collect()
 }
 
+/// One element of a table's key.
+pub fn key(name: &str, key_type: KeyType) -> KeySchemaElement {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(key_type)
+        .build()
+        .unwrap()
+}
+
+/// A string attribute of a table's keys.
+pub fn attr(name: &str) -> AttributeDefinition {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .unwrap()
+}
+
 /// A table keyed as the template's party and listener tables are: string `pk` and `sk`, billed
 /// per request; the caller adds the rest and sends it.
 pub fn pk_sk_table(
     client: &aws_sdk_dynamodb::Client,
     name: &str,
 ) -> aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder {
-    let key = |n: &str, t: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(n)
-            .key_type(t)
-            .build()
-            .unwrap()
-    };
-    let attr = |n: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(n)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
     client
         .create_table()
         .table_name(name)
@@ -284,20 +349,6 @@ pub async fn create_party_table(client: &aws_sdk_dynamodb::Client, name: &str) {
 
 /// A conflict table like the template's: `pk`, `sk`, and the `byParty` index.
 pub async fn create_conflict_table(client: &aws_sdk_dynamodb::Client, name: &str) {
-    let attr = |n: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(n)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    let key = |n: &str, k: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(n)
-            .key_type(k)
-            .build()
-            .unwrap()
-    };
     client
         .create_table()
         .table_name(name)
