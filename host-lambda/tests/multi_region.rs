@@ -116,6 +116,7 @@ fn run_clients(
                     e["eventId"] = json!(format!("{region}-{k}"));
                     e["eventTime"] = json!(event_time(at));
                     let kind = rng.random_range(0..10);
+                    let mut array_write: Option<Outcome> = None;
                     let (field, value) = if w.delete && ri == 2 && k == w.events_per_region / 2 && p == 0 {
                         e["eventType"] = json!("IndividualDeleteEvent");
                         e["event"]["individual"] = json!({"@type": "Individual", "id": id});
@@ -131,20 +132,49 @@ fn run_clients(
                         e["event"]["individual"] = json!({"@type": "Individual", "id": id, "status": "validated"});
                         (Some("status".to_owned()), json!("validated"))
                     } else {
-                        // Add an element to the array this region sees.
-                        let seen = ingest.read_party(&id);
-                        let mut media: Vec<Value> = seen
-                            .as_ref()
-                            .and_then(|v| integration_tests::tmf(v)["contactMedium"].as_array().cloned())
-                            .unwrap_or_default();
+                        // Add an element to the array this region sees: a read-modify-write
+                        // of the whole array, made conditional on the version read (as a
+                        // client sends `If-Match` with the ETag it read), and read again when
+                        // that version changed meanwhile. Without the condition, an element
+                        // replicated in between would be removed by an array that never held it.
                         let element = json!({"@type": "EmailContactMedium", "id": format!("{region}-{k}"), "mediumType": "email",
                             "emailAddress": format!("{region}-{k}@example.com")});
-                        media.push(element.clone());
                         e["eventType"] = json!("IndividualAttributeValueChangeEvent");
-                        e["event"]["individual"] = json!({"@type": "Individual", "id": id, "contactMedium": media});
+                        let mut sent = None;
+                        for _ in 0..50 {
+                            let seen = ingest.read_party(&id);
+                            let mut media: Vec<Value> = seen
+                                .as_ref()
+                                .and_then(|v| integration_tests::tmf(v)["contactMedium"].as_array().cloned())
+                                .unwrap_or_default();
+                            media.push(element.clone());
+                            e["event"]["individual"] = json!({"@type": "Individual", "id": id, "contactMedium": media});
+                            let read = seen.map(|v| v.version_vector);
+                            let unchanged = |current: Option<&PartyVersion>| {
+                                if current.map(|c| &c.version_vector) == read.as_ref() {
+                                    Ok(())
+                                } else {
+                                    Err(host_core::event::Tmf630Error::new(412, "preconditionFailed", "Precondition Failed", "changed since read"))
+                                }
+                            };
+                            match ingest.handle_if(TENANT, &e, None, now(), now() + 60_000, &unchanged) {
+                                Outcome::Refused(r) if r.status() == 412 => continue,
+                                other => {
+                                    sent = Some(other);
+                                    break;
+                                }
+                            }
+                        }
+                        array_write = sent;
                         (Some("contactMedium".to_owned()), element)
                     };
-                    let out = ingest.handle(TENANT, &e, None, now(), now() + 60_000);
+                    let out = match array_write.take() {
+                        Some(out) => out,
+                        None if field.as_deref() == Some("contactMedium") => {
+                            panic!("seed {seed}: {region} event {k}: the party kept changing under 50 reads")
+                        }
+                        None => ingest.handle(TENANT, &e, None, now(), now() + 60_000),
+                    };
                     let result = match out {
                         Outcome::Applied { result, .. } => result,
                         // Kept for a redrive, not acknowledged (the tests that expect none
