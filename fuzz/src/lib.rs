@@ -23,6 +23,8 @@ use host_core::model::to_tmf;
 use host_core::store::memory::{Change, MemoryDeadLetters, MemoryStore};
 use host_core::store::{DeadLetter, IngestStore, PartyStore, StoredParty};
 use host_core::types::ResourceType;
+use host_serve::durable::Owed;
+use host_serve::hub::{HubDeadLetter, event_of_new_image};
 use serde_dynamo::AttributeValue;
 use serde_json::Value;
 
@@ -345,10 +347,11 @@ pub fn conflict_record(bytes: &[u8]) -> bool {
 }
 
 /// Items of `serve`'s journal, one a line: each as `Durable::load` reads it back (a `Change`,
-/// or a dead letter), with `serde_json::from_slice`. Changes are loaded in order into a
-/// region's store, as a restart does, which then answers with what each loaded, and a
-/// restart's requeue of unmerged own writes and its list of items run over them. Each accepted
-/// value reads back as itself once written.
+/// or a dead letter), with `serde_json::from_slice`, and what the hub keeps beside them (an
+/// owed notification, a hub dead letter). Changes are loaded in order into a region's store, as
+/// a restart does, which then answers with what each loaded, and a restart's requeue of
+/// unmerged own writes and its list of items run over them; an owed change is made into the
+/// event a restart sends. Each accepted value reads back as itself once written.
 pub fn journal_items(bytes: &[u8]) -> bool {
     let store = MemoryStore::replica(REGION, Arc::new(|| NOW_MS));
     let mut accepted = false;
@@ -386,6 +389,30 @@ pub fn journal_items(bytes: &[u8]) -> bool {
             let again = serde_json::to_vec(&letter).expect("a dead letter serialises");
             assert_eq!(
                 serde_json::from_slice::<DeadLetter>(&again).ok(),
+                Some(letter)
+            );
+        }
+        if let Ok(owed) = serde_json::from_slice::<Owed>(item) {
+            accepted = true;
+            let again = serde_json::to_vec(&owed).expect("an owed notification serialises");
+            assert_eq!(
+                serde_json::from_slice::<Owed>(&again).ok().as_ref(),
+                Some(&owed)
+            );
+            if let Owed::Change {
+                region,
+                party,
+                stamp,
+            } = &owed
+            {
+                let _ = event_of_new_image(region, party, stamp);
+            }
+        }
+        if let Ok(letter) = serde_json::from_slice::<HubDeadLetter>(item) {
+            accepted = true;
+            let again = serde_json::to_vec(&letter).expect("a hub dead letter serialises");
+            assert_eq!(
+                serde_json::from_slice::<HubDeadLetter>(&again).ok(),
                 Some(letter)
             );
         }

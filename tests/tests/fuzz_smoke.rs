@@ -962,5 +962,50 @@ fn journal_seeds() -> Seeds {
         "restart-overwritten.jsonl".to_owned(),
         lines.join("\n").into_bytes(),
     ));
+    // What the hub keeps beside the journal: a change owed to listeners as the write left it
+    // (a restart makes its event from the new image), the same once its event was made, and a
+    // hub dead letter.
+    let (party, stamp) = changes
+        .iter()
+        .rev()
+        .find_map(|c| match c {
+            Change::Party { party, stamp } => Some((party.clone(), stamp.clone())),
+            _ => None,
+        })
+        .expect("a party was journaled");
+    let event = host_serve::hub::event_of_new_image("eu", &party, &stamp)
+        .expect("an owed change has an event");
+    let owed = [
+        (
+            "owed-change.json",
+            host_serve::durable::Owed::Change {
+                region: "eu".into(),
+                party: Box::new(party.clone()),
+                stamp,
+            },
+        ),
+        (
+            "owed-event.json",
+            host_serve::durable::Owed::Event {
+                region: "eu".into(),
+                tenant: "acme".into(),
+                event: event.clone(),
+                listeners: vec!["0123456789abcdef".into()],
+            },
+        ),
+    ];
+    for (name, o) in owed {
+        seeds.push((name.to_owned(), serde_json::to_vec(&o).unwrap()));
+    }
+    let hub_letter = host_serve::hub::HubDeadLetter {
+        listener: "0123456789abcdef".into(),
+        callback: "http://127.0.0.1:9/listener".into(),
+        event_id: event["eventId"].as_str().unwrap_or_default().to_owned(),
+        reason: "the callback could not be reached: connection refused (4 attempts)".into(),
+    };
+    seeds.push((
+        "hub-dead-letter.json".to_owned(),
+        serde_json::to_vec(&hub_letter).unwrap(),
+    ));
     seeds
 }
