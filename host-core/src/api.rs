@@ -400,6 +400,15 @@ fn hub_route(hub: &dyn Hub, tenant: &str, request: &ApiRequest, id: Option<&str>
         ))
         .into()
     };
+    let unknown = |id: &str| {
+        ApiResponse::error(&Tmf630Error::new(
+            404,
+            "notFound",
+            "Not Found",
+            format!("no listener {id} for tenant {tenant}"),
+        ))
+        .into()
+    };
     match (id, request.method.as_str()) {
         (None, "POST") => {
             let body = match body_json(&request.body) {
@@ -455,13 +464,7 @@ fn hub_route(hub: &dyn Hub, tenant: &str, request: &ApiRequest, id: Option<&str>
         (Some(id), "GET") => match hub.list(tenant) {
             Ok(listeners) => match listeners.iter().find(|l| l.id == id) {
                 Some(l) => ApiResponse::json(200, l.to_json()).into(),
-                None => ApiResponse::error(&Tmf630Error::new(
-                    404,
-                    "notFound",
-                    "Not Found",
-                    format!("no listener {id} for tenant {tenant}"),
-                ))
-                .into(),
+                None => unknown(id),
             },
             Err(e) => failed(e),
         },
@@ -472,13 +475,7 @@ fn hub_route(hub: &dyn Hub, tenant: &str, request: &ApiRequest, id: Option<&str>
                 body: None,
             }
             .into(),
-            Ok(false) => ApiResponse::error(&Tmf630Error::new(
-                404,
-                "notFound",
-                "Not Found",
-                format!("no listener {id} for tenant {tenant}"),
-            ))
-            .into(),
+            Ok(false) => unknown(id),
             Err(e) => failed(e),
         },
         (None, m) => method_not_allowed(m, path, "GET, POST"),

@@ -6,33 +6,21 @@
 //! queued in memory survives, only what the store committed. Waits are bounded (a broken
 //! server fails instead of hanging); none asserts a speed.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use host_serve::{Running, WorldConfig};
+use common::serve;
 use serde_json::{Value, json};
 
 /// Names the data directory of [`serve_process`]; without it that function does nothing.
 const DATA_DIR_ENV: &str = "HOST_SERVE_HUB_TEST_DATA_DIR";
 /// The line [`serve_process`] prints once it serves, followed by its URL.
 const READY: &str = "hub-test-server listening on";
-
-async fn serve(dir: &Path) -> Running {
-    let mut config = WorldConfig::new(dir);
-    config.lag = Duration::from_millis(20);
-    config.refresh = Duration::from_secs(1);
-    host_serve::start(
-        config,
-        "127.0.0.1:0".parse().unwrap(),
-        host_serve::auth::Auth::Single("acme".into()),
-        "acme",
-    )
-    .await
-    .expect("serve starts")
-}
 
 /// Not a test: the server process the kill test starts (and kills), on the data directory
 /// that [`DATA_DIR_ENV`] names. Ignored, so that a plain `cargo test` skips it; it returns at
@@ -172,6 +160,10 @@ fn a_change_owed_to_a_listener_is_delivered_after_kill_9_and_a_restart() {
             .await
             .expect("the callback's port is free again");
         let got = callback_on(listener);
+        let state = || async {
+            let answer = http.get(format!("{url}/api/state")).send().await.unwrap();
+            answer.json::<Value>().await.unwrap()
+        };
         let delivered = |events: &[Value]| {
             events
                 .iter()
@@ -182,14 +174,7 @@ fn a_change_owed_to_a_listener_is_delivered_after_kill_9_and_a_restart() {
         let mut waited = 0;
         while delivered(&got.lock().unwrap()).is_empty() {
             waited += 1;
-            let state: Value = http
-                .get(format!("{url}/api/state"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let state = state().await;
             assert!(
                 waited < 200,
                 "the change acknowledged before kill -9 never reached the listener; hub: {}",
@@ -210,14 +195,7 @@ fn a_change_owed_to_a_listener_is_delivered_after_kill_9_and_a_restart() {
         // Once delivered, nothing is owed any more; the listener is still registered.
         let mut owed = Value::Null;
         for _ in 0..200 {
-            let state: Value = http
-                .get(format!("{url}/api/state"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let state = state().await;
             owed = state["hub"]["owed"].clone();
             if owed == 0 {
                 break;

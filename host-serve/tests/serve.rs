@@ -2,24 +2,13 @@
 //! real HTTP client. Each test waits for the world to settle by polling `/api/state` (a bound
 //! on the wait so that a broken world fails instead of hanging, not a speed assertion).
 
+mod common;
+
 use std::time::Duration;
 
+use common::serve;
 use host_serve::{Running, WorldConfig};
 use serde_json::{Value, json};
-
-async fn serve(dir: &std::path::Path) -> Running {
-    let mut config = WorldConfig::new(dir);
-    config.lag = Duration::from_millis(20);
-    config.refresh = Duration::from_secs(1);
-    host_serve::start(
-        config,
-        "127.0.0.1:0".parse().unwrap(),
-        host_serve::auth::Auth::Single("acme".into()),
-        "acme",
-    )
-    .await
-    .expect("serve starts")
-}
 
 struct Client {
     http: reqwest::Client,
