@@ -92,7 +92,9 @@ pub fn tick(version: &mut PartyVersion, region: &str) -> Dot {
 }
 
 /// Sets the top-level members of `members` (all but `id`) stamped `stamp`, produced by the
-/// write `dot`. Fields stored with a later (or the same) stamp are left alone.
+/// write `dot`. Fields stored with a later (or the same) stamp are left alone, and so is every
+/// field when the party was deleted at a later (or the same) stamp: a late delivery of a write
+/// older than the delete must not bring back what the delete removed.
 pub fn write_fields(
     version: &mut PartyVersion,
     members: &Map<String, Value>,
@@ -107,9 +109,8 @@ pub fn write_fields(
         let at = version
             .fields
             .binary_search_by(|f| f.name.as_str().cmp(name));
-        if let Ok(i) = at
-            && version.fields[i].stamp >= *stamp
-        {
+        let deleted_later = version.tombstone.as_ref().is_some_and(|t| t >= stamp);
+        if deleted_later || at.is_ok_and(|i| version.fields[i].stamp >= *stamp) {
             outcome.stale.push(name.clone());
             continue;
         }
@@ -241,6 +242,23 @@ mod tests {
             tmf["partyCharacteristic"][0]["value"], "tennis",
             "written order is kept"
         );
+    }
+
+    #[test]
+    fn a_write_older_than_the_delete_changes_nothing() {
+        let mut v = new_party("acme", "1", ResourceType::Individual, "eu");
+        let mut eu = Writer::new("eu");
+        eu.write(&mut v, 1_000, &json!({"givenName": "Jane"}));
+        eu.delete(&mut v, 3_000);
+        let late = Hlc::new(2_000, 0, "na");
+        let dot = tick(&mut v, "na");
+        let out = write_fields(&mut v, &obj(json!({"maritalStatus": "divorced"})), &late, &dot);
+        assert_eq!(out.applied, Vec::<String>::new());
+        assert_eq!(out.stale, ["maritalStatus"]);
+        assert!(v.fields.is_empty(), "{:?}", v.fields);
+        let after = Hlc::new(4_000, 0, "na");
+        let out = write_fields(&mut v, &obj(json!({"maritalStatus": "divorced"})), &after, &dot);
+        assert_eq!(out.applied, ["maritalStatus"], "a write after the delete applies");
     }
 
     #[test]
