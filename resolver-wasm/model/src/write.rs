@@ -252,13 +252,27 @@ mod tests {
         eu.delete(&mut v, 3_000);
         let late = Hlc::new(2_000, 0, "na");
         let dot = tick(&mut v, "na");
-        let out = write_fields(&mut v, &obj(json!({"maritalStatus": "divorced"})), &late, &dot);
+        let out = write_fields(
+            &mut v,
+            &obj(json!({"maritalStatus": "divorced"})),
+            &late,
+            &dot,
+        );
         assert_eq!(out.applied, Vec::<String>::new());
         assert_eq!(out.stale, ["maritalStatus"]);
         assert!(v.fields.is_empty(), "{:?}", v.fields);
         let after = Hlc::new(4_000, 0, "na");
-        let out = write_fields(&mut v, &obj(json!({"maritalStatus": "divorced"})), &after, &dot);
-        assert_eq!(out.applied, ["maritalStatus"], "a write after the delete applies");
+        let out = write_fields(
+            &mut v,
+            &obj(json!({"maritalStatus": "divorced"})),
+            &after,
+            &dot,
+        );
+        assert_eq!(
+            out.applied,
+            ["maritalStatus"],
+            "a write after the delete applies"
+        );
     }
 
     #[test]
