@@ -69,26 +69,20 @@ echo "== cfn-lint $TEMPLATE (${REGIONS[*]})"
 "${CFN_LINT[@]}" -- "$TEMPLATE" || status=1
 
 # The template as CloudFormation receives it, made by the transform cfn-lint itself runs (local
-# CodeUri replaced by a stand-in, managed policies from cfn-lint's offline list).
+# CodeUri replaced by a stand-in, managed policies from cfn-lint's offline list). The Python
+# here reads the template with scripts/iam-permissions.py's functions, so that both read it
+# alike (`runpy` runs that file's definitions, not its `main`).
 echo "== the SAM transform of $TEMPLATE"
 "$VENV/bin/python" - "$TEMPLATE" "$work/transformed.json" <<'PY' || status=1
 import json
+import runpy
 import sys
 
-from cfnlint.decode import decode
-from cfnlint.template.transforms._sam import Transform
-
 source, out = sys.argv[1], sys.argv[2]
-template, matches = decode(source)
-if matches or template is None:
-    sys.exit(f"{source}: cannot be parsed: {matches}")
-transform = Transform(source, template, "eu-west-1")
-failures = transform.transform_template()
-if failures:
-    sys.exit(f"{source}: the SAM transform failed: {failures}")
+transformed = runpy.run_path("scripts/iam-permissions.py")["transform"](source)
 with open(out, "w", encoding="utf-8") as f:
-    json.dump(json.loads(json.dumps(transform.template())), f, indent=1)
-print(f"   {len(transform.template()['Resources'])} resources")
+    json.dump(transformed, f, indent=1)
+print(f"   {len(transformed['Resources'])} resources")
 PY
 if [[ -f $work/transformed.json ]]; then
     echo "== cfn-lint on the transformed template"
@@ -115,14 +109,11 @@ echo "== Step Functions definitions named by $TEMPLATE"
 import json
 import os
 import re
+import runpy
 import sys
 
-from cfnlint.decode import decode
-
 template_path, work = sys.argv[1], sys.argv[2]
-template, matches = decode(template_path)
-if matches or template is None:
-    sys.exit(f"{template_path}: cannot be parsed: {matches}")
+template = runpy.run_path("scripts/iam-permissions.py")["load_source"](template_path)
 base = os.path.dirname(template_path)
 parameters = template.get("Parameters", {})
 resources = template.get("Resources", {})

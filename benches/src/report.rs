@@ -107,10 +107,7 @@ impl Report {
         b: (&str, &str),
         at_most: Option<f64>,
     ) -> Option<f64> {
-        let (ta, tb) = (self.median(a.0, a.1), self.median(b.0, b.1));
-        let ratio = ta.zip(tb).map(|(x, y)| x / y);
-        self.push_ratio(label, ta.zip(tb), ratio, at_most, false);
-        ratio
+        self.quotient(label, a, b, at_most, false)
     }
 
     /// `(a - b) / c`: the cost `a` adds over `b`, against `c`.
@@ -143,9 +140,21 @@ impl Report {
         fast: (&str, &str),
         at_least: Option<f64>,
     ) -> Option<f64> {
-        let (ts, tf) = (self.median(slow.0, slow.1), self.median(fast.0, fast.1));
-        let ratio = ts.zip(tf).map(|(s, f)| s / f);
-        self.push_ratio(label, ts.zip(tf), ratio, at_least, true);
+        self.quotient(label, slow, fast, at_least, true)
+    }
+
+    /// `a / b`, held to `bound` (at least or at most).
+    fn quotient(
+        &mut self,
+        label: &str,
+        a: (&str, &str),
+        b: (&str, &str),
+        bound: Option<f64>,
+        at_least: bool,
+    ) -> Option<f64> {
+        let times = self.median(a.0, a.1).zip(self.median(b.0, b.1));
+        let ratio = times.map(|(x, y)| x / y);
+        self.push_ratio(label, times, ratio, bound, at_least);
         ratio
     }
 

@@ -4,8 +4,8 @@
 //! answer back into a [`Resolution`]; all of it is timed.
 
 use policy_types::{
-    Context, Dot, EntryRef, FieldValue, Hlc, MergedElements, MergedField, MergedParty, MergedValue,
-    PartyVersion, Resolution, Side,
+    Context, Dot, Element, Entry, EntryRef, Field, FieldValue, Hlc, MergedElements, MergedField,
+    MergedParty, MergedValue, PartyVersion, Resolution, Side,
 };
 use rhai::{AST, Array, CallFnOptions, Dynamic, Engine, Map, Scope};
 
@@ -66,21 +66,25 @@ pub fn stamp_key(h: &Hlc) -> String {
     format!("{:020}.{:010}.{}", h.wall_ms, h.logical, h.region)
 }
 
-fn context(ctx: &Context) -> Dynamic {
-    let mut m = Map::new();
-    m.insert("tenant".into(), ctx.tenant.as_str().into());
-    m.insert("region".into(), ctx.resolving_region.as_str().into());
-    m.insert("relation".into(), ctx.relation.as_str().into());
-    m.insert("config".into(), ctx.config.as_str().into());
+/// A Rhai object map of `members`.
+fn object<const N: usize>(members: [(&str, Dynamic); N]) -> Dynamic {
+    let m: Map = members
+        .into_iter()
+        .map(|(name, value)| (name.into(), value))
+        .collect();
     m.into()
 }
 
+fn context(ctx: &Context) -> Dynamic {
+    object([
+        ("tenant", ctx.tenant.as_str().into()),
+        ("region", ctx.resolving_region.as_str().into()),
+        ("relation", ctx.relation.as_str().into()),
+        ("config", ctx.config.as_str().into()),
+    ])
+}
+
 fn party(v: &PartyVersion) -> Dynamic {
-    let mut m = Map::new();
-    m.insert("tenant".into(), v.tenant.as_str().into());
-    m.insert("party_id".into(), v.party_id.as_str().into());
-    m.insert("resource".into(), v.resource_type.as_str().into());
-    m.insert("origin".into(), v.origin_region.as_str().into());
     let vv: Map = v
         .version_vector
         .iter()
@@ -91,60 +95,56 @@ fn party(v: &PartyVersion) -> Dynamic {
             )
         })
         .collect();
-    m.insert("vv".into(), vv.into());
-    m.insert(
-        "tombstone".into(),
-        v.tombstone
-            .as_ref()
-            .map_or(Dynamic::UNIT, |t| stamp_key(t).into()),
-    );
-    let fields: Array = v
-        .fields
-        .iter()
-        .map(|f| {
-            let mut fm = Map::new();
-            fm.insert("name".into(), f.name.as_str().into());
-            fm.insert("stamp".into(), stamp_key(&f.stamp).into());
-            match &f.value {
-                FieldValue::Json(text) => {
-                    fm.insert("kind".into(), Dynamic::from_int(0));
-                    fm.insert("json".into(), text.as_str().into());
-                }
-                FieldValue::Elements(elements) => {
-                    fm.insert("kind".into(), Dynamic::from_int(1));
-                    let els: Array = elements
-                        .iter()
-                        .map(|e| {
-                            let mut em = Map::new();
-                            em.insert("key".into(), e.key.as_str().into());
-                            let entries: Array = e
-                                .entries
-                                .iter()
-                                .map(|n| {
-                                    let mut nm = Map::new();
-                                    nm.insert("value".into(), n.value.as_str().into());
-                                    nm.insert("stamp".into(), stamp_key(&n.stamp).into());
-                                    nm.insert("dr".into(), n.dot.region.as_str().into());
-                                    nm.insert("dc".into(), Dynamic::from_int(n.dot.counter as i64));
-                                    nm.insert(
-                                        "position".into(),
-                                        Dynamic::from_int(i64::from(n.position)),
-                                    );
-                                    nm.into()
-                                })
-                                .collect();
-                            em.insert("entries".into(), entries.into());
-                            em.into()
-                        })
-                        .collect();
-                    fm.insert("els".into(), els.into());
-                }
-            }
-            fm.into()
-        })
-        .collect();
-    m.insert("fields".into(), fields.into());
-    m.into()
+    let tombstone = v
+        .tombstone
+        .as_ref()
+        .map_or(Dynamic::UNIT, |t| stamp_key(t).into());
+    let fields: Array = v.fields.iter().map(field).collect();
+    object([
+        ("tenant", v.tenant.as_str().into()),
+        ("party_id", v.party_id.as_str().into()),
+        ("resource", v.resource_type.as_str().into()),
+        ("origin", v.origin_region.as_str().into()),
+        ("vv", vv.into()),
+        ("tombstone", tombstone),
+        ("fields", fields.into()),
+    ])
+}
+
+fn field(f: &Field) -> Dynamic {
+    let (name, stamp) = (f.name.as_str().into(), stamp_key(&f.stamp).into());
+    match &f.value {
+        FieldValue::Json(text) => object([
+            ("name", name),
+            ("stamp", stamp),
+            ("kind", Dynamic::from_int(0)),
+            ("json", text.as_str().into()),
+        ]),
+        FieldValue::Elements(elements) => {
+            let els: Array = elements.iter().map(element).collect();
+            object([
+                ("name", name),
+                ("stamp", stamp),
+                ("kind", Dynamic::from_int(1)),
+                ("els", els.into()),
+            ])
+        }
+    }
+}
+
+fn element(e: &Element) -> Dynamic {
+    let entries: Array = e.entries.iter().map(entry).collect();
+    object([("key", e.key.as_str().into()), ("entries", entries.into())])
+}
+
+fn entry(n: &Entry) -> Dynamic {
+    object([
+        ("value", n.value.as_str().into()),
+        ("stamp", stamp_key(&n.stamp).into()),
+        ("dr", n.dot.region.as_str().into()),
+        ("dc", Dynamic::from_int(n.dot.counter as i64)),
+        ("position", Dynamic::from_int(i64::from(n.position))),
+    ])
 }
 
 fn text(d: Dynamic, what: &str) -> Result<String, String> {

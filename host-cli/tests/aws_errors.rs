@@ -51,6 +51,25 @@ fn one_line_error(out: &Output, args: &[&str]) -> String {
     text.trim_end().to_owned()
 }
 
+/// The commands that reach AWS, before the flags each test adds.
+const LIST_CONFLICTS: &[&str] = &["conflicts", "list", "-t", "acme", "--log", "aws"];
+const LIST_POLICIES: &[&str] = &["policy", "list", "-t", "acme", "--registry", "aws"];
+const UPLOAD_POLICY: &[&str] = &[
+    "policy",
+    "upload",
+    "default",
+    "-t",
+    "acme",
+    "--registry",
+    "aws",
+];
+
+/// Asserts that `conflicts list` succeeded on an empty log.
+fn no_conflicts(out: &Output) {
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0 conflicts\n");
+}
+
 /// No region anywhere: the command says so and what to do, before it sends anything (an
 /// endpoint that would record a connection receives none).
 #[test]
@@ -60,38 +79,19 @@ fn no_region_is_named_before_any_call() {
     endpoint.set_nonblocking(true).unwrap();
     let url = format!("http://{}", endpoint.local_addr().unwrap());
     for args in [
-        &["conflicts", "list", "-t", "acme", "--log", "aws"][..],
-        &[
-            "policy",
-            "list",
-            "-t",
-            "acme",
-            "--registry",
-            "aws",
-            "--bucket",
-            "b",
-        ],
-        &[
-            "policy",
-            "upload",
-            "default",
-            "-t",
-            "acme",
-            "--registry",
-            "aws",
-            "--bucket",
-            "b",
-        ],
+        LIST_CONFLICTS.to_vec(),
+        [LIST_POLICIES, &["--bucket", "b"]].concat(),
+        [UPLOAD_POLICY, &["--bucket", "b"]].concat(),
     ] {
         let out = run(
             cli(home.path())
                 .env("AWS_ENDPOINT_URL", &url)
                 .env("AWS_ACCESS_KEY_ID", "testing")
                 .env("AWS_SECRET_ACCESS_KEY", "testing"),
-            args,
+            &args,
         );
         assert_eq!(
-            one_line_error(&out, args),
+            one_line_error(&out, &args),
             "error: no AWS region: pass --region or set AWS_REGION"
         );
     }
@@ -105,16 +105,7 @@ fn no_region_is_named_before_any_call() {
 #[test]
 fn no_credentials_are_named() {
     let home = tempfile::tempdir().unwrap();
-    let args = [
-        "conflicts",
-        "list",
-        "-t",
-        "acme",
-        "--log",
-        "aws",
-        "--region",
-        "eu-west-1",
-    ];
+    let args = [LIST_CONFLICTS, &["--region", "eu-west-1"]].concat();
     let out = run(&mut cli(home.path()), &args);
     let text = one_line_error(&out, &args);
     assert!(
@@ -136,16 +127,7 @@ fn an_undefined_profile_is_named() {
         "[profile other]\nregion = eu-west-1\n",
     )
     .unwrap();
-    let args = [
-        "conflicts",
-        "list",
-        "-t",
-        "acme",
-        "--log",
-        "aws",
-        "--profile",
-        "nope",
-    ];
+    let args = [LIST_CONFLICTS, &["--profile", "nope"]].concat();
     let text = one_line_error(&run(&mut cli(home.path()), &args), &args);
     assert!(
         text.starts_with(
@@ -162,46 +144,18 @@ fn a_missing_table_is_named_with_its_region() {
     let home = tempfile::tempdir().unwrap();
     let table = unique("no-such-table");
     let cases = [
-        vec![
-            "conflicts",
-            "list",
-            "-t",
-            "acme",
-            "--log",
-            "aws",
-            "--table",
-            &table,
-        ],
-        vec![
-            "policy",
-            "list",
-            "-t",
-            "acme",
-            "--registry",
-            "aws",
-            "--table",
-            &table,
-            "--bucket",
-            "b",
-        ],
-        vec![
-            "policy",
-            "upload",
-            "default",
-            "-t",
-            "acme",
-            "--registry",
-            "aws",
-            "--table",
-            &table,
-            "--bucket",
-            "b",
-            "--cases",
-            "1",
-        ],
+        (LIST_CONFLICTS, &[][..]),
+        (LIST_POLICIES, &["--bucket", "b"]),
+        (UPLOAD_POLICY, &["--bucket", "b", "--cases", "1"]),
     ];
-    for mut args in cases {
-        args.extend(["--region", "eu-west-1"]);
+    for (command, more) in cases {
+        let args = [
+            command,
+            &["--table", &table],
+            more,
+            &["--region", "eu-west-1"],
+        ]
+        .concat();
         let text = one_line_error(&run(&mut cli_on_moto(home.path()), &args), &args);
         assert!(
             text.contains(&format!("table {table} does not exist in region eu-west-1")),
@@ -218,22 +172,11 @@ fn a_missing_bucket_is_named() {
     create_table("eu-west-1", &table, "tenant", "entry");
     let bucket = unique("no-such-bucket");
     let args = [
-        "policy",
-        "upload",
-        "default",
-        "-t",
-        "acme",
-        "--registry",
-        "aws",
-        "--table",
-        &table,
-        "--bucket",
-        &bucket,
-        "--cases",
-        "1",
-        "--region",
-        "eu-west-1",
-    ];
+        UPLOAD_POLICY,
+        &["--table", &table, "--bucket", &bucket, "--cases", "1"],
+        &["--region", "eu-west-1"],
+    ]
+    .concat();
     let text = one_line_error(&run(&mut cli_on_moto(home.path()), &args), &args);
     assert!(
         text.contains(&format!("bucket {bucket} does not exist (NoSuchBucket")),
@@ -249,16 +192,7 @@ fn region_and_profile_are_honoured() {
     let home = tempfile::tempdir().unwrap();
     let table = unique("conflicts");
     create_table("eu-west-1", &table, "pk", "sk");
-    let list = [
-        "conflicts",
-        "list",
-        "-t",
-        "acme",
-        "--log",
-        "aws",
-        "--table",
-        &table,
-    ];
+    let list = [LIST_CONFLICTS, &["--table", &table]].concat();
 
     // $AWS_REGION alone: looked for in us-east-1, and said so.
     let out = run(
@@ -272,12 +206,10 @@ fn region_and_profile_are_honoured() {
     );
     // --region wins over $AWS_REGION.
     let args = [&list[..], &["--region", "eu-west-1"]].concat();
-    let out = run(
+    no_conflicts(&run(
         cli_on_moto(home.path()).env("AWS_REGION", "us-east-1"),
         &args,
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "0 conflicts\n");
+    ));
 
     // A profile with the region and credentials, and nothing in the environment but moto.
     std::fs::write(
@@ -286,30 +218,19 @@ fn region_and_profile_are_honoured() {
          aws_secret_access_key = testing\n",
     )
     .unwrap();
-    let on_moto = |cmd: &mut Command| {
-        cmd.env("AWS_ENDPOINT_URL", moto());
-    };
-    let mut cmd = cli(home.path());
-    on_moto(&mut cmd);
-    let text = one_line_error(&run(&mut cmd, &list), &list);
+    let on_moto = |args: &[&str]| run(cli(home.path()).env("AWS_ENDPOINT_URL", moto()), args);
+    let text = one_line_error(&on_moto(&list), &list);
     assert_eq!(
         text,
         "error: no AWS region: pass --region or set AWS_REGION"
     );
-    let args = [&list[..], &["--profile", "moto-eu"]].concat();
-    let mut cmd = cli(home.path());
-    on_moto(&mut cmd);
-    let out = run(&mut cmd, &args);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "0 conflicts\n");
+    no_conflicts(&on_moto(&[&list[..], &["--profile", "moto-eu"]].concat()));
     let args = [
         &list[..],
         &["--profile", "moto-eu", "--region", "us-east-1"],
     ]
     .concat();
-    let mut cmd = cli(home.path());
-    on_moto(&mut cmd);
-    let text = one_line_error(&run(&mut cmd, &args), &args);
+    let text = one_line_error(&on_moto(&args), &args);
     assert!(
         text.contains("does not exist in region us-east-1"),
         "{text}"

@@ -136,24 +136,25 @@ impl Rig {
 
     /// `policy …` with `--registry aws`, this rig's table and bucket template, and `extra`.
     fn policy(&self, extra: &[&str]) -> (Output, Vec<String>) {
-        let template = self.template();
-        let mut args: Vec<String> = vec!["policy".into()];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args.extend(
-            [
-                "--tenant",
-                "acme",
-                "--registry",
-                "aws",
-                "--table",
-                &self.table,
-                "--bucket",
-                &template,
-            ]
-            .map(String::from),
-        );
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        (run(self.home.path(), &refs), args)
+        self.policy_in(&self.template(), extra)
+    }
+
+    /// `policy …` with `--registry aws`, this rig's table, `--bucket bucket` and `extra`.
+    fn policy_in(&self, bucket: &str, extra: &[&str]) -> (Output, Vec<String>) {
+        let registry = ["--tenant", "acme", "--registry", "aws"];
+        let store = ["--table", &self.table, "--bucket", bucket];
+        let args: Vec<String> = [&["policy"][..], extra, &registry, &store]
+            .concat()
+            .into_iter()
+            .map(String::from)
+            .collect();
+        (run(self.home.path(), &refs(&args)), args)
+    }
+
+    /// `policy upload <policy> --cases 1 <extra…>`, which must succeed.
+    fn uploaded(&self, policy: &str, extra: &[&str]) {
+        let (out, args) = self.policy(&[&["upload", policy, "--cases", "1"][..], extra].concat());
+        expect(&out, 0, &refs(&args));
     }
 
     /// `policy list --json` through `region`.
@@ -161,6 +162,18 @@ impl Rig {
         let (out, args) = self.policy(&["list", "--json", "--region", region]);
         expect(&out, 0, &refs(&args));
         serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Asserts that each of `regions` has the default policy's component in its bucket.
+    fn assert_default_policy_in(&self, regions: &[&str]) {
+        let digest = host_core::digest(default_policy_artifact::DEFAULT_POLICY);
+        for region in regions {
+            assert_eq!(
+                component_in(&self.rt, region, &self.bucket(region), &digest).as_deref(),
+                Some(default_policy_artifact::DEFAULT_POLICY),
+                "{region}'s bucket has the component"
+            );
+        }
     }
 
     fn history(&self, region: &str) -> Vec<Value> {
@@ -180,6 +193,13 @@ fn region_line<'a>(stdout: &'a str, region: &str) -> &'a str {
         .lines()
         .find(|l| l.trim_start().starts_with(region))
         .unwrap_or_else(|| panic!("no line for {region} in:\n{stdout}"))
+}
+
+/// Asserts that each region's line in an upload's output says what is expected of it.
+fn assert_regions(stdout: &str, expected: &[(&str, &str)]) {
+    for (region, state) in expected {
+        assert!(region_line(stdout, region).contains(state), "{stdout}");
+    }
 }
 
 /// One call uploads to the three regions. With one region's bucket missing, the command names
@@ -208,13 +228,12 @@ fn upload_reaches_every_region_and_a_rerun_fills_the_gap() {
     expect(&out, 2, &refs(&args));
     let stdout = text(&out.stdout);
     let stderr = text(&out.stderr);
-    assert!(
-        region_line(&stdout, "eu-west-1").contains("stored now"),
-        "{stdout}"
-    );
-    assert!(
-        region_line(&stdout, "ap-southeast-1").contains("stored now"),
-        "{stdout}"
+    assert_regions(
+        &stdout,
+        &[
+            ("eu-west-1", "stored now"),
+            ("ap-southeast-1", "stored now"),
+        ],
     );
     let na = region_line(&stdout, "us-east-1");
     assert!(
@@ -227,13 +246,7 @@ fn upload_reaches_every_region_and_a_rerun_fills_the_gap() {
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    for region in ["eu-west-1", "ap-southeast-1"] {
-        assert_eq!(
-            component_in(&rig.rt, region, &rig.bucket(region), &digest).as_deref(),
-            Some(default_policy_artifact::DEFAULT_POLICY),
-            "{region}'s bucket has the component"
-        );
-    }
+    rig.assert_default_policy_in(&["eu-west-1", "ap-southeast-1"]);
     // Not recorded: the registry does not know the tenant yet.
     let (out, args) = rig.policy(&["list", "--region", "eu-west-1"]);
     expect(&out, 2, &refs(&args));
@@ -244,26 +257,16 @@ fn upload_reaches_every_region_and_a_rerun_fills_the_gap() {
     let (out, args) = rig.policy(&upload);
     expect(&out, 0, &refs(&args));
     let stdout = text(&out.stdout);
-    assert!(
-        region_line(&stdout, "eu-west-1").contains("present"),
-        "{stdout}"
-    );
-    assert!(
-        region_line(&stdout, "ap-southeast-1").contains("present"),
-        "{stdout}"
-    );
-    assert!(
-        region_line(&stdout, "us-east-1").contains("stored now"),
-        "{stdout}"
+    assert_regions(
+        &stdout,
+        &[
+            ("eu-west-1", "present"),
+            ("ap-southeast-1", "present"),
+            ("us-east-1", "stored now"),
+        ],
     );
     assert!(stdout.contains("tenant acme: uploaded v1"), "{stdout}");
-    for region in REGIONS {
-        assert_eq!(
-            component_in(&rig.rt, region, &rig.bucket(region), &digest).as_deref(),
-            Some(default_policy_artifact::DEFAULT_POLICY),
-            "{region}'s bucket has the component"
-        );
-    }
+    rig.assert_default_policy_in(&REGIONS);
 
     // Again: nothing to do anywhere.
     let (out, args) = rig.policy(&upload);
@@ -297,29 +300,9 @@ fn activation_waits_for_every_region() {
     for region in REGIONS {
         create_bucket(&rig.rt, region, &rig.bucket(region));
     }
-    let (out, args) = rig.policy(&[
-        "upload",
-        "default",
-        "--label",
-        "v1",
-        "--cases",
-        "1",
-        "--regions",
-        "all",
-    ]);
-    expect(&out, 0, &refs(&args));
+    rig.uploaded("default", &["--label", "v1", "--regions", "all"]);
     // v2 goes to the home region only.
-    let (out, args) = rig.policy(&[
-        "upload",
-        "na-status",
-        "--label",
-        "v2",
-        "--cases",
-        "1",
-        "--region",
-        "eu-west-1",
-    ]);
-    expect(&out, 0, &refs(&args));
+    rig.uploaded("na-status", &["--label", "v2", "--region", "eu-west-1"]);
 
     let (out, args) = rig.policy(&["activate", "v2", "--regions", "eu,apac,na", "--json"]);
     expect(&out, 1, &refs(&args));
@@ -373,17 +356,10 @@ fn audit_identity_is_the_key_and_the_principal() {
         &["policy", "keygen", "--out", "release-key"],
     );
     expect(&out, 0, &["policy", "keygen"]);
-    let (out, args) = rig.policy(&[
-        "upload",
+    rig.uploaded(
         "default",
-        "--cases",
-        "1",
-        "--sign",
-        "release-key",
-        "--region",
-        "eu-west-1",
-    ]);
-    expect(&out, 0, &refs(&args));
+        &["--sign", "release-key", "--region", "eu-west-1"],
+    );
     let listed = rig.list("eu-west-1");
     let version = &listed["versions"][0];
     let key_id = version["signature"]["keyId"].as_str().unwrap();
@@ -409,23 +385,8 @@ fn audit_identity_is_the_key_and_the_principal() {
         text(&out.stderr)
     );
 
-    let args = [
-        "policy",
-        "upload",
-        "default",
-        "-t",
-        "acme",
-        "--registry",
-        "aws",
-        "--table",
-        &rig.table,
-        "--regions",
-        "eu,na",
-        "--bucket",
-        "one-bucket",
-    ];
-    let out = run(rig.home.path(), &args);
-    expect(&out, 2, &args);
+    let (out, args) = rig.policy_in("one-bucket", &["upload", "default", "--regions", "eu,na"]);
+    expect(&out, 2, &refs(&args));
     assert!(
         text(&out.stderr).contains("--regions needs a bucket per region"),
         "{}",
@@ -476,30 +437,12 @@ fn a_rollback_to_a_version_some_regions_lack_is_named() {
         create_bucket(&rig.rt, region, &rig.bucket(region));
     }
     // v1: uploaded and activated in the home region only, the old way.
-    let (out, args) = rig.policy(&[
-        "upload",
-        "na-status",
-        "--label",
-        "v1",
-        "--cases",
-        "1",
-        "--activate",
-        "--region",
-        "eu-west-1",
-    ]);
-    expect(&out, 0, &refs(&args));
-    let (out, args) = rig.policy(&[
-        "upload",
+    let home_only = ["--label", "v1", "--activate", "--region", "eu-west-1"];
+    rig.uploaded("na-status", &home_only);
+    rig.uploaded(
         "default",
-        "--label",
-        "v2",
-        "--cases",
-        "1",
-        "--activate",
-        "--regions",
-        "all",
-    ]);
-    expect(&out, 0, &refs(&args));
+        &["--label", "v2", "--activate", "--regions", "all"],
+    );
 
     let (out, args) = rig.policy(&["rollback", "--regions", "eu,apac,na"]);
     expect(&out, 2, &refs(&args));

@@ -22,17 +22,15 @@ fn cli(args: &[&str]) -> Output {
         .expect("running host-cli")
 }
 
+/// `dry-run` of the default policy on the captured conflicts in `conflicts`, then `extra`.
+fn dry_run(conflicts: &str, extra: &[&str]) -> Output {
+    let args = ["dry-run", "--policy", "default", "--conflicts", conflicts];
+    cli(&[&args[..], extra].concat())
+}
+
 /// `dry-run` of the default policy on the shipped sample conflicts, then `extra`.
 fn dry_run_samples(extra: &[&str]) -> Output {
-    let mut args = vec![
-        "dry-run",
-        "--policy",
-        "default",
-        "--conflicts",
-        "samples/conflicts.jsonl",
-    ];
-    args.extend(extra);
-    cli(&args)
+    dry_run("samples/conflicts.jsonl", extra)
 }
 
 fn stdout(o: &Output) -> String {
@@ -123,13 +121,7 @@ fn malformed_line_is_reported_and_the_run_continues() {
     let sample = std::fs::read_to_string(root().join("samples/conflicts.jsonl")).unwrap();
     let first = sample.lines().next().unwrap();
     std::fs::write(&file, format!("{{not json\n{first}\n")).unwrap();
-    let out = cli(&[
-        "dry-run",
-        "--policy",
-        "default",
-        "--conflicts",
-        file.to_str().unwrap(),
-    ]);
+    let out = dry_run(file.to_str().unwrap(), &[]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     assert!(

@@ -26,6 +26,23 @@ fn json(o: &Output) -> Value {
     })
 }
 
+/// Asserts that the command succeeded, showing its stderr when it did not.
+fn succeeded(o: &Output) {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// `host-cli conflicts <args…>` on tenant acme's conflict log in `log`.
+fn conflicts(dir: &Path, args: &[&str]) -> Output {
+    let log = ["--tenant", "acme", "--log", "log"];
+    cli(dir, &[&["conflicts"][..], args, &log].concat())
+}
+
+/// The simulated run that records its conflicts into `log`.
+fn simulate(dir: &Path) -> Output {
+    let args = ["simulate", "--seed", SEED, "--no-swap", "--quiet"];
+    cli(dir, &[&args[..], &["--conflict-log", "log"]].concat())
+}
+
 const SEED: &str = "11";
 
 #[test]
@@ -33,36 +50,9 @@ fn capture_export_dry_run_replay_and_resolve() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     eprintln!("simulation seed {SEED}");
-    let sim = cli(
-        d,
-        &[
-            "simulate",
-            "--seed",
-            SEED,
-            "--no-swap",
-            "--quiet",
-            "--conflict-log",
-            "log",
-        ],
-    );
-    assert!(
-        sim.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sim.stderr)
-    );
+    succeeded(&simulate(d));
 
-    let listed = json(&cli(
-        d,
-        &[
-            "conflicts",
-            "list",
-            "--tenant",
-            "acme",
-            "--log",
-            "log",
-            "--json",
-        ],
-    ));
+    let listed = json(&conflicts(d, &["list", "--json"]));
     let listed = listed.as_array().unwrap();
     assert!(listed.len() > 3, "the run had conflicts: {}", listed.len());
     let mut ids: Vec<&str> = listed.iter().map(|r| r["id"].as_str().unwrap()).collect();
@@ -71,52 +61,12 @@ fn capture_export_dry_run_replay_and_resolve() {
     assert_eq!(ids.len(), listed.len(), "each conflict once");
 
     // The same run again into the same log: the same conflicts, nothing recorded twice.
-    let again = cli(
-        d,
-        &[
-            "simulate",
-            "--seed",
-            SEED,
-            "--no-swap",
-            "--quiet",
-            "--conflict-log",
-            "log",
-        ],
-    );
-    assert!(again.status.success());
-    let relisted = json(&cli(
-        d,
-        &[
-            "conflicts",
-            "list",
-            "--tenant",
-            "acme",
-            "--log",
-            "log",
-            "--json",
-        ],
-    ));
+    succeeded(&simulate(d));
+    let relisted = json(&conflicts(d, &["list", "--json"]));
     assert_eq!(relisted.as_array().unwrap().len(), listed.len());
 
     // Export, then dry-run under the same policy: the recorded outcome and party, conflict by conflict.
-    let out = cli(
-        d,
-        &[
-            "conflicts",
-            "export",
-            "--tenant",
-            "acme",
-            "--log",
-            "log",
-            "--out",
-            "captured.jsonl",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&conflicts(d, &["export", "--out", "captured.jsonl"]));
     let dry = json(&cli(
         d,
         &[
@@ -134,19 +84,7 @@ fn capture_export_dry_run_replay_and_resolve() {
     assert_eq!(replayed.len(), listed.len());
     for c in replayed {
         let id = c["id"].as_str().unwrap();
-        let record = json(&cli(
-            d,
-            &[
-                "conflicts",
-                "show",
-                id,
-                "--tenant",
-                "acme",
-                "--log",
-                "log",
-                "--json",
-            ],
-        ));
+        let record = json(&conflicts(d, &["show", id, "--json"]));
         let first = &record["outcomes"][0];
         assert_eq!(c["outcome"], first["decision"], "conflict {id}");
         assert_eq!(c["decidedBy"], first["policyDigest"], "conflict {id}");
@@ -161,20 +99,7 @@ fn capture_export_dry_run_replay_and_resolve() {
 
     // Replay: none differ under the policy that decided; against another, exactly those that
     // dry-run --compare finds different.
-    let same = cli(
-        d,
-        &[
-            "conflicts",
-            "replay",
-            "--tenant",
-            "acme",
-            "--log",
-            "log",
-            "--policy",
-            "default",
-            "--json",
-        ],
-    );
+    let same = conflicts(d, &["replay", "--policy", "default", "--json"]);
     assert_eq!(same.status.code(), Some(0));
     assert_eq!(json(&same)["different"], 0);
     let mut expected: Vec<&str> = replayed
@@ -187,20 +112,7 @@ fn capture_export_dry_run_replay_and_resolve() {
         !expected.is_empty(),
         "na-status differs somewhere on this seed"
     );
-    let other = cli(
-        d,
-        &[
-            "conflicts",
-            "replay",
-            "--tenant",
-            "acme",
-            "--log",
-            "log",
-            "--policy",
-            "na-status",
-            "--json",
-        ],
-    );
+    let other = conflicts(d, &["replay", "--policy", "na-status", "--json"]);
     assert_eq!(other.status.code(), Some(1));
     let other = json(&other);
     let mut found: Vec<&str> = other["differences"]
@@ -214,59 +126,16 @@ fn capture_export_dry_run_replay_and_resolve() {
 
     // Resolve one again: the record carries both outcomes.
     let id = expected[0];
-    let out = cli(
-        d,
-        &[
-            "conflicts",
-            "resolve",
-            &id[..10],
-            "--tenant",
-            "acme",
-            "--log",
-            "log",
-            "--policy",
-            "na-status",
-            "--json",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let record = json(&cli(
-        d,
-        &[
-            "conflicts",
-            "show",
-            id,
-            "--tenant",
-            "acme",
-            "--log",
-            "log",
-            "--json",
-        ],
-    ));
+    let resolve = ["resolve", &id[..10], "--policy", "na-status", "--json"];
+    succeeded(&conflicts(d, &resolve));
+    let record = json(&conflicts(d, &["show", id, "--json"]));
     let outcomes = record["outcomes"].as_array().unwrap();
     assert_eq!(outcomes.len(), 2);
     assert_eq!(outcomes[1]["by"], "host-cli");
     assert_ne!(outcomes[0]["policyDigest"], outcomes[1]["policyDigest"]);
     // Filters: by latest outcome's policy is not the point; by party narrows.
     let party = record["partyId"].as_str().unwrap();
-    let by_party = json(&cli(
-        d,
-        &[
-            "conflicts",
-            "list",
-            "--tenant",
-            "acme",
-            "--log",
-            "log",
-            "--party",
-            party,
-            "--json",
-        ],
-    ));
+    let by_party = json(&conflicts(d, &["list", "--party", party, "--json"]));
     assert!(
         by_party
             .as_array()
@@ -274,19 +143,6 @@ fn capture_export_dry_run_replay_and_resolve() {
             .iter()
             .all(|r| r["partyId"] == party)
     );
-    let none = json(&cli(
-        d,
-        &[
-            "conflicts",
-            "list",
-            "--tenant",
-            "acme",
-            "--log",
-            "log",
-            "--outcome",
-            "rejected",
-            "--json",
-        ],
-    ));
+    let none = json(&conflicts(d, &["list", "--outcome", "rejected", "--json"]));
     assert_eq!(none.as_array().unwrap().len(), 0);
 }

@@ -104,6 +104,49 @@ async fn get(http: &reqwest::Client, url: &str, region: &str, id: &str) -> (u16,
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// `POST` of an individual to `region`, under `key` if one is given.
+async fn create(
+    http: &reqwest::Client,
+    url: &str,
+    region: &str,
+    key: Option<String>,
+    body: Value,
+) -> reqwest::Result<reqwest::Response> {
+    let mut post = http.post(format!("{url}/{region}/tmf-api/party/v5/individual"));
+    if let Some(key) = key {
+        post = post.header("idempotency-key", key);
+    }
+    post.json(&body).send().await
+}
+
+/// Makes a conflict: `party` created in eu and replicated; eu and na cut off from each
+/// other, each region's edit applied in it; then the partition healed and the regions settled.
+async fn conflict_on(http: &reqwest::Client, url: &str, party: Value, edits: [(&str, Value); 2]) {
+    let id = party["id"].as_str().unwrap().to_owned();
+    let post = create(http, url, "eu", None, party).await.unwrap();
+    assert_eq!(post.status().as_u16(), 201);
+    settle(http, url).await;
+    host_serve::client::partition(url, "eu", "na", false)
+        .await
+        .unwrap();
+    for (region, body) in edits {
+        let r = http
+            .patch(format!("{url}/{region}/tmf-api/party/v5/individual/{id}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    host_serve::client::heal(url).await.unwrap();
+    settle(http, url).await;
+}
+
+/// The body of the `i`th create of the kill test.
+fn numbered(i: usize) -> Value {
+    json!({"id": format!("p{i}"), "givenName": format!("G{i}"), "familyName": "K"})
+}
+
 #[test]
 fn kill_9_and_a_restart_lose_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
@@ -116,14 +159,10 @@ fn kill_9_and_a_restart_lose_no_acknowledged_event() {
             let (http, url) = (http.clone(), url.clone());
             let region = ["apac", "eu", "na"][i % 3];
             sends.push(tokio::spawn(async move {
-                let r = http
-                    .post(format!("{url}/{region}/tmf-api/party/v5/individual"))
-                    .header("idempotency-key", format!("key-{i}"))
-                    .json(&json!({"id": format!("p{i}"), "givenName": format!("G{i}"), "familyName": "K"}))
-                    .send()
-                    .await;
-                match r {
-                    Ok(r) if r.status().as_u16() == 201 => Some((i, r.json::<Value>().await.unwrap())),
+                match create(&http, &url, region, Some(format!("key-{i}")), numbered(i)).await {
+                    Ok(r) if r.status().as_u16() == 201 => {
+                        Some((i, r.json::<Value>().await.unwrap()))
+                    }
                     _ => None,
                 }
             }));
@@ -149,11 +188,7 @@ fn kill_9_and_a_restart_lose_no_acknowledged_event() {
             }
             // The idempotency record survived too: a retry is answered from it.
             let region = ["apac", "eu", "na"][i % 3];
-            let replay = http
-                .post(format!("{url}/{region}/tmf-api/party/v5/individual"))
-                .header("idempotency-key", format!("key-{i}"))
-                .json(&json!({"id": format!("p{i}"), "givenName": format!("G{i}"), "familyName": "K"}))
-                .send()
+            let replay = create(&http, &url, region, Some(format!("key-{i}")), numbered(*i))
                 .await
                 .unwrap();
             assert_eq!(replay.status().as_u16(), 201);
@@ -208,30 +243,24 @@ fn a_policy_activated_in_the_registry_directory_is_served_without_a_restart() {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(served, "the activated version is not served: {}", state(&http, &url).await);
+        assert!(
+            served,
+            "the activated version is not served: {}",
+            state(&http, &url).await
+        );
         let swaps = state(&http, &url).await["swaps"].clone();
-        assert_eq!(swaps.as_array().unwrap().last().unwrap()["to"], json!(na_status));
+        assert_eq!(
+            swaps.as_array().unwrap().last().unwrap()["to"],
+            json!(na_status)
+        );
         // The next conflict is resolved by it.
-        let post = http
-            .post(format!("{url}/eu/tmf-api/party/v5/individual"))
-            .json(&json!({"id": "s1", "givenName": "Jane", "familyName": "Doe", "status": "initialized"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(post.status().as_u16(), 201);
-        settle(&http, &url).await;
-        host_serve::client::partition(&url, "eu", "na", false).await.unwrap();
-        for (region, status) in [("eu", "validated"), ("na", "deceased")] {
-            let r = http
-                .patch(format!("{url}/{region}/tmf-api/party/v5/individual/s1"))
-                .json(&json!({"status": status}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status().as_u16(), 200);
-        }
-        host_serve::client::heal(&url).await.unwrap();
-        settle(&http, &url).await;
+        let party =
+            json!({"id": "s1", "givenName": "Jane", "familyName": "Doe", "status": "initialized"});
+        let edits = [
+            ("eu", json!({"status": "validated"})),
+            ("na", json!({"status": "deceased"})),
+        ];
+        conflict_on(&http, &url, party, edits).await;
         let s = state(&http, &url).await;
         let conflict = s["conflicts"]
             .as_array()
@@ -299,31 +328,12 @@ fn the_live_page_shows_the_merged_party_and_its_conflict_in_a_browser() {
     let url = server.url.clone();
     let http = reqwest::Client::new();
     rt().block_on(async {
-        let r = http
-            .post(format!("{url}/eu/tmf-api/party/v5/individual"))
-            .json(&json!({"id": "42", "givenName": "Jane", "familyName": "Doe"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 201);
-        settle(&http, &url).await;
-        host_serve::client::partition(&url, "eu", "na", false)
-            .await
-            .unwrap();
-        for (region, body) in [
+        let party = json!({"id": "42", "givenName": "Jane", "familyName": "Doe"});
+        let edits = [
             ("eu", json!({"givenName": "Janet"})),
             ("na", json!({"familyName": "Smith"})),
-        ] {
-            let r = http
-                .patch(format!("{url}/{region}/tmf-api/party/v5/individual/42"))
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status().as_u16(), 200);
-        }
-        host_serve::client::heal(&url).await.unwrap();
-        settle(&http, &url).await;
+        ];
+        conflict_on(&http, &url, party, edits).await;
     });
     let page = format!("{url}/?party=42");
     let headless = |extra: &[&str]| {

@@ -52,6 +52,24 @@ fn fails_saying(out: &Output, what: &str, needles: &[&str]) -> String {
     err
 }
 
+/// Runs `args` in the empty `dir` and asserts that it fails saying each of `needles` and
+/// leaves `dir` empty.
+fn fails_creating_nothing(dir: &Path, args: &[&str], needles: &[&str]) {
+    let out = cli(dir, args);
+    let what = args.join(" ");
+    assert_eq!(names_in(dir), Vec::<String>::new(), "{what} created");
+    fails_saying(&out, &what, needles);
+}
+
+/// Asserts that the command succeeded, showing its stderr when it did not.
+fn succeeded(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The read-only commands on the registry, without `--registry` (so on the default location).
 const READ_REGISTRY: &[&[&str]] = &[
     &["policy", "list", "--tenant", "acme"],
@@ -87,36 +105,33 @@ const READ_LOG: &[&[&str]] = &[
     ],
 ];
 
+/// A command that changes the registry, creating it if need be.
+const SET_CONFIG: &[&str] = &[
+    "policy",
+    "config",
+    "--tenant",
+    "acme",
+    "--set",
+    r#"{"statusAuthority":"na"}"#,
+];
+
 #[test]
 fn read_only_commands_create_nothing_and_name_the_missing_default() {
     let dir = tempfile::tempdir().unwrap();
-    for args in READ_REGISTRY {
-        let out = cli(dir.path(), args);
-        let what = args.join(" ");
-        assert_eq!(names_in(dir.path()), Vec::<String>::new(), "{what} created");
-        fails_saying(
-            &out,
-            &what,
-            &[
-                "no policy registry at policy-registry",
-                "neither --registry nor $TMF632_REGISTRY",
-                "--registry aws",
-            ],
-        );
-    }
-    for args in READ_LOG {
-        let out = cli(dir.path(), args);
-        let what = args.join(" ");
-        assert_eq!(names_in(dir.path()), Vec::<String>::new(), "{what} created");
-        fails_saying(
-            &out,
-            &what,
-            &[
-                "no conflict log at conflict-log",
-                "neither --log nor $TMF632_CONFLICT_LOG",
-                "--log aws",
-            ],
-        );
+    let registry = [
+        "no policy registry at policy-registry",
+        "neither --registry nor $TMF632_REGISTRY",
+        "--registry aws",
+    ];
+    let log = [
+        "no conflict log at conflict-log",
+        "neither --log nor $TMF632_CONFLICT_LOG",
+        "--log aws",
+    ];
+    for (commands, needles) in [(READ_REGISTRY, registry), (READ_LOG, log)] {
+        for args in commands {
+            fails_creating_nothing(dir.path(), args, &needles);
+        }
     }
 }
 
@@ -125,20 +140,13 @@ fn a_missing_conflict_log_is_named_with_the_aws_hint() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nonexistent").join("dir");
     let missing = missing.to_str().unwrap();
+    let named = format!("no conflict log at {missing} (from --log)");
     for args in READ_LOG {
-        let mut args = args.to_vec();
-        args.extend(["--log", missing]);
-        let out = cli(dir.path(), &args);
-        let what = args.join(" ");
-        fails_saying(
-            &out,
-            &what,
-            &[
-                &format!("no conflict log at {missing} (from --log)"),
-                "--log aws for the DynamoDB log",
-            ],
+        fails_creating_nothing(
+            dir.path(),
+            &[args, &["--log", missing][..]].concat(),
+            &[&named, "--log aws for the DynamoDB log"],
         );
-        assert_eq!(names_in(dir.path()), Vec::<String>::new(), "{what} created");
     }
     // A file is not a log either.
     std::fs::write(dir.path().join("file"), "").unwrap();
@@ -164,20 +172,13 @@ fn a_missing_registry_is_named_by_read_only_and_changing_commands() {
         &["policy", "shadow", "v2", "--tenant", "acme"],
         &["policy", "shadow", "--stop", "--tenant", "acme"],
     ];
+    let named = format!("no policy registry at {missing} (from --registry)");
     for args in READ_REGISTRY.iter().chain(changes) {
-        let mut args = args.to_vec();
-        args.extend(["--registry", missing]);
-        let out = cli(dir.path(), &args);
-        let what = args.join(" ");
-        fails_saying(
-            &out,
-            &what,
-            &[
-                &format!("no policy registry at {missing} (from --registry)"),
-                "--registry aws",
-            ],
+        fails_creating_nothing(
+            dir.path(),
+            &[args, &["--registry", missing][..]].concat(),
+            &[&named, "--registry aws"],
         );
-        assert_eq!(names_in(dir.path()), Vec::<String>::new(), "{what} created");
     }
 }
 
@@ -185,29 +186,10 @@ fn a_missing_registry_is_named_by_read_only_and_changing_commands() {
 #[test]
 fn setting_a_configuration_creates_the_default_registry() {
     let dir = tempfile::tempdir().unwrap();
-    let out = cli(
-        dir.path(),
-        &[
-            "policy",
-            "config",
-            "--tenant",
-            "acme",
-            "--set",
-            r#"{"statusAuthority":"na"}"#,
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&cli(dir.path(), SET_CONFIG));
     assert_eq!(names_in(dir.path()), ["policy-registry"]);
     let out = cli(dir.path(), &["policy", "list", "--tenant", "acme"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
 }
 
 #[test]
@@ -222,66 +204,44 @@ fn urls_are_refused_with_what_is_supported() {
             &["policy", "list", "--tenant", "acme"][..],
             // A command that may create the registry creates no `s3:/bucket` either.
             &["policy", "upload", "default", "--tenant", "acme"][..],
-            &[
-                "policy",
-                "config",
-                "--tenant",
-                "acme",
-                "--set",
-                r#"{"statusAuthority":"na"}"#,
-            ][..],
+            SET_CONFIG,
         ] {
-            let mut args = args.to_vec();
-            args.extend(["--registry", url]);
-            let out = cli(dir.path(), &args);
-            let what = args.join(" ");
-            fails_saying(
-                &out,
-                &what,
+            fails_creating_nothing(
+                dir.path(),
+                &[args, &["--registry", url][..]].concat(),
                 &[
                     &format!("{url} (from --registry) is a URL"),
                     "a directory, or `aws`",
                 ],
             );
-            assert_eq!(names_in(dir.path()), Vec::<String>::new(), "{what} created");
         }
     }
     for url in ["s3://bucket", "dynamodb://tmf632-conflicts"] {
-        let out = cli(
+        fails_creating_nothing(
             dir.path(),
             &["conflicts", "list", "--tenant", "acme", "--log", url],
-        );
-        fails_saying(
-            &out,
-            url,
             &[
                 &format!("{url} (from --log) is a URL"),
                 "a directory, or `aws`",
             ],
         );
-        assert_eq!(names_in(dir.path()), Vec::<String>::new(), "{url} created");
     }
     // From the environment: named as such.
-    let out = cli_env(
-        dir.path(),
-        &[("TMF632_REGISTRY", "s3://bucket")],
-        &["policy", "history", "--tenant", "acme"],
-    );
-    fails_saying(
-        &out,
-        "$TMF632_REGISTRY",
-        &["s3://bucket (from $TMF632_REGISTRY)"],
-    );
-    let out = cli_env(
-        dir.path(),
-        &[("TMF632_CONFLICT_LOG", "s3://bucket/log")],
-        &["conflicts", "export", "--tenant", "acme"],
-    );
-    fails_saying(
-        &out,
-        "$TMF632_CONFLICT_LOG",
-        &["s3://bucket/log (from $TMF632_CONFLICT_LOG)"],
-    );
+    for (var, url, args) in [
+        (
+            "TMF632_REGISTRY",
+            "s3://bucket",
+            ["policy", "history", "--tenant", "acme"],
+        ),
+        (
+            "TMF632_CONFLICT_LOG",
+            "s3://bucket/log",
+            ["conflicts", "export", "--tenant", "acme"],
+        ),
+    ] {
+        let out = cli_env(dir.path(), &[(var, url)], &args);
+        fails_saying(&out, var, &[&format!("{url} (from ${var})")]);
+    }
     assert_eq!(names_in(dir.path()), Vec::<String>::new());
 }
 
@@ -308,11 +268,7 @@ fn an_unknown_outcome_is_refused_with_the_valid_ones() {
     let mut args = base.to_vec();
     args.extend(["--outcome", "take-remote"]);
     let out = cli(dir.path(), &args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "0 conflicts\n");
 }
 
@@ -347,11 +303,7 @@ fn an_unknown_tenant_is_named_with_the_known_ones() {
                 r#"{"statusAuthority":"na"}"#,
             ],
         );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded(&out);
     }
     for verb in ["list", "history", "config", "shadow-report"] {
         for json in [false, true] {
@@ -373,10 +325,6 @@ fn an_unknown_tenant_is_named_with_the_known_ones() {
         dir.path(),
         &["policy", "list", "--tenant", "acme", "--registry", reg],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("tenant acme "));
 }

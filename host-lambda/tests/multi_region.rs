@@ -341,11 +341,28 @@ fn assert_vectors_dominate(world: &World, w: Workload, acks: &[Ack]) {
     }
 }
 
+/// Runs `w` in `world` undisturbed: the parties created at `t0`, the clients from a second later,
+/// then replication settled; returns every acknowledged update.
+fn run_workload(world: &mut World, w: Workload, t0: u64) -> Vec<Ack> {
+    create_parties(world, w.parties, t0);
+    let acks = run_clients(world, w, t0 + 1000, |_, _| {});
+    world.settle();
+    acks
+}
+
+/// A change event of party `id` at `at` ms, whose individual is `individual`.
+fn change(event_id: &str, at: u64, individual: Value) -> Value {
+    let id = individual["id"].as_str().unwrap().to_owned();
+    let mut e = self::individual(&id);
+    e["eventId"] = json!(event_id);
+    e["eventType"] = json!("IndividualAttributeValueChangeEvent");
+    e["eventTime"] = json!(event_time(at));
+    e["event"]["individual"] = individual;
+    e
+}
+
 fn seed() -> u64 {
-    std::env::var("SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(7)
+    integration_tests::env_seed("SEED").unwrap_or(7)
 }
 
 #[test]
@@ -356,10 +373,7 @@ fn apac_eu_na_concurrent_writes_converge_with_nothing_lost() {
         events_per_region: 16,
         delete: true,
     };
-    let t0 = 1_750_000_000_000;
-    create_parties(&mut world, w.parties, t0);
-    let acks = run_clients(&mut world, w, t0 + 1000, |_, _| {});
-    world.settle();
+    let acks = run_workload(&mut world, w, 1_750_000_000_000);
     assert!(
         world.overwrites > 0,
         "the workload must make last-writer-wins overwrite something"
@@ -383,10 +397,7 @@ fn assert_conflicts_recorded_once(world: &World) {
         .query(&ConflictQuery::tenant(TENANT))
         .unwrap();
     assert!(!records.is_empty(), "the workload had concurrent conflicts");
-    let mut ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
-    ids.sort();
-    ids.dedup();
-    assert_eq!(ids.len(), records.len(), "each conflict recorded once");
+    integration_tests::assert_each_conflict_once(&records, "the workload's log");
     let policy = integration_tests::default_policy(&integration_tests::engine());
     for r in &records {
         let first = r.first();
@@ -401,14 +412,7 @@ fn assert_conflicts_recorded_once(world: &World) {
                 .iter()
                 .all(|g| ["apac", "eu", "na"].contains(&g.as_str()))
         );
-        let again = host_core::resolve_with(&policy, "{}", &r.region, &r.local, &r.remote).unwrap();
-        assert_eq!(first.decision, again.decision.kind(), "{}", r.id);
-        assert_eq!(
-            first.written.as_ref(),
-            again.written(&r.local, &r.remote),
-            "{}",
-            r.id
-        );
+        integration_tests::assert_first_outcome_reproduces(&policy, r, "the workload's log");
     }
 }
 
@@ -420,10 +424,7 @@ fn version_vectors_agree_and_dominate_every_acknowledged_version() {
         events_per_region: 16,
         delete: false,
     };
-    let t0 = 1_750_000_100_000;
-    create_parties(&mut world, w.parties, t0);
-    let acks = run_clients(&mut world, w, t0 + 1000, |_, _| {});
-    world.settle();
+    let acks = run_workload(&mut world, w, 1_750_000_100_000);
     assert_vectors_dominate(&world, w, &acks);
     let t = tables(&world, w.parties);
     for p in 0..w.parties {
@@ -437,12 +438,12 @@ fn duplicate_deliveries_end_as_one_effect() {
     let mut world = World::new(seed() + 2);
     let t0 = 1_750_000_200_000;
     create_parties(&mut world, 1, t0);
-    let mut e = individual("p0");
-    e["eventId"] = json!("dup-everywhere");
-    e["eventType"] = json!("IndividualAttributeValueChangeEvent");
-    e["eventTime"] = json!(event_time(t0 + 500));
     let element = json!({"@type": "EmailContactMedium", "id": "cm-dup", "mediumType": "email", "emailAddress": "dup@example.com"});
-    e["event"]["individual"] = json!({"@type": "Individual", "id": "p0", "contactMedium": [element], "givenName": "Dupont"});
+    let e = change(
+        "dup-everywhere",
+        t0 + 500,
+        json!({"@type": "Individual", "id": "p0", "contactMedium": [element], "givenName": "Dupont"}),
+    );
     // Twice to APAC (the second answered from the idempotency record), once to EU and to NA.
     let apac = world.regions[0].ingest.clone();
     let first = apac.handle(TENANT, &e, None, now(), now() + 60_000);
@@ -520,12 +521,11 @@ fn throttled_writes_are_dead_lettered_and_a_redrive_completes_them() {
         let mut acks = Vec::new();
         let eu = world.regions[1].ingest.clone();
         world.regions[1].throttle.arm(6);
-        let mut e = individual("p0");
-        e["eventId"] = json!("throttled-1");
-        e["eventType"] = json!("IndividualAttributeValueChangeEvent");
-        e["eventTime"] = json!(event_time(t0 + 900));
-        e["event"]["individual"] =
-            json!({"@type": "Individual", "id": "p0", "nationality": "throttled"});
+        let e = change(
+            "throttled-1",
+            t0 + 900,
+            json!({"@type": "Individual", "id": "p0", "nationality": "throttled"}),
+        );
         let out = eu.handle(TENANT, &e, None, now(), now() + 60_000);
         assert!(matches!(out, Outcome::DeadLettered(_)), "{out:?}");
         acks.extend(run_clients(&mut world, w, t0 + 1000, |world, round| {
@@ -600,10 +600,7 @@ fn plain_global_tables_loses_what_reconciliation_keeps() {
     for reconcile in [false, true] {
         let mut world = World::new(seed() + 5);
         world.reconcile_enabled = reconcile;
-        let t0 = 1_750_000_500_000;
-        create_parties(&mut world, w.parties, t0);
-        let acks = run_clients(&mut world, w, t0 + 1000, |_, _| {});
-        world.settle();
+        let acks = run_workload(&mut world, w, 1_750_000_500_000);
         // Without reconciliation the regions may not even agree; count against each region.
         let t = tables(&world, w.parties);
         let worst = (0..3).map(|r| lost(&acks, &t[r]).len()).max().unwrap();

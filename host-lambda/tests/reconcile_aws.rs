@@ -38,6 +38,7 @@ trait ReconcileRig {
     fn function(&self, policy: Arc<Policy>) -> ReconcileFunction<DynamoStore, SqsDeadLetters>;
     fn stream_batch(&self) -> Value;
     fn overwrite(&self, party: &StoredParty);
+    fn eu_item(&self) -> StoredParty;
 }
 
 impl ReconcileRig for Rig {
@@ -77,6 +78,11 @@ impl ReconcileRig for Rig {
             )
             .unwrap();
     }
+
+    /// Party 42 of tenant acme as EU's table holds it now.
+    fn eu_item(&self) -> StoredParty {
+        self.store("eu").party("acme", "42").unwrap().unwrap()
+    }
 }
 
 /// EU creates the party and changes its marital status; NA's concurrent version (the create,
@@ -96,7 +102,7 @@ fn an_overwritten_version_is_restored_and_a_redelivery_changes_nothing() {
     let batch = rig.stream_batch();
     let out = rig.rt.block_on(f.handle(event(&batch)));
     assert_eq!(answer(out), json!({"batchItemFailures": []}));
-    let merged = rig.store("eu").party("acme", "42").unwrap().unwrap();
+    let merged = rig.eu_item();
     let tmf = integration_tests::tmf(&merged.version);
     assert_eq!(
         tmf["maritalStatus"],
@@ -117,7 +123,7 @@ fn an_overwritten_version_is_restored_and_a_redelivery_changes_nothing() {
     // The same records again (at-least-once delivery): nothing is written.
     let again = rig.rt.block_on(f.handle(event(&batch)));
     assert_eq!(answer(again), json!({"batchItemFailures": []}));
-    let after = rig.store("eu").party("acme", "42").unwrap().unwrap();
+    let after = rig.eu_item();
     assert_eq!(after, merged, "a re-delivered record changes nothing");
     assert!(rig.dead_letters().is_empty());
 }
@@ -146,14 +152,7 @@ fn a_policy_that_traps_sends_the_conflict_to_the_dead_letter_queue_with_both_ver
     assert_eq!(conflict.remote, eu.version, "the overwritten version");
     assert_eq!(conflict.local, na.version, "the version that overwrote it");
     // Nothing was written: the item is still NA's.
-    assert_eq!(
-        rig.store("eu")
-            .party("acme", "42")
-            .unwrap()
-            .unwrap()
-            .version,
-        na.version
-    );
+    assert_eq!(rig.eu_item().version, na.version);
 }
 
 #[test]
@@ -221,11 +220,7 @@ fn the_first_record_to_retry_ends_the_batch() {
     );
     // The overwrite after it was left for that delivery: NA's version is still the item.
     assert_eq!(
-        rig.store("eu")
-            .party("acme", "42")
-            .unwrap()
-            .unwrap()
-            .version,
+        rig.eu_item().version,
         na.version,
         "a record after the one to retry was handled"
     );

@@ -332,6 +332,17 @@ mod tests {
     use super::*;
     use policy_types::{Field, Hlc, ResourceType};
 
+    /// Dots from `(region, counter)` pairs.
+    fn dots(pairs: &[(&str, u64)]) -> Vec<Dot> {
+        pairs
+            .iter()
+            .map(|(r, c)| Dot {
+                region: (*r).into(),
+                counter: *c,
+            })
+            .collect()
+    }
+
     fn version(vv: &[(&str, u64)], given: Option<&str>) -> PartyVersion {
         PartyVersion {
             tenant: "acme".into(),
@@ -345,13 +356,7 @@ mod tests {
                 })
                 .into_iter()
                 .collect(),
-            version_vector: vv
-                .iter()
-                .map(|(r, c)| Dot {
-                    region: (*r).into(),
-                    counter: *c,
-                })
-                .collect(),
+            version_vector: dots(vv),
             tombstone: None,
             origin_region: "eu".into(),
         }
@@ -371,13 +376,7 @@ mod tests {
                 region: region.into(),
                 counter,
             },
-            seen: seen
-                .iter()
-                .map(|(r, c)| Dot {
-                    region: (*r).into(),
-                    counter: *c,
-                })
-                .collect(),
+            seen: dots(seen),
             step: 0,
         }
     }

@@ -121,5 +121,49 @@ pub fn still_serves(resolver: &host_core::Resolver) {
         "jane@new.example"
     );
 }
+/// The seed a seeded test was asked to replay, from `$var`; `None` when it is not set. A value
+/// that is not a number fails the test rather than running another seed.
+pub fn env_seed(var: &str) -> Option<u64> {
+    let value = std::env::var(var).ok()?;
+    Some(
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("{var} must be an unsigned integer, found {value:?}")),
+    )
+}
+
+/// Asserts that `records` hold each conflict once: no two share an id.
+pub fn assert_each_conflict_once(records: &[host_core::conflict_log::ConflictRecord], what: &str) {
+    let mut ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), records.len(), "{what}: each conflict once");
+}
+
+/// Asserts that `record`'s first outcome reproduces: `policy` on the recorded versions and
+/// region decides and writes what the outcome says.
+pub fn assert_first_outcome_reproduces(
+    policy: &Policy,
+    record: &host_core::conflict_log::ConflictRecord,
+    what: &str,
+) {
+    let first = record.first();
+    let again =
+        host_core::resolve_with(policy, "{}", &record.region, &record.local, &record.remote)
+            .unwrap();
+    assert_eq!(
+        first.decision,
+        again.decision.kind(),
+        "{what}, {}",
+        record.id
+    );
+    assert_eq!(
+        first.written.as_ref(),
+        again.written(&record.local, &record.remote),
+        "{what}, {}",
+        record.id
+    );
+}
+
 pub mod conformance;
 pub mod samples;

@@ -90,6 +90,21 @@ fn conflict(
     }
 }
 
+/// The conflict between `base` written once in EU and once in NA, each write at its own time
+/// (ms after `T0`) with its own members.
+fn one_write_each(
+    id: &str,
+    note: &str,
+    base: &PartyVersion,
+    (eu_at, eu_members): (u64, Value),
+    (na_at, na_members): (u64, Value),
+) -> CapturedConflict {
+    let (mut eu, mut na) = (base.clone(), base.clone());
+    Region::new("eu").write(&mut eu, eu_at, &eu_members);
+    Region::new("na").write(&mut na, na_at, &na_members);
+    conflict(id, note, eu, na, None)
+}
+
 fn with_contact_media(base: &Value, f: impl FnOnce(&mut Vec<Value>)) -> Value {
     let mut media = base["contactMedium"].as_array().unwrap().clone();
     f(&mut media);
@@ -106,22 +121,18 @@ pub fn build() -> Vec<CapturedConflict> {
 
     // 1. The seed's case: EU changes the email while NA applies the official
     //    IndividualAttributeValueChangeEvent (maritalStatus).
-    let (mut eu, mut na) = (person.clone(), person.clone());
     let new_email = with_contact_media(&individual, |m| {
         m[0]["emailAddress"] = json!("jane.l@newmail.example")
     });
-    Region::new("eu").write(&mut eu, 1_000, &new_email);
-    Region::new("na").write(
-        &mut na,
-        1_001,
-        &event_body("IndividualAttributeValueChangeEvent_request", "individual"),
-    );
-    out.push(conflict(
+    out.push(one_write_each(
         "email-vs-marital-status",
         "EU changes the email, NA applies the official attribute-change event: both survive",
-        eu,
-        na,
-        None,
+        &person,
+        (1_000, new_email),
+        (
+            1_001,
+            event_body("IndividualAttributeValueChangeEvent_request", "individual"),
+        ),
     ));
 
     // 2. Status against an attribute: NA applies the official state-change event.
@@ -136,37 +147,30 @@ pub fn build() -> Vec<CapturedConflict> {
     out.push(conflict("status-vs-attribute", "EU renames and re-validates, NA resets status to initialized later by the clock: the lifecycle keeps validated", eu, na, None));
 
     // 3. Two regions add contact media.
-    let (mut eu, mut na) = (person.clone(), person.clone());
-    Region::new("eu").write(&mut eu, 1_000, &with_contact_media(&individual, |m| {
-        m.push(json!({"@type": "PhoneContactMedium", "mediumType": "mobile", "phoneNumber": "+33 6 12 34 56 78", "preferred": false}))
-    }));
-    Region::new("na").write(&mut na, 1_000, &with_contact_media(&individual, |m| {
-        m.push(json!({"@type": "EmailContactMedium", "mediumType": "email", "emailAddress": "jane@work.example", "preferred": false}))
-    }));
-    out.push(conflict(
+    out.push(one_write_each(
         "both-add-contact-media",
         "EU adds a mobile number, NA adds a work email: the merged party has both",
-        eu,
-        na,
-        None,
+        &person,
+        (1_000, with_contact_media(&individual, |m| {
+            m.push(json!({"@type": "PhoneContactMedium", "mediumType": "mobile", "phoneNumber": "+33 6 12 34 56 78", "preferred": false}))
+        })),
+        (1_000, with_contact_media(&individual, |m| {
+            m.push(json!({"@type": "EmailContactMedium", "mediumType": "email", "emailAddress": "jane@work.example", "preferred": false}))
+        })),
     ));
 
     // 4. A removal must not be undone by the other region's stale copy.
-    let (mut eu, mut na) = (person.clone(), person.clone());
-    Region::new("eu").write(
-        &mut eu,
-        1_000,
-        &with_contact_media(&individual, |m| {
-            m.remove(1);
-        }),
-    );
-    Region::new("na").write(&mut na, 1_001, &json!({"preferredGivenName": "Janie"}));
-    out.push(conflict(
+    out.push(one_write_each(
         "removed-address-stays-removed",
         "EU removes the postal address, NA renames: the address does not come back from NA's copy",
-        eu,
-        na,
-        None,
+        &person,
+        (
+            1_000,
+            with_contact_media(&individual, |m| {
+                m.remove(1);
+            }),
+        ),
+        (1_001, json!({"preferredGivenName": "Janie"})),
     ));
 
     // 5 and 6. Delete against a concurrent update, under each delete rule.
@@ -193,47 +197,36 @@ pub fn build() -> Vec<CapturedConflict> {
     ));
 
     // 7. The same field in both regions: the later clock wins.
-    let (mut eu, mut na) = (person.clone(), person.clone());
-    Region::new("eu").write(&mut eu, 1_000, &json!({"familyName": "Smith"}));
-    Region::new("na").write(&mut na, 1_004, &json!({"familyName": "Lamborgizzia-Smith"}));
-    out.push(conflict(
+    out.push(one_write_each(
         "same-field-later-clock-wins",
         "Both regions change familyName: NA's later write wins",
-        eu,
-        na,
-        None,
+        &person,
+        (1_000, json!({"familyName": "Smith"})),
+        (1_004, json!({"familyName": "Lamborgizzia-Smith"})),
     ));
 
     // 8. A terminal status is not undone.
-    let (mut eu, mut na) = (person.clone(), person.clone());
-    Region::new("eu").write(&mut eu, 1_000, &json!({"status": "deceased"}));
-    Region::new("na").write(&mut na, 1_009, &json!({"status": "validated"}));
-    out.push(conflict(
+    out.push(one_write_each(
         "terminal-status-stays",
         "EU records the death, NA re-validates later by the clock: deceased stays",
-        eu,
-        na,
-        None,
+        &person,
+        (1_000, json!({"status": "deceased"})),
+        (1_009, json!({"status": "validated"})),
     ));
 
     // 9. v4 items carry no ids: two characteristics both named hobby must both survive.
     let v4 = json!({"id": "42", "@type": "Individual", "givenName": "Jane", "familyName": "Lamborgizzia", "status": "validated",
         "partyCharacteristic": [{"name": "hobby", "value": "Modern Jazz"}, {"name": "hobby", "value": "Cinema"}]});
-    let base = created(ResourceType::Individual, &v4);
-    let (mut eu, mut na) = (base.clone(), base);
-    Region::new("eu").write(
-        &mut eu,
-        1_000,
-        &json!({"partyCharacteristic": [{"name": "hobby", "value": "Modern Jazz"}]}),
-    );
-    Region::new("na").write(&mut na, 1_000, &json!({"partyCharacteristic": [
-        {"name": "hobby", "value": "Modern Jazz"}, {"name": "hobby", "value": "Cinema"}, {"name": "hobby", "value": "Chess"}]}));
-    out.push(conflict(
+    out.push(one_write_each(
         "v4-characteristics-without-ids",
         "v4-style items without ids: EU drops Cinema, NA adds Chess; identity by content",
-        eu,
-        na,
-        None,
+        &created(ResourceType::Individual, &v4),
+        (
+            1_000,
+            json!({"partyCharacteristic": [{"name": "hobby", "value": "Modern Jazz"}]}),
+        ),
+        (1_000, json!({"partyCharacteristic": [
+            {"name": "hobby", "value": "Modern Jazz"}, {"name": "hobby", "value": "Cinema"}, {"name": "hobby", "value": "Chess"}]})),
     ));
 
     // 10. Organization: trading name against a new identification, in APAC.
@@ -264,14 +257,16 @@ pub fn build() -> Vec<CapturedConflict> {
     out.push(conflict("organization-name-vs-identification", "EU renames the trading name, APAC adds a VAT identification and applies the official attribute change", eu, apac, None));
 
     // 11. Organization lifecycle: closed is terminal.
-    let (mut eu, mut na) = (org.clone(), org.clone());
-    Region::new("eu").write(&mut eu, 1_000, &json!({"status": "closed"}));
-    Region::new("na").write(
-        &mut na,
-        1_003,
-        &event_body("OrganizationStateChangeEvent_request", "organization"),
-    );
-    out.push(conflict("organization-closed-stays", "EU closes the organization, NA applies the official state-change event later: closed stays", eu, na, None));
+    out.push(one_write_each(
+        "organization-closed-stays",
+        "EU closes the organization, NA applies the official state-change event later: closed stays",
+        &org,
+        (1_000, json!({"status": "closed"})),
+        (
+            1_003,
+            event_body("OrganizationStateChangeEvent_request", "organization"),
+        ),
+    ));
 
     // 12. Not a conflict: NA's version already holds EU's change.
     let mut eu = person.clone();
@@ -290,16 +285,18 @@ pub fn build() -> Vec<CapturedConflict> {
     let with_ids = json!({"id": "54", "@type": "Individual", "givenName": "Carlos", "familyName": "Mafalda", "status": "validated",
         "contactMedium": [{"id": "cm-1", "@type": "EmailContactMedium", "mediumType": "email", "emailAddress": "carlos@old.example"},
                           {"id": "cm-2", "@type": "PhoneContactMedium", "mediumType": "mobile", "phoneNumber": "+55 11 5555 0000"}]});
-    let base = created(ResourceType::Individual, &with_ids);
-    let (mut eu, mut na) = (base.clone(), base);
     let change = |addr: &str| {
         json!({"contactMedium": [
         {"id": "cm-1", "@type": "EmailContactMedium", "mediumType": "email", "emailAddress": addr},
         {"id": "cm-2", "@type": "PhoneContactMedium", "mediumType": "mobile", "phoneNumber": "+55 11 5555 0000"}]})
     };
-    Region::new("eu").write(&mut eu, 1_000, &change("carlos@eu.example"));
-    Region::new("na").write(&mut na, 1_002, &change("carlos@na.example"));
-    out.push(conflict("same-element-both-regions", "Both regions change contact medium cm-1: the later write of that element wins, cm-2 untouched", eu, na, None));
+    out.push(one_write_each(
+        "same-element-both-regions",
+        "Both regions change contact medium cm-1: the later write of that element wins, cm-2 untouched",
+        &created(ResourceType::Individual, &with_ids),
+        (1_000, change("carlos@eu.example")),
+        (1_002, change("carlos@na.example")),
+    ));
 
     out
 }

@@ -19,7 +19,10 @@ use host_core::store::memory::{MemoryDeadLetters, MemoryStore};
 use host_core::tenant::LogSettings;
 use host_core::{ActivePolicy, Policy, Resolver, TenantPolicies, resolve_with};
 use host_sim::{SimConfig, SimPolicies, run};
-use integration_tests::{conformance, email_vs_status, engine, put_new_party, write};
+use integration_tests::{
+    assert_each_conflict_once, assert_first_outcome_reproduces, conformance, email_vs_status,
+    engine, put_new_party, write,
+};
 use serde_json::json;
 
 #[test]
@@ -175,10 +178,7 @@ fn a_three_region_run_records_each_conflict_once_reproducibly() {
         assert!(report.ok(), "seed {seed}");
         let records = log.all();
         assert!(!records.is_empty(), "seed {seed} had conflicts");
-        let mut ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
-        ids.sort();
-        ids.dedup();
-        assert_eq!(ids.len(), records.len(), "seed {seed}: each conflict once");
+        assert_each_conflict_once(&records, &format!("seed {seed}"));
         for rec in &records {
             let o = rec.first();
             let policy = [&first, &second]
@@ -190,14 +190,7 @@ fn a_three_region_run_records_each_conflict_once_reproducibly() {
                         o.policy_digest
                     )
                 });
-            let again = resolve_with(policy, "{}", &rec.region, &rec.local, &rec.remote).unwrap();
-            assert_eq!(o.decision, again.decision.kind(), "seed {seed}, {}", rec.id);
-            assert_eq!(
-                o.written.as_ref(),
-                again.written(&rec.local, &rec.remote),
-                "seed {seed}, {}",
-                rec.id
-            );
+            assert_first_outcome_reproduces(policy, rec, &format!("seed {seed}"));
         }
         // The same run again: every conflict is already recorded.
         let rerun = run(&config, &policies);

@@ -136,12 +136,7 @@ fn corpus_dir(target: &str) -> PathBuf {
 
 /// Every file of the target's corpus, then `MUTATIONS` inputs made from them.
 fn smoke(target: &Target) {
-    let seed = match std::env::var("FUZZ_SMOKE_SEED") {
-        Ok(s) => s
-            .parse()
-            .unwrap_or_else(|_| panic!("FUZZ_SMOKE_SEED must be an unsigned integer, found {s:?}")),
-        Err(_) => DEFAULT_SEED,
-    };
+    let seed = integration_tests::env_seed("FUZZ_SMOKE_SEED").unwrap_or(DEFAULT_SEED);
     println!("seed {seed} (replay with FUZZ_SMOKE_SEED={seed} {REPLAY})");
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ fnv(target.name));
     let mut check = Checker {

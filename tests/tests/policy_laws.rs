@@ -25,15 +25,12 @@ fn party(local: &PartyVersion, remote: &PartyVersion, r: &Resolution) -> Option<
 
 /// A seeded runner: the seed is printed so that a failure can be replayed.
 fn runner(cases: u32) -> TestRunner {
-    let seed: u64 = std::env::var("LAW_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let seed: u64 = integration_tests::env_seed("LAW_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    });
     println!("seed {seed} (rerun with LAW_SEED={seed})");
     let mut bytes = [0u8; 32];
     bytes[..8].copy_from_slice(&seed.to_le_bytes());
@@ -96,6 +93,20 @@ fn rust_policies(engine: &host_core::PolicyEngine) -> [std::sync::Arc<host_core:
     [default_policy(engine), std::sync::Arc::new(na.unwrap())]
 }
 
+/// Both Rust policies, each asserted to declare what a law is about (`declared`, said as
+/// `what`): a policy that does not declare it would not be tested by the law.
+fn rust_policies_declaring(
+    engine: &host_core::PolicyEngine,
+    what: &str,
+    declared: impl Fn(&host_core::PolicyInfo) -> bool,
+) -> [std::sync::Arc<host_core::Policy>; 2] {
+    let policies = rust_policies(engine);
+    for p in &policies {
+        assert!(declared(p.info()), "{} {what}", p.description().name);
+    }
+    policies
+}
+
 /// Runs `check` on 300 generated histories of three regions, each under one of the delete
 /// rules with one of `policies`, on each pair of the three versions in turn.
 fn on_generated_conflicts(
@@ -138,14 +149,7 @@ fn same_outcome(
 #[test]
 fn sending_only_the_differences_changes_no_result() {
     let engine = engine();
-    let policies = rust_policies(&engine);
-    for p in &policies {
-        assert!(
-            p.info().differences_only,
-            "{} declares 1.1",
-            p.description().name
-        );
-    }
+    let policies = rust_policies_declaring(&engine, "declares 1.1", |i| i.differences_only);
     on_generated_conflicts(&policies, |policy, config, l, r| {
         let sent = host_core::resolve_with(policy, config, "eu", l, r);
         let whole = host_core::resolve_with_whole_versions(policy, config, "eu", l, r);
@@ -159,14 +163,7 @@ fn sending_only_the_differences_changes_no_result() {
 #[test]
 fn packed_and_typed_calls_answer_the_same() {
     let engine = engine();
-    let policies = rust_policies(&engine);
-    for p in &policies {
-        assert!(
-            p.info().packed,
-            "{} takes packed calls",
-            p.description().name
-        );
-    }
+    let policies = rust_policies_declaring(&engine, "takes packed calls", |i| i.packed);
     on_generated_conflicts(&policies, |policy, config, l, r| {
         let ctx = ctx(relation(l, r), config);
         let packed = policy.call((&ctx, l, r)).expect("packed call succeeds");

@@ -32,26 +32,48 @@ fn failure_of(resolver: &Resolver) -> (String, CallFailure) {
     }
 }
 
-#[test]
-fn infinite_loop_is_stopped_by_the_deadline() {
-    let engine = engine();
-    let resolver = host(load(&engine, guests::LOOP).unwrap());
-    for _ in 0..2 {
+/// Tenant evil's `policy` behind a resolver: each of `calls` calls fails as `check` expects
+/// (given the error's message and its failure), and after each the host still serves tenant
+/// acme.
+fn each_call_fails(policy: Arc<Policy>, calls: usize, check: impl Fn(&str, CallFailure)) {
+    let resolver = host(policy);
+    for _ in 0..calls {
         let (msg, failure) = failure_of(&resolver);
-        assert!(matches!(failure, CallFailure::Timeout(_)), "{msg}");
-        assert!(msg.contains("deadline"), "{msg}");
+        check(&msg, failure);
         still_serves(&resolver);
     }
 }
 
+/// Tenant evil's `policy` behind a resolver: its one answer is refused as an invalid result
+/// whose message says each of `says`, and the host still serves tenant acme.
+fn answer_is_refused(policy: Arc<Policy>, says: &[&str]) {
+    each_call_fails(policy, 1, |msg, failure| {
+        assert!(matches!(failure, CallFailure::InvalidResult(_)), "{msg}");
+        for said in says {
+            assert!(msg.contains(said), "{said:?} in {msg}");
+        }
+    });
+}
+
+/// Tenant evil's guest policy `path`, loaded by the test engine.
+fn guest(path: &str) -> Arc<Policy> {
+    load(&engine(), path).unwrap()
+}
+
+#[test]
+fn infinite_loop_is_stopped_by_the_deadline() {
+    each_call_fails(guest(guests::LOOP), 2, |msg, failure| {
+        assert!(matches!(failure, CallFailure::Timeout(_)), "{msg}");
+        assert!(msg.contains("deadline"), "{msg}");
+    });
+}
+
 #[test]
 fn memory_bomb_is_stopped_by_the_cap() {
-    let engine = engine();
-    let resolver = host(load(&engine, guests::MEMBOMB).unwrap());
-    let (msg, failure) = failure_of(&resolver);
-    assert!(matches!(failure, CallFailure::MemoryExhausted(_)), "{msg}");
-    assert!(msg.contains("cap"), "{msg}");
-    still_serves(&resolver);
+    each_call_fails(guest(guests::MEMBOMB), 1, |msg, failure| {
+        assert!(matches!(failure, CallFailure::MemoryExhausted(_)), "{msg}");
+        assert!(msg.contains("cap"), "{msg}");
+    });
 }
 
 /// An instance whose memory creeps up (a MiB a call here; componentize-js's heap by a few KiB)
@@ -59,8 +81,7 @@ fn memory_bomb_is_stopped_by_the_cap() {
 /// single reused instance would fail from about the sixtieth.
 #[test]
 fn an_instance_whose_memory_creeps_up_is_retired_before_the_cap() {
-    let engine = engine();
-    let resolver = host(load(&engine, guests::LEAK).unwrap());
+    let resolver = host(guest(guests::LEAK));
     let (eu, na) = email_vs_status("evil");
     for i in 0..200 {
         let resolved = resolver
@@ -73,10 +94,7 @@ fn an_instance_whose_memory_creeps_up_is_retired_before_the_cap() {
 
 #[test]
 fn panic_is_a_trap_and_the_next_call_gets_a_fresh_instance() {
-    let engine = engine();
-    let resolver = host(load(&engine, guests::PANIC).unwrap());
-    for _ in 0..3 {
-        let (msg, failure) = failure_of(&resolver);
+    each_call_fails(guest(guests::PANIC), 3, |msg, failure| {
         // A Rust panic in the guest ends in `unreachable`: the engine's kind of trap is kept.
         assert!(
             matches!(
@@ -88,34 +106,25 @@ fn panic_is_a_trap_and_the_next_call_gets_a_fresh_instance() {
             ),
             "{msg}"
         );
-    }
-    still_serves(&resolver);
+    });
 }
 
 #[test]
 fn forged_party_id_is_refused() {
-    let engine = engine();
-    let resolver = host(load(&engine, guests::FORGE_PARTY).unwrap());
-    let (msg, failure) = failure_of(&resolver);
-    assert!(matches!(failure, CallFailure::InvalidResult(_)), "{msg}");
-    assert!(msg.contains("42-stolen"), "{msg}");
-    still_serves(&resolver);
+    answer_is_refused(guest(guests::FORGE_PARTY), &["42-stolen"]);
 }
 
 #[test]
 fn a_packed_answer_that_is_not_a_resolution_is_refused() {
-    let engine = engine();
-    let bad = load(&engine, guests::BAD_PACKED).unwrap();
+    let bad = guest(guests::BAD_PACKED);
     assert!(bad.info().packed);
-    let resolver = host(bad);
-    let (msg, failure) = failure_of(&resolver);
-    assert!(matches!(failure, CallFailure::InvalidResult(_)), "{msg}");
-    assert!(
-        msg.contains("packed answer is not a resolution")
-            && msg.contains("at byte 1: unknown resolution"),
-        "{msg}"
+    answer_is_refused(
+        bad,
+        &[
+            "packed answer is not a resolution",
+            "at byte 1: unknown resolution",
+        ],
     );
-    still_serves(&resolver);
     // The same policy through its typed interface answers as written.
     let (eu, na) = email_vs_status("evil");
     let ctx = policy_types::Context {
@@ -124,7 +133,7 @@ fn a_packed_answer_that_is_not_a_resolution_is_refused() {
         relation: policy_types::Relation::Concurrent,
         config: "{}".into(),
     };
-    let bad = load(&engine, guests::BAD_PACKED).unwrap();
+    let bad = guest(guests::BAD_PACKED);
     assert_eq!(
         bad.call(Call::new(&ctx, &eu, &na).typed()).unwrap(),
         policy_types::Resolution::KeepLocal
@@ -136,12 +145,9 @@ fn a_packed_answer_that_is_not_a_resolution_is_refused() {
 /// letter's reason) names the index the policy wrote, not the one remapping left.
 #[test]
 fn an_entry_reference_out_of_range_is_reported_as_the_policy_wrote_it() {
-    let engine = engine();
-    let bad = load(&engine, guests::BAD_ENTRY_REF).unwrap();
+    let bad = guest(guests::BAD_ENTRY_REF);
     assert!(bad.info().differences_only, "sent only what differs");
-    let resolver = host(bad.clone());
-    for _ in 0..2 {
-        let (msg, failure) = failure_of(&resolver);
+    each_call_fails(bad.clone(), 2, |msg, failure| {
         assert!(matches!(failure, CallFailure::InvalidResult(_)), "{msg}");
         assert!(
             msg.contains("does not exist in field \"contactMedium\"")
@@ -149,8 +155,7 @@ fn an_entry_reference_out_of_range_is_reported_as_the_policy_wrote_it() {
             "{msg}"
         );
         assert!(!msg.contains(&u32::MAX.to_string()), "{msg}");
-        still_serves(&resolver);
-    }
+    });
     // What dry-run calls.
     let (eu, na) = email_vs_status("evil");
     let err = host_core::resolve_with(&bad, "{}", "eu", &eu, &na).unwrap_err();
@@ -193,12 +198,7 @@ fn a_describe_that_never_returns_fails_the_load_naming_the_deadline() {
 
 #[test]
 fn forged_clock_is_refused() {
-    let engine = engine();
-    let resolver = host(load(&engine, guests::FORGE_CLOCK).unwrap());
-    let (msg, failure) = failure_of(&resolver);
-    assert!(matches!(failure, CallFailure::InvalidResult(_)), "{msg}");
-    assert!(msg.contains("not the join"), "{msg}");
-    still_serves(&resolver);
+    answer_is_refused(guest(guests::FORGE_CLOCK), &["not the join"]);
 }
 
 #[test]

@@ -34,6 +34,14 @@ fn follower(store: Arc<LocalRegistry>) -> RegistryFollower {
     )
 }
 
+/// A registry in `dir` in which tenant acme trusts `key`, and its store (what the hosts follow).
+fn trusting(dir: &std::path::Path, key: &SigningKey) -> (Arc<LocalRegistry>, Registry) {
+    let store = Arc::new(LocalRegistry::new(dir));
+    let reg = Registry::new(store.clone(), "tester");
+    reg.trust("acme", &key.verifying_key()).unwrap();
+    (store, reg)
+}
+
 fn served(f: &RegistryFollower, tenant: &str) -> String {
     f.policies().get(tenant).unwrap().policy.digest().to_owned()
 }
@@ -41,11 +49,9 @@ fn served(f: &RegistryFollower, tenant: &str) -> String {
 #[test]
 fn a_tenant_that_trusts_a_key_takes_only_versions_it_signed() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(LocalRegistry::new(dir.path()));
-    let reg = Registry::new(store.clone(), "tester");
     let key = signing::signing_key([1; 32]);
     let stranger = signing::signing_key([2; 32]);
-    reg.trust("acme", &key.verifying_key()).unwrap();
+    let (store, reg) = trusting(dir.path(), &key);
     // Unsigned, or signed by a key the tenant does not trust: refused at upload.
     for (options, why) in [
         (upload_options("v1"), "is not signed"),
@@ -79,10 +85,8 @@ fn a_tenant_that_trusts_a_key_takes_only_versions_it_signed() {
 #[test]
 fn the_hosts_refuse_a_version_whose_signature_was_altered_and_keep_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(LocalRegistry::new(dir.path()));
-    let reg = Registry::new(store.clone(), "tester");
     let key = signing::signing_key([1; 32]);
-    reg.trust("acme", &key.verifying_key()).unwrap();
+    let (store, reg) = trusting(dir.path(), &key);
     let (_, v1) = reg.upload("acme", DEFAULT, &signed("v1", &key)).unwrap();
     reg.activate("acme", "v1").unwrap();
     let f = follower(store.clone());

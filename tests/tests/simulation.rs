@@ -18,12 +18,21 @@ fn load(engine: &PolicyEngine, bytes: &[u8]) -> Arc<Policy> {
     Arc::new(Policy::load(engine, bytes, None).unwrap())
 }
 
-fn policies(engine: &PolicyEngine, first: &[u8]) -> SimPolicies {
+/// `policy` in every region for the whole run.
+fn alone(policy: Arc<Policy>) -> SimPolicies {
     SimPolicies {
-        first: load(engine, first),
-        second: Some(load(engine, default_policy_artifact::NA_STATUS_POLICY)),
+        first: policy,
+        second: None,
         flaky: None,
         config: "{}".into(),
+    }
+}
+
+/// `first`, then the NA status authority from the swap on.
+fn policies(engine: &PolicyEngine, first: &[u8]) -> SimPolicies {
+    SimPolicies {
+        second: Some(load(engine, default_policy_artifact::NA_STATUS_POLICY)),
+        ..alone(load(engine, first))
     }
 }
 
@@ -35,11 +44,29 @@ fn config(seed: u64, reconcile: bool) -> SimConfig {
     }
 }
 
+/// Runs the schedule `config` makes of each seed, asserts that the oracle passed it, and hands
+/// the report on. `rerun` is how `host-cli simulate --seed N …` repeats a run, where it can.
+fn each_passing(
+    seeds: std::ops::Range<u64>,
+    config: impl Fn(u64) -> SimConfig,
+    p: &SimPolicies,
+    rerun: &str,
+    mut report: impl FnMut(u64, SimReport),
+) {
+    for seed in seeds {
+        let r = run(&config(seed), p);
+        assert!(
+            r.ok(),
+            "seed {seed}: {:?}; lost {:?}\nrerun: host-cli simulate --seed {seed} {rerun}",
+            r.violations,
+            r.lost
+        );
+        report(seed, r);
+    }
+}
+
 fn first_seed() -> u64 {
-    std::env::var("SIM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1)
+    integration_tests::env_seed("SIM_SEED").unwrap_or(1)
 }
 
 #[test]
@@ -49,24 +76,24 @@ fn schedules_with_every_fault_converge_and_lose_nothing_silently() {
     let first = first_seed();
     println!("seeds {first}..{} (SIM_SEED=N moves them)", first + 300);
     let (mut conflicts, mut swapped, mut crashes, mut races, mut acked) = (0, 0, 0, 0, 0);
-    for seed in first..first + 300 {
-        let r = run(&config(seed, true), &p);
-        assert!(
-            r.ok(),
-            "seed {seed}: {:?}; lost {:?}\nrerun: host-cli simulate --seed {seed} --swap-at 30",
-            r.violations,
-            r.lost
-        );
-        assert_eq!(r.dead_letters_left, 0);
-        conflicts += r.conflicts;
-        crashes += r.claim_crashes + r.reconcile_crashes;
-        races += r.races;
-        acked += r.acknowledged;
-        swapped += r
-            .policies
-            .get(p.second.as_ref().unwrap().digest())
-            .map_or(0, |s| s.resolved);
-    }
+    let every_fault = |seed| config(seed, true);
+    each_passing(
+        first..first + 300,
+        every_fault,
+        &p,
+        "--swap-at 30",
+        |_, r| {
+            assert_eq!(r.dead_letters_left, 0);
+            conflicts += r.conflicts;
+            crashes += r.claim_crashes + r.reconcile_crashes;
+            races += r.races;
+            acked += r.acknowledged;
+            swapped += r
+                .policies
+                .get(p.second.as_ref().unwrap().digest())
+                .map_or(0, |s| s.resolved);
+        },
+    );
     assert!(
         conflicts > 3_000,
         "the schedules produce conflicts: {conflicts}"
@@ -91,21 +118,17 @@ fn a_reconcile_crash_bisects_its_batch_and_nothing_is_lost() {
     let p = policies(&engine, default_policy_artifact::DEFAULT_POLICY);
     let first = first_seed();
     let (mut bisected, mut crashes) = (0, 0);
-    for seed in first..first + 20 {
+    let crashing = |seed| {
         let mut c = config(seed, true);
         c.faults.reconcile_crash_rate = 0.3;
-        let r = run(&c, &p);
-        assert!(
-            r.ok(),
-            "seed {seed}: {:?}; lost {:?}\nrerun: host-cli simulate --seed {seed} --swap-at 30 \
-             (with the reconcile crash rate at 0.3, which has no flag)",
-            r.violations,
-            r.lost
-        );
+        c
+    };
+    let rerun = "--swap-at 30 (with the reconcile crash rate at 0.3, which has no flag)";
+    each_passing(first..first + 20, crashing, &p, rerun, |seed, r| {
         assert_eq!(r.dead_letters_left, 0, "seed {seed}");
         bisected += r.stream_bisected;
         crashes += r.reconcile_crashes;
-    }
+    });
     assert!(crashes > 20, "reconcile crashes: {crashes}");
     assert!(
         bisected > 0,
@@ -132,10 +155,7 @@ fn keep_local_and_prefer_local_policies_fail() {
     let engine = engine();
     for guest in [guests::KEEP_LOCAL, guests::PREFER_LOCAL] {
         let bytes = std::fs::read(guest).unwrap();
-        let p = SimPolicies {
-            second: None,
-            ..policies(&engine, &bytes)
-        };
+        let p = alone(load(&engine, &bytes));
         let failed: Vec<SimReport> = (1..11)
             .map(|seed| run(&SimConfig::new(seed), &p))
             .filter(|r| !r.ok())
@@ -162,18 +182,12 @@ fn keep_local_and_prefer_local_policies_fail() {
 fn an_authority_policys_drops_are_attributed_not_silent() {
     let engine = engine();
     let na = load(&engine, default_policy_artifact::NA_STATUS_POLICY);
-    let p = SimPolicies {
-        first: na.clone(),
-        second: None,
-        flaky: None,
-        config: "{}".into(),
-    };
+    let p = alone(na.clone());
     let mut dropped = 0;
-    for seed in 1..40 {
-        let r = run(&SimConfig::new(seed), &p);
-        assert!(r.ok(), "seed {seed}: {:?} {:?}", r.violations, r.lost);
+    let rerun = "--no-swap (with the na-status example policy as --policy)";
+    each_passing(1..40, SimConfig::new, &p, rerun, |_, r| {
         dropped += r.policies.get(na.digest()).map_or(0, |s| s.dropped);
-    }
+    });
     assert!(
         dropped > 0,
         "the authority rule dropped concurrent writes on record"
@@ -186,13 +200,7 @@ fn an_authority_policys_drops_are_attributed_not_silent() {
 fn a_trapping_policy_fails_unless_it_is_a_rolled_back_rollout() {
     let engine = engine();
     let panics = load(&engine, &std::fs::read(guests::PANIC).unwrap());
-    let under_test = SimPolicies {
-        first: panics.clone(),
-        second: None,
-        flaky: None,
-        config: "{}".into(),
-    };
-    let r = run(&SimConfig::new(3), &under_test);
+    let r = run(&SimConfig::new(3), &alone(panics.clone()));
     assert!(
         r.violations
             .iter()
@@ -205,15 +213,20 @@ fn a_trapping_policy_fails_unless_it_is_a_rolled_back_rollout() {
         ..policies(&engine, default_policy_artifact::DEFAULT_POLICY)
     };
     let mut failed_calls = 0;
-    for seed in 1..20 {
-        let r = run(&config(seed, true), &rollout);
-        assert!(r.ok(), "seed {seed}: {:?} {:?}", r.violations, r.lost);
-        assert_eq!(
-            r.dead_letters_left, 0,
-            "seed {seed}: redriven after the rollback"
-        );
-        failed_calls += r.policies.get(panics.digest()).map_or(0, |s| s.failed);
-    }
+    let rerun = "--swap-at 30 (with a trapping policy rolled out, which has no flag)";
+    each_passing(
+        1..20,
+        |seed| config(seed, true),
+        &rollout,
+        rerun,
+        |seed, r| {
+            assert_eq!(
+                r.dead_letters_left, 0,
+                "seed {seed}: redriven after the rollback"
+            );
+            failed_calls += r.policies.get(panics.digest()).map_or(0, |s| s.failed);
+        },
+    );
     assert!(
         failed_calls > 0,
         "the bad rollout trapped on conflicts, kept in the queue"

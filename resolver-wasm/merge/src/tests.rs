@@ -106,14 +106,32 @@ fn base() -> PartyVersion {
     Region::at("eu", 1_000).write(
         &mut v,
         json!({"givenName": "Jane", "familyName": "Smith", "status": "initialized",
-               "contactMedium": [{"id": "1", "mediumType": "email", "characteristic": {"emailAddress": "jane@old.example"}},
-                                 {"id": "2", "mediumType": "phone", "characteristic": {"phoneNumber": "+44 1"}}]}),
+               "contactMedium": [email("1", "jane@old.example"), phone("2")]}),
     );
     v
 }
 
+/// A contact medium element: an email address.
+fn email(id: &str, address: &str) -> Value {
+    json!({"id": id, "mediumType": "email", "characteristic": {"emailAddress": address}})
+}
+
+/// A contact medium element: the base party's phone number.
+fn phone(id: &str) -> Value {
+    json!({"id": id, "mediumType": "phone", "characteristic": {"phoneNumber": "+44 1"}})
+}
+
 fn tmf(v: &PartyVersion) -> Value {
     to_tmf(v).unwrap_or(Value::Null)
+}
+
+/// `base` written once in EU and once in NA (each region's clock at 2 s), merged under the
+/// default configuration; as TMF JSON.
+fn one_write_each(base: &PartyVersion, eu: Value, na: Value) -> Value {
+    let (mut eu_v, mut na_v) = (base.clone(), base.clone());
+    Region::new("eu").write(&mut eu_v, eu);
+    Region::new("na").write(&mut na_v, na);
+    tmf(&merged(&Config::default(), &eu_v, &na_v))
 }
 
 fn ids(v: &Value, field: &str) -> Vec<String> {
@@ -127,16 +145,11 @@ fn ids(v: &Value, field: &str) -> Vec<String> {
 
 #[test]
 fn email_change_and_status_change_both_survive() {
-    let (mut eu_v, mut na_v) = (base(), base());
-    let mut eu = Region::new("eu");
-    eu.write(
-        &mut eu_v,
-        json!({"contactMedium": [
-        {"id": "1", "mediumType": "email", "characteristic": {"emailAddress": "jane@new.example"}},
-        {"id": "2", "mediumType": "phone", "characteristic": {"phoneNumber": "+44 1"}}]}),
+    let m = one_write_each(
+        &base(),
+        json!({"contactMedium": [email("1", "jane@new.example"), phone("2")]}),
+        json!({"status": "validated"}),
     );
-    Region::new("na").write(&mut na_v, json!({"status": "validated"}));
-    let m = tmf(&merged(&Config::default(), &eu_v, &na_v));
     assert_eq!(m["status"], "validated");
     assert_eq!(
         m["contactMedium"][0]["characteristic"]["emailAddress"],
@@ -146,14 +159,11 @@ fn email_change_and_status_change_both_survive() {
 
 #[test]
 fn removed_element_does_not_come_back() {
-    let (mut eu_v, mut na_v) = (base(), base());
-    Region::new("eu").write(
-        &mut eu_v,
-        json!({"contactMedium": [
-        {"id": "2", "mediumType": "phone", "characteristic": {"phoneNumber": "+44 1"}}]}),
+    let m = one_write_each(
+        &base(),
+        json!({"contactMedium": [phone("2")]}),
+        json!({"givenName": "Janet"}),
     );
-    Region::new("na").write(&mut na_v, json!({"givenName": "Janet"}));
-    let m = tmf(&merged(&Config::default(), &eu_v, &na_v));
     assert_eq!(
         ids(&m, "contactMedium"),
         ["2"],
@@ -164,22 +174,16 @@ fn removed_element_does_not_come_back() {
 
 #[test]
 fn concurrent_change_beats_removal_and_additions_union() {
-    let (mut eu_v, mut na_v) = (base(), base());
     // EU removes element 1 and adds 3; NA changes element 1 and adds 4.
-    Region::new("eu").write(
-        &mut eu_v,
+    let m = one_write_each(
+        &base(),
+        json!({"contactMedium": [phone("2"), email("3", "eu@example")]}),
         json!({"contactMedium": [
-        {"id": "2", "mediumType": "phone", "characteristic": {"phoneNumber": "+44 1"}},
-        {"id": "3", "mediumType": "email", "characteristic": {"emailAddress": "eu@example"}}]}),
+            email("1", "changed@example"),
+            phone("2"),
+            email("4", "na@example"),
+        ]}),
     );
-    Region::new("na").write(
-        &mut na_v,
-        json!({"contactMedium": [
-        {"id": "1", "mediumType": "email", "characteristic": {"emailAddress": "changed@example"}},
-        {"id": "2", "mediumType": "phone", "characteristic": {"phoneNumber": "+44 1"}},
-        {"id": "4", "mediumType": "email", "characteristic": {"emailAddress": "na@example"}}]}),
-    );
-    let m = tmf(&merged(&Config::default(), &eu_v, &na_v));
     let mut got = ids(&m, "contactMedium");
     got.sort();
     assert_eq!(
@@ -191,9 +195,9 @@ fn concurrent_change_beats_removal_and_additions_union() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["id"] == "1")
-        .unwrap();
-    assert_eq!(one["characteristic"]["emailAddress"], "changed@example");
+        .find(|e| e["id"] == "1");
+    let address = &one.expect("element 1")["characteristic"]["emailAddress"];
+    assert_eq!(address, "changed@example");
 }
 
 #[test]
@@ -234,14 +238,12 @@ fn v4_elements_without_ids_merge_by_content() {
     let start = json!({"partyCharacteristic": [{"name": "hobby", "value": "tennis"}, {"name": "hobby", "value": "football"}]});
     let mut b = new_party("acme", "42", ResourceType::Individual, "eu");
     Region::at("eu", 1_000).write(&mut b, start);
-    let (mut eu_v, mut na_v) = (b.clone(), b);
-    Region::new("eu").write(
-        &mut eu_v,
+    let m = one_write_each(
+        &b,
         json!({"partyCharacteristic": [{"name": "hobby", "value": "tennis"}]}),
+        json!({"partyCharacteristic": [
+        {"name": "hobby", "value": "tennis"}, {"name": "hobby", "value": "football"}, {"name": "hobby", "value": "chess"}]}),
     );
-    Region::new("na").write(&mut na_v, json!({"partyCharacteristic": [
-        {"name": "hobby", "value": "tennis"}, {"name": "hobby", "value": "football"}, {"name": "hobby", "value": "chess"}]}));
-    let m = tmf(&merged(&Config::default(), &eu_v, &na_v));
     let values: Vec<&str> = m["partyCharacteristic"]
         .as_array()
         .unwrap()
