@@ -26,8 +26,11 @@
 //! `If-Match` on `PATCH` and `DELETE` must name the current `ETag` (412 otherwise), checked on
 //! the version the write is conditional on, so two writes with the same `ETag` cannot both
 //! pass. A retry with the same `Idempotency-Key` is answered from its record before any check.
-//! `POST` of an id that exists is refused (409). v4 and v5 routes answer with the members as
-//! stored (the links name the route's version).
+//! `POST` of an id that exists is refused (409).
+//!
+//! What is stored, merged and replicated is what each write sent, v4 or v5; a read answers in
+//! its route's release (the links name it, and the members take its form: a v4
+//! `contactMedium` read on a v5 route is an `EmailContactMedium`, …: `api/representation.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +43,8 @@ use sha2::{Digest, Sha256};
 use crate::event::{Tmf630Error, listener_route, parse_event};
 use crate::ingest::{Ingest, Outcome, Precondition};
 use crate::store::{DeadLetterSink, IngestStore, StoreError};
+
+mod representation;
 
 /// The largest request body accepted (an SQS message's limit; API Gateway would take more).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -519,6 +524,11 @@ impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
         };
         // A member patched to null is removed.
         party.retain(|_, v| !v.is_null());
+        let release = match self.version {
+            4 => crate::event::SpecVersion::V4,
+            _ => crate::event::SpecVersion::V5,
+        };
+        representation::to_release(&mut party, version.resource_type, release);
         party.insert(
             "href".into(),
             Value::String(self.href(version.resource_type, &version.party_id)),
@@ -711,12 +721,16 @@ impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
             .or_insert_with(|| Value::String(resource.as_str().to_owned()));
         let mut event = Map::new();
         event.insert(member.into(), Value::Object(party));
-        let payload = json!({
-            "@type": event_type,
+        let mut payload = json!({
             "eventId": key,
             "eventType": event_type,
             "event": event,
         });
+        // The envelope of the route's release: a v5 event carries `@type`, a v4 one does not,
+        // and the body is checked against the schema of the release the envelope is of.
+        if self.version == 5 {
+            payload["@type"] = json!(event_type);
+        }
         let outcome = self.ingest.handle_if(
             self.tenant,
             &payload,
