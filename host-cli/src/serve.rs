@@ -1,5 +1,5 @@
 //! `serve`: the regions, the TMF632 API and the live page on this machine; `partition`,
-//! `heal` and `load` against a running one.
+//! `heal` and `load` against a running one (and `hub redrive`, in `hub.rs`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use host_serve::WorldConfig;
+use host_serve::hub::Schedule;
 
 use crate::common::CacheOpts;
 
@@ -58,6 +59,17 @@ pub struct Opts {
     /// Events per second of the demo workload.
     #[arg(long, default_value_t = 5.0, value_name = "N")]
     demo_rate: f64,
+    /// Attempts per hub delivery before it is dead-lettered (the default schedule, 10 from
+    /// 1 s capped at 60 s, keeps trying for 4 min 3 s).
+    #[arg(long, default_value_t = Schedule::default().attempts, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    hub_attempts: u32,
+    /// The pause before a hub delivery's second attempt (ms), doubled after each.
+    #[arg(long, default_value_t = Schedule::default().backoff.as_millis() as u64, value_name = "MS")]
+    hub_backoff_ms: u64,
+    /// The longest pause between two attempts of a hub delivery (ms).
+    #[arg(long, default_value_t = Schedule::default().max_backoff.as_millis() as u64, value_name = "MS")]
+    hub_backoff_max_ms: u64,
     #[command(flatten)]
     cache: CacheOpts,
 }
@@ -75,6 +87,11 @@ pub fn run(o: Opts) -> anyhow::Result<ExitCode> {
         config.log_dir = l.clone();
     }
     config.cache_dir = o.cache.cache().map(|c| c.dir().to_path_buf());
+    config.hub = Schedule {
+        attempts: o.hub_attempts,
+        backoff: Duration::from_millis(o.hub_backoff_ms),
+        max_backoff: Duration::from_millis(o.hub_backoff_max_ms),
+    };
     let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
     rt.block_on(async move {
         let auth = match &o.api_keys {
@@ -141,7 +158,7 @@ pub struct Target {
 }
 
 impl Target {
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 }
@@ -166,7 +183,9 @@ pub struct HealOpts {
     target: Target,
 }
 
-fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+pub(crate) fn block_on<T>(
+    f: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
     tokio::runtime::Runtime::new()
         .context("starting the runtime")?
         .block_on(f)

@@ -286,6 +286,17 @@ pub async fn heal(base: &str) -> anyhow::Result<Value> {
     admin(reqwest::Client::new().post(format!("{base}/admin/heal"))).await
 }
 
+/// Asks the server at `base` to send its hub dead letters again (only `listener`'s, when
+/// given): `{"resent": N, "dropped": [...], "notResent": [...]}`.
+pub async fn hub_redrive(base: &str, listener: Option<&str>) -> anyhow::Result<Value> {
+    admin(
+        reqwest::Client::new()
+            .post(format!("{base}/admin/hub/redrive"))
+            .json(&serde_json::json!({"listener": listener})),
+    )
+    .await
+}
+
 /// The regions a server at `base` runs.
 pub async fn regions(base: &str) -> anyhow::Result<Vec<String>> {
     let state = admin(reqwest::Client::new().get(format!("{base}/api/state"))).await?;

@@ -18,7 +18,8 @@
 //! listener of the region and tenant may want is recorded as owed in the same transaction as
 //! the write itself, so nothing acknowledged can be committed without it and the
 //! acknowledgement waits for no extra commit; the hub replaces it with the change's event and
-//! removes it once delivered or dead-lettered (`hub`). The hub's dead letters are kept as well.
+//! removes it once delivered or dead-lettered (`hub`). The hub's dead letters are kept as well;
+//! one that is redriven is owed again in the transaction that drops it.
 //!
 //! redb, not SQLite: pure Rust (no C toolchain, nothing to link), a single file, ACID write
 //! transactions with a choice of durability, and one writer at a time, which is what a group
@@ -50,6 +51,8 @@ enum Entry {
     Letter(u64, Option<DeadLetter>),
     Owed(String, Option<Owed>),
     HubLetter(u64, Option<Vec<u8>>),
+    /// A hub dead letter sent again: owed again and dropped, in one transaction.
+    HubRedrive(u64, String, Owed),
 }
 
 /// A notification owed to a region's hub listeners, kept until it is delivered or
@@ -254,6 +257,13 @@ impl Durable {
         self.push(Entry::HubLetter(id, letter));
     }
 
+    /// Records `owed` under `key` and drops the hub's dead letter `letter` it was made from,
+    /// committed together: a stop finds the notification either still dead-lettered or owed
+    /// again, never lost between the two.
+    pub fn redrive_hub_letter(&self, letter: u64, key: String, owed: Owed) {
+        self.push(Entry::HubRedrive(letter, key, owed));
+    }
+
     fn push(&self, entry: Entry) -> u64 {
         self.push_with(|_| entry)
     }
@@ -354,6 +364,10 @@ impl Durable {
                     owed_ops.insert(key, owed);
                 }
                 Entry::HubLetter(id, letter) => hub_letter_ops.push((id, letter)),
+                Entry::HubRedrive(id, key, owed) => {
+                    owed_ops.insert(key, Some(owed));
+                    hub_letter_ops.push((id, None));
+                }
             }
         }
         let tx = self.db.begin_write()?;
@@ -554,6 +568,18 @@ mod tests {
         durable.sync_blocking();
         assert!(durable.owed().unwrap().is_empty());
         assert_eq!(durable.hub_letters().unwrap(), vec![(3, b"{}".to_vec())]);
+
+        // A redriven letter is owed again as it leaves the hub dead letters.
+        let again = Owed::Event {
+            region: "eu".into(),
+            tenant: "acme".into(),
+            event: serde_json::json!({"eventId": "e"}),
+            listeners: vec!["l1".into()],
+        };
+        durable.redrive_hub_letter(3, "k".into(), again.clone());
+        durable.sync_blocking();
+        assert_eq!(durable.owed().unwrap(), vec![("k".to_owned(), again)]);
+        assert!(durable.hub_letters().unwrap().is_empty());
         durable.close();
     }
 }

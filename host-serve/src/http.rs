@@ -1,6 +1,7 @@
 //! The HTTP server: each region's TMF632 API under `/{region}/tmf-api/party/…` (the shared
 //! [`host_core::api`], as the Lambda function serves it), the live page at `/`, its state at
-//! `/api/state`, and the admin routes that cut and heal links between regions.
+//! `/api/state`, and the admin routes that cut and heal links between regions and send the
+//! hub dead letters again.
 //!
 //! A write is answered only once it is durable (see [`crate::durable`]).
 
@@ -33,12 +34,6 @@ struct App {
 /// The server's routes over `world`; `auth` says who a request acts for, `tenant` is the one
 /// the page shows.
 pub fn router(world: Arc<World>, auth: Arc<Auth>, tenant: &str) -> Router {
-    // Before a request can write, the hub keeps what it owes in the store (and sends again
-    // what it owed when the process stopped). What it noticed before — the restore's
-    // catch-up — a restart redoes anyway.
-    if let Err(e) = world.hubs.attach(world.durable.clone()) {
-        tracing::error!(error = %format!("{e:#}"), "serve.hub.restore_failed");
-    }
     let app = App {
         world,
         auth,
@@ -49,6 +44,7 @@ pub fn router(world: Arc<World>, auth: Arc<Auth>, tenant: &str) -> Router {
         .route("/api/state", get(state))
         .route("/admin/partition", post(partition))
         .route("/admin/heal", post(heal))
+        .route("/admin/hub/redrive", post(hub_redrive))
         .route("/{region}/tmf-api/{*rest}", any(tmf))
         .fallback(unknown)
         .with_state(app)
@@ -210,6 +206,43 @@ async fn partition(State(app): State<App>, body: axum::body::Bytes) -> Response 
 async fn heal(State(app): State<App>) -> Response {
     app.world.heal();
     json_response(200, &json!({"cuts": app.world.cuts()}))
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RedriveFilter {
+    listener: Option<String>,
+}
+
+/// Sends the hub dead letters again (only one listener's, when the body names it), and
+/// answers once what that owes again is durable.
+async fn hub_redrive(State(app): State<App>, body: axum::body::Bytes) -> Response {
+    let filter = if body.iter().all(u8::is_ascii_whitespace) {
+        RedriveFilter::default()
+    } else {
+        match serde_json::from_slice::<RedriveFilter>(&body) {
+            Ok(f) => f,
+            Err(e) => {
+                return error(&Tmf630Error::new(
+                    400,
+                    "invalidBody",
+                    "Bad Request",
+                    format!("expected no body, or {{\"listener\": LISTENER_ID}}: {e}"),
+                ));
+            }
+        }
+    };
+    let world = app.world.clone();
+    let report = world.hubs.redrive(filter.listener.as_deref());
+    if let Err(e) = world.durable.synced(world.durable.queued()).await {
+        return error(&Tmf630Error::new(
+            503,
+            "storeUnavailable",
+            "Service Unavailable",
+            e,
+        ));
+    }
+    json_response(200, &json!(report))
 }
 
 async fn page() -> impl IntoResponse {

@@ -2,8 +2,10 @@
 //! delivery. Every change of a stored party in a region — a local write, a replicated one, a
 //! merge written by reconcile — is a stream record there; the region's listeners receive it as
 //! the TMF632 event of that change (`…CreateEvent`, `…AttributeValueChangeEvent`,
-//! `…StateChangeEvent`, `…DeleteEvent`), at least once: a failed delivery is retried with
-//! backoff, and a callback that keeps failing gets a hub dead letter (on the page, with why).
+//! `…StateChangeEvent`, `…DeleteEvent`), at least once: a failed delivery is retried on a
+//! [`Schedule`] long enough for a callback to restart (minutes, by default), and a callback
+//! that keeps failing gets a hub dead letter (on the page, with why). A dead letter keeps its
+//! event, so that it can be sent again once the callback is back ([`Hubs::redrive`]).
 //!
 //! At least once holds across `kill -9`: what is owed is kept in the durable store
 //! ([`crate::durable::Owed`]). A region's own write that a listener may want is recorded as
@@ -17,6 +19,9 @@
 //! event is made from the new image alone (a delete for a tombstone, a create for the party's
 //! first write, a state change when the write stamped the status, an attribute value change
 //! otherwise).
+//!
+//! A listener that is removed is owed nothing more: what was owed to it is settled with the
+//! removal, and a delivery to it still being retried stops.
 //!
 //! Deliveries may repeat after a restart (a delivery that succeeded but was not yet settled,
 //! and the changes of other regions that the catch-up replays): each event carries an
@@ -72,6 +77,94 @@ pub struct HubDeadLetter {
     pub reason: String,
 }
 
+/// A hub dead letter as `DATA_DIR/serve.redb` keeps it: the letter and its event, to send
+/// again on a redrive ([`Hubs::redrive`]). A letter that an older `serve` kept without the
+/// event still reads (`event: None`), and cannot be sent again. The event stays out of
+/// [`HubDeadLetter`], which is what the page shows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptLetter {
+    #[serde(flatten)]
+    pub letter: HubDeadLetter,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<Value>,
+}
+
+/// How a delivery is retried: up to `attempts` tries, pausing `backoff` before the second and
+/// doubling the pause after each, never past `max_backoff`; then the notification is
+/// dead-lettered.
+///
+/// The default — 10 attempts from 1 s, capped at 60 s — pauses 1, 2, 4, 8, 16, 32, 60, 60 and
+/// 60 s: a callback may be down for 4 min 3 s (more, by the time the attempts themselves take)
+/// and still get every event, enough for a listener to restart or be redeployed. Each delivery
+/// waits on its own task, so a callback being retried holds up no other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    pub attempts: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule {
+            attempts: 10,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Schedule {
+    /// The pauses between the attempts, in order (one fewer than the attempts; at least one
+    /// attempt is made).
+    pub fn pauses(&self) -> impl Iterator<Item = Duration> + use<> {
+        let (mut pause, max) = (self.backoff, self.max_backoff);
+        (1..self.attempts.max(1)).map(move |_| {
+            let now = pause.min(max);
+            pause = pause.saturating_mul(2);
+            now
+        })
+    }
+
+    /// How long a callback may stay down and still get the notification: every pause.
+    pub fn patience(&self) -> Duration {
+        self.pauses().sum()
+    }
+}
+
+/// What a redrive of the hub dead letters came to ([`Hubs::redrive`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Redrive {
+    /// The letters sent again: they left the dead letters and are owed again.
+    pub resent: usize,
+    /// The letters dropped, because their listener is no longer registered.
+    pub dropped: Vec<Unsent>,
+    /// The letters that stay because they cannot be sent again (kept without their event).
+    pub not_resent: Vec<Unsent>,
+}
+
+/// A dead letter a redrive did not send again, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unsent {
+    pub listener: String,
+    pub callback: String,
+    pub event_id: String,
+    pub reason: String,
+}
+
+impl Unsent {
+    fn of(letter: &HubDeadLetter, reason: &str) -> Unsent {
+        Unsent {
+            listener: letter.listener.clone(),
+            callback: letter.callback.clone(),
+            event_id: letter.event_id.clone(),
+            reason: reason.to_owned(),
+        }
+    }
+}
+
 /// The hub dead letters kept (the oldest go first): a callback that is gone for good must
 /// not grow the store without bound.
 const MAX_DEAD_LETTERS: usize = 1000;
@@ -85,6 +178,18 @@ struct Owing {
     listeners: BTreeSet<String>,
 }
 
+impl Owing {
+    /// As the durable store keeps it.
+    fn to_owed(&self) -> Owed {
+        Owed::Event {
+            region: self.region.clone(),
+            tenant: self.tenant.clone(),
+            event: (*self.event).clone(),
+            listeners: self.listeners.iter().cloned().collect(),
+        }
+    }
+}
+
 /// Every region's listeners.
 #[derive(Debug)]
 pub struct Hubs {
@@ -94,11 +199,10 @@ pub struct Hubs {
     rx: Mutex<Option<mpsc::UnboundedReceiver<Notice>>>,
     pub delivered: AtomicU64,
     /// The dead letters with their ids in the durable store (0: made before it was attached).
-    dead: Mutex<Vec<(u64, HubDeadLetter)>>,
+    dead: Mutex<Vec<(u64, KeptLetter)>>,
     next_letter: AtomicU64,
-    /// Attempts per delivery, and the first pause between them (doubled each time).
-    pub attempts: u32,
-    pub backoff: Duration,
+    /// How a delivery is retried.
+    schedule: Schedule,
     /// Where what is owed is kept, once attached ([`Hubs::attach`]).
     durable: OnceLock<Arc<Durable>>,
     /// What is owed, by key (a mirror of the durable store's, to settle it).
@@ -106,8 +210,9 @@ pub struct Hubs {
 }
 
 impl Hubs {
-    /// The listeners kept in `path` (none when it does not exist yet).
-    pub fn open(path: PathBuf) -> anyhow::Result<Hubs> {
+    /// The listeners kept in `path` (none when it does not exist yet), delivered to on
+    /// `schedule`.
+    pub fn open(path: PathBuf, schedule: Schedule) -> anyhow::Result<Hubs> {
         use anyhow::Context as _;
         let listeners = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
@@ -124,8 +229,7 @@ impl Hubs {
             delivered: AtomicU64::new(0),
             dead: Mutex::new(Vec::new()),
             next_letter: AtomicU64::new(1),
-            attempts: 4,
-            backoff: Duration::from_millis(100),
+            schedule,
             durable: OnceLock::new(),
             owed: Mutex::new(HashMap::new()),
         })
@@ -143,7 +247,7 @@ impl Hubs {
         let letters = durable.hub_letters()?;
         {
             let mut dead = self.dead.lock().unwrap();
-            let mut kept: Vec<(u64, HubDeadLetter)> = letters
+            let mut kept: Vec<(u64, KeptLetter)> = letters
                 .iter()
                 .filter_map(|(id, bytes)| Some((*id, serde_json::from_slice(bytes).ok()?)))
                 .collect();
@@ -189,7 +293,7 @@ impl Hubs {
                 durable.owe(key, None);
             } else {
                 sent += 1;
-                self.send(key, &region, &tenant, event, targets);
+                self.send(key, &region, &tenant, event, targets, None);
             }
         }
         if sent > 0 {
@@ -220,7 +324,7 @@ impl Hubs {
             .lock()
             .unwrap()
             .iter()
-            .map(|(_, l)| l.clone())
+            .map(|(_, l)| l.letter.clone())
             .collect()
     }
 
@@ -278,6 +382,7 @@ impl Hubs {
                     tenant,
                     event,
                     targets,
+                    None,
                 );
             }
             _ => {
@@ -288,8 +393,17 @@ impl Hubs {
         }
     }
 
-    /// Records `event` as owed to `targets` (once attached) and hands it to the deliverer.
-    fn send(&self, key: String, region: &str, tenant: &str, event: Value, targets: Vec<Listener>) {
+    /// Records `event` as owed to `targets` (once attached) and hands it to the deliverer;
+    /// `redriven` is the dead letter it is sent again for, dropped in the same commit.
+    fn send(
+        &self,
+        key: String,
+        region: &str,
+        tenant: &str,
+        event: Value,
+        targets: Vec<Listener>,
+        redriven: Option<u64>,
+    ) {
         let event = Arc::new(event);
         if let Some(durable) = self.durable.get() {
             let mut owed = self.owed.lock().unwrap();
@@ -301,15 +415,12 @@ impl Hubs {
             });
             owing.event = event.clone();
             owing.listeners.extend(targets.iter().map(|l| l.id.clone()));
-            durable.owe(
-                key.clone(),
-                Some(Owed::Event {
-                    region: owing.region.clone(),
-                    tenant: owing.tenant.clone(),
-                    event: (*owing.event).clone(),
-                    listeners: owing.listeners.iter().cloned().collect(),
-                }),
-            );
+            match redriven {
+                Some(letter) if letter > 0 => {
+                    durable.redrive_hub_letter(letter, key.clone(), owing.to_owed());
+                }
+                _ => durable.owe(key.clone(), Some(owing.to_owed())),
+            }
         }
         let _ = self.tx.send(Notice {
             key,
@@ -332,6 +443,87 @@ impl Hubs {
                 durable.owe(key.to_owned(), None);
             }
         }
+    }
+
+    /// `listener` was removed: everything owed to it is settled (in the durable store too), so
+    /// that nothing is owed to nobody and a restart sends it nothing.
+    fn forget(&self, listener: &str) {
+        let Some(durable) = self.durable.get() else {
+            return;
+        };
+        let mut owed = self.owed.lock().unwrap();
+        owed.retain(|key, owing| {
+            if !owing.listeners.remove(listener) {
+                return true;
+            }
+            if owing.listeners.is_empty() {
+                durable.owe(key.clone(), None);
+                false
+            } else {
+                durable.owe(key.clone(), Some(owing.to_owed()));
+                true
+            }
+        });
+    }
+
+    fn is_registered(&self, listener: &str) -> bool {
+        self.listeners
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.id == listener)
+    }
+
+    /// Sends the dead letters again (only `listener`'s, when given): each one whose listener
+    /// is still registered leaves the dead letters and is owed again — in one commit, so that
+    /// a stop at any point leaves it either a dead letter or owed — and is delivered on the
+    /// schedule like a new notification. A letter whose listener is gone is dropped; one kept
+    /// without its event stays. What it wrote is durable once [`Durable::synced`] says so.
+    pub fn redrive(&self, listener: Option<&str>) -> Redrive {
+        let mut report = Redrive::default();
+        let listeners = self.listeners();
+        let durable = self.durable.get();
+        let mut resend = Vec::new();
+        self.dead.lock().unwrap().retain(|(id, kept)| {
+            let letter = &kept.letter;
+            if listener.is_some_and(|l| l != letter.listener) {
+                return true;
+            }
+            let Some(to) = listeners.iter().find(|l| l.id == letter.listener) else {
+                if let (Some(d), true) = (durable, *id > 0) {
+                    d.hub_letter(*id, None);
+                }
+                report.dropped.push(Unsent::of(
+                    letter,
+                    "the listener is no longer registered",
+                ));
+                return false;
+            };
+            let Some(event) = &kept.event else {
+                report.not_resent.push(Unsent::of(
+                    letter,
+                    "kept without its event (dead-lettered before dead letters kept it): it cannot be sent again",
+                ));
+                return true;
+            };
+            resend.push((*id, to.clone(), event.clone()));
+            false
+        });
+        report.resent = resend.len();
+        for (id, to, event) in resend {
+            let key = redriven_key(&to.region, event["eventId"].as_str().unwrap_or_default());
+            let (region, tenant) = (to.region.clone(), to.tenant.clone());
+            self.send(key, &region, &tenant, event, vec![to], Some(id));
+        }
+        if report.resent + report.dropped.len() > 0 {
+            tracing::info!(
+                resent = report.resent,
+                dropped = report.dropped.len(),
+                not_resent = report.not_resent.len(),
+                "serve.hub.redrive"
+            );
+        }
+        report
     }
 
     /// Delivers the queued notifications until the queue closes (call once, on the runtime).
@@ -360,12 +552,16 @@ impl Hubs {
     }
 
     async fn deliver_one(&self, http: &reqwest::Client, listener: &Listener, event: &Value) {
-        let mut pause = self.backoff;
+        let mut pauses = self.schedule.pauses();
+        let attempts = self.schedule.attempts.max(1);
         let mut why = String::new();
-        for attempt in 0..self.attempts {
+        for attempt in 0..attempts {
             if attempt > 0 {
-                tokio::time::sleep(pause).await;
-                pause *= 2;
+                tokio::time::sleep(pauses.next().unwrap_or_default()).await;
+            }
+            // Removed meanwhile (what was owed to it is settled): nothing more to send.
+            if !self.is_registered(&listener.id) {
+                return;
             }
             match http.post(&listener.callback).json(event).send().await {
                 Ok(r) if r.status().is_success() => {
@@ -376,16 +572,23 @@ impl Hubs {
                 Err(e) => why = format!("the callback could not be reached: {e}"),
             }
         }
+        // A listener removed during the last attempt gets no dead letter either.
+        if !self.is_registered(&listener.id) {
+            return;
+        }
         tracing::warn!(listener = %listener.id, callback = %listener.callback, reason = %why, "serve.hub.dead_letter");
-        self.dead_letter(HubDeadLetter {
-            listener: listener.id.clone(),
-            callback: listener.callback.clone(),
-            event_id: event["eventId"].as_str().unwrap_or_default().to_owned(),
-            reason: format!("{why} ({} attempts)", self.attempts),
+        self.dead_letter(KeptLetter {
+            letter: HubDeadLetter {
+                listener: listener.id.clone(),
+                callback: listener.callback.clone(),
+                event_id: event["eventId"].as_str().unwrap_or_default().to_owned(),
+                reason: format!("{why} ({attempts} attempts)"),
+            },
+            event: Some(event.clone()),
         });
     }
 
-    fn dead_letter(&self, letter: HubDeadLetter) {
+    fn dead_letter(&self, letter: KeptLetter) {
         let mut dead = self.dead.lock().unwrap();
         let durable = self.durable.get();
         let id = match durable {
@@ -449,6 +652,8 @@ impl Hub for RegionHub<'_> {
             return Ok(false);
         }
         self.hubs.save(&listeners)?;
+        drop(listeners);
+        self.hubs.forget(id);
         Ok(true)
     }
 
@@ -467,6 +672,13 @@ impl Hub for RegionHub<'_> {
             })
             .collect())
     }
+}
+
+/// The key under which a redriven notification is owed: apart from what the write itself
+/// owes ([`owed_key`]; a region's name has no NUL), one per event, whichever listeners it is
+/// sent again to.
+fn redriven_key(region: &str, event_id: &str) -> String {
+    format!("{region}\u{0}\u{0}redriven\u{0}{event_id}")
 }
 
 /// The id of the event of the write stamped `stamp` as `region` notifies it: the same however
@@ -535,6 +747,40 @@ mod tests {
             seq: 7,
             region: "eu".into(),
         }
+    }
+
+    #[test]
+    fn the_default_schedule_keeps_trying_for_four_minutes_with_pauses_capped_at_a_minute() {
+        let s = Schedule::default();
+        let pauses: Vec<u64> = s.pauses().map(|p| p.as_secs()).collect();
+        assert_eq!(pauses, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(s.patience(), Duration::from_secs(243), "as the doc says");
+        let one = Schedule { attempts: 0, ..s };
+        assert_eq!(one.pauses().count(), 0, "one attempt at least, no pause");
+        let huge = Schedule { attempts: 200, ..s };
+        assert!(
+            huge.pauses().all(|p| p <= s.max_backoff),
+            "doubling saturates under the cap"
+        );
+    }
+
+    #[test]
+    fn a_dead_letter_kept_before_letters_kept_their_event_still_reads() {
+        let old = br#"{"listener":"l1","callback":"http://127.0.0.1:9/e","eventId":"eu-eu-1-2","reason":"down"}"#;
+        let kept: KeptLetter = serde_json::from_slice(old).unwrap();
+        assert_eq!(kept.event, None);
+        assert_eq!(kept.letter.listener, "l1");
+        let new = KeptLetter {
+            event: Some(json!({"eventId": "eu-eu-1-2"})),
+            ..kept
+        };
+        let bytes = serde_json::to_vec(&new).unwrap();
+        assert_eq!(serde_json::from_slice::<KeptLetter>(&bytes).unwrap(), new);
+        let letter: HubDeadLetter = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            letter, new.letter,
+            "the letter reads alone too (as the fuzz target reads it)"
+        );
     }
 
     #[test]

@@ -30,7 +30,7 @@ use host_core::{
 };
 
 use crate::durable::{Durable, DurableLetters};
-use crate::hub::Hubs;
+use crate::hub::{Hubs, Schedule};
 
 /// How a `serve` world is laid out.
 #[derive(Clone, Debug)]
@@ -49,6 +49,8 @@ pub struct WorldConfig {
     pub cache_dir: Option<PathBuf>,
     /// Tenants whose policy is followed from the start (others from their first request).
     pub tenants: Vec<String>,
+    /// How a hub delivery is retried before it is dead-lettered.
+    pub hub: Schedule,
 }
 
 impl WorldConfig {
@@ -63,6 +65,7 @@ impl WorldConfig {
             refresh: Duration::from_secs(2),
             cache_dir: None,
             tenants: vec!["acme".into()],
+            hub: Schedule::default(),
         }
     }
 }
@@ -251,7 +254,14 @@ impl World {
                 tracing::info!(region = %r.name, parties = n, "serve.restore.requeued");
             }
         }
-        let hubs = Arc::new(Hubs::open(config.data_dir.join("hubs.json"))?);
+        let hubs = Arc::new(Hubs::open(config.data_dir.join("hubs.json"), config.hub)?);
+        // Before the driver notices a stream record or a request writes, the hub keeps what it
+        // owes in the store, and queues again what it owed when the process stopped (sent once
+        // its deliverer runs: `crate::start`). An unreadable outbox is logged, not fatal: the
+        // regions serve, the hub delivers without keeping what it owes.
+        if let Err(e) = hubs.attach(durable.clone()) {
+            tracing::error!(error = %format!("{e:#}"), "serve.hub.restore_failed");
+        }
         let tenants = config.tenants.iter().cloned().collect();
         let world = Arc::new(World {
             config,

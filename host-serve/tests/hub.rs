@@ -1,5 +1,8 @@
 //! The hub over HTTP: what a listener is owed survives `kill -9` of the server, and
-//! `GET hub` / `GET hub/{id}` answer the listeners a tenant registered in a region.
+//! `GET hub` / `GET hub/{id}` answer the listeners a tenant registered in a region; a callback
+//! that is down longer than a few attempts still gets its events on the retry schedule; hub
+//! dead letters can be redriven (`POST /admin/hub/redrive`), durably; removing a listener
+//! settles what was owed to it.
 //!
 //! The kill test runs the server as a process of its own — this test binary started again on
 //! [`serve_process`] — so that SIGKILL stops it the way it stops `host-cli serve`: nothing
@@ -11,16 +14,22 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::serve;
+use host_serve::Running;
+use host_serve::hub::Schedule;
 use serde_json::{Value, json};
 
 /// Names the data directory of [`serve_process`]; without it that function does nothing.
 const DATA_DIR_ENV: &str = "HOST_SERVE_HUB_TEST_DATA_DIR";
 /// The line [`serve_process`] prints once it serves, followed by its URL.
 const READY: &str = "hub-test-server listening on";
+/// The retry schedule of [`serve_process`], `ATTEMPTS,BACKOFF_MS,MAX_BACKOFF_MS` (without
+/// it, the tests' usual one).
+const SCHEDULE_ENV: &str = "HOST_SERVE_HUB_TEST_SCHEDULE";
 
 /// Not a test: the server process the kill test starts (and kills), on the data directory
 /// that [`DATA_DIR_ENV`] names. Ignored, so that a plain `cargo test` skips it; it returns at
@@ -36,9 +45,20 @@ fn serve_process() {
         let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
         std::process::exit(0);
     });
+    let schedule = std::env::var(SCHEDULE_ENV).ok().map(|s| {
+        let n: Vec<u64> = s.split(',').map(|n| n.parse().unwrap()).collect();
+        Schedule {
+            attempts: n[0] as u32,
+            backoff: Duration::from_millis(n[1]),
+            max_backoff: Duration::from_millis(n[2]),
+        }
+    });
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let s = serve(Path::new(&dir)).await;
+        let s = match schedule {
+            Some(schedule) => serve_with(Path::new(&dir), schedule).await,
+            None => serve(Path::new(&dir)).await,
+        };
         println!("{READY} {}", s.url());
         std::future::pending::<()>().await;
     });
@@ -52,7 +72,13 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path) -> Server {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        Server::start_with(dir, None)
+    }
+
+    /// A server process whose hub retries on `schedule` (`ATTEMPTS,BACKOFF_MS,MAX_MS`).
+    fn start_with(dir: &Path, schedule: Option<&str>) -> Server {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
             .args([
                 "serve_process",
                 "--exact",
@@ -61,6 +87,11 @@ impl Server {
                 "--test-threads=1",
             ])
             .env(DATA_DIR_ENV, dir)
+            .env_remove(SCHEDULE_ENV);
+        if let Some(schedule) = schedule {
+            command.env(SCHEDULE_ENV, schedule);
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -321,5 +352,409 @@ async fn an_https_callback_is_refused_at_registration_with_the_reason() {
     );
     let listed: Value = http.get(&hub).send().await.unwrap().json().await.unwrap();
     assert_eq!(listed, json!([]), "nothing registered");
+    s.stop().await.unwrap();
+}
+
+/// `serve` as [`serve`] starts it, with the hub retrying on `schedule`.
+async fn serve_with(dir: &Path, schedule: Schedule) -> Running {
+    let mut config = host_serve::WorldConfig::new(dir);
+    config.lag = Duration::from_millis(20);
+    config.refresh = Duration::from_secs(1);
+    config.hub = schedule;
+    host_serve::start(
+        config,
+        "127.0.0.1:0".parse().unwrap(),
+        host_serve::auth::Auth::Single("acme".into()),
+        "acme",
+    )
+    .await
+    .expect("serve starts")
+}
+
+/// A schedule of `attempts` with short pauses (10 ms, doubling, at most 40 ms).
+fn quick(attempts: u32) -> Schedule {
+    Schedule {
+        attempts,
+        backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(40),
+    }
+}
+
+/// A callback that can be down: while `down` is set, or for its first `refuse` requests, it
+/// answers 503; otherwise it keeps the event and answers 201. `tried` counts every request.
+#[derive(Clone, Default)]
+struct Flaky {
+    got: Arc<Mutex<Vec<Value>>>,
+    down: Arc<AtomicBool>,
+    refuse: Arc<AtomicUsize>,
+    tried: Arc<AtomicUsize>,
+}
+
+impl Flaky {
+    /// Serves on a free port of 127.0.0.1; answers its callback URL.
+    async fn start(&self) -> String {
+        use axum::routing::post;
+        let me = self.clone();
+        let app = axum::Router::new().route(
+            "/events",
+            post(move |axum::Json(event): axum::Json<Value>| {
+                let me = me.clone();
+                async move {
+                    me.tried.fetch_add(1, Ordering::SeqCst);
+                    let refused = me
+                        .refuse
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok();
+                    if refused || me.down.load(Ordering::SeqCst) {
+                        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    me.got.lock().unwrap().push(event);
+                    axum::http::StatusCode::CREATED
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/events", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    /// The events it kept of party `id`.
+    fn of(&self, id: &str) -> Vec<Value> {
+        of_party(&self.got.lock().unwrap(), id)
+    }
+}
+
+fn of_party(events: &[Value], id: &str) -> Vec<Value> {
+    events
+        .iter()
+        .filter(|e| e["event"]["individual"]["id"] == id)
+        .cloned()
+        .collect()
+}
+
+/// Talks to a server at `url` (in this process or another).
+struct Api {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Api {
+    fn new(url: &str) -> Api {
+        Api {
+            http: reqwest::Client::new(),
+            url: url.to_owned(),
+        }
+    }
+
+    async fn call(&self, r: reqwest::RequestBuilder) -> (u16, Value) {
+        let r = r.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Registers `callback` with eu's hub; its id.
+    async fn listen(&self, callback: &str) -> String {
+        let hub = format!("{}/eu/tmf-api/party/v5/hub", self.url);
+        let (status, body) = self
+            .call(self.http.post(hub).json(&json!({"callback": callback})))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn unlisten(&self, id: &str) {
+        let hub = format!("{}/eu/tmf-api/party/v5/hub/{id}", self.url);
+        assert_eq!(self.call(self.http.delete(hub)).await.0, 204);
+    }
+
+    /// Creates party `id` in eu.
+    async fn create(&self, id: &str) {
+        let url = format!("{}/eu/tmf-api/party/v5/individual", self.url);
+        let body = json!({"id": id, "givenName": "Jane", "familyName": "Doe"});
+        let (status, answer) = self.call(self.http.post(url).json(&body)).await;
+        assert_eq!(status, 201, "{answer}");
+    }
+
+    async fn redrive(&self, body: Value) -> Value {
+        let url = format!("{}/admin/hub/redrive", self.url);
+        let (status, answer) = self.call(self.http.post(url).json(&body)).await;
+        assert_eq!(status, 200, "{answer}");
+        answer
+    }
+
+    /// The hub part of `/api/state`.
+    async fn hub(&self) -> Value {
+        let url = format!("{}/api/state", self.url);
+        self.call(self.http.get(url)).await.1["hub"].clone()
+    }
+
+    /// Polls the hub's state until `done` holds of it (bounded: a broken hub fails).
+    async fn hub_until(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..200 {
+            let hub = self.hub().await;
+            if done(&hub) {
+                return hub;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{what} never came; hub: {}", self.hub().await);
+    }
+}
+
+/// Waits until `done` holds (bounded).
+async fn until(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what} never came");
+}
+
+fn count(v: &Value) -> usize {
+    v.as_array().map_or(usize::MAX, Vec::len)
+}
+
+/// Down for more attempts than the old schedule made (4): with a schedule that makes more,
+/// the callback gets the event once it is back, and nothing is dead-lettered. Counted in
+/// attempts, not time, so that a slow machine changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_down_longer_than_the_old_schedule_gets_the_event_within_the_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve_with(dir.path(), quick(10)).await;
+    let api = Api::new(&s.url());
+    let callback = Flaky::default();
+    callback.refuse.store(6, Ordering::SeqCst);
+    let url = callback.start().await;
+    api.listen(&url).await;
+    api.create("r1").await;
+
+    until("the event, once the callback was back", || {
+        !callback.of("r1").is_empty()
+    })
+    .await;
+    assert_eq!(
+        callback.tried.load(Ordering::SeqCst),
+        7,
+        "six refusals, then the delivery"
+    );
+    let hub = api.hub_until("nothing owed", |h| h["owed"] == 0).await;
+    assert_eq!(hub["deadLetters"], json!([]), "{hub}");
+    s.stop().await.unwrap();
+}
+
+/// A dead letter, redriven once its callback is back, is delivered and leaves the list; a
+/// redrive for one listener leaves the others' letters alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_redriven_after_the_callback_recovers_is_delivered_and_leaves_the_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve_with(dir.path(), quick(2)).await;
+    let api = Api::new(&s.url());
+    let callback = Flaky::default();
+    callback.down.store(true, Ordering::SeqCst);
+    let url = callback.start().await;
+    let first = api.listen(&url).await;
+    let second = api.listen(&url).await;
+    api.create("d1").await;
+    let hub = api
+        .hub_until("a dead letter for each listener", |h| {
+            count(&h["deadLetters"]) == 2
+        })
+        .await;
+    let event_id = hub["deadLetters"][0]["eventId"].clone();
+    assert!(event_id.is_string(), "{hub}");
+    assert!(callback.of("d1").is_empty(), "the callback was down");
+
+    callback.down.store(false, Ordering::SeqCst);
+    let report = api.redrive(json!({"listener": first})).await;
+    assert_eq!(
+        report,
+        json!({"resent": 1, "dropped": [], "notResent": []}),
+        "only the first listener's letter"
+    );
+    let hub = api.hub().await;
+    assert_eq!(count(&hub["deadLetters"]), 1, "{hub}");
+    assert_eq!(hub["deadLetters"][0]["listener"], second.as_str(), "{hub}");
+    until("the redriven event", || !callback.of("d1").is_empty()).await;
+    let got = callback.of("d1");
+    assert_eq!(
+        got[0]["eventId"], event_id,
+        "the event that was dead-lettered"
+    );
+    assert_eq!(got[0]["eventType"], "IndividualCreateEvent");
+
+    let report = api.redrive(json!({})).await;
+    assert_eq!(report["resent"], 1, "{report}");
+    until("the second listener's delivery", || {
+        callback.of("d1").len() == 2
+    })
+    .await;
+    let hub = api.hub_until("nothing owed", |h| h["owed"] == 0).await;
+    assert_eq!(hub["deadLetters"], json!([]), "{hub}");
+    assert_eq!(api.redrive(json!({})).await["resent"], 0, "nothing left");
+    s.stop().await.unwrap();
+}
+
+/// A redriven letter is owed again in the commit that drops it: killed right after the
+/// redrive, before the callback was back, the server sends it after its restart.
+#[test]
+fn a_redriven_letter_is_owed_again_and_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Nothing listens there yet: the callback is down.
+    let callback = format!("http://127.0.0.1:{port}/events");
+    // Two attempts 2 s apart: the redriven delivery is still waiting for its second when the
+    // server is killed.
+    let schedule = Some("2,2000,2000");
+
+    let server = Server::start_with(dir.path(), schedule);
+    rt.block_on(async {
+        let api = Api::new(&server.url);
+        api.listen(&callback).await;
+        api.create("k1").await;
+        api.hub_until("the dead letter", |h| count(&h["deadLetters"]) == 1)
+            .await;
+        let report = api.redrive(json!({})).await;
+        assert_eq!(report["resent"], 1, "{report}");
+    });
+    server.kill();
+
+    let server = Server::start_with(dir.path(), schedule);
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("the callback's port is free again");
+        let got = callback_on(listener);
+        until("the redriven event after the restart", || {
+            !of_party(&got.lock().unwrap(), "k1").is_empty()
+        })
+        .await;
+        let api = Api::new(&server.url);
+        let hub = api.hub_until("nothing owed", |h| h["owed"] == 0).await;
+        assert_eq!(
+            hub["deadLetters"],
+            json!([]),
+            "the letter left the list for good: {hub}"
+        );
+    });
+}
+
+/// `DELETE hub/{id}` settles what was owed to the listener — at once (its deliveries were
+/// still waiting to be retried) and in the store, so that a restart owes it nothing.
+#[test]
+fn removing_a_listener_settles_what_was_owed_to_it_also_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // A callback nobody answers, retried a minute apart: the delivery stays owed.
+    let schedule = Some("3,60000,60000");
+    let server = Server::start_with(dir.path(), schedule);
+    rt.block_on(async {
+        let api = Api::new(&server.url);
+        let id = api.listen("http://127.0.0.1:9/events").await;
+        api.create("o1").await;
+        api.hub_until("the event owed", |h| h["owed"] == 1).await;
+        api.unlisten(&id).await;
+        let hub = api.hub().await;
+        assert_eq!(hub["owed"], 0, "settled with the removal: {hub}");
+    });
+    server.kill();
+
+    let (durable, _) = host_serve::durable::Durable::open(dir.path()).unwrap();
+    let owed = durable.owed().unwrap();
+    durable.close();
+    drop(durable);
+    let keys: Vec<&String> = owed.iter().map(|(key, _)| key).collect();
+    assert!(keys.is_empty(), "the store still owes: {keys:?}");
+
+    let server = Server::start_with(dir.path(), schedule);
+    rt.block_on(async {
+        let hub = Api::new(&server.url).hub().await;
+        assert_eq!(hub["owed"], 0, "{hub}");
+        assert_eq!(hub["listeners"], 0, "{hub}");
+    });
+}
+
+/// A letter whose listener was removed cannot be sent to anyone: a redrive drops it and says
+/// so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redrive_reports_the_letters_of_a_removed_listener_as_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve_with(dir.path(), quick(1)).await;
+    let api = Api::new(&s.url());
+    let callback = Flaky::default();
+    callback.down.store(true, Ordering::SeqCst);
+    let url = callback.start().await;
+    let id = api.listen(&url).await;
+    api.create("g1").await;
+    let hub = api
+        .hub_until("the dead letter", |h| count(&h["deadLetters"]) == 1)
+        .await;
+    let event_id = hub["deadLetters"][0]["eventId"].clone();
+    api.unlisten(&id).await;
+    callback.down.store(false, Ordering::SeqCst);
+
+    let report = api.redrive(json!({})).await;
+    assert_eq!(report["resent"], 0, "{report}");
+    assert_eq!(report["notResent"], json!([]), "{report}");
+    let dropped = &report["dropped"];
+    assert_eq!(count(dropped), 1, "{report}");
+    assert_eq!(dropped[0]["listener"], id.as_str());
+    assert_eq!(dropped[0]["eventId"], event_id);
+    assert!(
+        dropped[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no longer registered"),
+        "{report}"
+    );
+    assert_eq!(api.hub().await["deadLetters"], json!([]));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(callback.of("g1").is_empty(), "sent to nobody");
+    s.stop().await.unwrap();
+}
+
+/// A hub dead letter that an older `serve` kept without its event still reads at a restart;
+/// a redrive says it cannot be sent again, and keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_kept_without_its_event_reads_and_a_redrive_reports_it_cannot_be_resent() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("hubs.json"),
+        json!([{"id": "old1", "tenant": "acme", "region": "eu", "callback": "http://127.0.0.1:9/e"}])
+            .to_string(),
+    )
+    .unwrap();
+    {
+        let (durable, _) = host_serve::durable::Durable::open(dir.path()).unwrap();
+        let old = json!({"listener": "old1", "callback": "http://127.0.0.1:9/e",
+            "eventId": "eu-eu-1000-1", "reason": "the callback answered 503 (4 attempts)"});
+        durable.hub_letter(7, Some(old.to_string().into_bytes()));
+        durable.close();
+    }
+    let s = serve_with(dir.path(), quick(1)).await;
+    let api = Api::new(&s.url());
+    let hub = api.hub().await;
+    assert_eq!(hub["deadLetters"][0]["eventId"], "eu-eu-1000-1", "{hub}");
+
+    let report = api.redrive(json!({"listener": "old1"})).await;
+    assert_eq!(report["resent"], 0, "{report}");
+    assert_eq!(report["dropped"], json!([]), "{report}");
+    assert_eq!(count(&report["notResent"]), 1, "{report}");
+    assert!(
+        report["notResent"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be sent again"),
+        "{report}"
+    );
+    assert_eq!(count(&api.hub().await["deadLetters"]), 1, "it stays");
     s.stop().await.unwrap();
 }
