@@ -129,6 +129,13 @@ fi
 if $build; then
     echo "# the functions, for arm64 (Graviton)"
     run cargo lambda build --release --arm64 --bins -p host-lambda -p rollout-lambda || exit 1
+    # The default policy compiled for arm64, in each policy-serving function's package
+    # ($LAMBDA_TASK_ROOT/precompiled): a cold start then loads it instead of compiling it
+    # (BENCHMARKS.md, "Lambda cold start").
+    for f in ingest reconcile redrive registry; do
+        run cargo run --release -p host-cli --features cross -- policy precompile default \
+            --target aarch64-unknown-linux-gnu --out "target/lambda/$f/precompiled" || exit 1
+    done
 fi
 if ! $dry_run; then
     for f in "${FUNCTIONS[@]}"; do

@@ -72,6 +72,9 @@ SDK_OPERATIONS = {
     "transact_get_items": ("dynamodb", "dynamodb:GetItem"),
     "transact_write_items": ("dynamodb", None),
     "describe_table": ("dynamodb", "dynamodb:DescribeTable"),
+    # The Streams API, on the table's stream (resource suffix /stream/*).
+    "get_shard_iterator": ("dynamodb", "dynamodb:GetShardIterator"),
+    "get_records": ("dynamodb", "dynamodb:GetRecords"),
     "get_object": ("s3", "s3:GetObject"),
     # HeadObject has no action of its own: s3:GetObject authorises it.
     "head_object": ("s3", "s3:GetObject"),
@@ -615,6 +618,8 @@ def code_needs(bin_name, bin_crate, fns, fields, visible, errors):
             suffix = ""
             if op == "query" and re.search(r"\.\s*(set_)?index_name\s*\(", f.body):
                 suffix = "/index/*"
+            if op in ("get_shard_iterator", "get_records"):
+                suffix = "/stream/*"
             actions = [action] if action else sorted(parts(f))
             if not actions:
                 errors.append(f"binary {bin_name}: a transaction in {where} has no part this check can read")

@@ -6,6 +6,7 @@
 //! - [`registry`]: the policy registry on DynamoDB and S3 ([`host_core::registry::PolicyRegistry`]);
 //! - [`conflict_log`]: the conflict log on DynamoDB ([`host_core::conflict_log::ConflictLog`]);
 //! - [`hub`]: the listeners registered through `POST hub` on DynamoDB ([`host_core::api::Hub`]);
+//! - [`streams`]: Lambda's on-failure message of a DynamoDB stream batch it gave up on;
 //! - [`error`]: one reading of the SDK's errors, which all of them report through, and the
 //!   check of the credentials that names them missing before any call.
 //!
@@ -26,6 +27,7 @@ pub mod error;
 pub mod hub;
 pub mod registry;
 pub mod sqs;
+pub mod streams;
 
 /// An S3 client; path-style addressing when an endpoint is set (moto, LocalStack), where
 /// bucket subdomains of 127.0.0.1 do not resolve.

@@ -22,7 +22,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use host_core::failure::Failure;
 use host_core::registry::{
     HistoryEntry, PolicyRegistry, PolicyVersion, RegistryError, ShadowComparison, ShadowSummary,
-    TenantState,
+    TenantState, check_digest, check_engine,
 };
 use host_core::tenant::check_tenant;
 use serde::{Deserialize, Serialize};
@@ -109,6 +109,13 @@ fn component_key(digest: &str) -> String {
     format!("components/{digest}.wasm")
 }
 
+/// Where a component compiled for engines of one compatibility hash is kept: beside the
+/// components, under a prefix of its own (the functions' roles may read it; only the registry
+/// function writes it).
+fn precompiled_key(engine: &str, digest: &str) -> String {
+    format!("precompiled/{engine}/{digest}.cwasm")
+}
+
 impl AwsRegistry {
     /// `rt` is the runtime the SDK's futures run on; call the registry from outside its
     /// workers (a blocking thread, or a thread of your own).
@@ -142,6 +149,28 @@ impl AwsRegistry {
     }
 
     /// The registry's error for a failed call on its bucket.
+    /// The object under `key` in the bucket; `None` when there is none.
+    fn read_object(&self, key: &str) -> Result<Option<Vec<u8>>, RegistryError> {
+        let out = self
+            .rt
+            .block_on(self.s3.get_object().bucket(&self.bucket).key(key).send());
+        let out = match out {
+            Ok(o) => o,
+            Err(e) if e.code() == Some("NoSuchKey") || e.code() == Some("NotFound") => {
+                return Ok(None);
+            }
+            Err(e) => return Err(self.bucket_failed(&format!("reading {key}"), e)),
+        };
+        // The body streams after the response: a connection lost here is worth a retry.
+        let bytes = self.rt.block_on(out.body.collect()).map_err(|e| {
+            RegistryError::Storage(Failure::caused_by(
+                format!("reading {key} (bucket {}): {e}", self.bucket),
+                e,
+            ))
+        })?;
+        Ok(Some(bytes.into_bytes().to_vec()))
+    }
+
     fn bucket_failed<E>(&self, action: &str, err: SdkError<E, HttpResponse>) -> RegistryError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -271,26 +300,38 @@ impl PolicyRegistry for AwsRegistry {
         Ok(())
     }
 
+    fn put_precompiled(
+        &self,
+        engine: &str,
+        digest: &str,
+        artifact: &[u8],
+    ) -> Result<bool, RegistryError> {
+        check_digest(digest)?;
+        check_engine(engine)?;
+        let key = precompiled_key(engine, digest);
+        self.rt
+            .block_on(
+                self.s3
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(&key)
+                    .content_type("application/octet-stream")
+                    .body(artifact.to_vec().into())
+                    .send(),
+            )
+            .map_err(|e| self.bucket_failed(&format!("uploading {key}"), e))?;
+        Ok(true)
+    }
+
+    fn precompiled(&self, engine: &str, digest: &str) -> Result<Option<Vec<u8>>, RegistryError> {
+        check_digest(digest)?;
+        check_engine(engine)?;
+        self.read_object(&precompiled_key(engine, digest))
+    }
+
     fn component(&self, digest: &str) -> Result<Vec<u8>, RegistryError> {
-        let key = component_key(digest);
-        let out = self
-            .rt
-            .block_on(self.s3.get_object().bucket(&self.bucket).key(&key).send());
-        let out = match out {
-            Ok(o) => o,
-            Err(e) if e.code() == Some("NoSuchKey") || e.code() == Some("NotFound") => {
-                return Err(RegistryError::MissingComponent(digest.to_owned()));
-            }
-            Err(e) => return Err(self.bucket_failed(&format!("reading {key}"), e)),
-        };
-        // The body streams after the response: a connection lost here is worth a retry.
-        let bytes = self.rt.block_on(out.body.collect()).map_err(|e| {
-            RegistryError::Storage(Failure::caused_by(
-                format!("reading {key} (bucket {}): {e}", self.bucket),
-                e,
-            ))
-        })?;
-        Ok(bytes.into_bytes().to_vec())
+        self.read_object(&component_key(digest))?
+            .ok_or_else(|| RegistryError::MissingComponent(digest.to_owned()))
     }
 
     fn put_version(&self, version: &PolicyVersion) -> Result<bool, RegistryError> {

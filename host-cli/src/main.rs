@@ -7,8 +7,10 @@ mod common;
 mod conflicts;
 mod diff;
 mod dry_run;
+mod hub;
 mod policy_build;
 mod policy_new;
+mod precompile;
 mod registry;
 mod serve;
 mod signing;
@@ -35,6 +37,9 @@ enum Command {
     Serve(serve::Opts),
     Partition(serve::PartitionOpts),
     Heal(serve::HealOpts),
+    /// The hub of a running `serve`: send its dead letters again.
+    #[command(subcommand)]
+    Hub(hub::Command),
     Load(serve::LoadOpts),
     Simulate(simulate::Opts),
     /// Policy commands: start and build a policy project, check policies, and publish them to
@@ -59,6 +64,7 @@ enum ConflictsCommand {
 enum PolicyCommand {
     New(policy_new::Opts),
     Build(policy_build::Opts),
+    Precompile(precompile::Opts),
     Validate(validate::Opts),
     Check(check::Opts),
     DryRun(dry_run::Opts),
@@ -88,6 +94,7 @@ fn main() -> ExitCode {
         Command::DryRun(o) | Command::Policy(PolicyCommand::DryRun(o)) => dry_run::run(o),
         Command::Policy(PolicyCommand::New(o)) => policy_new::run(o),
         Command::Policy(PolicyCommand::Build(o)) => policy_build::run(o),
+        Command::Policy(PolicyCommand::Precompile(o)) => precompile::run(o),
         Command::Policy(PolicyCommand::Check(o)) => check::run(o),
         Command::Policy(PolicyCommand::Upload(o)) => registry::upload(o),
         Command::Policy(PolicyCommand::List(o)) => registry::list(o),
@@ -103,6 +110,7 @@ fn main() -> ExitCode {
         Command::Serve(o) => serve::run(o),
         Command::Partition(o) => serve::partition(o),
         Command::Heal(o) => serve::heal(o),
+        Command::Hub(c) => hub::run(c),
         Command::Load(o) => serve::load(o),
         Command::Conflicts(ConflictsCommand::List(o)) => conflicts::list(o),
         Command::Conflicts(ConflictsCommand::Show(o)) => conflicts::show(o),

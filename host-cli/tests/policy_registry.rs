@@ -197,3 +197,52 @@ fn refusals_say_why_and_exit_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("JSON object"));
 }
+
+/// `policy precompile` writes the artifact a host's packaged directory holds, named by the
+/// component's digest; a host with an empty cache loads it instead of compiling. Another
+/// architecture without its backend, and a file that is not a policy, are refused.
+#[test]
+fn precompile_writes_what_a_cold_start_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, cache) = (dir.path().join("precompiled"), dir.path().join("cache"));
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_host-cli"))
+            .args(["policy", "precompile"])
+            .args(args)
+            .args(["--out", out.to_str().unwrap(), "--no-cache"])
+            .output()
+            .expect("running host-cli")
+    };
+    let target = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    let o = run(&["default", "--target", &target]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let digest = host_core::digest(default_policy_artifact::DEFAULT_POLICY);
+    assert!(text(&o).starts_with(&digest), "{}", text(&o));
+    assert!(out.join(format!("{digest}.cwasm")).is_file());
+    let engine =
+        host_core::PolicyEngine::new(Default::default(), host_core::Metering::Epoch).unwrap();
+    let host = host_core::ArtifactCache::new(&cache).with_packaged(&out);
+    let policy = host_core::Policy::load(
+        &engine,
+        default_policy_artifact::DEFAULT_POLICY,
+        Some(&host),
+    )
+    .unwrap();
+    assert!(policy.info().from_cache, "the host compiled the policy");
+
+    let not_a_policy = dir.path().join("notes.txt");
+    std::fs::write(&not_a_policy, "not wasm").unwrap();
+    let o = run(&[not_a_policy.to_str().unwrap(), "--target", &target]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a WebAssembly component"));
+    if cfg!(target_arch = "x86_64") {
+        let o = run(&["default", "--target", "aarch64-unknown-linux-gnu"]);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("--features cross"));
+    }
+}

@@ -231,6 +231,27 @@ pub(crate) fn validator(
     Ok(leaked)
 }
 
+/// Compiles, now, every validator a host uses: the eight event types and the two resources
+/// of each release. They are otherwise compiled by the first event that needs each, which a
+/// Lambda function's first caller would wait for (BENCHMARKS.md, "Lambda cold start"); the
+/// functions call this during their init instead.
+pub fn compile_validators() {
+    for version in [SpecVersion::V4, SpecVersion::V5] {
+        for resource in ["Individual", "Organization"] {
+            for kind in [
+                "",
+                "CreateEvent",
+                "AttributeValueChangeEvent",
+                "StateChangeEvent",
+                "DeleteEvent",
+            ] {
+                validator(version, &format!("{resource}{kind}"))
+                    .unwrap_or_else(|e| panic!("the embedded TMF632 {resource}{kind} schema: {e}"));
+            }
+        }
+    }
+}
+
 fn invalid(message: impl Into<String>) -> Tmf630Error {
     Tmf630Error::new(400, "invalidEvent", "Invalid event", message)
 }

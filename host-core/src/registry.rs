@@ -366,6 +366,28 @@ pub trait PolicyRegistry: Send + Sync {
     }
 }
 
+/// A component's name in a registry: its sha256, never a path.
+pub fn check_digest(digest: &str) -> Result<(), RegistryError> {
+    if digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(RegistryError::Refused(format!(
+            "{digest:?} is not a sha256 digest (64 hex digits)"
+        )))
+    }
+}
+
+/// An engine's compatibility hash names a directory or a key prefix: hex digits, never a path.
+pub fn check_engine(engine: &str) -> Result<(), RegistryError> {
+    if !engine.is_empty() && engine.len() <= 64 && engine.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(RegistryError::Refused(format!(
+            "{engine:?} is not an engine's compatibility hash (hex digits)"
+        )))
+    }
+}
+
 /// The component stored under `digest`, checked against it.
 pub fn fetch_component(
     registry: &dyn PolicyRegistry,

@@ -14,6 +14,7 @@ pub mod notify_fn;
 pub mod policies;
 pub mod reconcile_fn;
 pub mod redrive;
+pub mod stream_failures;
 pub mod wiring;
 pub mod xray;
 

@@ -22,6 +22,8 @@ pub struct Wiring {
     pub ddb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub s3: aws_sdk_s3::Client,
+    /// The Streams API (the redrive function reads given-up batches back through it).
+    pub streams: aws_sdk_dynamodbstreams::Client,
     pub engine: Arc<PolicyEngine>,
     pub resolver: Arc<Resolver>,
     rt: tokio::runtime::Handle,
@@ -39,12 +41,22 @@ impl Wiring {
             sdk_config_ms = started.elapsed().as_secs_f64() * 1e3,
             "host.init.sdk_config"
         );
-        let (engine, policies, cache) =
-            crate::policies::default_policies(&config.policy_cache_dir)?;
+        let (engine, policies, cache) = crate::policies::default_policies(
+            &config.policy_cache_dir,
+            config.policy_packaged_dir.as_deref(),
+        )?;
+        // The TMF632 validators, compiled here rather than by the first caller's event.
+        let started = std::time::Instant::now();
+        host_core::event::compile_validators();
+        tracing::info!(
+            schemas_ms = started.elapsed().as_secs_f64() * 1e3,
+            "host.init.schemas"
+        );
         let mut w = Wiring {
             ddb: aws_sdk_dynamodb::Client::new(&sdk),
             sqs: aws_sdk_sqs::Client::new(&sdk),
             s3: s3_client(&sdk),
+            streams: aws_sdk_dynamodbstreams::Client::new(&sdk),
             resolver: Arc::new(Resolver::new(policies.clone(), &config.region)),
             engine,
             rt: tokio::runtime::Handle::current(),

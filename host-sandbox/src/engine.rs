@@ -192,6 +192,43 @@ impl PolicyEngine {
         Ok(component)
     }
 
+    /// `bytes` compiled for hosts of another target (a triple such as
+    /// `aarch64-unknown-linux-gnu`), with this engine's limits and metering: the artifact a
+    /// host of that target loads from its packaged directory
+    /// ([`crate::ArtifactCache::with_packaged`]) instead of compiling at its cold start.
+    ///
+    /// The code uses the target's baseline CPU features only (on x86-64 the x86-64-v2 level,
+    /// which every x86-64 server of the last decade has), since the machine that compiles
+    /// cannot know which the host will detect; the host's own compilations use all it has.
+    /// Compiling for an architecture other than this machine's needs that backend in the build
+    /// (host-sandbox's `arm64` feature).
+    pub fn precompile_for(&self, bytes: &[u8], target: &str) -> Result<Vec<u8>, LoadError> {
+        let mut config = Self::config(&self.limits, self.metering, false);
+        config
+            .target(target)
+            .map_err(|e| LoadError::Target(target.to_owned(), e))?;
+        if target.starts_with("x86_64") {
+            for flag in [
+                "has_sse3",
+                "has_ssse3",
+                "has_sse41",
+                "has_sse42",
+                "has_popcnt",
+            ] {
+                // SAFETY: these only allow the compiler to use instructions that wasmtime checks
+                // the loading host for (`Component::deserialize` refuses the artifact otherwise).
+                #[allow(unsafe_code)]
+                unsafe {
+                    config.cranelift_flag_enable(flag);
+                }
+            }
+        }
+        let engine = Engine::new(&config).map_err(|e| LoadError::Target(target.to_owned(), e))?;
+        engine
+            .precompile_component(bytes)
+            .map_err(LoadError::Compile)
+    }
+
     pub(crate) fn deadline_ticks(&self) -> u64 {
         (self.limits.deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64
     }

@@ -51,6 +51,11 @@ pub enum LoadError {
     Describe(#[source] CallFailure),
     #[error("reading the precompiled artifact cache: {0}")]
     Cache(#[source] std::io::Error),
+    /// No compiler for that target in this build, or not a target triple.
+    #[error(
+        "cannot compile for {0}: {1:#} (this build compiles for its own architecture; for aarch64 build host-cli with `--features cross`)"
+    )]
+    Target(String, #[source] wasmtime::Error),
 }
 
 /// The budget a call ran out of.

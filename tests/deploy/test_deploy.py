@@ -123,6 +123,14 @@ class DeployScript(unittest.TestCase):
         self.assertEqual(len(builds), 1)
         self.assertIn("--arm64", builds[0])
         self.assertLess(out.index("cargo lambda build"), out.index("sam deploy"))
+        # Each policy-serving function's package gets the default policy compiled for arm64.
+        precompiles = [l for l in out.splitlines() if "policy precompile default" in l]
+        self.assertEqual(len(precompiles), 4)
+        for f, line in zip(("ingest", "reconcile", "redrive", "registry"), precompiles):
+            self.assertIn("--features cross", line)
+            self.assertIn("--target aarch64-unknown-linux-gnu", line)
+            self.assertIn(f"target/lambda/{f}/precompiled", line)
+            self.assertLess(out.index(line), out.index("sam deploy"))
 
     def test_remove_deletes_the_home_stack_last(self):
         out = self.run_script("remove", "--dry-run").stdout

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use crate::failure::Failure;
 use crate::registry::{
     HistoryEntry, PolicyRegistry, PolicyVersion, RegistryError, ShadowComparison, ShadowSummary,
-    TenantState,
+    TenantState, check_digest, check_engine,
 };
 use crate::tenant::check_tenant;
 
@@ -69,27 +69,6 @@ impl LocalRegistry {
         let dir = self.tenant_dir(tenant)?;
         let _lock = files::lock_dir(&dir).map_err(storage)?;
         f(&dir)
-    }
-}
-
-fn check_digest(digest: &str) -> Result<(), RegistryError> {
-    if digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(())
-    } else {
-        Err(RegistryError::Refused(format!(
-            "{digest:?} is not a sha256 digest (64 hex digits)"
-        )))
-    }
-}
-
-/// An engine's compatibility hash names a directory: 16 hex digits, never a path.
-fn check_engine(engine: &str) -> Result<(), RegistryError> {
-    if !engine.is_empty() && engine.len() <= 64 && engine.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(())
-    } else {
-        Err(RegistryError::Refused(format!(
-            "{engine:?} is not an engine's compatibility hash (hex digits)"
-        )))
     }
 }
 

@@ -10,9 +10,11 @@
 //! - **warm**: the median of the next events' handling (the per-event duration);
 //! - the process's peak RSS (`VmHWM`) after those events, and the binary's size.
 //!
-//! Two policy cases: `precompiled` (the policy's artifact is in `POLICY_CACHE_DIR`, so the
-//! load deserializes) and `compiled` (an empty cache directory, so the load compiles: what a
-//! fresh execution environment does with the template's `/tmp/policy-cache`).
+//! Two policy cases, both with an empty `POLICY_CACHE_DIR` (a fresh execution environment's
+//! `/tmp`): `packaged` (the package holds the default policy compiled for this machine's
+//! target, `$LAMBDA_TASK_ROOT/precompiled/{sha256}.cwasm`, as `scripts/deploy.sh --build` puts
+//! it there for arm64 with `host-cli policy precompile`, so the load deserializes) and
+//! `compiled` (no such file, so the load compiles).
 //!
 //! Run (release binaries; moto servers from `scripts/with-moto.sh`):
 //!
@@ -98,10 +100,30 @@ struct Setup {
 }
 
 impl Setup {
+    /// The package's directory, `$LAMBDA_TASK_ROOT`: its precompiled/ holds the default policy
+    /// compiled for this machine's target (what `host-cli policy precompile` writes).
+    fn task_root(&self) -> PathBuf {
+        self.scratch.path().join("task")
+    }
+
+    fn package_default_policy(&self) -> Result<()> {
+        let bytes = default_policy_artifact::DEFAULT_POLICY;
+        let engine = host_core::PolicyEngine::new(Default::default(), host_core::Metering::Epoch)?;
+        let target = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+        let dir = self.task_root().join("precompiled");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(
+            dir.join(format!("{}.cwasm", host_core::digest(bytes))),
+            engine.precompile_for(bytes, &target)?,
+        )?;
+        Ok(())
+    }
+
     fn env(
         &self,
         function: &str,
         cache_dir: &Path,
+        packaged: bool,
         api: &str,
         rust_log: &str,
     ) -> Vec<(String, String)> {
@@ -125,6 +147,9 @@ impl Setup {
         ];
         if function == "ingest" {
             env.push(("TENANT_CLAIM", "tenant".to_owned()));
+        }
+        if packaged {
+            env.push(("LAMBDA_TASK_ROOT", self.task_root().display().to_string()));
         }
         env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
     }
@@ -255,7 +280,13 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// One cold start of `function`, then `warm` more events.
-fn cold_start(setup: &Setup, opts: &Opts, function: &str, cache_dir: &Path) -> Result<Run> {
+fn cold_start(
+    setup: &Setup,
+    opts: &Opts,
+    function: &str,
+    cache_dir: &Path,
+    packaged: bool,
+) -> Result<Run> {
     let (bins, warm) = (&opts.bins, opts.warm);
     let rt = &setup.rig.rt;
     let api = rt.block_on(RuntimeApi::start())?;
@@ -265,7 +296,13 @@ fn cold_start(setup: &Setup, opts: &Opts, function: &str, cache_dir: &Path) -> R
     let mut command = Command::new(&binary);
     command
         .env_clear()
-        .envs(setup.env(function, cache_dir, &api.address(), &opts.rust_log))
+        .envs(setup.env(
+            function,
+            cache_dir,
+            packaged,
+            &api.address(),
+            &opts.rust_log,
+        ))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -374,16 +411,20 @@ fn main() -> Result<()> {
         scratch: tempfile::tempdir()?,
         next_party: Mutex::new(0),
     };
+    setup.package_default_policy()?;
     if opts.smoke {
         let cache = setup.scratch.path().join("cache");
-        let run = cold_start(&setup, &Opts { warm: 0, ..opts }, "ingest", &cache)?;
+        let run = cold_start(&setup, &Opts { warm: 0, ..opts }, "ingest", &cache, true)?;
+        // The package's artifact, found through $LAMBDA_TASK_ROOT, spared the compilation.
+        if !run.from_cache {
+            bail!("ingest compiled the default policy though its package holds it precompiled");
+        }
         println!(
-            "cold-start smoke: ingest answered its first event ({:.0} ms after start, debug build)",
+            "cold-start smoke: ingest loaded the packaged policy and answered its first event ({:.0} ms after start, debug build)",
             run.first_event_ms
         );
         return Ok(());
     }
-    let precompiled = setup.scratch.path().join("precompiled");
     println!(
         "machine: {} cores, load average {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -407,27 +448,16 @@ fn main() -> Result<()> {
             .map(|_| bare_start(&opts.bins, function))
             .collect::<Result<_>>()?;
         let bare = median(&mut bare);
-        // Fills the precompiled cache (not timed).
-        cold_start(
-            &setup,
-            &Opts {
-                warm: 0,
-                verbose: false,
-                ..opts.clone()
-            },
-            function,
-            &precompiled,
-        )?;
-        for case in ["precompiled", "compiled"] {
+        for case in ["packaged", "compiled"] {
             let mut runs = Vec::new();
             for i in 0..opts.runs {
-                let dir = if case == "precompiled" {
-                    precompiled.clone()
-                } else {
-                    setup.scratch.path().join(format!("empty-{function}-{i}"))
-                };
-                let run = cold_start(&setup, &opts, function, &dir)?;
-                if run.from_cache != (case == "precompiled") {
+                // A fresh execution environment: an empty cache directory every run.
+                let dir = setup
+                    .scratch
+                    .path()
+                    .join(format!("empty-{function}-{case}-{i}"));
+                let run = cold_start(&setup, &opts, function, &dir, case == "packaged")?;
+                if run.from_cache != (case == "packaged") {
                     bail!(
                         "{function} {case}: the policy came from the cache: {}",
                         run.from_cache

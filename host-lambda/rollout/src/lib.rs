@@ -3,7 +3,8 @@
 //!
 //! Input `{"action", "tenant", "digest", "reason"?}`; actions `validate` (the stored component
 //! verifies against its digest, loads under this host's limits and passes the law checks under
-//! the tenant's configuration), `shadow`, `shadow-report` (`{"disagreementRate", "compared",
+//! the tenant's configuration; the serving engine's artifact of it is then stored beside it, so
+//! that the functions' first load compiles nothing), `shadow`, `shadow-report` (`{"disagreementRate", "compared",
 //! "disagreed"}`), `activate`, `rollback` (takes the candidate out of service wherever it is).
 //! Every action is idempotent: the workflow retries them. Storage trouble is `Retryable`;
 //! anything else is `NonRetryable`, which makes the workflow roll back.
@@ -12,7 +13,7 @@ use std::sync::Arc;
 
 use host_core::registry::{RegistryError, fetch_component};
 use host_lambda::FunctionError;
-use policy_admin::{Registry, check_laws, seed_from_digest};
+use policy_admin::{Registry, check_laws, seed_from_digest, store_precompiled};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -127,8 +128,18 @@ impl RegistryFunction {
         let policy = check_laws(&bytes, &config, VALIDATE_CASES, seed).map_err(|e| {
             FunctionError::NonRetryable(format!("version {} is refused: {e}", version.digest))
         })?;
+        // The hosts' first load of the version then deserializes instead of compiling: the
+        // artifact compiled here, on the functions' architecture and engine settings, is kept
+        // beside the component. Without it they compile, so a failure costs only that.
+        let precompiled = self.registry.cache().is_some_and(|cache| {
+            store_precompiled(&**self.registry.store(), cache, &bytes).unwrap_or_else(|e| {
+                tracing::warn!(policy = %version.digest, error = %e, "registry.precompiled_not_stored");
+                false
+            })
+        });
         Ok(json!({
             "digest": version.digest,
+            "precompiled": precompiled,
             "name": policy.description().name,
             "version": policy.description().version,
             "valid": true,

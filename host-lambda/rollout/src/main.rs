@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use host_core::ArtifactCache;
 use host_lambda::wiring::Wiring;
 use lambda_runtime::{LambdaEvent, service_fn};
 use policy_admin::Registry;
@@ -16,10 +17,11 @@ async fn main() -> anyhow::Result<()> {
     let store = w
         .registry()
         .context("the registry function needs REGISTRY_TABLE and POLICY_BUCKET")?;
-    let function = Arc::new(RegistryFunction::new(Registry::new(
-        store,
-        "policy-rollout-workflow",
-    )));
+    // Validation compiles through this cache and stores the artifact in the registry.
+    let cache = ArtifactCache::new(&w.config.policy_cache_dir);
+    let function = Arc::new(RegistryFunction::new(
+        Registry::new(store, "policy-rollout-workflow").with_cache(cache),
+    ));
     let function = &function;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         function.handle(event.payload).await

@@ -153,7 +153,11 @@ fn the_registry_function_runs_the_rollout_steps() {
     let (_, v1) = reg.upload("acme", DEFAULT, &options("v1")).unwrap();
     let (_, v2) = reg.upload("acme", NA, &options("v2")).unwrap();
     reg.activate("acme", "v1").unwrap();
-    let function = RegistryFunction::new(Registry::new(rig.store.clone(), "workflow"));
+    let cache = tempfile::tempdir().unwrap();
+    let function = RegistryFunction::new(
+        Registry::new(rig.store.clone(), "workflow")
+            .with_cache(host_core::ArtifactCache::new(cache.path())),
+    );
     let step = |action: &str, digest: &str| Step {
         action: action.into(),
         tenant: "acme".into(),
@@ -163,6 +167,17 @@ fn the_registry_function_runs_the_rollout_steps() {
 
     let valid = function.run(&step("validate", &v2.digest)).unwrap();
     assert_eq!(valid["valid"], true);
+    // The functions' engine finds the version compiled in the bucket.
+    assert_eq!(valid["precompiled"], true);
+    let serving = host_core::PolicyEngine::new(Default::default(), host_core::Metering::Epoch)
+        .unwrap()
+        .compatibility_hash();
+    assert!(
+        rig.store
+            .precompiled(&serving, &v2.digest)
+            .unwrap()
+            .is_some()
+    );
     function.run(&step("shadow", &v2.digest)).unwrap();
     function.run(&step("shadow", &v2.digest)).unwrap(); // retried: idempotent
     let report = function.run(&step("shadow-report", &v2.digest)).unwrap();

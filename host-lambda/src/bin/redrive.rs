@@ -7,6 +7,9 @@
 //! → applies that one message again and deletes it (error type `Retryable` when it still
 //! fails, `NonRetryable` when it never will). Messages handed out more than three times are
 //! reported failed with reason `redrive-limit` for the workflow to escalate.
+//! `{"action": "stream-failures", "max": 10}` → the batches the reconcile stream gave up on
+//! (`ReconcileFailureQueue`), read back from the stream and handled again, before the rounds
+//! (`host_lambda::stream_failures`): `{received, replayed, records, reviewed, retry}`.
 
 use std::sync::Arc;
 
@@ -18,13 +21,52 @@ use host_core::ingest::{Ingest, IngestConfig, Outcome};
 use host_core::reconcile::{Reconcile, ReconcileOutcome};
 use host_lambda::FunctionError;
 use host_lambda::ingest_fn::now_ms;
+use host_lambda::reconcile_fn::ReconcileFunction;
 use host_lambda::redrive::{Failed, Kept, REDRIVE_LIMIT, redrive, resubmit};
+use host_lambda::stream_failures::{FailureQueue, PartyStream, ReviewQueue, replay};
 use host_lambda::wiring::Wiring;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::{Value, json};
 
 type AwsIngest = Ingest<DynamoStore, SqsDeadLetters>;
 type AwsReconcile = Reconcile<DynamoStore, SqsDeadLetters>;
+
+/// Where given-up stream batches are read from and what they are read with; `None` when the
+/// environment names no failure queue. (Each queue is made in a function of its own, naming
+/// its one queue, which is how scripts/iam-permissions.py tells the resources apart.)
+struct StreamFailures {
+    failures: FailureQueue,
+    review: ReviewQueue,
+    stream: PartyStream,
+    reconcile: ReconcileFunction<DynamoStore, SqsDeadLetters>,
+}
+
+fn failure_queue(w: &Wiring) -> Option<FailureQueue> {
+    let url = w.config.reconcile_failure_queue_url.as_deref()?;
+    Some(FailureQueue::new(w.sqs.clone(), url))
+}
+
+fn review_queue(w: &Wiring) -> Option<ReviewQueue> {
+    let url = w.config.review_queue_url.as_deref()?;
+    Some(ReviewQueue::new(w.sqs.clone(), url))
+}
+
+fn party_stream(w: &Wiring) -> PartyStream {
+    PartyStream::new(
+        w.streams.clone(),
+        &w.config.party_table,
+        w.config.tenant_scope.as_deref(),
+    )
+}
+
+fn stream_failures(w: &Wiring) -> Option<StreamFailures> {
+    Some(StreamFailures {
+        failures: failure_queue(w)?,
+        review: review_queue(w)?,
+        stream: party_stream(w),
+        reconcile: ReconcileFunction::new(w.reconcile(), &w.config.region),
+    })
+}
 
 /// Hands a dead letter back to the path that produced it.
 async fn apply(
@@ -75,6 +117,8 @@ async fn main() -> anyhow::Result<()> {
         .with_resolver(w.resolver.clone()),
     );
     let reconcile = Arc::new(w.reconcile());
+    let given_up = stream_failures(&w);
+    let given_up = &given_up;
     let (sqs, url) = (&w.sqs, &w.config.dead_letter_queue_url);
     let (ingest, reconcile) = (&ingest, &reconcile);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
@@ -103,8 +147,21 @@ async fn main() -> anyhow::Result<()> {
                 resubmit(sqs, url, &message, apply).await?;
                 Ok(json!({"resubmitted": message.message_id}))
             }
+            "stream-failures" => {
+                let Some(s) = given_up else {
+                    return Err(FunctionError::NonRetryable(
+                        "stream-failures needs RECONCILE_FAILURE_QUEUE_URL and REVIEW_QUEUE_URL"
+                            .into(),
+                    ));
+                };
+                let max = payload["max"].as_u64().unwrap_or(10) as usize;
+                let report = replay(&s.failures, &s.review, &s.stream, &s.reconcile, max)
+                    .await
+                    .map_err(FunctionError::Retryable)?;
+                Ok(serde_json::to_value(report).unwrap_or_default())
+            }
             other => Err(FunctionError::NonRetryable(format!(
-                "unknown action {other:?}: expected receive or resubmit"
+                "unknown action {other:?}: expected receive, resubmit or stream-failures"
             ))),
         }
     }))

@@ -41,10 +41,14 @@ pub fn policy_registry(
         reg: Registry::new(store.clone(), "tester"),
         tamper: &tamper,
     };
-    let checks: [Check<RegistryRig>; 11] = [
+    let checks: [Check<RegistryRig>; 12] = [
         (
             "components are stored by digest and verified",
             components_are_stored_by_digest,
+        ),
+        (
+            "precompiled artifacts are kept per engine",
+            precompiled_artifacts_are_kept_per_engine,
         ),
         ("versions are written once", versions_are_written_once),
         (
@@ -167,6 +171,32 @@ fn components_are_stored_by_digest(rig: &RegistryRig, _tenant: &str) {
             )
         }
         other => panic!("tampered bytes were not refused: {other:?}"),
+    }
+}
+
+/// What an upload (or the registry function's validation) stores beside a component so that a
+/// host's first load deserializes: kept per engine, absent for another engine, and the engine
+/// and digest never become a path or a key outside the store's prefix.
+fn precompiled_artifacts_are_kept_per_engine(rig: &RegistryRig, _tenant: &str) {
+    let store = rig.store;
+    let digest = host_core::digest(&renamed(DEFAULT, "precompiled"));
+    let (engine, other) = ("00c0ffee00c0ffee", "0badc0de0badc0de");
+    assert_eq!(store.precompiled(engine, &digest).unwrap(), None);
+    assert!(
+        store
+            .put_precompiled(engine, &digest, b"native code")
+            .unwrap()
+    );
+    assert_eq!(
+        store.precompiled(engine, &digest).unwrap().as_deref(),
+        Some(&b"native code"[..])
+    );
+    assert_eq!(store.precompiled(other, &digest).unwrap(), None);
+    for (engine, digest) in [("../components", digest.as_str()), (engine, "../x")] {
+        match store.put_precompiled(engine, digest, b"x") {
+            Err(RegistryError::Refused(_)) => {}
+            other => panic!("{engine:?} {digest:?} was not refused: {other:?}"),
+        }
     }
 }
 
