@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::dynamodb::Event as StreamEvent;
 use host_aws::dynamo::{PARTY_SK, party_from_item, party_item as item_of};
+use host_aws::streams::{batch_info, sequence_order};
 use host_core::api::{self, ApiRequest, ApiResponse, body_json, check_listener};
 use host_core::conflict::{CapturedConflict, parse_lines, to_line};
 use host_core::conflict_log::{ConflictQuery, parse_record};
@@ -24,7 +25,7 @@ use host_core::store::memory::{Change, MemoryDeadLetters, MemoryStore};
 use host_core::store::{DeadLetter, IngestStore, PartyStore, StoredParty};
 use host_core::types::ResourceType;
 use host_serve::durable::Owed;
-use host_serve::hub::{HubDeadLetter, event_of_new_image};
+use host_serve::hub::{KeptLetter, event_of_new_image};
 use serde_dynamo::AttributeValue;
 use serde_json::Value;
 
@@ -305,6 +306,22 @@ pub fn stream_event(bytes: &[u8]) -> bool {
     overwrite
 }
 
+/// Lambda's on-failure message of a stream batch it gave up on, as the redrive function reads
+/// it from the reconcile failure queue (`host_aws::streams::batch_info`). An accepted one
+/// names its first record no later than its last, and written again reads as itself.
+pub fn stream_failure(bytes: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return false;
+    };
+    let Ok(batch) = batch_info(text) else {
+        return false;
+    };
+    assert!(sequence_order(&batch.start_sequence_number, &batch.end_sequence_number).is_le());
+    let again = serde_json::json!({ "DDBStreamBatchInfo": batch }).to_string();
+    assert_eq!(batch_info(&again).as_ref(), Ok(&batch));
+    true
+}
+
 /// A party from an item. One it accepts is written back to an item (`dynamo::party_item`)
 /// that reads as the same party, and has its TMF form.
 fn read_party(item: serde_dynamo::Item) -> Option<StoredParty> {
@@ -408,11 +425,12 @@ pub fn journal_items(bytes: &[u8]) -> bool {
                 let _ = event_of_new_image(region, party, stamp);
             }
         }
-        if let Ok(letter) = serde_json::from_slice::<HubDeadLetter>(item) {
+        // A hub dead letter as the hub keeps it: the letter and, since redrive, its event.
+        if let Ok(letter) = serde_json::from_slice::<KeptLetter>(item) {
             accepted = true;
             let again = serde_json::to_vec(&letter).expect("a hub dead letter serialises");
             assert_eq!(
-                serde_json::from_slice::<HubDeadLetter>(&again).ok(),
+                serde_json::from_slice::<KeptLetter>(&again).ok(),
                 Some(letter)
             );
         }

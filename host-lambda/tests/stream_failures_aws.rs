@@ -16,7 +16,7 @@ use host_core::reconcile::Reconcile;
 use host_core::store::{PartyStore, StoredParty};
 use host_core::{ActivePolicy, Policy, PolicyEngine, Resolver, TenantPolicies};
 use host_lambda::reconcile_fn::ReconcileFunction;
-use host_lambda::stream_failures::{FailureQueue, PartyStream, ReviewQueue, replay};
+use host_lambda::stream_failures::{FailureQueue, PartyStream, ReplayReport, ReviewQueue, replay};
 use serde_json::json;
 
 struct Queues {
@@ -87,6 +87,17 @@ fn failure_message(arn: &str, shard: &str, first: &str, last: &str) -> String {
     .to_string()
 }
 
+/// The redrive function's `stream-failures` over the rig's table and queues.
+fn replay_all(rig: &Rig, q: &Queues) -> ReplayReport {
+    let failures = FailureQueue::new(rig.sqs.clone(), &q.failures);
+    let review = ReviewQueue::new(rig.sqs.clone(), &q.review);
+    let stream = PartyStream::new(rig.streams.clone(), &rig.table, None);
+    let function = reconcile(rig);
+    rig.rt
+        .block_on(replay(&failures, &review, &stream, &function, 10))
+        .unwrap()
+}
+
 fn send(rig: &Rig, queue: &str, body: &str) {
     rig.rt
         .block_on(
@@ -118,14 +129,7 @@ fn a_given_up_batch_is_read_back_and_its_overwrite_merged() {
         &failure_message(&rig.stream_arn(), &shard, &sequence, &sequence),
     );
 
-    let failures = FailureQueue::new(rig.sqs.clone(), &q.failures);
-    let review = ReviewQueue::new(rig.sqs.clone(), &q.review);
-    let stream = PartyStream::new(rig.streams.clone(), &rig.table, None);
-    let function = reconcile(&rig);
-    let report = rig
-        .rt
-        .block_on(replay(&failures, &review, &stream, &function, 10))
-        .unwrap();
+    let report = replay_all(&rig, &q);
     assert_eq!(
         (report.received, report.replayed, report.records),
         (1, 1, 1),
@@ -159,14 +163,7 @@ fn what_cannot_be_read_back_goes_to_review_with_the_reason() {
     );
     send(&rig, &q.failures, r#"{"Records": []}"#);
 
-    let failures = FailureQueue::new(rig.sqs.clone(), &q.failures);
-    let review = ReviewQueue::new(rig.sqs.clone(), &q.review);
-    let stream = PartyStream::new(rig.streams.clone(), &rig.table, None);
-    let function = reconcile(&rig);
-    let report = rig
-        .rt
-        .block_on(replay(&failures, &review, &stream, &function, 10))
-        .unwrap();
+    let report = replay_all(&rig, &q);
     assert_eq!((report.received, report.replayed), (2, 0), "{report:?}");
     let reviewed = rig.rt.block_on(peek_all(&rig.sqs, &q.review));
     let reasons: Vec<&str> = reviewed

@@ -72,6 +72,10 @@ const JOURNAL_ITEM: Target = Target {
     name: "journal_item",
     check: parsers_fuzz::journal_items,
 };
+const STREAM_FAILURE: Target = Target {
+    name: "stream_failure",
+    check: parsers_fuzz::stream_failure,
+};
 
 #[test]
 fn tmf632_events_are_refused_with_tmf630_bodies_or_applied_never_a_panic() {
@@ -101,6 +105,11 @@ fn conflict_records_are_refused_or_read_back_never_a_panic() {
 #[test]
 fn journal_items_are_refused_or_loaded_never_a_panic() {
     smoke(&JOURNAL_ITEM);
+}
+
+#[test]
+fn stream_failure_messages_are_refused_or_read_back_never_a_panic() {
+    smoke(&STREAM_FAILURE);
 }
 
 /// What the fuzzers start from is what the code below writes, file by file (a run may add
@@ -477,6 +486,7 @@ fn seeds() -> Vec<(&'static str, Seeds)> {
         (STREAM_EVENT.name, stream_seeds()),
         (CONFLICT_RECORD.name, record_seeds()),
         (JOURNAL_ITEM.name, journal_seeds()),
+        (STREAM_FAILURE.name, stream_failure_seeds()),
     ]
 }
 
@@ -1002,5 +1012,59 @@ fn journal_seeds() -> Seeds {
         "hub-dead-letter.json".to_owned(),
         serde_json::to_vec(&hub_letter).unwrap(),
     ));
+    // Since redrive, the hub keeps a letter's event with it.
+    let kept = host_serve::hub::KeptLetter {
+        letter: hub_letter,
+        event: Some(event.clone()),
+    };
+    seeds.push((
+        "hub-dead-letter-with-event.json".to_owned(),
+        serde_json::to_vec(&kept).unwrap(),
+    ));
     seeds
+}
+
+/// Lambda's on-failure message of a DynamoDB stream batch (the shape AWS documents), of one
+/// record and of a batch, and a message of another kind of source.
+fn stream_failure_seeds() -> Seeds {
+    let message = |first: &str, last: &str, size: u64| {
+        json!({
+            "requestContext": {"requestId": "316aa6d0-8154-4a4d-a8f6-2ee4c5bd4ed9",
+                "functionArn": "arn:aws:lambda:eu-west-1:123456789012:function:tmf632-eu-ReconcileFunction:live",
+                "condition": "RetryAttemptsExhausted", "approximateInvokeCount": 6},
+            "responseContext": {"statusCode": 200, "executedVersion": "7", "functionError": "Unhandled"},
+            "version": "1.0",
+            "timestamp": "2026-12-06T10:00:00.000Z",
+            "DDBStreamBatchInfo": {
+                "shardId": "shardId-00000001733484800000-8b7f1e44",
+                "startSequenceNumber": first,
+                "endSequenceNumber": last,
+                "approximateArrivalOfFirstRecord": "2026-12-06T09:59:00Z",
+                "approximateArrivalOfLastRecord": "2026-12-06T09:59:01Z",
+                "batchSize": size,
+                "streamArn": "arn:aws:dynamodb:eu-west-1:123456789012:table/tmf632-parties/stream/2026-12-01T00:00:00.000"
+            }
+        })
+        .to_string()
+        .into_bytes()
+    };
+    vec![
+        (
+            "one-record.json".to_owned(),
+            message("800000000003126276362", "800000000003126276362", 1),
+        ),
+        (
+            "batch.json".to_owned(),
+            message("800000000003126276362", "800000000003126279999", 100),
+        ),
+        (
+            "kinesis-source.json".to_owned(),
+            json!({"KinesisBatchInfo": {"shardId": "shardId-000000000001",
+                "startSequenceNumber": "49601189658422359378836298521827638475320189012309704706",
+                "endSequenceNumber": "49601189658422359378836298521827638475320189012309704706",
+                "batchSize": 1, "streamArn": "arn:aws:kinesis:eu-west-1:123456789012:stream/s"}})
+            .to_string()
+            .into_bytes(),
+        ),
+    ]
 }
