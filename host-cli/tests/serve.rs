@@ -11,87 +11,40 @@
 
 mod common;
 use common::chromium;
+// The server process, the waits on `/api/state` and the conflict-making that host-serve's own
+// tests use.
+#[path = "../../host-serve/tests/common/mod.rs"]
+mod serve_common;
+use serve_common::{Process, edit_apart, settle, state};
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_host-cli");
 
-/// A `serve` process and its URL (read from the line it prints).
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(data: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--addr", "127.0.0.1:0", "--lag-ms", "30"])
-            .arg("--data-dir")
-            .arg(data)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("host-cli serve starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines
-            .next()
-            .expect("serve prints where it listens")
-            .unwrap();
+/// `host-cli serve` on a free port and `data`, with `extra` arguments; its URL is read from the
+/// first line it prints.
+fn start(data: &Path, extra: &[&str]) -> Process {
+    let mut command = Command::new(BIN);
+    command
+        .args(["serve", "--addr", "127.0.0.1:0", "--lag-ms", "30"])
+        .arg("--data-dir")
+        .arg(data)
+        .args(extra);
+    Process::start(&mut command, |first| {
         let url = first
             .split_whitespace()
             .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in {first:?}"))
-            .to_owned();
-        // Keep reading so that the pipe never fills.
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, url }
-    }
-
-    /// `kill -9`.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+            .unwrap_or_else(|| panic!("no URL in {first:?}"));
+        Some(url.to_owned())
+    })
 }
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().unwrap()
-}
-
-async fn state(http: &reqwest::Client, url: &str) -> Value {
-    http.get(format!("{url}/api/state"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-async fn settle(http: &reqwest::Client, url: &str) {
-    for _ in 0..600 {
-        if state(http, url).await["quiet"] == json!(true) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            if state(http, url).await["quiet"] == json!(true) {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("serve did not settle: {}", state(http, url).await);
 }
 
 async fn get(http: &reqwest::Client, url: &str, region: &str, id: &str) -> (u16, Value) {
@@ -104,40 +57,25 @@ async fn get(http: &reqwest::Client, url: &str, region: &str, id: &str) -> (u16,
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-/// `POST` of an individual to `region`, under `key` if one is given.
+/// `POST` of an individual to `region`, under `key`.
 async fn create(
     http: &reqwest::Client,
     url: &str,
     region: &str,
-    key: Option<String>,
+    key: String,
     body: Value,
 ) -> reqwest::Result<reqwest::Response> {
-    let mut post = http.post(format!("{url}/{region}/tmf-api/party/v5/individual"));
-    if let Some(key) = key {
-        post = post.header("idempotency-key", key);
-    }
-    post.json(&body).send().await
+    http.post(format!("{url}/{region}/tmf-api/party/v5/individual"))
+        .header("idempotency-key", key)
+        .json(&body)
+        .send()
+        .await
 }
 
-/// Makes a conflict: `party` created in eu and replicated; eu and na cut off from each
-/// other, each region's edit applied in it; then the partition healed and the regions settled.
+/// Makes a conflict: `party` edited in eu and in na while they are cut off from each other
+/// ([`edit_apart`]); then the partition healed and the regions settled.
 async fn conflict_on(http: &reqwest::Client, url: &str, party: Value, edits: [(&str, Value); 2]) {
-    let id = party["id"].as_str().unwrap().to_owned();
-    let post = create(http, url, "eu", None, party).await.unwrap();
-    assert_eq!(post.status().as_u16(), 201);
-    settle(http, url).await;
-    host_serve::client::partition(url, "eu", "na", false)
-        .await
-        .unwrap();
-    for (region, body) in edits {
-        let r = http
-            .patch(format!("{url}/{region}/tmf-api/party/v5/individual/{id}"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
-    }
+    edit_apart(http, url, party, edits).await;
     host_serve::client::heal(url).await.unwrap();
     settle(http, url).await;
 }
@@ -150,7 +88,7 @@ fn numbered(i: usize) -> Value {
 #[test]
 fn kill_9_and_a_restart_lose_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = start(dir.path(), &[]);
     let url = server.url.clone();
     let http = reqwest::Client::new();
     let acked = rt().block_on(async {
@@ -159,7 +97,7 @@ fn kill_9_and_a_restart_lose_no_acknowledged_event() {
             let (http, url) = (http.clone(), url.clone());
             let region = ["apac", "eu", "na"][i % 3];
             sends.push(tokio::spawn(async move {
-                match create(&http, &url, region, Some(format!("key-{i}")), numbered(i)).await {
+                match create(&http, &url, region, format!("key-{i}"), numbered(i)).await {
                     Ok(r) if r.status().as_u16() == 201 => {
                         Some((i, r.json::<Value>().await.unwrap()))
                     }
@@ -176,7 +114,7 @@ fn kill_9_and_a_restart_lose_no_acknowledged_event() {
     assert_eq!(acked.len(), 120, "every create is acknowledged");
     // Killed at once: most writes are still in flight between the regions.
     server.kill();
-    let server = Server::start(dir.path(), &[]);
+    let server = start(dir.path(), &[]);
     let url = server.url.clone();
     rt().block_on(async {
         settle(&http, &url).await;
@@ -188,7 +126,7 @@ fn kill_9_and_a_restart_lose_no_acknowledged_event() {
             }
             // The idempotency record survived too: a retry is answered from it.
             let region = ["apac", "eu", "na"][i % 3];
-            let replay = create(&http, &url, region, Some(format!("key-{i}")), numbered(*i))
+            let replay = create(&http, &url, region, format!("key-{i}"), numbered(*i))
                 .await
                 .unwrap();
             assert_eq!(replay.status().as_u16(), 201);
@@ -214,7 +152,7 @@ fn run(args: &[&str]) -> String {
 fn a_policy_activated_in_the_registry_directory_is_served_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let registry = dir.path().join("registry");
-    let server = Server::start(dir.path(), &["--refresh-seconds", "1"]);
+    let server = start(dir.path(), &["--refresh-seconds", "1"]);
     let url = server.url.clone();
     let http = reqwest::Client::new();
     let na_status = host_core::digest(default_policy_artifact::NA_STATUS_POLICY);
@@ -288,7 +226,7 @@ fn the_readme_curl_lines_work_as_printed() {
         .collect();
     assert_eq!(lines.len(), 3, "the README prints three curl lines");
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &["--demo"]);
+    let server = start(dir.path(), &["--demo"]);
     let mut outputs = Vec::new();
     for line in &lines {
         let line = line.replace("http://127.0.0.1:8632", &server.url);
@@ -324,7 +262,7 @@ fn the_live_page_shows_the_merged_party_and_its_conflict_in_a_browser() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = start(dir.path(), &[]);
     let url = server.url.clone();
     let http = reqwest::Client::new();
     rt().block_on(async {

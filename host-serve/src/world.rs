@@ -89,7 +89,8 @@ pub struct Region {
 struct Flight {
     from: usize,
     to: usize,
-    write: Replicated,
+    /// Shared by the flights of one write to each other region.
+    write: Arc<Replicated>,
     due: Instant,
 }
 
@@ -450,6 +451,7 @@ impl World {
             }
             let mut net = self.net.lock().unwrap();
             for write in writes {
+                let write = Arc::new(write);
                 for to in 0..self.regions.len() {
                     if to != from {
                         net.flights.push_back(Flight {

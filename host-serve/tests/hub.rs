@@ -11,14 +11,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::serve;
+use common::{Process, serve, serve_with};
 use host_serve::Running;
 use host_serve::hub::Schedule;
 use serde_json::{Value, json};
@@ -64,156 +63,70 @@ fn serve_process() {
     });
 }
 
-/// A server process on `dir` and its URL.
-struct Server {
-    child: Child,
-    url: String,
+/// A server process on `dir` ([`serve_process`]), its hub retrying on `schedule`
+/// (`ATTEMPTS,BACKOFF_MS,MAX_MS`; none: the tests' usual one).
+fn spawn_server(dir: &Path, schedule: Option<&str>) -> Process {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "serve_process",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(DATA_DIR_ENV, dir)
+        .env_remove(SCHEDULE_ENV)
+        .stdin(Stdio::piped());
+    if let Some(schedule) = schedule {
+        command.env(SCHEDULE_ENV, schedule);
+    }
+    // The test harness writes `test serve_process ... ` before it on the same line.
+    Process::start(&mut command, |line| {
+        let (_, url) = line.split_once(READY)?;
+        Some(url.trim().to_owned())
+    })
 }
 
-impl Server {
-    fn start(dir: &Path) -> Server {
-        Server::start_with(dir, None)
-    }
-
-    /// A server process whose hub retries on `schedule` (`ATTEMPTS,BACKOFF_MS,MAX_MS`).
-    fn start_with(dir: &Path, schedule: Option<&str>) -> Server {
-        let mut command = Command::new(std::env::current_exe().unwrap());
-        command
-            .args([
-                "serve_process",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(DATA_DIR_ENV, dir)
-            .env_remove(SCHEDULE_ENV);
-        if let Some(schedule) = schedule {
-            command.env(SCHEDULE_ENV, schedule);
-        }
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the server process starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let url = loop {
-            let line = lines
-                .next()
-                .expect("the server process says where it listens")
-                .unwrap();
-            // The test harness writes `test serve_process ... ` before it on the same line.
-            if let Some((_, url)) = line.split_once(READY) {
-                break url.trim().to_owned();
-            }
-        };
-        // Keep reading so that the pipe never fills.
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, url }
-    }
-
-    /// `kill -9`.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A listener's callback on `listener`: keeps every event it is sent.
-fn callback_on(listener: tokio::net::TcpListener) -> Arc<Mutex<Vec<Value>>> {
-    use axum::routing::post;
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let kept = got.clone();
-    let app = axum::Router::new().route(
-        "/events",
-        post(move |axum::Json(event): axum::Json<Value>| {
-            let kept = kept.clone();
-            async move {
-                kept.lock().unwrap().push(event);
-                axum::http::StatusCode::CREATED
-            }
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    got
+/// A callback URL on a port of 127.0.0.1 that nothing listens on yet (the callback is down),
+/// and that port, for the callback to come up on later.
+fn down_callback() -> (String, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    (format!("http://127.0.0.1:{port}/events"), port)
 }
 
 #[test]
 fn a_change_owed_to_a_listener_is_delivered_after_kill_9_and_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let http = reqwest::Client::new();
-    // The callback's address, with nothing listening on it yet: the callback is down.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let callback = format!("http://127.0.0.1:{port}/events");
+    let (callback, port) = down_callback();
 
-    let server = Server::start(dir.path());
-    let url = server.url.clone();
+    let server = spawn_server(dir.path(), None);
     let listener_id = rt.block_on(async {
-        let r = http
-            .post(format!("{url}/eu/tmf-api/party/v5/hub"))
-            .json(&json!({"callback": callback}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 201);
-        let id = r.json::<Value>().await.unwrap()["id"].clone();
-        let r = http
-            .post(format!("{url}/eu/tmf-api/party/v5/individual"))
-            .json(&json!({"id": "k9", "givenName": "Jane", "familyName": "Doe"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 201, "the write is acknowledged");
+        let api = Api::new(&server.url);
+        let id = api.listen(&callback).await;
+        api.create("k9").await;
         id
     });
     // Killed right after the acknowledgement: the first attempts failed (the callback is
     // down), the hub had not given up yet.
     server.kill();
 
-    let server = Server::start(dir.path());
-    let url = server.url.clone();
+    let server = spawn_server(dir.path(), None);
     rt.block_on(async {
+        let api = Api::new(&server.url);
         // The callback comes up after the restart.
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("the callback's port is free again");
-        let got = callback_on(listener);
-        let state = || async {
-            let answer = http.get(format!("{url}/api/state")).send().await.unwrap();
-            answer.json::<Value>().await.unwrap()
-        };
-        let delivered = |events: &[Value]| {
-            events
-                .iter()
-                .filter(|e| e["event"]["individual"]["id"] == "k9")
-                .cloned()
-                .collect::<Vec<_>>()
-        };
-        let mut waited = 0;
-        while delivered(&got.lock().unwrap()).is_empty() {
-            waited += 1;
-            let state = state().await;
-            assert!(
-                waited < 200,
-                "the change acknowledged before kill -9 never reached the listener; hub: {}",
-                state["hub"]
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let events = delivered(&got.lock().unwrap());
+        let callback = Flaky::on(port).await;
+        api.until(
+            "the change acknowledged before kill -9, at the listener",
+            || !callback.of("k9").is_empty(),
+        )
+        .await;
+        let events = callback.of("k9");
         let event = &events[0];
         assert_eq!(event["eventType"], "IndividualCreateEvent", "{event}");
         assert_eq!(event["event"]["individual"]["givenName"], "Jane");
@@ -224,24 +137,8 @@ fn a_change_owed_to_a_listener_is_delivered_after_kill_9_and_a_restart() {
             "a repeated delivery carries the same eventId: {events:?}"
         );
         // Once delivered, nothing is owed any more; the listener is still registered.
-        let mut owed = Value::Null;
-        for _ in 0..200 {
-            let state = state().await;
-            owed = state["hub"]["owed"].clone();
-            if owed == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert_eq!(owed, 0, "what was delivered is settled");
-        let listed: Value = http
-            .get(format!("{url}/eu/tmf-api/party/v5/hub"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        api.settled().await;
+        let (_, listed) = api.call(api.http.get(api.hub_url("eu"))).await;
         assert_eq!(listed[0]["id"], listener_id, "{listed}");
     });
     drop(server);
@@ -251,38 +148,33 @@ fn a_change_owed_to_a_listener_is_delivered_after_kill_9_and_a_restart() {
 async fn get_hub_lists_a_regions_listeners_and_get_hub_id_answers_one_or_404() {
     let dir = tempfile::tempdir().unwrap();
     let s = serve(dir.path()).await;
-    let http = reqwest::Client::new();
-    let hub = |region: &str| format!("{}/{region}/tmf-api/party/v5/hub", s.url());
-    let call = |r: reqwest::RequestBuilder| async move {
-        let r = r.send().await.unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
-        )
-    };
+    let api = Api::new(&s.url());
+    let http = &api.http;
+    let hub = |region: &str| api.hub_url(region);
 
-    let (status, listed) = call(http.get(hub("eu"))).await;
+    let (status, listed) = api.call(http.get(hub("eu"))).await;
     assert_eq!((status, &listed), (200, &json!([])), "none registered yet");
-    let (status, first) = call(
-        http.post(hub("eu"))
-            .json(&json!({"callback": "http://127.0.0.1:9/a"})),
-    )
-    .await;
+    let (status, first) = api
+        .call(
+            http.post(hub("eu"))
+                .json(&json!({"callback": "http://127.0.0.1:9/a"})),
+        )
+        .await;
     assert_eq!(status, 201);
-    let (_, second) = call(http.post(hub("eu")).json(&json!({
-        "callback": "http://127.0.0.1:9/b",
-        "query": "eventType=IndividualDeleteEvent"
-    })))
-    .await;
-    let (_, elsewhere) = call(
-        http.post(hub("na"))
-            .json(&json!({"callback": "http://127.0.0.1:9/c"})),
-    )
-    .await;
+    let (_, second) = api
+        .call(http.post(hub("eu")).json(&json!({
+            "callback": "http://127.0.0.1:9/b",
+            "query": "eventType=IndividualDeleteEvent"
+        })))
+        .await;
+    let (_, elsewhere) = api
+        .call(
+            http.post(hub("na"))
+                .json(&json!({"callback": "http://127.0.0.1:9/c"})),
+        )
+        .await;
 
-    let (status, listed) = call(http.get(hub("eu"))).await;
+    let (status, listed) = api.call(http.get(hub("eu"))).await;
     assert_eq!(status, 200);
     let mut listed = listed.as_array().expect("a JSON array").clone();
     listed.sort_by_key(|l| l["callback"].as_str().unwrap().to_owned());
@@ -294,23 +186,18 @@ async fn get_hub_lists_a_regions_listeners_and_get_hub_id_answers_one_or_404() {
         ],
         "eu's listeners, not na's"
     );
-    let (status, one) =
-        call(http.get(format!("{}/{}", hub("eu"), second["id"].as_str().unwrap()))).await;
+    let one_of = |listener: &Value| format!("{}/{}", hub("eu"), listener["id"].as_str().unwrap());
+    let (status, one) = api.call(http.get(one_of(&second))).await;
     assert_eq!(status, 200);
     assert_eq!(one, second, "GET hub/{{id}} answers what POST hub answered");
 
     // Another region's listener, or a removed one, is not found, with a TMF630 body.
-    let (status, error) = call(http.get(format!(
-        "{}/{}",
-        hub("eu"),
-        elsewhere["id"].as_str().unwrap()
-    )))
-    .await;
+    let (status, error) = api.call(http.get(one_of(&elsewhere))).await;
     assert_eq!(status, 404, "{error}");
     let first_id = first["id"].as_str().unwrap();
-    let (status, _) = call(http.delete(format!("{}/{first_id}", hub("eu")))).await;
+    let (status, _) = api.call(http.delete(one_of(&first))).await;
     assert_eq!(status, 204);
-    let (status, error) = call(http.get(format!("{}/{first_id}", hub("eu")))).await;
+    let (status, error) = api.call(http.get(one_of(&first))).await;
     assert_eq!(status, 404);
     assert_eq!(error["status"], "404", "{error}");
     assert_eq!(error["code"], "notFound");
@@ -318,10 +205,10 @@ async fn get_hub_lists_a_regions_listeners_and_get_hub_id_answers_one_or_404() {
         error["message"].as_str().unwrap().contains(first_id),
         "{error}"
     );
-    let (_, listed) = call(http.get(hub("eu"))).await;
+    let (_, listed) = api.call(http.get(hub("eu"))).await;
     assert_eq!(listed.as_array().unwrap().len(), 1);
 
-    let (status, _) = call(http.put(hub("eu"))).await;
+    let (status, _) = api.call(http.put(hub("eu"))).await;
     assert_eq!(status, 405);
     s.stop().await.unwrap();
 }
@@ -332,16 +219,16 @@ async fn get_hub_lists_a_regions_listeners_and_get_hub_id_answers_one_or_404() {
 async fn an_https_callback_is_refused_at_registration_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let s = serve(dir.path()).await;
-    let http = reqwest::Client::new();
-    let hub = format!("{}/eu/tmf-api/party/v5/hub", s.url());
-    let r = http
-        .post(&hub)
-        .json(&json!({"callback": "https://listener.example/tmf"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 400);
-    let error: Value = r.json().await.unwrap();
+    let api = Api::new(&s.url());
+    let hub = api.hub_url("eu");
+    let (status, error) = api
+        .call(
+            api.http
+                .post(&hub)
+                .json(&json!({"callback": "https://listener.example/tmf"})),
+        )
+        .await;
+    assert_eq!(status, 400);
     assert_eq!(error["code"], "invalidBody", "{error}");
     assert!(
         error["message"]
@@ -350,25 +237,9 @@ async fn an_https_callback_is_refused_at_registration_with_the_reason() {
             .contains("http:// callbacks only"),
         "{error}"
     );
-    let listed: Value = http.get(&hub).send().await.unwrap().json().await.unwrap();
+    let (_, listed) = api.call(api.http.get(&hub)).await;
     assert_eq!(listed, json!([]), "nothing registered");
     s.stop().await.unwrap();
-}
-
-/// `serve` as [`serve`] starts it, with the hub retrying on `schedule`.
-async fn serve_with(dir: &Path, schedule: Schedule) -> Running {
-    let mut config = host_serve::WorldConfig::new(dir);
-    config.lag = Duration::from_millis(20);
-    config.refresh = Duration::from_secs(1);
-    config.hub = schedule;
-    host_serve::start(
-        config,
-        "127.0.0.1:0".parse().unwrap(),
-        host_serve::auth::Auth::Single("acme".into()),
-        "acme",
-    )
-    .await
-    .expect("serve starts")
 }
 
 /// A schedule of `attempts` with short pauses (10 ms, doubling, at most 40 ms).
@@ -380,10 +251,12 @@ fn quick(attempts: u32) -> Schedule {
     }
 }
 
-/// A callback that can be down: while `down` is set, or for its first `refuse` requests, it
-/// answers 503; otherwise it keeps the event and answers 201. `tried` counts every request.
-#[derive(Clone, Default)]
+/// A listener's callback that can be down: while `down` is set, or for its first `refuse`
+/// requests, it answers 503; otherwise it keeps the event and answers 201. `tried` counts every
+/// request.
+#[derive(Clone)]
 struct Flaky {
+    url: String,
     got: Arc<Mutex<Vec<Value>>>,
     down: Arc<AtomicBool>,
     refuse: Arc<AtomicUsize>,
@@ -391,14 +264,24 @@ struct Flaky {
 }
 
 impl Flaky {
-    /// Serves on a free port of 127.0.0.1; answers its callback URL.
-    async fn start(&self) -> String {
+    /// Serves on `port` of 127.0.0.1 (0: a free one), up.
+    async fn on(port: u16) -> Flaky {
         use axum::routing::post;
-        let me = self.clone();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("the callback's port is free");
+        let me = Flaky {
+            url: format!("http://{}/events", listener.local_addr().unwrap()),
+            got: Arc::default(),
+            down: Arc::default(),
+            refuse: Arc::default(),
+            tried: Arc::default(),
+        };
+        let answer = me.clone();
         let app = axum::Router::new().route(
             "/events",
             post(move |axum::Json(event): axum::Json<Value>| {
-                let me = me.clone();
+                let me = answer.clone();
                 async move {
                     me.tried.fetch_add(1, Ordering::SeqCst);
                     let refused = me
@@ -413,24 +296,20 @@ impl Flaky {
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/events", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        url
+        me
     }
 
     /// The events it kept of party `id`.
     fn of(&self, id: &str) -> Vec<Value> {
-        of_party(&self.got.lock().unwrap(), id)
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"]["individual"]["id"] == id)
+            .cloned()
+            .collect()
     }
-}
-
-fn of_party(events: &[Value], id: &str) -> Vec<Value> {
-    events
-        .iter()
-        .filter(|e| e["event"]["individual"]["id"] == id)
-        .cloned()
-        .collect()
 }
 
 /// Talks to a server at `url` (in this process or another).
@@ -447,6 +326,11 @@ impl Api {
         }
     }
 
+    /// The hub of `region`.
+    fn hub_url(&self, region: &str) -> String {
+        format!("{}/{region}/tmf-api/party/v5/hub", self.url)
+    }
+
     async fn call(&self, r: reqwest::RequestBuilder) -> (u16, Value) {
         let r = r.send().await.unwrap();
         let status = r.status().as_u16();
@@ -456,16 +340,19 @@ impl Api {
 
     /// Registers `callback` with eu's hub; its id.
     async fn listen(&self, callback: &str) -> String {
-        let hub = format!("{}/eu/tmf-api/party/v5/hub", self.url);
         let (status, body) = self
-            .call(self.http.post(hub).json(&json!({"callback": callback})))
+            .call(
+                self.http
+                    .post(self.hub_url("eu"))
+                    .json(&json!({"callback": callback})),
+            )
             .await;
         assert_eq!(status, 201, "{body}");
         body["id"].as_str().unwrap().to_owned()
     }
 
     async fn unlisten(&self, id: &str) {
-        let hub = format!("{}/eu/tmf-api/party/v5/hub/{id}", self.url);
+        let hub = format!("{}/{id}", self.hub_url("eu"));
         assert_eq!(self.call(self.http.delete(hub)).await.0, 204);
     }
 
@@ -486,8 +373,7 @@ impl Api {
 
     /// The hub part of `/api/state`.
     async fn hub(&self) -> Value {
-        let url = format!("{}/api/state", self.url);
-        self.call(self.http.get(url)).await.1["hub"].clone()
+        common::state(&self.http, &self.url).await["hub"].clone()
     }
 
     /// Polls the hub's state until `done` holds of it (bounded: a broken hub fails).
@@ -501,21 +387,37 @@ impl Api {
         }
         panic!("{what} never came; hub: {}", self.hub().await);
     }
-}
 
-/// Waits until `done` holds (bounded).
-async fn until(what: &str, done: impl Fn() -> bool) {
-    for _ in 0..200 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    /// Waits until `done` holds (bounded, as [`Api::hub_until`]).
+    async fn until(&self, what: &str, done: impl Fn() -> bool) {
+        self.hub_until(what, |_| done()).await;
     }
-    panic!("{what} never came");
+
+    /// Waits until the hub holds `n` dead letters; the hub then.
+    async fn dead_letters(&self, n: usize) -> Value {
+        let what = format!("{n} dead letter(s)");
+        self.hub_until(&what, |h| count(&h["deadLetters"]) == n)
+            .await
+    }
+
+    /// Waits until nothing is owed; the hub then.
+    async fn settled(&self) -> Value {
+        self.hub_until("nothing owed", |h| h["owed"] == 0).await
+    }
 }
 
 fn count(v: &Value) -> usize {
     v.as_array().map_or(usize::MAX, Vec::len)
+}
+
+/// `serve` on a temporary data directory (it lives as long as what is returned first), its
+/// hub making `attempts` [`quick`] attempts; the API to it; and a [`Flaky`] callback, up and
+/// not registered yet.
+async fn serve_and_callback(attempts: u32) -> (tempfile::TempDir, Running, Api, Flaky) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve_with(dir.path(), quick(attempts)).await;
+    let api = Api::new(&s.url());
+    (dir, s, api, Flaky::on(0).await)
 }
 
 /// Down for more attempts than the old schedule made (4): with a schedule that makes more,
@@ -523,16 +425,12 @@ fn count(v: &Value) -> usize {
 /// attempts, not time, so that a slow machine changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_down_longer_than_the_old_schedule_gets_the_event_within_the_new_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = serve_with(dir.path(), quick(10)).await;
-    let api = Api::new(&s.url());
-    let callback = Flaky::default();
+    let (_dir, s, api, callback) = serve_and_callback(10).await;
     callback.refuse.store(6, Ordering::SeqCst);
-    let url = callback.start().await;
-    api.listen(&url).await;
+    api.listen(&callback.url).await;
     api.create("r1").await;
 
-    until("the event, once the callback was back", || {
+    api.until("the event, once the callback was back", || {
         !callback.of("r1").is_empty()
     })
     .await;
@@ -541,7 +439,7 @@ async fn a_callback_down_longer_than_the_old_schedule_gets_the_event_within_the_
         7,
         "six refusals, then the delivery"
     );
-    let hub = api.hub_until("nothing owed", |h| h["owed"] == 0).await;
+    let hub = api.settled().await;
     assert_eq!(hub["deadLetters"], json!([]), "{hub}");
     s.stop().await.unwrap();
 }
@@ -550,20 +448,13 @@ async fn a_callback_down_longer_than_the_old_schedule_gets_the_event_within_the_
 /// redrive for one listener leaves the others' letters alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_redriven_after_the_callback_recovers_is_delivered_and_leaves_the_list() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = serve_with(dir.path(), quick(2)).await;
-    let api = Api::new(&s.url());
-    let callback = Flaky::default();
+    let (_dir, s, api, callback) = serve_and_callback(2).await;
     callback.down.store(true, Ordering::SeqCst);
-    let url = callback.start().await;
-    let first = api.listen(&url).await;
-    let second = api.listen(&url).await;
+    let first = api.listen(&callback.url).await;
+    let second = api.listen(&callback.url).await;
     api.create("d1").await;
-    let hub = api
-        .hub_until("a dead letter for each listener", |h| {
-            count(&h["deadLetters"]) == 2
-        })
-        .await;
+    // A dead letter for each listener.
+    let hub = api.dead_letters(2).await;
     let event_id = hub["deadLetters"][0]["eventId"].clone();
     assert!(event_id.is_string(), "{hub}");
     assert!(callback.of("d1").is_empty(), "the callback was down");
@@ -578,7 +469,8 @@ async fn a_dead_letter_redriven_after_the_callback_recovers_is_delivered_and_lea
     let hub = api.hub().await;
     assert_eq!(count(&hub["deadLetters"]), 1, "{hub}");
     assert_eq!(hub["deadLetters"][0]["listener"], second.as_str(), "{hub}");
-    until("the redriven event", || !callback.of("d1").is_empty()).await;
+    api.until("the redriven event", || !callback.of("d1").is_empty())
+        .await;
     let got = callback.of("d1");
     assert_eq!(
         got[0]["eventId"], event_id,
@@ -588,11 +480,11 @@ async fn a_dead_letter_redriven_after_the_callback_recovers_is_delivered_and_lea
 
     let report = api.redrive(json!({})).await;
     assert_eq!(report["resent"], 1, "{report}");
-    until("the second listener's delivery", || {
+    api.until("the second listener's delivery", || {
         callback.of("d1").len() == 2
     })
     .await;
-    let hub = api.hub_until("nothing owed", |h| h["owed"] == 0).await;
+    let hub = api.settled().await;
     assert_eq!(hub["deadLetters"], json!([]), "{hub}");
     assert_eq!(api.redrive(json!({})).await["resent"], 0, "nothing left");
     s.stop().await.unwrap();
@@ -604,41 +496,31 @@ async fn a_dead_letter_redriven_after_the_callback_recovers_is_delivered_and_lea
 fn a_redriven_letter_is_owed_again_and_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    // Nothing listens there yet: the callback is down.
-    let callback = format!("http://127.0.0.1:{port}/events");
+    let (callback, port) = down_callback();
     // Two attempts 2 s apart: the redriven delivery is still waiting for its second when the
     // server is killed.
     let schedule = Some("2,2000,2000");
 
-    let server = Server::start_with(dir.path(), schedule);
+    let server = spawn_server(dir.path(), schedule);
     rt.block_on(async {
         let api = Api::new(&server.url);
         api.listen(&callback).await;
         api.create("k1").await;
-        api.hub_until("the dead letter", |h| count(&h["deadLetters"]) == 1)
-            .await;
+        api.dead_letters(1).await;
         let report = api.redrive(json!({})).await;
         assert_eq!(report["resent"], 1, "{report}");
     });
     server.kill();
 
-    let server = Server::start_with(dir.path(), schedule);
+    let server = spawn_server(dir.path(), schedule);
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("the callback's port is free again");
-        let got = callback_on(listener);
-        until("the redriven event after the restart", || {
-            !of_party(&got.lock().unwrap(), "k1").is_empty()
+        let api = Api::new(&server.url);
+        let callback = Flaky::on(port).await;
+        api.until("the redriven event after the restart", || {
+            !callback.of("k1").is_empty()
         })
         .await;
-        let api = Api::new(&server.url);
-        let hub = api.hub_until("nothing owed", |h| h["owed"] == 0).await;
+        let hub = api.settled().await;
         assert_eq!(
             hub["deadLetters"],
             json!([]),
@@ -655,7 +537,7 @@ fn removing_a_listener_settles_what_was_owed_to_it_also_across_a_restart() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     // A callback nobody answers, retried a minute apart: the delivery stays owed.
     let schedule = Some("3,60000,60000");
-    let server = Server::start_with(dir.path(), schedule);
+    let server = spawn_server(dir.path(), schedule);
     rt.block_on(async {
         let api = Api::new(&server.url);
         let id = api.listen("http://127.0.0.1:9/events").await;
@@ -674,7 +556,7 @@ fn removing_a_listener_settles_what_was_owed_to_it_also_across_a_restart() {
     let keys: Vec<&String> = owed.iter().map(|(key, _)| key).collect();
     assert!(keys.is_empty(), "the store still owes: {keys:?}");
 
-    let server = Server::start_with(dir.path(), schedule);
+    let server = spawn_server(dir.path(), schedule);
     rt.block_on(async {
         let hub = Api::new(&server.url).hub().await;
         assert_eq!(hub["owed"], 0, "{hub}");
@@ -686,17 +568,11 @@ fn removing_a_listener_settles_what_was_owed_to_it_also_across_a_restart() {
 /// so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redrive_reports_the_letters_of_a_removed_listener_as_dropped() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = serve_with(dir.path(), quick(1)).await;
-    let api = Api::new(&s.url());
-    let callback = Flaky::default();
+    let (_dir, s, api, callback) = serve_and_callback(1).await;
     callback.down.store(true, Ordering::SeqCst);
-    let url = callback.start().await;
-    let id = api.listen(&url).await;
+    let id = api.listen(&callback.url).await;
     api.create("g1").await;
-    let hub = api
-        .hub_until("the dead letter", |h| count(&h["deadLetters"]) == 1)
-        .await;
+    let hub = api.dead_letters(1).await;
     let event_id = hub["deadLetters"][0]["eventId"].clone();
     api.unlisten(&id).await;
     callback.down.store(false, Ordering::SeqCst);

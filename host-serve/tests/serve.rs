@@ -58,41 +58,23 @@ impl Client {
         (s, b)
     }
 
-    async fn patch(&self, region: &str, id: &str, body: Value) -> (u16, Value) {
-        let (s, _, b) = self
-            .call(
-                self.http
-                    .patch(self.url(region, &format!("individual/{id}")))
-                    .json(&body),
-            )
-            .await;
-        (s, b)
-    }
-
     async fn state(&self) -> Value {
-        self.http
-            .get(format!("{}/api/state", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        common::state(&self.http, &self.base).await
     }
 
     /// Waits until nothing is in flight, unreconciled or dead-lettered.
     async fn settle(&self) {
-        for _ in 0..600 {
-            if self.state().await["quiet"] == json!(true) {
-                // Once more after a pause: a write applied at the last moment streams on.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                if self.state().await["quiet"] == json!(true) {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the world did not settle: {}", self.state().await);
+        common::settle(&self.http, &self.base).await;
+    }
+
+    /// Party `id` changed apart in eu and na ([`common::edit_apart`]): eu's given name Janet,
+    /// na's family name Smith, with the two regions still cut off from each other.
+    async fn edit_apart(&self, id: &str) {
+        let edits = [
+            ("eu", json!({"givenName": "Janet"})),
+            ("na", json!({"familyName": "Smith"})),
+        ];
+        common::edit_apart(&self.http, &self.base, jane(id), edits).await;
     }
 
     async fn cut(&self, from: &str, to: &str) {
@@ -106,27 +88,24 @@ impl Client {
     }
 }
 
+/// `serve` ([`serve`]) on a temporary data directory, and a client of it. The directory lives
+/// as long as what is returned first.
+async fn start() -> (tempfile::TempDir, Running, Client) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path()).await;
+    let c = Client::new(&s);
+    (dir, s, c)
+}
+
 fn jane(id: &str) -> Value {
     json!({"id": id, "givenName": "Jane", "familyName": "Doe"})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_changes_in_two_regions_merge_and_read_back_identical_from_all_three() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = serve(dir.path()).await;
-    let c = Client::new(&s);
-    assert_eq!(c.create("eu", jane("42")).await.0, 201);
-    c.settle().await;
+    let (_dir, s, c) = start().await;
     // Cut eu from na (apac keeps both links), and change a different member in each.
-    c.cut("eu", "na").await;
-    assert_eq!(
-        c.patch("eu", "42", json!({"givenName": "Janet"})).await.0,
-        200
-    );
-    assert_eq!(
-        c.patch("na", "42", json!({"familyName": "Smith"})).await.0,
-        200
-    );
+    c.edit_apart("42").await;
     let (_, na_view, _) = c.get("na", "42").await;
     assert_eq!(
         na_view["givenName"], "Jane",
@@ -165,9 +144,7 @@ async fn concurrent_changes_in_two_regions_merge_and_read_back_identical_from_al
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_by_idempotency_key_is_answered_from_the_record() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = serve(dir.path()).await;
-    let c = Client::new(&s);
+    let (_dir, s, c) = start().await;
     let post = |body: Value| {
         c.http
             .post(c.url("eu", "individual"))
@@ -205,9 +182,7 @@ async fn a_duplicate_by_idempotency_key_is_answered_from_the_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_holds_writes_back_and_they_drain_at_the_heal() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = serve(dir.path()).await;
-    let c = Client::new(&s);
+    let (_dir, s, c) = start().await;
     c.cut("eu", "apac").await;
     c.cut("eu", "na").await;
     assert_eq!(c.create("eu", jane("9")).await.0, 201);
@@ -241,9 +216,7 @@ async fn a_partition_holds_writes_back_and_they_drain_at_the_heal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_tmf630_bodies_and_change_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = serve(dir.path()).await;
-    let c = Client::new(&s);
+    let (_dir, s, c) = start().await;
     let big = "x".repeat(host_core::api::MAX_BODY_BYTES + 10);
     let cases: Vec<(&str, reqwest::RequestBuilder, u16)> = vec![
         (
@@ -334,9 +307,7 @@ async fn bad_requests_get_tmf630_bodies_and_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_resource_api_lists_projects_patches_with_if_match_and_deletes() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = serve(dir.path()).await;
-    let c = Client::new(&s);
+    let (_dir, s, c) = start().await;
     for (id, status) in [("a", "validated"), ("b", "initialized"), ("c", "validated")] {
         let mut p = jane(id);
         p["status"] = json!(status);
@@ -414,9 +385,7 @@ async fn the_resource_api_lists_projects_patches_with_if_match_and_deletes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_json_patch_is_applied_to_the_party_as_it_is_and_refused_whole_when_it_does_not_apply() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = serve(dir.path()).await;
-    let c = Client::new(&s);
+    let (_dir, s, c) = start().await;
     let mut p = jane("jp");
     p["contactMedium"] = json!([{"@type": "EmailContactMedium", "mediumType": "email", "emailAddress": "jane@example.com"}]);
     let (status, created) = c.create("eu", p).await;
@@ -515,39 +484,24 @@ async fn callback_server(refuse: bool) -> (String, std::sync::Arc<std::sync::Mut
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_listener_receives_the_merge_and_a_failing_one_gets_a_dead_letter() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = serve(dir.path()).await;
-    let c = Client::new(&s);
+    let (_dir, s, c) = start().await;
     let (good, got) = callback_server(false).await;
     let (bad, refused) = callback_server(true).await;
     let hub = c.url("apac", "hub");
-    let (status, _, registered) = c
-        .call(c.http.post(&hub).json(&json!({"callback": good})))
-        .await;
-    assert_eq!(status, 201, "{registered}");
-    let (status, _, failing) = c
-        .call(c.http.post(&hub).json(&json!({"callback": bad})))
-        .await;
-    assert_eq!(status, 201);
-    let (status, _, _) = c
-        .call(
-            c.http
-                .post(&hub)
-                .json(&json!({"callback": "ftp://nowhere"})),
-        )
-        .await;
-    assert_eq!(status, 400);
-    assert_eq!(c.create("eu", jane("h1")).await.0, 201);
-    c.settle().await;
-    c.cut("eu", "na").await;
-    assert_eq!(
-        c.patch("eu", "h1", json!({"givenName": "Janet"})).await.0,
-        200
-    );
-    assert_eq!(
-        c.patch("na", "h1", json!({"familyName": "Smith"})).await.0,
-        200
-    );
+    let mut answers = Vec::new();
+    for (callback, expected) in [
+        (good.as_str(), 201),
+        (bad.as_str(), 201),
+        ("ftp://nowhere", 400),
+    ] {
+        let (status, _, answer) = c
+            .call(c.http.post(&hub).json(&json!({"callback": callback})))
+            .await;
+        assert_eq!(status, expected, "registering {callback}: {answer}");
+        answers.push(answer);
+    }
+    let [registered, failing, _]: [Value; 3] = answers.try_into().unwrap();
+    c.edit_apart("h1").await;
     c.heal().await;
     c.settle().await;
     let merged = |events: &[Value]| {
@@ -627,60 +581,50 @@ async fn a_request_acts_for_the_tenant_of_its_key_and_no_other() {
     .await
     .unwrap();
     let c = Client::new(&s);
-    let create = c.url("eu", "individual");
-    let (status, _, body) = c.call(c.http.post(&create).json(&jane("k1"))).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (401, Some("unauthenticated")),
-        "{body}"
-    );
-    let (status, _, body) = c
-        .call(
-            c.http
-                .post(&create)
-                .bearer_auth("not-a-key-0123456789")
-                .json(&jane("k1")),
-        )
-        .await;
-    assert_eq!(status, 401, "{body}");
-    let (status, _, _) = c
-        .call(
-            c.http
-                .post(&create)
-                .bearer_auth("acme-key-0123456789")
-                .json(&jane("k1")),
-        )
-        .await;
-    assert_eq!(status, 201);
-    // acme's key cannot act for globex, whatever the request says.
-    let (status, _, body) = c
-        .call(
-            c.http
-                .get(c.url("eu", "individual/k1"))
+    let create = |key: Option<&str>| {
+        let post = c.http.post(c.url("eu", "individual")).json(&jane("k1"));
+        match key {
+            Some(key) => post.bearer_auth(key),
+            None => post,
+        }
+    };
+    let read = || c.http.get(c.url("eu", "individual/k1"));
+    // In this order: acme's party is created before it is read.
+    let cases: Vec<(&str, reqwest::RequestBuilder, u16, Option<&str>)> = vec![
+        ("no key", create(None), 401, Some("unauthenticated")),
+        (
+            "an unknown key",
+            create(Some("not-a-key-0123456789")),
+            401,
+            None,
+        ),
+        ("acme's key", create(Some("acme-key-0123456789")), 201, None),
+        // acme's key cannot act for globex, whatever the request says.
+        (
+            "acme's key, naming globex",
+            read()
                 .bearer_auth("acme-key-0123456789")
                 .header("x-tenant-id", "globex"),
-        )
-        .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (403, Some("wrongTenant")),
-        "{body}"
-    );
-    // globex does not see acme's party.
-    let (status, _, _) = c
-        .call(
-            c.http
-                .get(c.url("eu", "individual/k1"))
-                .header("x-api-key", "globex-key-0123456789"),
-        )
-        .await;
-    assert_eq!(status, 404);
+            403,
+            Some("wrongTenant"),
+        ),
+        // globex does not see acme's party.
+        (
+            "globex's key",
+            read().header("x-api-key", "globex-key-0123456789"),
+            404,
+            None,
+        ),
+    ];
+    for (what, request, expected, code) in cases {
+        let (status, _, body) = c.call(request).await;
+        assert_eq!(status, expected, "{what}: {body}");
+        if let Some(code) = code {
+            assert_eq!(body["code"], code, "{what}: {body}");
+        }
+    }
     let (status, _, party) = c
-        .call(
-            c.http
-                .get(c.url("eu", "individual/k1"))
-                .header("x-api-key", "acme-key-0123456789"),
-        )
+        .call(read().header("x-api-key", "acme-key-0123456789"))
         .await;
     assert_eq!((status, &party["givenName"]), (200, &json!("Jane")));
     s.stop().await.unwrap();
@@ -688,9 +632,7 @@ async fn a_request_acts_for_the_tenant_of_its_key_and_no_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_keys_every_request_is_the_one_tenants_and_naming_another_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = serve(dir.path()).await;
-    let c = Client::new(&s);
+    let (_dir, s, c) = start().await;
     let (status, _, body) = c
         .call(
             c.http
