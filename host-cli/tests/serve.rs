@@ -315,3 +315,27 @@ fn the_live_page_shows_the_merged_party_and_its_conflict_in_a_browser() {
     ]);
     drop(server);
 }
+
+/// The README's `host-cli hub redrive` against a running server: it reaches the admin route and
+/// reports what it sent (nothing, on a fresh server); an address nothing listens on is an error
+/// (exit 2), not an empty report.
+#[test]
+fn hub_redrive_reaches_a_running_server() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path(), &[]);
+    let redrive = |addr: &str| {
+        Command::new(BIN)
+            .args(["hub", "redrive", "--addr", addr])
+            .output()
+            .expect("running host-cli hub redrive")
+    };
+    let out = redrive(server.url.trim_start_matches("http://"));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(printed.contains("sent again: 0"), "{printed}");
+    assert_eq!(redrive("127.0.0.1:9").status.code(), Some(2));
+}

@@ -11,9 +11,9 @@
 //!   an `ETag` derived from its version vector; `fields=` projects it;
 //! - `POST individual`: creates (201 with the party); `PATCH individual/{id}`: a JSON merge
 //!   patch (`null` removes a member), or a JSON Patch (`application/json-patch+json`, RFC 6902)
-//!   applied to the party as this region holds it and written as the merge patch of what it
-//!   changed, conditional on that version (409 when the party changed meanwhile or the patch
-//!   does not apply); `DELETE individual/{id}`: 204.
+//!   applied to the party as this region holds it, in the route's release, and written as the
+//!   merge patch of what it changed, conditional on that version (409 when the party changed
+//!   meanwhile or the patch does not apply); `DELETE individual/{id}`: 204.
 //!
 //! - `POST hub` registers a listener (`{"callback": URL, "query": …}`, 201 with its id),
 //!   `GET hub` lists the tenant's listeners (`[{"id", "callback", "query"}]`), `GET hub/{id}`
@@ -516,6 +516,14 @@ impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
         )
     }
 
+    /// The TMF632 release of the route.
+    fn release(&self) -> crate::event::SpecVersion {
+        match self.version {
+            4 => crate::event::SpecVersion::V4,
+            _ => crate::event::SpecVersion::V5,
+        }
+    }
+
     /// The party as the route's version represents it, projected by `fields=`; `None` for a
     /// deleted party.
     fn represent(&self, version: &PartyVersion) -> Option<Value> {
@@ -524,11 +532,7 @@ impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
         };
         // A member patched to null is removed.
         party.retain(|_, v| !v.is_null());
-        let release = match self.version {
-            4 => crate::event::SpecVersion::V4,
-            _ => crate::event::SpecVersion::V5,
-        };
-        representation::to_release(&mut party, version.resource_type, release);
+        representation::to_release(&mut party, version.resource_type, self.release());
         party.insert(
             "href".into(),
             Value::String(self.href(version.resource_type, &version.party_id)),
@@ -884,6 +888,9 @@ impl<S: IngestStore, D: DeadLetterSink> Api<'_, S, D> {
             return Err(ApiResponse::error(&self.missing(resource, id)));
         };
         before.retain(|_, v| !v.is_null());
+        // The paths name the party as this route shows it (`GET` on it), so the patch applies
+        // to that form; what it changed is written in that form, the rest stays as stored.
+        representation::to_release(&mut before, resource, self.release());
         let mut after = Value::Object(before.clone());
         json_patch::patch(&mut after, &operations).map_err(|e| {
             ApiResponse::error(&Tmf630Error::new(

@@ -1040,6 +1040,38 @@ mod tests {
         assert_eq!(v4, v4_individual());
     }
 
+    /// A JSON Patch names the party as its route shows it: on a party written in v4 form, a v5
+    /// client's path into a v5 contact medium applies, and both routes then read the change.
+    #[test]
+    fn a_json_patch_addresses_the_party_in_the_routes_release() {
+        let ingest = region();
+        let post = ApiRequest::new("POST", "/tmf-api/party/v4/individual")
+            .with_body(v4_individual().to_string());
+        assert_eq!(
+            handle(&ingest, None, "acme", &post, T0, T0 + 30_000)
+                .response
+                .status,
+            201
+        );
+        let v5 = get(&ingest, "/tmf-api/party/v5/individual/v4-ann");
+        assert_eq!(v5["contactMedium"][0]["@type"], "EmailContactMedium");
+        let patch = json!([{"op": "replace", "path": "/contactMedium/0/emailAddress", "value": "ann@new.example"}]);
+        let request = ApiRequest::new("PATCH", "/tmf-api/party/v5/individual/v4-ann")
+            .with_header("content-type", "application/json-patch+json")
+            .with_body(patch.to_string());
+        let answer = handle(&ingest, None, "acme", &request, T0 + 1, T0 + 30_000);
+        assert_eq!(answer.response.status, 200, "{:?}", answer.response.body);
+        let v5 = get(&ingest, "/tmf-api/party/v5/individual/v4-ann");
+        assert_eq!(v5["contactMedium"][0]["emailAddress"], "ann@new.example");
+        let v4 = get(&ingest, "/tmf-api/party/v4/individual/v4-ann");
+        assert_eq!(
+            v4["contactMedium"][0]["characteristic"]["emailAddress"],
+            "ann@new.example"
+        );
+        let found = errors(SpecVersion::V4, "Individual", &v4);
+        assert!(found.is_empty(), "{found:?}\n{v4:#}");
+    }
+
     /// A v4 client's `POST` on the v4 resource route, with a v4 body: created (the write's
     /// event is a v4 envelope, checked against v4), and read as valid v5 on the v5 route.
     #[test]
