@@ -1040,19 +1040,22 @@ mod tests {
         assert_eq!(v4, v4_individual());
     }
 
+    /// A region in which a v4 client created the v4 party `v4-ann` with `POST` on the v4
+    /// resource route (201).
+    fn v4_ann_posted_on_v4() -> Ingest<MemoryStore, MemoryDeadLetters> {
+        let ingest = region();
+        let post = ApiRequest::new("POST", "/tmf-api/party/v4/individual")
+            .with_body(v4_individual().to_string());
+        let answer = handle(&ingest, None, "acme", &post, T0, T0 + 30_000);
+        assert_eq!(answer.response.status, 201, "{:?}", answer.response.body);
+        ingest
+    }
+
     /// A JSON Patch names the party as its route shows it: on a party written in v4 form, a v5
     /// client's path into a v5 contact medium applies, and both routes then read the change.
     #[test]
     fn a_json_patch_addresses_the_party_in_the_routes_release() {
-        let ingest = region();
-        let post = ApiRequest::new("POST", "/tmf-api/party/v4/individual")
-            .with_body(v4_individual().to_string());
-        assert_eq!(
-            handle(&ingest, None, "acme", &post, T0, T0 + 30_000)
-                .response
-                .status,
-            201
-        );
+        let ingest = v4_ann_posted_on_v4();
         let v5 = get(&ingest, "/tmf-api/party/v5/individual/v4-ann");
         assert_eq!(v5["contactMedium"][0]["@type"], "EmailContactMedium");
         let patch = json!([{"op": "replace", "path": "/contactMedium/0/emailAddress", "value": "ann@new.example"}]);
@@ -1076,11 +1079,7 @@ mod tests {
     /// event is a v4 envelope, checked against v4), and read as valid v5 on the v5 route.
     #[test]
     fn a_v4_body_posted_on_the_v4_route_is_created_and_reads_as_valid_v5() {
-        let ingest = region();
-        let post = ApiRequest::new("POST", "/tmf-api/party/v4/individual")
-            .with_body(v4_individual().to_string());
-        let answer = handle(&ingest, None, "acme", &post, T0, T0 + 30_000);
-        assert_eq!(answer.response.status, 201, "{:?}", answer.response.body);
+        let ingest = v4_ann_posted_on_v4();
         let v5 = get(&ingest, "/tmf-api/party/v5/individual/v4-ann");
         let found = errors(SpecVersion::V5, "Individual", &v5);
         assert!(found.is_empty(), "{found:?}\n{v5:#}");
