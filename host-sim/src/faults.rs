@@ -4,7 +4,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use host_core::store::memory::MemoryStore;
 use host_core::store::{IdempotencyRecord, IngestStore, PartyStore, StoreError, StoredParty};
 use policy_types::{Dot, PartyVersion};
 
@@ -26,14 +25,22 @@ pub struct Plan {
 }
 
 /// A region's store with a fault plan.
-#[derive(Clone)]
-pub struct FaultyStore {
-    pub inner: Arc<MemoryStore>,
+pub struct FaultyStore<S> {
+    pub inner: Arc<S>,
     pub plan: Arc<Mutex<Plan>>,
 }
 
-impl FaultyStore {
-    pub fn new(inner: Arc<MemoryStore>) -> Self {
+impl<S> Clone for FaultyStore<S> {
+    fn clone(&self) -> Self {
+        FaultyStore {
+            inner: self.inner.clone(),
+            plan: self.plan.clone(),
+        }
+    }
+}
+
+impl<S> FaultyStore<S> {
+    pub fn new(inner: Arc<S>) -> Self {
         FaultyStore {
             inner,
             plan: Arc::new(Mutex::new(Plan::default())),
@@ -50,7 +57,7 @@ fn crash() -> ! {
     std::panic::resume_unwind(Box::new(Crash))
 }
 
-impl PartyStore for FaultyStore {
+impl<S: PartyStore> PartyStore for FaultyStore<S> {
     fn party(&self, tenant: &str, party_id: &str) -> Result<Option<StoredParty>, StoreError> {
         self.inner.party(tenant, party_id)
     }
@@ -63,7 +70,7 @@ impl PartyStore for FaultyStore {
     }
 }
 
-impl IngestStore for FaultyStore {
+impl<S: IngestStore> IngestStore for FaultyStore<S> {
     fn own(&self, tenant: &str, party_id: &str) -> Result<Option<PartyVersion>, StoreError> {
         self.inner.own(tenant, party_id)
     }

@@ -1,11 +1,12 @@
 //! The seeded, deterministic simulation: the embedded world under a scheduler that injects
 //! faults, running the shipped pipeline and judged by an oracle that shares no code with it.
 //!
-//! Each region is the host core's own parts over the embedded stores: a
-//! [`MemoryStore::replica`] of the global table (wrapped by [`faults::FaultyStore`], which can
-//! crash a call or let another writer commit first), the real [`Ingest`] with its idempotency
-//! records and conditional writes, the real [`Reconcile`] fed the region's stream records, the
-//! conflict log, and the region's own tenant policies (hot-swapped on the region's own
+//! Each region is the host core's own parts over a world's stores ([`backend`]: the embedded
+//! world's [`MemoryStore::replica`](host_core::store::memory::MemoryStore::replica), or
+//! DynamoDB, Streams and SQS in host-lambda's tests): its table (wrapped by
+//! [`faults::FaultyStore`], which can crash a call or let another writer commit first), the
+//! real [`Ingest`] with its idempotency records and conditional writes, the real [`Reconcile`]
+//! fed the region's stream records, the conflict log, and the region's own tenant policies (hot-swapped on the region's own
 //! schedule, as each region's registry follower would). The scheduler moves the replicated
 //! writes between regions (delays, duplicates, reordering, partitions — overlapping and one-way
 //! — and a region down for a long stretch) and hands each region's stream records to its
@@ -16,6 +17,7 @@
 //! At the end everything heals, the dead-letter queues are redriven, and [`oracle`] judges the
 //! run. Every random choice comes from one seed; the same seed and flags replay the same run.
 
+pub mod backend;
 pub mod faults;
 pub mod oracle;
 pub mod workload;
@@ -34,7 +36,7 @@ use host_core::ingest::{Ingest, IngestConfig, Outcome};
 use host_core::policies::TenantPolicies;
 use host_core::reconcile::{Reconcile, ReconcileOutcome};
 use host_core::resolve::{ActivePolicy, Resolver};
-use host_core::store::memory::{MemoryDeadLetters, MemoryStore, Replicated, StreamRecord};
+use host_core::store::memory::StreamRecord;
 use host_core::store::{DeadLetter, PartyStore};
 use host_sandbox::Policy;
 use policy_types::{Dot, FieldValue, PartyVersion};
@@ -42,6 +44,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
+use crate::backend::{Backend, Embedded, RegionStores};
 use crate::faults::{Crash, FaultyStore};
 use crate::oracle::{Ack, AckedDelete, Recorded, Target};
 
@@ -333,16 +336,18 @@ impl ConflictLog for RecordingLog {
     }
 }
 
-type RegionIngest = Ingest<FaultyStore, Arc<MemoryDeadLetters>>;
+type RegionIngest<R> =
+    Ingest<FaultyStore<<R as RegionStores>::Table>, <R as RegionStores>::Letters>;
 
-struct Region {
+struct Region<R: RegionStores> {
     name: String,
-    store: Arc<MemoryStore>,
-    faulty: FaultyStore,
-    letters: Arc<MemoryDeadLetters>,
+    /// The region's stores, and its table as the pipeline sees it (with its fault plan).
+    stores: R,
+    store: Arc<R::Table>,
+    faulty: FaultyStore<R::Table>,
     policies: Arc<TenantPolicies>,
-    ingest: Arc<RegionIngest>,
-    reconcile: Reconcile<FaultyStore, Arc<MemoryDeadLetters>>,
+    ingest: Arc<RegionIngest<R>>,
+    reconcile: Reconcile<FaultyStore<R::Table>, R::Letters>,
     /// Stream records waiting for reconcile, with the step from which each may be handed.
     stream: VecDeque<(StreamRecord, usize)>,
     /// The sizes of the next batches, after a batch was bisected; empty: up to [`BATCH`].
@@ -353,10 +358,10 @@ struct Region {
     effects: HashMap<String, usize>,
 }
 
-struct Message {
+struct Message<W> {
     from: usize,
     to: usize,
-    write: Replicated,
+    write: W,
     due: usize,
     seq: usize,
 }
@@ -382,7 +387,7 @@ struct Delivered {
     after: Option<PartyVersion>,
 }
 
-struct World<'a> {
+struct World<'a, B: Backend> {
     config: &'a SimConfig,
     policies: &'a SimPolicies,
     now: Arc<AtomicU64>,
@@ -395,9 +400,9 @@ struct World<'a> {
     /// The faults of reconcile, apart so that a run without reconcile sees the same client
     /// schedule and the same ingest faults.
     fix: ChaCha8Rng,
-    regions: Vec<Region>,
+    regions: Vec<Region<B::Region>>,
     log: Arc<RecordingLog>,
-    messages: Vec<Message>,
+    messages: Vec<Message<<B::Region as RegionStores>::Write>>,
     seq: usize,
     cuts: Vec<(usize, usize, usize, usize)>,
     outage: Option<(usize, usize, usize)>,
@@ -513,8 +518,8 @@ fn acknowledged(
     (acks, None)
 }
 
-impl<'a> World<'a> {
-    fn new(config: &'a SimConfig, policies: &'a SimPolicies) -> Self {
+impl<'a, B: Backend> World<'a, B> {
+    fn new(config: &'a SimConfig, policies: &'a SimPolicies, backend: &B) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         let mut net = ChaCha8Rng::seed_from_u64(config.seed ^ 0x6e65_7477_6f72_6b00);
         let fix = ChaCha8Rng::seed_from_u64(config.seed ^ 0x7265_636f_6e63_696c);
@@ -540,12 +545,12 @@ impl<'a> World<'a> {
                     0
                 };
                 let clock_now = now.clone();
-                let store = Arc::new(MemoryStore::replica(
-                    name.clone(),
+                let stores = backend.region(
+                    name,
                     Arc::new(move || clock_now.load(Ordering::Relaxed) + skew),
-                ));
+                );
+                let store = stores.table();
                 let faulty = FaultyStore::new(store.clone());
-                let letters = Arc::new(MemoryDeadLetters::default());
                 let tenants = Arc::new(TenantPolicies::new());
                 tenants.activate(
                     TENANT,
@@ -555,21 +560,23 @@ impl<'a> World<'a> {
                 let mut ingest_config = IngestConfig::new(name.clone());
                 // Simulated time does not sleep: retries follow at once.
                 ingest_config.retry_backoff_ms = 0;
-                let mut ingest = Ingest::new(faulty.clone(), letters.clone(), ingest_config);
+                let mut ingest =
+                    Ingest::new(faulty.clone(), stores.ingest_letters(), ingest_config);
                 if config.reconcile {
                     ingest = ingest
                         .with_resolver(resolver.clone())
                         .with_conflict_log(log.clone());
                 }
-                let mut reconcile = Reconcile::new(faulty.clone(), letters.clone(), resolver)
-                    .with_conflict_log(log.clone());
+                let mut reconcile =
+                    Reconcile::new(faulty.clone(), stores.reconcile_letters(), resolver)
+                        .with_conflict_log(log.clone());
                 reconcile.retry_backoff_ms = 0;
                 let spread = config.rollout_spread;
                 Region {
                     name: name.clone(),
+                    stores,
                     store,
                     faulty,
-                    letters,
                     policies: tenants,
                     ingest: Arc::new(ingest),
                     reconcile,
@@ -874,7 +881,7 @@ impl<'a> World<'a> {
     /// Moves every region's new writes into flight.
     fn send(&mut self) {
         for from in 0..self.regions.len() {
-            for write in self.regions[from].store.take_outbox() {
+            for write in self.regions[from].stores.take_outbox() {
                 for to in 0..self.regions.len() {
                     if to == from {
                         continue;
@@ -916,13 +923,11 @@ impl<'a> World<'a> {
         self.messages = keep;
         due.sort_by_key(|m| (m.due, m.seq));
         for m in due {
-            let kept = self.regions[m.to].store.apply_replicated(&m.write);
-            if kept && matches!(m.write.key, host_core::store::memory::ItemKey::Party { .. }) {
-                let (to, from) = (
-                    self.regions[m.to].name.clone(),
-                    self.regions[m.from].name.clone(),
-                );
-                self.trace(|| format!("{to} takes {from}'s write of {:?}", m.write.key));
+            let kept = self.regions[m.to].stores.apply_replicated(&m.write);
+            if let (true, Some(party)) = (kept, B::Region::party_of(&m.write)) {
+                let (to, from) = (&self.regions[m.to].name, &self.regions[m.from].name);
+                let line = format!("{to} takes {from}'s write of {party}");
+                self.trace(|| line);
             }
         }
     }
@@ -930,7 +935,7 @@ impl<'a> World<'a> {
     /// Each region's new stream records join its queue, each after a delay.
     fn collect_streams(&mut self) {
         for region in 0..self.regions.len() {
-            for record in self.regions[region].store.take_stream() {
+            for record in self.regions[region].stores.take_stream() {
                 self.report.stream_records += 1;
                 let wait = if self.config.faults.stream_delay > 0 {
                     self.net.random_range(0..=self.config.faults.stream_delay) as usize
@@ -1078,7 +1083,7 @@ impl<'a> World<'a> {
     fn redrive(&mut self) -> bool {
         let mut any = false;
         for region in 0..self.regions.len() {
-            let letters = self.regions[region].letters.take();
+            let letters = self.regions[region].stores.take_letters();
             let now = self.time(region);
             let mut left: Vec<DeadLetter> = Vec::new();
             for letter in letters {
@@ -1141,11 +1146,7 @@ impl<'a> World<'a> {
                 }
             }
             for letter in left {
-                let _ = self.regions[region]
-                    .letters
-                    .letters
-                    .lock()
-                    .map(|mut l| l.push(letter));
+                self.regions[region].stores.keep_letter(letter);
             }
         }
         any
@@ -1316,14 +1317,18 @@ impl<'a> World<'a> {
     }
 
     fn finish(mut self, start: Instant) -> SimReport {
+        let mut unread = Vec::new();
         let finals: Vec<(String, HashMap<String, PartyVersion>)> = self
             .regions
             .iter()
             .map(|r| {
+                let parties = r.store.list(TENANT).unwrap_or_else(|e| {
+                    unread.push(format!("{}'s parties could not be read: {e}", r.name));
+                    Vec::new()
+                });
                 (
                     r.name.clone(),
-                    r.store
-                        .parties()
+                    parties
                         .into_iter()
                         .map(|p| (p.version.party_id.clone(), p.version))
                         .collect(),
@@ -1333,6 +1338,7 @@ impl<'a> World<'a> {
         let recorded = std::mem::take(&mut *self.log.seen.lock().unwrap());
         let verdict = oracle::judge(&self.acks, &self.deletes, &recorded, &finals);
         let r = &mut self.report;
+        r.violations.extend(unread);
         r.converged = verdict.converged;
         if !verdict.converged {
             r.violations.push("the regions did not converge".to_owned());
@@ -1392,7 +1398,7 @@ impl<'a> World<'a> {
         r.dead_letters_left = self
             .regions
             .iter()
-            .map(|region| region.letters.letters.lock().map(|l| l.len()).unwrap_or(0))
+            .map(|region| region.stores.letters_left())
             .sum();
         if self.config.reconcile && r.dead_letters_left > 0 {
             r.violations.push(format!(
@@ -1411,7 +1417,13 @@ fn short_reason(reason: &str) -> String {
     reason[..cut].trim().to_owned()
 }
 
-/// Runs one simulation.
+/// Runs one simulation in the embedded world.
 pub fn run(config: &SimConfig, policies: &SimPolicies) -> SimReport {
-    World::new(config, policies).run()
+    run_on(&Embedded, config, policies)
+}
+
+/// Runs one simulation on `backend`'s stores: the same schedule, faults and oracle in every
+/// world.
+pub fn run_on<B: Backend>(backend: &B, config: &SimConfig, policies: &SimPolicies) -> SimReport {
+    World::new(config, policies, backend).run()
 }

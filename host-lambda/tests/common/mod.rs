@@ -151,20 +151,7 @@ impl Rig {
     /// Every letter in the dead-letter queue, read back as the sink was given it (the payload
     /// is the body; tenant, region, reason and key are attributes).
     pub fn letters_kept(&self) -> Vec<host_core::store::DeadLetter> {
-        self.dead_letters()
-            .iter()
-            .map(|m| {
-                let attr = |name: &str| attribute(m, name).map(str::to_owned);
-                host_core::store::DeadLetter {
-                    tenant: attr("tenant").unwrap_or_default(),
-                    region: attr("region").unwrap_or_default(),
-                    reason: attr("reason").unwrap_or_default(),
-                    idempotency_key: attr("idempotencyKey"),
-                    payload: serde_json::from_str(m.body().unwrap_or_default())
-                        .expect("a dead letter's body is its JSON payload"),
-                }
-            })
-            .collect()
+        self.dead_letters().iter().map(letter_of).collect()
     }
 
     /// The ARN of the party table's stream.
@@ -174,6 +161,20 @@ impl Rig {
 }
 
 /// A string attribute of a dead letter (`kind`, `tenant`, `region`, `reason`, ...).
+/// A dead letter read back as the sink was given it (the payload is the body; tenant, region,
+/// reason and key are attributes).
+pub fn letter_of(m: &aws_sdk_sqs::types::Message) -> host_core::store::DeadLetter {
+    let attr = |name: &str| attribute(m, name).map(str::to_owned);
+    host_core::store::DeadLetter {
+        tenant: attr("tenant").unwrap_or_default(),
+        region: attr("region").unwrap_or_default(),
+        reason: attr("reason").unwrap_or_default(),
+        idempotency_key: attr("idempotencyKey"),
+        payload: serde_json::from_str(m.body().unwrap_or_default())
+            .expect("a dead letter's body is its JSON payload"),
+    }
+}
+
 pub fn attribute<'a>(m: &'a aws_sdk_sqs::types::Message, name: &str) -> Option<&'a str> {
     m.message_attributes()
         .and_then(|a| a.get(name))
@@ -389,6 +390,25 @@ pub async fn create_queue(client: &aws_sdk_sqs::Client, name: &str) -> String {
 
 /// Every message in a queue (received and made visible again at once: a count, not a drain).
 pub async fn peek_all(client: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    let all = receive_all(client, url).await;
+    for m in &all {
+        client
+            .change_message_visibility()
+            .queue_url(url)
+            .receipt_handle(m.receipt_handle.clone().unwrap())
+            .visibility_timeout(0)
+            .send()
+            .await
+            .unwrap();
+    }
+    all
+}
+
+/// Every message of a queue, received: hidden from other receivers for 30 s.
+pub async fn receive_all(
+    client: &aws_sdk_sqs::Client,
+    url: &str,
+) -> Vec<aws_sdk_sqs::types::Message> {
     let mut all = Vec::new();
     loop {
         let out = client
@@ -405,16 +425,6 @@ pub async fn peek_all(client: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sq
             break;
         }
         all.extend(batch);
-    }
-    for m in &all {
-        client
-            .change_message_visibility()
-            .queue_url(url)
-            .receipt_handle(m.receipt_handle.clone().unwrap())
-            .visibility_timeout(0)
-            .send()
-            .await
-            .unwrap();
     }
     all
 }
@@ -504,4 +514,5 @@ impl HttpConnector for ThrottleConnector {
         self.inner.call(request)
     }
 }
+pub mod global_tables;
 pub mod regions;

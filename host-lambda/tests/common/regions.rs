@@ -1,24 +1,23 @@
 //! Three regions on three moto servers, with Global-Tables-style replication between their
 //! party tables and each region's stream feeding its reconcile function.
 //!
-//! The replicator reads each region's DynamoDB stream (the real Streams protocol) and copies
-//! every written item to the other regions the way Global Tables does: asynchronously, item by
-//! item (not in transaction order), settling concurrent writes by last-writer-wins on the
-//! write's timestamp, with a seeded schedule of delays, reordering and duplicates, and
-//! partitions that hold a region's traffic until healed. A replicated write appears on the
-//! receiving region's stream like any write, and is not replicated again.
+//! The replicator ([`super::global_tables`]) reads each region's DynamoDB stream (the real
+//! Streams protocol) and copies every written item to the other regions the way Global Tables
+//! does: asynchronously, item by item (not in transaction order), settling concurrent writes by
+//! last-writer-wins on the write's stamp, here with a seeded schedule of delays, reordering and
+//! duplicates, and partitions that hold a region's traffic until healed. A replicated write
+//! appears on the receiving region's stream like any write, and is not replicated again.
 //!
 //! Where this differs from the real service: replication is pumped in rounds by the test (not
-//! continuously); the write timestamp is the item's `writtenAtMs` (Global Tables uses its own
-//! internal timestamp); and a region's stream is read by two independent readers (the
-//! replicator and the reconcile function), where AWS gives the replicator its own channel.
+//! continuously); a write is stamped when the model reads it from the stream; and a region's
+//! stream is read by two independent readers (the replicator and the reconcile function), where
+//! AWS gives the replicator its own channel.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_dynamodbstreams::types::AttributeValue as StreamValue;
-use host_aws::dynamo::{DynamoStore, PARTY_SK, party_from_item};
+use host_aws::dynamo::{DynamoStore, party_from_item};
 use host_aws::sqs::{KIND_INGEST, KIND_RECONCILE, SqsDeadLetters};
 use host_core::ingest::{Ingest, IngestConfig};
 use host_core::reconcile::Reconcile;
@@ -30,6 +29,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::runtime::Runtime;
 
+use super::global_tables::{Applied, Replica, StreamReader, Write};
 use super::*;
 
 pub type AwsIngest = Ingest<DynamoStore, SqsDeadLetters>;
@@ -45,10 +45,9 @@ pub struct RegionRig {
     pub throttle: Throttle,
     pub ingest: Arc<AwsIngest>,
     pub reconcile: Arc<AwsReconcile>,
-    stream_arn: String,
-    /// Shard id → next iterator, for the replicator's reader and the reconcile reader.
-    replicator_at: HashMap<String, Option<String>>,
-    reconcile_at: HashMap<String, Option<String>>,
+    /// Global Tables' end in this region, and the reconcile function's reader of the stream.
+    replica: Replica,
+    reconcile_stream: StreamReader,
 }
 
 /// One delivery of an item from one region to another.
@@ -56,7 +55,7 @@ pub struct RegionRig {
 struct Pending {
     from: usize,
     to: usize,
-    item: HashMap<String, AttributeValue>,
+    write: Write,
     due: usize,
     /// Order of scheduling (for traces).
     #[allow(dead_code)]
@@ -138,17 +137,24 @@ impl World {
             reconcile.retry_backoff_ms = 2;
             regions.push(RegionRig {
                 name: name.to_owned(),
-                ddb,
-                streams,
+                ddb: ddb.clone(),
+                streams: streams.clone(),
                 sqs,
                 table: table.clone(),
                 dlq,
                 throttle,
                 ingest,
                 reconcile: Arc::new(ReconcileFunction::new(reconcile, name)),
-                stream_arn,
-                replicator_at: HashMap::new(),
-                reconcile_at: HashMap::new(),
+                replica: Replica::new(
+                    name,
+                    rt.handle().clone(),
+                    ddb.clone(),
+                    streams.clone(),
+                    &table,
+                    &stream_arn,
+                    Arc::new(host_lambda::ingest_fn::now_ms),
+                ),
+                reconcile_stream: StreamReader::new(streams.clone(), &stream_arn),
             });
         }
         World {
@@ -168,51 +174,13 @@ impl World {
         }
     }
 
-    /// New stream records of region `r` for one of its two readers.
-    fn read_stream(
-        &mut self,
-        r: usize,
-        replicator: bool,
-    ) -> Vec<aws_sdk_dynamodbstreams::types::Record> {
-        let region = &mut self.regions[r];
-        let streams = region.streams.clone();
-        let arn = region.stream_arn.clone();
-        let at = if replicator {
-            &mut region.replicator_at
-        } else {
-            &mut region.reconcile_at
-        };
-        self.rt.block_on(async {
-            // moto keeps one shard per table: the shards are listed once per reader.
-            if at.is_empty() {
-                for id in shards(&streams, &arn).await {
-                    at.insert(id, None);
-                }
-            }
-            let mut out = Vec::new();
-            for (shard, iterator) in at.iter_mut() {
-                let (records, next) = read_shard(&streams, &arn, shard, iterator.take()).await;
-                out.extend(records);
-                *iterator = next;
-            }
-            out
-        })
-    }
-
     /// One round: stream records replicated (scheduled), due deliveries applied, each region's
     /// stream fed to its reconcile function. Returns how much happened.
     pub fn pump(&mut self) -> usize {
         self.round += 1;
         let mut activity = 0;
         for r in 0..self.regions.len() {
-            for record in self.read_stream(r, true) {
-                let Some(image) = record.dynamodb.and_then(|d| d.new_image) else {
-                    continue;
-                };
-                if image.contains_key("replicatedFrom") {
-                    continue; // a replicated write is not replicated again
-                }
-                let item = to_item(&image);
+            for write in self.regions[r].replica.take_outbox() {
                 for to in 0..self.regions.len() {
                     if to == r {
                         continue;
@@ -228,7 +196,7 @@ impl World {
                         self.pending.push(Pending {
                             from: r,
                             to,
-                            item: item.clone(),
+                            write: write.clone(),
                             due,
                             seq: self.seq,
                         });
@@ -258,7 +226,7 @@ impl World {
         }
         if self.reconcile_enabled {
             for r in 0..self.regions.len() {
-                let records = self.read_stream(r, false);
+                let records = self.regions[r].reconcile_stream.read(self.rt.handle());
                 if records.is_empty() {
                     continue;
                 }
@@ -276,60 +244,21 @@ impl World {
         activity
     }
 
-    /// Global Tables in the receiving region: the incoming item is written unless the stored
-    /// one was written later (last writer wins on the write timestamp, then on the region).
+    /// Global Tables in the receiving region: the incoming item is written unless the region
+    /// holds a later write of it.
     fn deliver(&mut self, p: Pending) {
-        let to = &self.regions[p.to];
-        let original = p.item.clone();
-        let mut item = p.item;
-        let ts = item
-            .get("writtenAtMs")
-            .and_then(|v| v.as_n().ok())
-            .cloned()
-            .unwrap_or("0".into());
-        let by = item
-            .get("writtenBy")
-            .and_then(|v| v.as_s().ok())
-            .cloned()
-            .unwrap_or_default();
-        item.insert(
-            "replicatedFrom".into(),
-            AttributeValue::S(self.regions[p.from].name.clone()),
-        );
-        let out = self.rt.block_on(
-            to.ddb
-                .put_item()
-                .table_name(&to.table)
-                .set_item(Some(item))
-                .condition_expression(
-                    "attribute_not_exists(pk) OR writtenAtMs < :ts OR (writtenAtMs = :ts AND writtenBy < :by)",
-                )
-                .expression_attribute_values(":ts", AttributeValue::N(ts))
-                .expression_attribute_values(":by", AttributeValue::S(by))
-                .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-                .send(),
-        );
-        match out {
-            Ok(o) => {
-                if o.attributes.is_some_and(|a| {
-                    a.get("sk").and_then(|s| s.as_s().ok()).map(String::as_str) == Some(PARTY_SK)
-                }) {
-                    self.overwrites += 1;
-                }
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
-            Err(e) => {
+        match self.regions[p.to].replica.apply(&p.write) {
+            Ok(Applied::Written {
+                overwrote_party: true,
+            }) => self.overwrites += 1,
+            Ok(_) => {}
+            Err(_) => {
                 // Throttled or failed: Global Tables retries replication until it succeeds.
-                let _ = e;
                 self.seq += 1;
                 self.pending.push(Pending {
-                    from: p.from,
-                    to: p.to,
-                    item: original,
                     due: self.round + 1,
                     seq: self.seq,
+                    ..p
                 });
             }
         }
@@ -377,11 +306,6 @@ impl World {
         self.rt
             .block_on(peek_all(&self.regions[r].sqs, &self.regions[r].dlq))
     }
-}
-
-/// A stream image (the Streams API's attribute type) as a DynamoDB item.
-pub fn to_item(image: &HashMap<String, StreamValue>) -> HashMap<String, AttributeValue> {
-    serde_dynamo::Item::from(image.clone()).into()
 }
 
 /// Stream records as the Lambda event source delivers them: the redrive function's reading of
