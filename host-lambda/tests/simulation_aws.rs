@@ -20,7 +20,7 @@ mod common;
 use std::sync::Arc;
 
 use common::global_tables::{Applied, Replica, StreamReader, Write, text, to_item};
-use common::regions::REGIONS;
+use common::regions::{REGIONS, RegionClients, region_clients};
 use common::*;
 use host_aws::conflict_log::DynamoConflictLog;
 use host_aws::dynamo::{DynamoStore, PARTY_SK, party_from_item};
@@ -70,16 +70,13 @@ impl Backend for Aws {
             .find(|(region, _)| *region == name)
             .map(|(_, var)| *var)
             .unwrap_or_else(|| panic!("no moto server for region {name}"));
-        let _guard = self.rt.enter();
-        let config = sdk_config(&endpoint(var), None);
-        let ddb = aws_sdk_dynamodb::Client::new(&config);
-        let streams = aws_sdk_dynamodbstreams::Client::new(&config);
-        let sqs = aws_sdk_sqs::Client::new(&config);
-        let (dlq, arn) = self.rt.block_on(async {
-            create_party_table(&ddb, &self.table).await;
-            let arn = stream_arn(&ddb, &self.table).await;
-            (create_queue(&sqs, &unique("sim-dlq")).await, arn)
-        });
+        let RegionClients {
+            ddb,
+            streams,
+            sqs,
+            dlq,
+            stream_arn: arn,
+        } = region_clients(&self.rt, var, &self.table, None);
         let rt = self.rt.handle().clone();
         AwsRegion {
             rt: self.rt.clone(),
@@ -151,6 +148,8 @@ impl RegionStores for AwsRegion {
                 .old_image
                 .map(|image| party_from_item(to_item(&image)).expect("a party image reads"));
             self.seq += 1;
+            // The record's stamp is the item's own write time and region: the simulation reads
+            // only the two images (the replication stamps are the model's, in `Replica`).
             out.push(StreamRecord {
                 seq: self.seq,
                 old,
@@ -196,16 +195,6 @@ impl RegionStores for AwsRegion {
 
 fn load(engine: &PolicyEngine, bytes: &[u8]) -> Arc<Policy> {
     Arc::new(Policy::load(engine, bytes, None).unwrap())
-}
-
-fn runtime() -> Arc<Runtime> {
-    Arc::new(
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap(),
-    )
 }
 
 /// A run's verdict and headline figures, one line.
@@ -264,7 +253,7 @@ fn first_seed() -> u64 {
 /// half-way, pass in both worlds: the regions converge and nothing acknowledged is lost.
 #[test]
 fn seeded_schedules_pass_on_the_wire_as_in_the_embedded_world() {
-    let rt = runtime();
+    let rt = Arc::new(runtime());
     let engine = integration_tests::engine();
     let policies = SimPolicies {
         first: load(&engine, default_policy_artifact::DEFAULT_POLICY),
@@ -297,7 +286,7 @@ fn seeded_schedules_pass_on_the_wire_as_in_the_embedded_world() {
 /// on fail on the wire too, for the same reason.
 #[test]
 fn a_keep_local_policy_fails_on_the_wire_as_in_the_embedded_world() {
-    let rt = runtime();
+    let rt = Arc::new(runtime());
     let engine = integration_tests::engine();
     let policies = SimPolicies {
         first: integration_tests::load(&engine, integration_tests::guests::KEEP_LOCAL).unwrap(),

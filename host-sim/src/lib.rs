@@ -6,13 +6,14 @@
 //! DynamoDB, Streams and SQS in host-lambda's tests): its table (wrapped by
 //! [`faults::FaultyStore`], which can crash a call or let another writer commit first), the
 //! real [`Ingest`] with its idempotency records and conditional writes, the real [`Reconcile`]
-//! fed the region's stream records, the conflict log, and the region's own tenant policies (hot-swapped on the region's own
-//! schedule, as each region's registry follower would). The scheduler moves the replicated
-//! writes between regions (delays, duplicates, reordering, partitions — overlapping and one-way
-//! — and a region down for a long stretch) and hands each region's stream records to its
-//! reconcile (in order per region, in batches, sometimes twice, retried after a crash). Clients
-//! send TMF632 events (creates, attribute and state changes, deletes) with duplicates, lost
-//! acknowledgements and fail-over retries. Nothing here applies an event or resolves a conflict.
+//! fed the region's stream records, the conflict log, and the region's own tenant policies
+//! (hot-swapped on the region's own schedule, as each region's registry follower would). The
+//! scheduler moves the replicated writes between regions (delays, duplicates, reordering,
+//! partitions — overlapping and one-way — and a region down for a long stretch) and hands each
+//! region's stream records to its reconcile (in order per region, in batches, sometimes twice,
+//! retried after a crash). Clients send TMF632 events (creates, attribute and state changes,
+//! deletes) with duplicates, lost acknowledgements and fail-over retries. Nothing here applies an
+//! event or resolves a conflict.
 //!
 //! At the end everything heals, the dead-letter queues are redriven, and [`oracle`] judges the
 //! run. Every random choice comes from one seed; the same seed and flags replay the same run.
@@ -925,9 +926,12 @@ impl<'a, B: Backend> World<'a, B> {
         for m in due {
             let kept = self.regions[m.to].stores.apply_replicated(&m.write);
             if let (true, Some(party)) = (kept, B::Region::party_of(&m.write)) {
-                let (to, from) = (&self.regions[m.to].name, &self.regions[m.from].name);
-                let line = format!("{to} takes {from}'s write of {party}");
-                self.trace(|| line);
+                let party = party.to_owned();
+                let (to, from) = (
+                    self.regions[m.to].name.clone(),
+                    self.regions[m.from].name.clone(),
+                );
+                self.trace(|| format!("{to} takes {from}'s write of {party}"));
             }
         }
     }

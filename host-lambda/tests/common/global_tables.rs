@@ -5,10 +5,14 @@
 //! Streams protocol) and stamps each as the embedded world's store does: the region's clock,
 //! but always after the write it replaced there — Global Tables keeps such metadata beside each
 //! item; the model keeps it per region and item. A write applied in another region wins the
-//! whole item when its stamp is later than that of what the region holds (or of its deletion),
-//! and is marked `replicatedFrom` so that it is not replicated again. Parties and idempotency
-//! records replicate, deletions (released claims) too; a region's own copy of its last write
-//! (`OWN#{region}`) stays in the region, as in the embedded world.
+//! whole item when its stamp is later than that of what the region holds (or of its deletion);
+//! it is not replicated again (a written item is marked `replicatedFrom`; a deletion is counted
+//! per key and its stream record passed over). The write is conditional on the item being the
+//! one the model last read from the stream, so a local write made meanwhile is never overwritten
+//! unseen: the write fails, and is retried once the stream has been read again. Parties and
+//! idempotency records replicate, deletions (released claims) too; a region's own copy of its
+//! last write (`OWN#{region}`) stays in the region, as in the embedded world (Global Tables
+//! replicates it too; no other region reads it).
 //!
 //! Why not last-writer-wins on the items' own `writtenAtMs`: once the regions' clocks are
 //! skewed it does not converge (found by the simulation on the wire). A region whose clock runs
@@ -45,7 +49,7 @@ impl StreamReader {
         }
     }
 
-    /// The records written since the last call.
+    /// The records written since the last call (every page of each shard).
     pub fn read(&mut self, rt: &Handle) -> Vec<Record> {
         let (streams, arn, at) = (&self.streams, &self.arn, &mut self.at);
         rt.block_on(async {
@@ -57,9 +61,15 @@ impl StreamReader {
             }
             let mut out = Vec::new();
             for (shard, iterator) in at.iter_mut() {
-                let (records, next) = read_shard(streams, arn, shard, iterator.take()).await;
-                out.extend(records);
-                *iterator = next;
+                loop {
+                    let (records, next) = read_shard(streams, arn, shard, iterator.take()).await;
+                    let more = !records.is_empty() && next.is_some();
+                    out.extend(records);
+                    *iterator = next;
+                    if !more {
+                        break;
+                    }
+                }
             }
             out
         })
@@ -95,11 +105,23 @@ pub struct Replica {
     clock: Clock,
     /// The stamp of the write each item (or its deletion) holds here.
     stamps: HashMap<Key, WriteStamp>,
+    /// What identifies the item the stream last showed under each key (`None`: deleted).
+    seen: HashMap<Key, Option<Identity>>,
     /// Own writes read from the stream, stamped, not yet taken.
     outbox: Vec<Write>,
     /// Deletions applied for other regions, per key: their stream records are not own writes.
     replicated_removes: HashMap<Key, usize>,
     writes: u64,
+}
+
+/// An item's write, as its own attributes name it: `writtenAtMs` and `writtenBy`.
+type Identity = (AttributeValue, AttributeValue);
+
+fn identity(item: &Item) -> Option<Identity> {
+    Some((
+        item.get("writtenAtMs")?.clone(),
+        item.get("writtenBy")?.clone(),
+    ))
 }
 
 pub fn text(item: &Item, name: &str) -> String {
@@ -139,6 +161,7 @@ impl Replica {
             stream: StreamReader::new(streams, arn),
             clock,
             stamps: HashMap::new(),
+            seen: HashMap::new(),
             outbox: Vec::new(),
             replicated_removes: HashMap::new(),
             writes: 0,
@@ -163,6 +186,8 @@ impl Replica {
             if key.1 != PARTY_SK && key.1 != RECORD_SK {
                 continue;
             }
+            let now = if deleted { None } else { identity(&item) };
+            self.seen.insert(key.clone(), now);
             if deleted {
                 if let Some(n) = self.replicated_removes.get_mut(&key).filter(|n| **n > 0) {
                     *n -= 1;
@@ -194,14 +219,24 @@ impl Replica {
     }
 
     /// Applies a write replicated from another region: written when its stamp is later than
-    /// that of what the region holds (every own write read from the stream is stamped first).
-    /// An error (a throttled put) leaves the region as it was: retry it.
+    /// that of what the region holds (every own write read from the stream is stamped first),
+    /// and the item is still the one the stream last showed. An error (a throttled put, or a
+    /// local write made since the stream was read) leaves the region as it was: retry it.
     pub fn apply(&mut self, write: &Write) -> Result<Applied, String> {
         self.sync();
         let key = key_of(&write.item);
         if self.stamps.get(&key).is_some_and(|s| *s >= write.stamp) {
             return Ok(Applied::Stale);
         }
+        let (condition, values) = match self.seen.get(&key).cloned().flatten() {
+            Some((at, by)) => (
+                "writtenAtMs = :at AND writtenBy = :by",
+                HashMap::from([(":at".to_owned(), at), (":by".to_owned(), by)]),
+            ),
+            None => ("attribute_not_exists(pk)", HashMap::new()),
+        };
+        let values = (!values.is_empty()).then_some(values);
+        let failed = |e: &dyn std::fmt::Debug| format!("{}: {e:?}", self.name);
         let replaced = if write.deleted {
             let out = self.rt.block_on(
                 self.ddb
@@ -209,10 +244,12 @@ impl Replica {
                     .table_name(&self.table)
                     .key("pk", AttributeValue::S(key.0.clone()))
                     .key("sk", AttributeValue::S(key.1.clone()))
+                    .condition_expression(condition)
+                    .set_expression_attribute_values(values)
                     .return_values(ReturnValue::AllOld)
                     .send(),
             );
-            let out = out.map_err(|e| format!("{}: replicating a deletion: {e:?}", self.name))?;
+            let out = out.map_err(|e| failed(&e))?;
             if out.attributes.is_some() {
                 *self.replicated_removes.entry(key.clone()).or_default() += 1;
             }
@@ -228,12 +265,19 @@ impl Replica {
                     .put_item()
                     .table_name(&self.table)
                     .set_item(Some(item))
+                    .condition_expression(condition)
+                    .set_expression_attribute_values(values)
                     .return_values(ReturnValue::AllOld)
                     .send(),
             );
-            out.map_err(|e| format!("{}: replicating a write: {e:?}", self.name))?
-                .attributes
+            out.map_err(|e| failed(&e))?.attributes
         };
+        let now = if write.deleted {
+            None
+        } else {
+            identity(&write.item)
+        };
+        self.seen.insert(key.clone(), now);
         self.stamps.insert(key, write.stamp.clone());
         Ok(Applied::Written {
             overwrote_party: replaced.is_some_and(|old| text(&old, "sk") == PARTY_SK),

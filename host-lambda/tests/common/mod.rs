@@ -44,6 +44,15 @@ pub fn endpoint(var: &str) -> String {
     })
 }
 
+/// The runtime the SDK's futures run on (the stores are called from outside its workers).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// A unique name for this test's tables and queues (tests share a server and run in parallel).
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -160,7 +169,6 @@ impl Rig {
     }
 }
 
-/// A string attribute of a dead letter (`kind`, `tenant`, `region`, `reason`, ...).
 /// A dead letter read back as the sink was given it (the payload is the body; tenant, region,
 /// reason and key are attributes).
 pub fn letter_of(m: &aws_sdk_sqs::types::Message) -> host_core::store::DeadLetter {
@@ -175,6 +183,7 @@ pub fn letter_of(m: &aws_sdk_sqs::types::Message) -> host_core::store::DeadLette
     }
 }
 
+/// A string attribute of a dead letter (`kind`, `tenant`, `region`, `reason`, ...).
 pub fn attribute<'a>(m: &'a aws_sdk_sqs::types::Message, name: &str) -> Option<&'a str> {
     m.message_attributes()
         .and_then(|a| a.get(name))

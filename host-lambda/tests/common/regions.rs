@@ -86,14 +86,45 @@ pub struct World {
 pub const REGIONS: [(&str, &str); 3] =
     [("apac", "MOTO_APAC"), ("eu", "MOTO_EU"), ("na", "MOTO_NA")];
 
+/// One region's clients of its moto server (`var` names the server's endpoint variable), its
+/// party table `table` with its stream (created), and a new dead-letter queue.
+pub struct RegionClients {
+    pub ddb: aws_sdk_dynamodb::Client,
+    pub streams: aws_sdk_dynamodbstreams::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub dlq: String,
+    pub stream_arn: String,
+}
+
+pub fn region_clients(
+    rt: &Runtime,
+    var: &str,
+    table: &str,
+    http: Option<aws_smithy_runtime_api::client::http::SharedHttpClient>,
+) -> RegionClients {
+    let _guard = rt.enter();
+    let config = sdk_config(&endpoint(var), http);
+    let ddb = aws_sdk_dynamodb::Client::new(&config);
+    let streams = aws_sdk_dynamodbstreams::Client::new(&config);
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let (dlq, stream_arn) = rt.block_on(async {
+        create_party_table(&ddb, table).await;
+        let arn = stream_arn(&ddb, table).await;
+        (create_queue(&sqs, &unique("dlq")).await, arn)
+    });
+    RegionClients {
+        ddb,
+        streams,
+        sqs,
+        dlq,
+        stream_arn,
+    }
+}
+
 impl World {
     pub fn new(seed: u64) -> Self {
         println!("multi-region world seed {seed} (replays this schedule)");
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let engine = Arc::new(integration_tests::engine());
         let policies = Arc::new(TenantPolicies::new());
         policies.set_default(ActivePolicy::new(integration_tests::default_policy(
@@ -114,16 +145,13 @@ impl World {
         let mut regions = Vec::new();
         for (name, var) in REGIONS {
             let throttle = Throttle::new(&["TransactWriteItems", "PutItem"]);
-            let _guard = rt.enter();
-            let config = sdk_config(&endpoint(var), Some(throttle.client()));
-            let ddb = aws_sdk_dynamodb::Client::new(&config);
-            let streams = aws_sdk_dynamodbstreams::Client::new(&config);
-            let sqs = aws_sdk_sqs::Client::new(&config);
-            let (dlq, stream_arn) = rt.block_on(async {
-                create_party_table(&ddb, &table).await;
-                let arn = stream_arn(&ddb, &table).await;
-                (create_queue(&sqs, &unique("dlq")).await, arn)
-            });
+            let RegionClients {
+                ddb,
+                streams,
+                sqs,
+                dlq,
+                stream_arn,
+            } = region_clients(&rt, var, &table, Some(throttle.client()));
             let store = || DynamoStore::new(ddb.clone(), &table, name, rt.handle().clone());
             let letters = |kind| SqsDeadLetters::new(sqs.clone(), &dlq, kind, rt.handle().clone());
             let resolver = Arc::new(Resolver::new(policies.clone(), name));
