@@ -6,7 +6,7 @@
 use criterion::Criterion;
 use policy_benches::fixtures::Size;
 use policy_benches::postcard_form::{Codec, CodecCase, Sent, Step};
-use policy_benches::report::{Report, criterion};
+use policy_benches::report::Report;
 
 fn id(size: Size, sent: Sent, codec: Codec, step: Step) -> String {
     format!(
@@ -34,14 +34,11 @@ fn codecs(c: &mut Criterion, cases: &[(Size, Sent, CodecCase)]) {
 }
 
 fn main() {
-    let mut rep = Report::new("Codecs");
     let cases: Vec<_> = Size::ALL
         .into_iter()
         .flat_map(|size| Sent::ALL.map(|sent| (size, sent, CodecCase::new(size, sent))))
         .collect();
-    let mut c = criterion();
-    codecs(&mut c, &cases);
-    c.final_summary();
+    let mut rep = Report::run("Codecs", |c| codecs(c, &cases));
     for (size, sent, case) in &cases {
         rep.line(
             &format!(

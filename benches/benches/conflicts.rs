@@ -5,18 +5,20 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput};
-use host_core::{ActivePolicy, Call, Resolver, TenantPolicies, relation, resolve_with};
+use host_core::{
+    ActivePolicy, Call, CallFailure, Policy, Resolver, TenantPolicies, relation, resolve_with,
+};
 use policy_benches::fixtures::{
     REGION, Size, TENANT, boundary_strings, concurrent, dominated, empty,
 };
-use policy_benches::report::{Report, criterion};
+use policy_benches::report::Report;
 use policy_benches::script::ScriptPolicy;
 use policy_benches::strip::{resolve_whole, strip};
 use policy_benches::{
     KEEP_LOCAL_POLICY, PANIC_POLICY, interleaved, load, native_resolve, native_resolve_stripped,
     serving_engine,
 };
-use policy_types::compare_vectors;
+use policy_types::{Context, PartyVersion, Resolution, compare_vectors};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -70,11 +72,7 @@ fn conflicts(c: &mut Criterion) {
             b.iter(|| native_resolve_stripped(REGION, black_box(l), black_box(r)).unwrap())
         });
         g.bench_function(format!("{n}-wasm-call"), |b| {
-            b.iter(|| {
-                policy
-                    .call((black_box(&ctx), black_box(l), black_box(r)))
-                    .unwrap()
-            })
+            b.iter(|| packed_call(&policy, &ctx, l, r).unwrap())
         });
         g.bench_function(format!("{n}-wasm-typed-call"), |b| {
             b.iter(|| {
@@ -87,11 +85,7 @@ fn conflicts(c: &mut Criterion) {
             b.iter(|| resolve_with(&policy, "{}", REGION, black_box(l), black_box(r)).unwrap())
         });
         g.bench_function(format!("{n}-trivial-call"), |b| {
-            b.iter(|| {
-                trivial
-                    .call((black_box(&ctx), black_box(l), black_box(r)))
-                    .unwrap()
-            })
+            b.iter(|| packed_call(&trivial, &ctx, l, r).unwrap())
         });
         g.bench_function(format!("{n}-whole-versions-full"), |b| {
             b.iter(|| resolve_whole(&policy, REGION, black_box(l), black_box(r)).unwrap())
@@ -211,20 +205,12 @@ fn conflicts(c: &mut Criterion) {
             })
         });
         g.bench_function(format!("{n}-call-warm"), |b| {
-            b.iter(|| {
-                policy
-                    .call((black_box(&ctx), black_box(l), black_box(r)))
-                    .unwrap()
-            })
+            b.iter(|| packed_call(&policy, &ctx, l, r).unwrap())
         });
         // What a trap costs the host: the trapped instance is discarded, so every call here
         // also instantiates afresh (the host's strategy after a trap).
         g.bench_function(format!("{n}-trap"), |b| {
-            b.iter(|| {
-                panics
-                    .call((black_box(&ctx), black_box(l), black_box(r)))
-                    .unwrap_err()
-            })
+            b.iter(|| packed_call(&panics, &ctx, l, r).unwrap_err())
         });
     }
     g.finish();
@@ -356,105 +342,80 @@ fn report(mut rep: Report, interleaved: &HashMap<String, policy_benches::Interle
         );
     }
     for size in Size::ALL {
-        let n = size.name();
         let target = match size {
             Size::Small => Some(2.0),
             Size::Typical => Some(1.5),
             Size::Large => None,
         };
-        rep.figure(
-            &format!("{n}: native merge"),
-            "conflict",
-            &id(size, "native-merge"),
-        );
-        rep.figure(
-            &format!("{n}: WASM raw call"),
-            "conflict",
-            &id(size, "wasm-call"),
-        );
-        rep.ratio(
-            &format!("{n}: WASM raw call / native merge"),
-            ("conflict", &id(size, "wasm-call")),
-            ("conflict", &id(size, "native-merge")),
+        let mut rows = SizeRows {
+            rep: &mut rep,
+            size,
+        };
+        rows.figure("native merge", "native-merge");
+        rows.figure("WASM raw call", "wasm-call");
+        rows.ratio(
+            "WASM raw call / native merge",
+            "wasm-call",
+            "native-merge",
             target,
         );
-        rep.figure(
-            &format!("{n}: WASM typed call (resolver.resolve)"),
-            "conflict",
-            &id(size, "wasm-typed-call"),
-        );
-        rep.ratio(
-            &format!("{n}: typed call / packed call (Policy::call)"),
-            ("conflict", &id(size, "wasm-typed-call")),
-            ("conflict", &id(size, "wasm-call")),
+        rows.figure("WASM typed call (resolver.resolve)", "wasm-typed-call");
+        rows.ratio(
+            "typed call / packed call (Policy::call)",
+            "wasm-typed-call",
+            "wasm-call",
             None,
         );
         for part in ["strip", "stripped-call", "restore", "answer-clone", "apply"] {
-            rep.figure(
-                &format!("{n}: resolve_with part: {part}"),
-                "parts",
-                &id(size, part),
-            );
+            let label = rows.label(&format!("resolve_with part: {part}"));
+            rows.rep.figure(&label, "parts", &id(size, part));
         }
-        rep.figure(
-            &format!("{n}: WASM resolve_with"),
-            "conflict",
-            &id(size, "wasm-full"),
-        );
-        rep.figure(
-            &format!("{n}: native merge + materialize"),
-            "conflict",
-            &id(size, "native-full"),
-        );
-        rep.ratio(
-            &format!("{n}: WASM resolve_with / native merge + materialize"),
-            ("conflict", &id(size, "wasm-full")),
-            ("conflict", &id(size, "native-full")),
+        rows.figure("WASM resolve_with", "wasm-full");
+        rows.figure("native merge + materialize", "native-full");
+        rows.ratio(
+            "WASM resolve_with / native merge + materialize",
+            "wasm-full",
+            "native-full",
             target,
         );
         if let Some(m) = interleaved.get(&id(size, "resolve")) {
-            rep.interleaved(
-                &format!(
-                    "{n}: the same, interleaved (median of {} adjacent pairs of 1 ms blocks)",
-                    m.pairs
-                ),
-                m,
-                target,
-            );
+            let label = rows.label(&format!(
+                "the same, interleaved (median of {} adjacent pairs of 1 ms blocks)",
+                m.pairs
+            ));
+            rows.rep.interleaved(&label, m, target);
         }
-        rep.figure(
-            &format!(
-                "{n}: native merge through the 1.1 path (strip, copy, merge, restore, materialise)"
-            ),
-            "conflict",
-            &id(size, "native-stripped-full"),
+        rows.figure(
+            "native merge through the 1.1 path (strip, copy, merge, restore, materialise)",
+            "native-stripped-full",
         );
-        rep.ratio(
-            &format!("{n}: WASM resolve_with / native merge through the same 1.1 path"),
-            ("conflict", &id(size, "wasm-full")),
-            ("conflict", &id(size, "native-stripped-full")),
+        rows.ratio(
+            "WASM resolve_with / native merge through the same 1.1 path",
+            "wasm-full",
+            "native-stripped-full",
             None,
         );
-        rep.ratio(
-            &format!("{n}: boundary (trivial guest call) / WASM raw call"),
-            ("conflict", &id(size, "trivial-call")),
-            ("conflict", &id(size, "wasm-call")),
+        rows.ratio(
+            "boundary (trivial guest call) / WASM raw call",
+            "trivial-call",
+            "wasm-call",
             None,
         );
-        rep.extra_ratio(
+        let n = size.name();
+        rows.rep.extra_ratio(
             &format!("{n}: (WASM call − trivial call) / native merge"),
             ("conflict", &id(size, "wasm-call")),
             ("conflict", &id(size, "trivial-call")),
             ("conflict", &id(size, "native-merge")),
             None,
         );
-        rep.ratio(
-            &format!("{n}: contract 1.0 path (whole versions) / resolve_with (1.1: differences)"),
-            ("conflict", &id(size, "whole-versions-full")),
-            ("conflict", &id(size, "wasm-full")),
+        rows.ratio(
+            "contract 1.0 path (whole versions) / resolve_with (1.1: differences)",
+            "whole-versions-full",
+            "wasm-full",
             None,
         );
-        rep.speedup(
+        rows.rep.speedup(
             &format!("{n}: script call / WASM raw call (WASM speed-up)"),
             ("conflict", &id(size, "script-call")),
             ("conflict", &id(size, "wasm-call")),
@@ -542,11 +503,48 @@ fn report(mut rep: Report, interleaved: &HashMap<String, policy_benches::Interle
     rep.finish();
 }
 
+/// A call of `policy` on a pair as `Policy::call` takes it (context, local, remote), its
+/// inputs hidden from the optimiser.
+fn packed_call(
+    policy: &Policy,
+    ctx: &Context,
+    l: &PartyVersion,
+    r: &PartyVersion,
+) -> Result<Resolution, CallFailure> {
+    policy.call((black_box(ctx), black_box(l), black_box(r)))
+}
+
+/// One size's rows of the `conflict` group: each label starts with the size's name, and each
+/// benchmark id with the size (`typical-wasm-call`).
+struct SizeRows<'a> {
+    rep: &'a mut Report,
+    size: Size,
+}
+
+impl SizeRows<'_> {
+    fn label(&self, label: &str) -> String {
+        format!("{}: {label}", self.size.name())
+    }
+
+    fn id(&self, what: &str) -> String {
+        format!("{}-{what}", self.size.name())
+    }
+
+    fn figure(&mut self, label: &str, what: &str) {
+        let (label, id) = (self.label(label), self.id(what));
+        self.rep.figure(&label, "conflict", &id);
+    }
+
+    /// `a / b`, held to `at_most` if given.
+    fn ratio(&mut self, label: &str, a: &str, b: &str, at_most: Option<f64>) {
+        let (label, a, b) = (self.label(label), self.id(a), self.id(b));
+        self.rep
+            .ratio(&label, ("conflict", &a), ("conflict", &b), at_most);
+    }
+}
+
 fn main() {
-    let rep = Report::new("Conflicts");
-    let mut c = criterion();
-    conflicts(&mut c);
-    c.final_summary();
+    let rep = Report::run("Conflicts", conflicts);
     let interleaved = interleaved_ratios();
     report(rep, &interleaved);
 }

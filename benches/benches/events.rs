@@ -5,7 +5,7 @@ use std::hint::black_box;
 use criterion::{BatchSize, Criterion, Throughput};
 use policy_benches::events::{EventStore, event_stream};
 use policy_benches::fixtures::TENANT;
-use policy_benches::report::{Report, criterion};
+use policy_benches::report::Report;
 
 const PARTIES: usize = 100;
 const EVENTS: usize = 1_000;
@@ -37,10 +37,7 @@ fn events(c: &mut Criterion) {
 }
 
 fn main() {
-    let mut rep = Report::new("Events");
-    let mut c = criterion();
-    events(&mut c);
-    c.final_summary();
+    let mut rep = Report::run("Events", events);
     let stream = event_stream(PARTIES, EVENTS);
     let bytes: usize = stream.iter().map(String::len).sum();
     if let Some(t) = rep.figure("apply 1000 events (100 parties)", "events", "apply-1000") {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use criterion::Criterion;
 use host_core::{ArtifactCache, Policy};
-use policy_benches::report::{Report, criterion};
+use policy_benches::report::Report;
 use policy_benches::serving_engine;
 
 const DEFAULT: &[u8] = default_policy_artifact::DEFAULT_POLICY;
@@ -35,10 +35,7 @@ fn loading(c: &mut Criterion) {
 }
 
 fn main() {
-    let mut rep = Report::new("Loading");
-    let mut c = criterion();
-    loading(&mut c);
-    c.final_summary();
+    let mut rep = Report::run("Loading", loading);
     rep.figure(
         "compile from bytes (Policy::load, no cache)",
         "load",

@@ -2,8 +2,6 @@
 //! same write functions the hosts use: a base created in "eu", then "eu" and "na" each change
 //! different fields and elements of it concurrently.
 
-use std::path::PathBuf;
-
 use host_core::relation;
 use party_model::{new_party, tick};
 use policy_types::{Context, PartyVersion, Relation, ResourceType};
@@ -16,18 +14,11 @@ pub const REGION: &str = "eu";
 /// Wall-clock origin of the writes (ms since the epoch).
 const T0: u64 = 1_700_000_000_000;
 
-/// `../shared/specs/tmf632` beside the checkout.
-pub fn specs_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs/tmf632")
-}
-
-/// One official v5 example payload, by file name (without `.json`).
-pub fn example(name: &str) -> Value {
-    let path = specs_dir().join("examples/v5").join(format!("{name}.json"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
-}
+// The integration tests' reading of the specification's examples, shared by file: depending
+// on that crate would build its test guests with every benchmark build.
+#[path = "../../tests/src/specs.rs"]
+mod specs;
+pub use specs::{example, specs_dir};
 
 /// The three party sizes of the issue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -70,6 +70,16 @@ impl Report {
         }
     }
 
+    /// Runs `benches` with [`criterion`] and its summary; the report reads back what they
+    /// measured.
+    pub fn run(title: &str, benches: impl FnOnce(&mut Criterion)) -> Self {
+        let report = Report::new(title);
+        let mut c = criterion();
+        benches(&mut c);
+        c.final_summary();
+        report
+    }
+
     /// The median time of one benchmark of this run, in ns.
     pub fn median(&self, group: &str, id: &str) -> Option<f64> {
         let path = self

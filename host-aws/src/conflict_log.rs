@@ -316,12 +316,7 @@ impl ConflictLog for DynamoConflictLog {
         Ok(records)
     }
 
-    fn add_outcome(
-        &self,
-        tenant: &str,
-        id: &str,
-        outcome: &ConflictOutcome,
-    ) -> Result<(), LogError> {
+    fn append(&self, tenant: &str, id: &str, outcome: &ConflictOutcome) -> Result<(), LogError> {
         // Read, append, write back on condition that no other outcome was appended meanwhile.
         for _ in 0..5 {
             let mut record = self.get(tenant, id)?.ok_or_else(|| LogError::NotFound {

@@ -28,8 +28,8 @@ use aws_sdk_dynamodb::types::{
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use host_core::failure::Failure;
 use host_core::store::{
-    IdempotencyRecord, IngestStore, PartyStore, Provenance, RecordStatus, StoreError, StoredParty,
-    record_is_live,
+    Commit, IdempotencyRecord, IngestStore, PartyStore, Provenance, RecordStatus, StoreError,
+    StoredParty, record_is_live,
 };
 use policy_types::{Dot, PartyVersion};
 use serde::{Deserialize, Serialize};
@@ -503,12 +503,12 @@ impl IngestStore for DynamoStore {
         }
     }
 
-    fn commit(
-        &self,
-        party: &StoredParty,
-        expected: Option<&[Dot]>,
-        record: &IdempotencyRecord,
-    ) -> Result<(), StoreError> {
+    fn commit(&self, commit: &Commit<'_>) -> Result<(), StoreError> {
+        let Commit {
+            party,
+            expected,
+            record,
+        } = *commit;
         let party_put = self.party_put(party, expected)?;
         // The record must still be this delivery's claim: same payload, not completed by
         // another delivery meanwhile.

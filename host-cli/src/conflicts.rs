@@ -515,7 +515,7 @@ pub fn resolve(o: ResolveOpts) -> anyhow::Result<ExitCode> {
         policy_digest: Some(policy.digest().to_owned()),
         written,
     };
-    opened.log.add_outcome(&r.tenant, &r.id, &outcome)?;
+    opened.log.append(&r.tenant, &r.id, &outcome)?;
     if o.log.json {
         common::emit_json(&json!({
             "id": r.id,

@@ -217,14 +217,8 @@ fn rust(o: &Opts, out: &Path) -> anyhow::Result<Vec<u8>> {
         .find(|f| f.extension().is_some_and(|e| e == "wasm"))
         .context("cargo built no .wasm library: is the crate a cdylib ([lib] crate-type)?")?;
     let bytes = std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;
-    let component = if wasmparser::Parser::is_component(&bytes) {
-        bytes
-    } else {
-        wit_component::ComponentEncoder::default()
-            .module(&bytes)
-            .and_then(|e| e.validate(true).encode())
-            .map_err(|e| anyhow::anyhow!("turning {} into a component: {e:#}", module.display()))?
-    };
+    let component = guest_build::component_of(bytes)
+        .map_err(|e| anyhow::anyhow!("turning {} into a component: {e}", module.display()))?;
     std::fs::write(out, &component).with_context(|| format!("writing {}", out.display()))?;
     Ok(component)
 }

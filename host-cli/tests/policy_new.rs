@@ -17,6 +17,9 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+use common::run_ok;
+
 use host_core::registry::local::LocalRegistry;
 use host_core::{ArtifactCache, Limits, Metering, PolicyEngine, RegistryFollower, TenantPolicies};
 
@@ -171,22 +174,17 @@ fn a_host_loads_it_precompiled(tmp: &Path, registry: &Path, digest: &str) {
         "the upload stored no artifact at {}",
         artifact.display()
     );
-    let out = cli()
-        .args([
-            "policy",
-            "activate",
-            digest,
-            "--tenant",
-            "acme",
-            "--registry",
-        ])
-        .arg(registry)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        cli()
+            .args([
+                "policy",
+                "activate",
+                digest,
+                "--tenant",
+                "acme",
+                "--registry",
+            ])
+            .arg(registry),
     );
     assert!(stdout(&out).contains("active"), "{}", stdout(&out));
     let host_cache = tmp.join("host-cache");

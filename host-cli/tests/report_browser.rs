@@ -6,53 +6,25 @@
 //! Without Chromium the test says so and passes, except under CI (`CI` set), where it fails.
 
 mod common;
-use common::chromium;
+use common::{chromium_or_skip, headless, run_ok};
 
 use std::path::Path;
 use std::process::Command;
 
-fn headless(browser: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-        ])
-        .args(args)
-        .output()
-        .expect("running chromium")
-}
-
 #[test]
 fn the_simulation_report_renders_in_a_browser() {
-    let Some(browser) = chromium() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium is not installed; scripts/test.sh installs it (apt-get install chromium)"
-        );
-        eprintln!(
-            "chromium not installed: the browser check is skipped (scripts/test.sh installs it)"
-        );
+    let Some(browser) = chromium_or_skip("browser") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let page = dir.path().join("run.html");
-    let out = Command::new(env!("CARGO_BIN_EXE_host-cli"))
-        .args([
-            "simulate",
-            "--seed",
-            "42",
-            "--report",
-            page.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    run_ok(Command::new(env!("CARGO_BIN_EXE_host-cli")).args([
+        "simulate",
+        "--seed",
+        "42",
+        "--report",
+        page.to_str().unwrap(),
+    ]));
     let url = format!("file://{}", page.display());
     let dom = headless(&browser, &["--dump-dom", &url]);
     let dom = String::from_utf8_lossy(&dom.stdout);

@@ -10,7 +10,7 @@
 //! Waits are bounded (a broken server fails instead of hanging); none asserts a speed.
 
 mod common;
-use common::chromium;
+use common::{chromium_or_skip, headless, run_ok};
 // The server process, the waits on `/api/state` and the conflict-making that host-serve's own
 // tests use.
 #[path = "../../host-serve/tests/common/mod.rs"]
@@ -138,13 +138,7 @@ fn kill_9_and_a_restart_lose_no_acknowledged_event() {
 }
 
 fn run(args: &[&str]) -> String {
-    let out = Command::new(BIN).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "host-cli {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(Command::new(BIN).args(args));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -253,12 +247,7 @@ fn the_readme_curl_lines_work_as_printed() {
 
 #[test]
 fn the_live_page_shows_the_merged_party_and_its_conflict_in_a_browser() {
-    let Some(browser) = chromium() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium is not installed; scripts/test.sh installs it (apt-get install chromium)"
-        );
-        eprintln!("chromium not installed: the page check is skipped");
+    let Some(browser) = chromium_or_skip("page") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -275,18 +264,10 @@ fn the_live_page_shows_the_merged_party_and_its_conflict_in_a_browser() {
     });
     let page = format!("{url}/?party=42");
     let headless = |extra: &[&str]| {
-        Command::new(&browser)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--virtual-time-budget=3000",
-            ])
-            .args(extra)
-            .arg(&page)
-            .output()
-            .expect("running chromium")
+        headless(
+            &browser,
+            &[&["--virtual-time-budget=3000"], extra, &[&page]].concat(),
+        )
     };
     let dom = headless(&["--dump-dom"]);
     let dom = String::from_utf8_lossy(&dom.stdout);
@@ -324,18 +305,15 @@ fn hub_redrive_reaches_a_running_server() {
     let data = tempfile::tempdir().unwrap();
     let server = start(data.path(), &[]);
     let redrive = |addr: &str| {
-        Command::new(BIN)
-            .args(["hub", "redrive", "--addr", addr])
-            .output()
-            .expect("running host-cli hub redrive")
+        let mut cmd = Command::new(BIN);
+        cmd.args(["hub", "redrive", "--addr", addr]);
+        cmd
     };
-    let out = redrive(server.url.trim_start_matches("http://"));
+    let out = run_ok(&mut redrive(server.url.trim_start_matches("http://")));
     let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{printed}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(printed.contains("sent again: 0"), "{printed}");
-    assert_eq!(redrive("127.0.0.1:9").status.code(), Some(2));
+    let refused = redrive("127.0.0.1:9")
+        .output()
+        .expect("running host-cli hub redrive");
+    assert_eq!(refused.status.code(), Some(2));
 }

@@ -310,12 +310,69 @@ pub trait ConflictLog: Send + Sync + std::fmt::Debug {
     /// The records a query selects, oldest first.
     fn query(&self, query: &ConflictQuery) -> Result<Vec<ConflictRecord>, LogError>;
     /// Appends a later resolution to a record.
-    fn add_outcome(
-        &self,
-        tenant: &str,
-        id: &str,
-        outcome: &ConflictOutcome,
-    ) -> Result<(), LogError>;
+    fn append(&self, tenant: &str, id: &str, outcome: &ConflictOutcome) -> Result<(), LogError>;
+}
+
+// A log shared by the regions of one process is the same log behind an `Arc`.
+impl<T: ConflictLog + ?Sized> ConflictLog for std::sync::Arc<T> {
+    fn record(&self, record: &ConflictRecord) -> Result<bool, LogError> {
+        (**self).record(record)
+    }
+
+    fn get(&self, tenant: &str, id: &str) -> Result<Option<ConflictRecord>, LogError> {
+        (**self).get(tenant, id)
+    }
+
+    fn query(&self, query: &ConflictQuery) -> Result<Vec<ConflictRecord>, LogError> {
+        (**self).query(query)
+    }
+
+    fn append(&self, tenant: &str, id: &str, outcome: &ConflictOutcome) -> Result<(), LogError> {
+        (**self).append(tenant, id, outcome)
+    }
+}
+
+/// Told of what an [`Observed`] log is asked to write, after the log has answered.
+pub trait LogObserver: Send + Sync + std::fmt::Debug {
+    /// `record` was offered to the log, which answered `stored` (`Ok(true)`: stored anew,
+    /// `Ok(false)`: it had a record with this id already).
+    fn recorded(&self, record: &ConflictRecord, stored: &Result<bool, LogError>);
+    /// `outcome` was appended to `record` (as the log holds it afterwards); `appended` is false
+    /// where the append failed but the record could be read.
+    fn outcome_added(&self, record: &ConflictRecord, outcome: &ConflictOutcome, appended: bool);
+}
+
+/// A conflict log that tells an observer what it was asked to write (the simulation's oracle
+/// keeps every resolution; `serve`'s page keeps the latest records in memory).
+#[derive(Debug)]
+pub struct Observed<L, O> {
+    pub log: L,
+    pub observer: O,
+}
+
+impl<L: ConflictLog, O: LogObserver> ConflictLog for Observed<L, O> {
+    fn record(&self, record: &ConflictRecord) -> Result<bool, LogError> {
+        let stored = self.log.record(record);
+        self.observer.recorded(record, &stored);
+        stored
+    }
+
+    fn get(&self, tenant: &str, id: &str) -> Result<Option<ConflictRecord>, LogError> {
+        self.log.get(tenant, id)
+    }
+
+    fn query(&self, query: &ConflictQuery) -> Result<Vec<ConflictRecord>, LogError> {
+        self.log.query(query)
+    }
+
+    fn append(&self, tenant: &str, id: &str, outcome: &ConflictOutcome) -> Result<(), LogError> {
+        let appended = self.log.append(tenant, id, outcome);
+        if let Ok(Some(record)) = self.log.get(tenant, id) {
+            self.observer
+                .outcome_added(&record, outcome, appended.is_ok());
+        }
+        appended
+    }
 }
 
 /// The log in memory (tests, embedded use).
@@ -370,12 +427,7 @@ impl ConflictLog for MemoryConflictLog {
         Ok(found)
     }
 
-    fn add_outcome(
-        &self,
-        tenant: &str,
-        id: &str,
-        outcome: &ConflictOutcome,
-    ) -> Result<(), LogError> {
+    fn append(&self, tenant: &str, id: &str, outcome: &ConflictOutcome) -> Result<(), LogError> {
         let mut records = self.records.lock().unwrap();
         let r = records
             .iter_mut()
@@ -490,12 +542,7 @@ impl ConflictLog for DirConflictLog {
         Ok(found)
     }
 
-    fn add_outcome(
-        &self,
-        tenant: &str,
-        id: &str,
-        outcome: &ConflictOutcome,
-    ) -> Result<(), LogError> {
+    fn append(&self, tenant: &str, id: &str, outcome: &ConflictOutcome) -> Result<(), LogError> {
         let path = self.path(tenant, id)?;
         let _locked = self.lock(tenant)?;
         let mut record = Self::read(&path)?.ok_or_else(|| LogError::NotFound {

@@ -21,7 +21,7 @@ use crate::event::{Action, PartyEvent, Tmf630Error, parse_event};
 use crate::failure::Failure;
 use crate::resolve::Resolver;
 use crate::store::{
-    DeadLetter, DeadLetterSink, IdempotencyRecord, IngestStore, Provenance, RecordStatus,
+    Commit, DeadLetter, DeadLetterSink, IdempotencyRecord, IngestStore, Provenance, RecordStatus,
     StoreError, StoredParty,
 };
 
@@ -509,8 +509,11 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
                 written_at_ms: now_ms,
             },
         };
-        self.store
-            .commit(&stored, expected.as_deref(), &completed)?;
+        self.store.commit(&Commit {
+            party: &stored,
+            expected: expected.as_deref(),
+            record: &completed,
+        })?;
         tracing::info!(tenant, party = %event.party_id, event = %event.event_id, region = %region, outcome = "applied", "ingest.apply");
         Ok(result)
     }

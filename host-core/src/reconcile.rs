@@ -148,7 +148,7 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
             ..outcome
         };
         let written = match redriven {
-            Some(id) => log.add_outcome(&lost.tenant, id, &outcome),
+            Some(id) => log.append(&lost.tenant, id, &outcome),
             None => {
                 match ConflictRecord::for_resolver(&self.resolver, local, lost, now_ms, outcome) {
                     Some(record) => log.record(&record).map(|_| ()),

@@ -115,14 +115,19 @@ pub trait IngestStore: PartyStore {
     fn claim(&self, record: &IdempotencyRecord, now_ms: u64) -> Result<(), StoreError>;
     /// Writes the party (if `expected` is the version vector stored, or nothing is stored when
     /// `None`), the region's own copy of it, and the completed record, in one transaction.
-    fn commit(
-        &self,
-        party: &StoredParty,
-        expected: Option<&[Dot]>,
-        record: &IdempotencyRecord,
-    ) -> Result<(), StoreError>;
+    fn commit(&self, commit: &Commit<'_>) -> Result<(), StoreError>;
     /// Drops a claim that will not complete (the event went to the dead-letter queue).
     fn release(&self, tenant: &str, key: &str) -> Result<(), StoreError>;
+}
+
+/// What [`IngestStore::commit`] writes in one transaction: an applied event's party, on the
+/// condition that `expected` is the version vector stored (nothing stored when `None`), and its
+/// completed idempotency record.
+#[derive(Clone, Copy, Debug)]
+pub struct Commit<'a> {
+    pub party: &'a StoredParty,
+    pub expected: Option<&'a [Dot]>,
+    pub record: &'a IdempotencyRecord,
 }
 
 /// An event (or a conflict) that could not be applied, with why.
@@ -183,13 +188,8 @@ impl<T: IngestStore + ?Sized> IngestStore for std::sync::Arc<T> {
         (**self).claim(record, now_ms)
     }
 
-    fn commit(
-        &self,
-        party: &StoredParty,
-        expected: Option<&[Dot]>,
-        record: &IdempotencyRecord,
-    ) -> Result<(), StoreError> {
-        (**self).commit(party, expected, record)
+    fn commit(&self, commit: &Commit<'_>) -> Result<(), StoreError> {
+        (**self).commit(commit)
     }
 
     fn release(&self, tenant: &str, key: &str) -> Result<(), StoreError> {

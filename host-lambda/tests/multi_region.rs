@@ -47,6 +47,17 @@ struct Workload {
     delete: bool,
 }
 
+impl Workload {
+    /// `parties` parties, each updated `events_per_region` times from every region; none deleted.
+    fn new(parties: usize, events_per_region: usize) -> Self {
+        Workload {
+            parties,
+            events_per_region,
+            delete: false,
+        }
+    }
+}
+
 fn event_time(ms: u64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
     humantime::format_rfc3339_millis(t).to_string()
@@ -365,13 +376,19 @@ fn seed() -> u64 {
     integration_tests::env_seed("SEED").unwrap_or(7)
 }
 
+/// A world of seed `seed() + offset` with `parties` parties created at `t0`.
+fn world_with_parties(offset: u64, parties: usize, t0: u64) -> World {
+    let mut world = World::new(seed() + offset);
+    create_parties(&mut world, parties, t0);
+    world
+}
+
 #[test]
 fn apac_eu_na_concurrent_writes_converge_with_nothing_lost() {
     let mut world = World::new(seed());
     let w = Workload {
-        parties: 3,
-        events_per_region: 16,
         delete: true,
+        ..Workload::new(3, 16)
     };
     let acks = run_workload(&mut world, w, 1_750_000_000_000);
     assert!(
@@ -419,11 +436,7 @@ fn assert_conflicts_recorded_once(world: &World) {
 #[test]
 fn version_vectors_agree_and_dominate_every_acknowledged_version() {
     let mut world = World::new(seed() + 1);
-    let w = Workload {
-        parties: 2,
-        events_per_region: 16,
-        delete: false,
-    };
+    let w = Workload::new(2, 16);
     let acks = run_workload(&mut world, w, 1_750_000_100_000);
     assert_vectors_dominate(&world, w, &acks);
     let t = tables(&world, w.parties);
@@ -435,9 +448,8 @@ fn version_vectors_agree_and_dominate_every_acknowledged_version() {
 
 #[test]
 fn duplicate_deliveries_end_as_one_effect() {
-    let mut world = World::new(seed() + 2);
     let t0 = 1_750_000_200_000;
-    create_parties(&mut world, 1, t0);
+    let mut world = world_with_parties(2, 1, t0);
     let element = json!({"@type": "EmailContactMedium", "id": "cm-dup", "mediumType": "email", "emailAddress": "dup@example.com"});
     let e = change(
         "dup-everywhere",
@@ -484,14 +496,9 @@ fn duplicate_deliveries_end_as_one_effect() {
 
 #[test]
 fn a_partitioned_region_converges_after_healing_with_nothing_lost() {
-    let mut world = World::new(seed() + 3);
-    let w = Workload {
-        parties: 2,
-        events_per_region: 20,
-        delete: false,
-    };
+    let w = Workload::new(2, 20);
     let t0 = 1_750_000_300_000;
-    create_parties(&mut world, w.parties, t0);
+    let mut world = world_with_parties(3, w.parties, t0);
     // NA is cut off from replication for the first rounds of traffic, then healed.
     world.cut_off[2] = true;
     let acks = run_clients(&mut world, w, t0 + 1000, |world, round| {
@@ -507,14 +514,9 @@ fn a_partitioned_region_converges_after_healing_with_nothing_lost() {
 
 #[test]
 fn throttled_writes_are_dead_lettered_and_a_redrive_completes_them() {
-    let mut world = World::new(seed() + 4);
-    let w = Workload {
-        parties: 2,
-        events_per_region: 12,
-        delete: false,
-    };
+    let w = Workload::new(2, 12);
     let t0 = 1_750_000_400_000;
-    create_parties(&mut world, w.parties, t0);
+    let mut world = world_with_parties(4, w.parties, t0);
     // EU's writes (ingest and reconcile alike) are throttled in bursts longer than the SDK's
     // retries: some events and some resolutions end in EU's dead-letter queue.
     let acks = {
@@ -591,11 +593,7 @@ fn throttled_writes_are_dead_lettered_and_a_redrive_completes_them() {
 
 #[test]
 fn plain_global_tables_loses_what_reconciliation_keeps() {
-    let w = Workload {
-        parties: 3,
-        events_per_region: 16,
-        delete: false,
-    };
+    let w = Workload::new(3, 16);
     let mut lost_by = Vec::new();
     for reconcile in [false, true] {
         let mut world = World::new(seed() + 5);

@@ -19,6 +19,7 @@ use anyhow::Context as _;
 use host_core::conflict::CapturedConflict;
 use host_core::conflict_log::{
     ConflictLog, ConflictOutcome, ConflictQuery, ConflictRecord, DirConflictLog, LogError,
+    LogObserver, Observed,
 };
 use host_core::ingest::{Ingest, IngestConfig, Outcome};
 use host_core::reconcile::{Reconcile, ReconcileOutcome};
@@ -192,7 +193,10 @@ impl World {
             cache,
             config.refresh,
         ));
-        let log = Arc::new(RecentLog::new(DirConflictLog::new(&config.log_dir)));
+        let log = Arc::new(RecentLog {
+            log: DirConflictLog::new(&config.log_dir),
+            observer: Recent::default(),
+        });
         let mut letters_by_region: std::collections::HashMap<String, Vec<_>> = Default::default();
         for (id, letter) in loaded.letters {
             letters_by_region
@@ -281,7 +285,10 @@ impl World {
             driver_tick_ms: AtomicU64::new(now_ms()),
             started_ms: now_ms(),
         });
-        world.log.warm(&world.config.tenants);
+        world
+            .log
+            .observer
+            .warm(&world.log.log, &world.config.tenants);
         let driver = world.clone();
         let handle = std::thread::Builder::new()
             .name("serve-driver".into())
@@ -603,32 +610,27 @@ impl World {
         party: Option<&str>,
         limit: usize,
     ) -> Vec<ConflictRecord> {
-        self.log.recent(tenant, party, limit)
+        self.log.observer.recent(tenant, party, limit)
     }
 }
 
 /// The conflict log on its directory, with the latest records also kept in memory for the
 /// page (which polls every second: reading every record file each time would grow with the
 /// log).
-#[derive(Debug)]
-pub struct RecentLog {
-    dir: DirConflictLog,
-    recent: Mutex<VecDeque<ConflictRecord>>,
+pub type RecentLog = Observed<DirConflictLog, Recent>;
+
+/// The latest records of the log, newest last.
+#[derive(Debug, Default)]
+pub struct Recent {
+    records: Mutex<VecDeque<ConflictRecord>>,
 }
 
 /// Records kept in memory.
 const RECENT: usize = 500;
 
-impl RecentLog {
-    pub fn new(dir: DirConflictLog) -> Self {
-        RecentLog {
-            dir,
-            recent: Mutex::new(VecDeque::new()),
-        }
-    }
-
+impl Recent {
     fn keep(&self, record: ConflictRecord) {
-        let mut recent = self.recent.lock().unwrap();
+        let mut recent = self.records.lock().unwrap();
         recent.retain(|r| !(r.tenant == record.tenant && r.id == record.id));
         recent.push_back(record);
         while recent.len() > RECENT {
@@ -638,7 +640,7 @@ impl RecentLog {
 
     /// The latest records of `tenant` (of `party` when given), newest first.
     pub fn recent(&self, tenant: &str, party: Option<&str>, limit: usize) -> Vec<ConflictRecord> {
-        let recent = self.recent.lock().unwrap();
+        let recent = self.records.lock().unwrap();
         let mut found: Vec<ConflictRecord> = recent
             .iter()
             .filter(|r| r.tenant == tenant && party.is_none_or(|p| r.party_id == p))
@@ -649,11 +651,10 @@ impl RecentLog {
         found
     }
 
-    /// Reads the latest records of `tenants` from the directory (at start).
-    pub fn warm(&self, tenants: &[String]) {
+    /// Reads the latest records of `tenants` from `dir` (at start).
+    pub fn warm(&self, dir: &DirConflictLog, tenants: &[String]) {
         for tenant in tenants {
-            let mut records = self
-                .dir
+            let mut records = dir
                 .query(&ConflictQuery::tenant(tenant))
                 .unwrap_or_default();
             records.sort_by(|a, b| (a.at_ms, &a.id).cmp(&(b.at_ms, &b.id)));
@@ -665,33 +666,16 @@ impl RecentLog {
     }
 }
 
-impl ConflictLog for RecentLog {
-    fn record(&self, record: &ConflictRecord) -> Result<bool, LogError> {
-        let created = self.dir.record(record)?;
-        if created {
+impl LogObserver for Recent {
+    fn recorded(&self, record: &ConflictRecord, stored: &Result<bool, LogError>) {
+        if matches!(stored, Ok(true)) {
             self.keep(record.clone());
         }
-        Ok(created)
     }
 
-    fn get(&self, tenant: &str, id: &str) -> Result<Option<ConflictRecord>, LogError> {
-        self.dir.get(tenant, id)
-    }
-
-    fn query(&self, query: &ConflictQuery) -> Result<Vec<ConflictRecord>, LogError> {
-        self.dir.query(query)
-    }
-
-    fn add_outcome(
-        &self,
-        tenant: &str,
-        id: &str,
-        outcome: &ConflictOutcome,
-    ) -> Result<(), LogError> {
-        self.dir.add_outcome(tenant, id, outcome)?;
-        if let Ok(Some(updated)) = self.dir.get(tenant, id) {
-            self.keep(updated);
+    fn outcome_added(&self, record: &ConflictRecord, _: &ConflictOutcome, appended: bool) {
+        if appended {
+            self.keep(record.clone());
         }
-        Ok(())
     }
 }

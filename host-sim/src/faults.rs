@@ -4,7 +4,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use host_core::store::{IdempotencyRecord, IngestStore, PartyStore, StoreError, StoredParty};
+use host_core::store::{
+    Commit, IdempotencyRecord, IngestStore, PartyStore, StoreError, StoredParty,
+};
 use policy_types::{Dot, PartyVersion};
 
 /// The payload of a simulated crash. It unwinds with `resume_unwind`, which runs no panic hook,
@@ -83,12 +85,7 @@ impl<S: IngestStore> IngestStore for FaultyStore<S> {
         self.inner.claim(record, now_ms)
     }
 
-    fn commit(
-        &self,
-        party: &StoredParty,
-        expected: Option<&[Dot]>,
-        record: &IdempotencyRecord,
-    ) -> Result<(), StoreError> {
+    fn commit(&self, commit: &Commit<'_>) -> Result<(), StoreError> {
         let (crash_now, race) = {
             let mut plan = self.plan.lock().unwrap();
             (std::mem::take(&mut plan.crash_on_commit), plan.race.take())
@@ -99,7 +96,7 @@ impl<S: IngestStore> IngestStore for FaultyStore<S> {
         if crash_now {
             crash();
         }
-        self.inner.commit(party, expected, record)
+        self.inner.commit(commit)
     }
 
     fn release(&self, tenant: &str, key: &str) -> Result<(), StoreError> {

@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 
 use host_core::conflict::CapturedConflict;
 use host_core::conflict_log::{
-    ConflictLog, ConflictOutcome, ConflictQuery, ConflictRecord, LogError, MemoryConflictLog,
+    ConflictLog, ConflictOutcome, ConflictRecord, LogError, LogObserver, MemoryConflictLog,
+    Observed,
 };
 use host_core::ingest::{Ingest, IngestConfig, Outcome};
 use host_core::policies::TenantPolicies;
@@ -289,15 +290,14 @@ impl SimReport {
     }
 }
 
-/// The conflict log every region records into, keeping every resolution as the oracle needs
-/// it (the log itself stores a conflict once).
-#[derive(Debug)]
-struct RecordingLog {
-    inner: Arc<dyn ConflictLog>,
+/// Keeps every resolution offered to the conflict log, as the oracle needs it (the log itself
+/// stores a conflict once).
+#[derive(Debug, Default)]
+struct Resolutions {
     seen: Mutex<Vec<Recorded>>,
 }
 
-impl RecordingLog {
+impl Resolutions {
     fn keep(&self, record: &ConflictRecord, outcome: &ConflictOutcome) {
         self.seen.lock().unwrap().push(Recorded {
             conflict: record.id.clone(),
@@ -310,32 +310,18 @@ impl RecordingLog {
     }
 }
 
-impl ConflictLog for RecordingLog {
-    fn record(&self, record: &ConflictRecord) -> Result<bool, LogError> {
+impl LogObserver for Resolutions {
+    fn recorded(&self, record: &ConflictRecord, _stored: &Result<bool, LogError>) {
         self.keep(record, record.first());
-        self.inner.record(record)
     }
 
-    fn get(&self, tenant: &str, id: &str) -> Result<Option<ConflictRecord>, LogError> {
-        self.inner.get(tenant, id)
-    }
-
-    fn query(&self, query: &ConflictQuery) -> Result<Vec<ConflictRecord>, LogError> {
-        self.inner.query(query)
-    }
-
-    fn add_outcome(
-        &self,
-        tenant: &str,
-        id: &str,
-        outcome: &ConflictOutcome,
-    ) -> Result<(), LogError> {
-        if let Ok(Some(record)) = self.inner.get(tenant, id) {
-            self.keep(&record, outcome);
-        }
-        self.inner.add_outcome(tenant, id, outcome)
+    fn outcome_added(&self, record: &ConflictRecord, outcome: &ConflictOutcome, _appended: bool) {
+        self.keep(record, outcome);
     }
 }
+
+/// The conflict log every region records into.
+type RecordingLog = Observed<Arc<dyn ConflictLog>, Resolutions>;
 
 type RegionIngest<R> =
     Ingest<FaultyStore<<R as RegionStores>::Table>, <R as RegionStores>::Letters>;
@@ -531,8 +517,8 @@ impl<'a, B: Backend> World<'a, B> {
             None => Arc::new(MemoryConflictLog::new()),
         };
         let log = Arc::new(RecordingLog {
-            inner,
-            seen: Mutex::new(Vec::new()),
+            log: inner,
+            observer: Resolutions::default(),
         });
         let n = config.regions.len();
         let faults = &config.faults;
@@ -1339,7 +1325,7 @@ impl<'a, B: Backend> World<'a, B> {
                 )
             })
             .collect();
-        let recorded = std::mem::take(&mut *self.log.seen.lock().unwrap());
+        let recorded = std::mem::take(&mut *self.log.observer.seen.lock().unwrap());
         let verdict = oracle::judge(&self.acks, &self.deletes, &recorded, &finals);
         let r = &mut self.report;
         r.violations.extend(unread);

@@ -167,3 +167,4 @@ pub fn assert_first_outcome_reproduces(
 
 pub mod conformance;
 pub mod samples;
+mod specs;

@@ -8,18 +8,7 @@ use policy_types::{PartyVersion, ResourceType};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
-/// `../shared/specs/tmf632` beside the checkout.
-pub fn specs_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs/tmf632")
-}
-
-/// One official v5 example payload, by file name (without `.json`).
-pub fn example(name: &str) -> Value {
-    let path = specs_dir().join("examples/v5").join(format!("{name}.json"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
+pub use crate::specs::{example, specs_dir};
 
 /// An official example as an event with the given id and second of event time (the examples
 /// all share one of each, so that events sent one after another need their own).

@@ -7,11 +7,12 @@
 //! three-region simulation whose every record reproduces under the policy that decided it; and
 //! the directory log shared by concurrent writers losing no record and no outcome.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use host_core::conflict_log::{
-    ConflictLog, ConflictOutcome, ConflictRecord, DirConflictLog, MemoryConflictLog, conflict_id,
+    ConflictLog, ConflictOutcome, ConflictRecord, DirConflictLog, LogError, LogObserver,
+    MemoryConflictLog, Observed, conflict_id,
 };
 use host_core::reconcile::{Reconcile, ReconcileOutcome};
 use host_core::store::PartyStore;
@@ -46,6 +47,73 @@ fn the_directory_log_conforms() {
         |sink| sink.letters.lock().unwrap().clone(),
         Arc::new(DirConflictLog::new(dir.path().join("reconcile"))),
     );
+}
+
+/// What an observer of a log was told: each record offered (with whether it was stored anew)
+/// and each outcome appended.
+#[derive(Debug, Default)]
+struct Told {
+    recorded: Mutex<Vec<(String, bool)>>,
+    appended: Mutex<Vec<(String, String)>>,
+}
+
+impl LogObserver for Told {
+    fn recorded(&self, record: &ConflictRecord, stored: &Result<bool, LogError>) {
+        let created = matches!(stored, Ok(true));
+        self.recorded
+            .lock()
+            .unwrap()
+            .push((record.id.clone(), created));
+    }
+
+    fn outcome_added(&self, record: &ConflictRecord, outcome: &ConflictOutcome, appended: bool) {
+        if appended {
+            let decision = outcome.decision.clone();
+            self.appended
+                .lock()
+                .unwrap()
+                .push((record.id.clone(), decision));
+        }
+    }
+}
+
+/// The wrapper `serve`'s page and the simulation's oracle watch the log through: it conforms
+/// like the log it wraps, and its observer is told of every record stored and every outcome
+/// appended, as the log holds them afterwards.
+#[test]
+fn an_observed_log_conforms_and_tells_its_observer_every_write() {
+    let observed = Observed {
+        log: MemoryConflictLog::new(),
+        observer: Told::default(),
+    };
+    conformance::conflict_log("observed memory", &observed);
+    let stored = observed.log.all();
+    assert!(!stored.is_empty(), "the conformance suite stored no record");
+    let told = observed.observer.recorded.lock().unwrap();
+    for record in &stored {
+        let created = told.iter().filter(|(id, c)| id == &record.id && *c).count();
+        assert_eq!(
+            created, 1,
+            "record {} was told stored {created} times",
+            record.id
+        );
+    }
+    let mut appended: Vec<(String, String)> = stored
+        .iter()
+        .flat_map(|r| {
+            r.outcomes[1..]
+                .iter()
+                .map(|o| (r.id.clone(), o.decision.clone()))
+        })
+        .collect();
+    assert!(
+        !appended.is_empty(),
+        "the conformance suite appended no outcome"
+    );
+    let mut told = observed.observer.appended.lock().unwrap().clone();
+    told.sort();
+    appended.sort();
+    assert_eq!(told, appended);
 }
 
 fn rig(
@@ -233,8 +301,7 @@ fn concurrent_writers_of_a_directory_log_lose_no_outcome() {
             s.spawn(move || {
                 let log = DirConflictLog::new(dir);
                 for i in 0..EACH {
-                    log.add_outcome("acme", id, &outcome(1 + w * EACH + i))
-                        .unwrap();
+                    log.append("acme", id, &outcome(1 + w * EACH + i)).unwrap();
                 }
             });
         }

@@ -48,68 +48,39 @@ struct Target {
     check: fn(&[u8]) -> bool,
 }
 
-const TMF632_EVENT: Target = Target {
-    name: "tmf632_event",
-    check: parsers_fuzz::tmf632_event,
-};
-const CAPTURED_CONFLICT: Target = Target {
-    name: "captured_conflict",
-    check: parsers_fuzz::captured_conflicts,
-};
-const PARTY_ITEM: Target = Target {
-    name: "party_item",
-    check: parsers_fuzz::party_item,
-};
-const STREAM_EVENT: Target = Target {
-    name: "stream_event",
-    check: parsers_fuzz::stream_event,
-};
-const CONFLICT_RECORD: Target = Target {
-    name: "conflict_record",
-    check: parsers_fuzz::conflict_record,
-};
-const JOURNAL_ITEM: Target = Target {
-    name: "journal_item",
-    check: parsers_fuzz::journal_items,
-};
-const STREAM_FAILURE: Target = Target {
-    name: "stream_failure",
-    check: parsers_fuzz::stream_failure,
-};
-
-#[test]
-fn tmf632_events_are_refused_with_tmf630_bodies_or_applied_never_a_panic() {
-    smoke(&TMF632_EVENT);
+impl Target {
+    const fn new(name: &'static str, check: fn(&[u8]) -> bool) -> Self {
+        Target { name, check }
+    }
 }
 
-#[test]
-fn captured_conflict_files_are_refused_line_by_line_or_read_back_never_a_panic() {
-    smoke(&CAPTURED_CONFLICT);
+const TMF632_EVENT: Target = Target::new("tmf632_event", parsers_fuzz::tmf632_event);
+const CAPTURED_CONFLICT: Target =
+    Target::new("captured_conflict", parsers_fuzz::captured_conflicts);
+const PARTY_ITEM: Target = Target::new("party_item", parsers_fuzz::party_item);
+const STREAM_EVENT: Target = Target::new("stream_event", parsers_fuzz::stream_event);
+const CONFLICT_RECORD: Target = Target::new("conflict_record", parsers_fuzz::conflict_record);
+const JOURNAL_ITEM: Target = Target::new("journal_item", parsers_fuzz::journal_items);
+const STREAM_FAILURE: Target = Target::new("stream_failure", parsers_fuzz::stream_failure);
+
+/// One test a target, named for the property it checks: each runs [`smoke`] on its target.
+macro_rules! smoke_tests {
+    ($($test:ident => $target:ident;)*) => {$(
+        #[test]
+        fn $test() {
+            smoke(&$target);
+        }
+    )*};
 }
 
-#[test]
-fn party_items_are_refused_or_read_back_never_a_panic() {
-    smoke(&PARTY_ITEM);
-}
-
-#[test]
-fn stream_batches_are_refused_or_their_images_read_back_never_a_panic() {
-    smoke(&STREAM_EVENT);
-}
-
-#[test]
-fn conflict_records_are_refused_or_read_back_never_a_panic() {
-    smoke(&CONFLICT_RECORD);
-}
-
-#[test]
-fn journal_items_are_refused_or_loaded_never_a_panic() {
-    smoke(&JOURNAL_ITEM);
-}
-
-#[test]
-fn stream_failure_messages_are_refused_or_read_back_never_a_panic() {
-    smoke(&STREAM_FAILURE);
+smoke_tests! {
+    tmf632_events_are_refused_with_tmf630_bodies_or_applied_never_a_panic => TMF632_EVENT;
+    captured_conflict_files_are_refused_line_by_line_or_read_back_never_a_panic => CAPTURED_CONFLICT;
+    party_items_are_refused_or_read_back_never_a_panic => PARTY_ITEM;
+    stream_batches_are_refused_or_their_images_read_back_never_a_panic => STREAM_EVENT;
+    conflict_records_are_refused_or_read_back_never_a_panic => CONFLICT_RECORD;
+    journal_items_are_refused_or_loaded_never_a_panic => JOURNAL_ITEM;
+    stream_failure_messages_are_refused_or_read_back_never_a_panic => STREAM_FAILURE;
 }
 
 /// What the fuzzers start from is what the code below writes, file by file (a run may add

@@ -147,31 +147,29 @@ fn set_type_if_absent(element: &mut Map<String, Value>, class: &str) {
 }
 
 /// Moves `fields` from `from` to `to`, each unless `to` has it already.
-fn move_fields(from: &mut Map<String, Value>, to: &mut Map<String, Value>, fields: &[&str]) {
+fn move_fields<'f>(
+    from: &mut Map<String, Value>,
+    to: &mut Map<String, Value>,
+    fields: impl IntoIterator<Item = &'f str>,
+) {
     for field in fields {
-        if !to.contains_key(*field)
-            && let Some(value) = from.remove(*field)
+        if !to.contains_key(field)
+            && let Some(value) = from.remove(field)
         {
-            to.insert((*field).into(), value);
+            to.insert(field.into(), value);
         }
     }
 }
 
 /// v4's `MediumCharacteristic` members: nested under `characteristic` in v4, at the top of the
 /// element in v5 (each `…ContactMedium` class has its own, all have `contactType`).
-const MEDIUM_FIELDS: [&str; 11] = [
-    "emailAddress",
-    "phoneNumber",
-    "faxNumber",
-    "street1",
-    "street2",
-    "city",
-    "postCode",
-    "stateOrProvince",
-    "country",
-    "socialNetworkId",
-    "contactType",
-];
+fn medium_fields() -> impl Iterator<Item = &'static str> {
+    Medium::ALL
+        .into_iter()
+        .flat_map(Medium::own_fields)
+        .copied()
+        .chain(["contactType"])
+}
 
 /// The kinds of contact medium both releases know: v5's `…ContactMedium` subclasses, v4's
 /// `mediumType` values.
@@ -308,7 +306,7 @@ fn contact_medium_to_v5(element: &mut Map<String, Value>) {
     }
     if let Some(Value::Object(mut characteristic)) = element.remove("characteristic") {
         let was_empty = characteristic.is_empty();
-        move_fields(&mut characteristic, element, &MEDIUM_FIELDS);
+        move_fields(&mut characteristic, element, medium_fields());
         if was_empty || !characteristic.is_empty() {
             element.insert("characteristic".into(), Value::Object(characteristic));
         }
@@ -334,7 +332,7 @@ fn contact_medium_to_v5(element: &mut Map<String, Value>) {
 /// it was kept as `@baseType`). An element with nothing at the top and no subclass is v4.
 fn contact_medium_to_v4(element: &mut Map<String, Value>) {
     let kind = type_of(element).and_then(Medium::from_v5_type);
-    let flat = MEDIUM_FIELDS.iter().any(|f| element.contains_key(*f));
+    let flat = medium_fields().any(|f| element.contains_key(f));
     if flat {
         let mut characteristic = match element.remove("characteristic") {
             Some(Value::Object(c)) => Some(c),
@@ -346,7 +344,7 @@ fn contact_medium_to_v4(element: &mut Map<String, Value>) {
             }
         };
         if let Some(characteristic) = characteristic.as_mut() {
-            move_fields(element, characteristic, &MEDIUM_FIELDS);
+            move_fields(element, characteristic, medium_fields());
         }
         if let Some(characteristic) = characteristic.filter(|c| !c.is_empty()) {
             element.insert("characteristic".into(), Value::Object(characteristic));
@@ -401,7 +399,7 @@ fn related_party_to_v5(element: &mut Map<String, Value>) {
                 return;
             }
         };
-        move_fields(element, &mut reference, &REF_FIELDS);
+        move_fields(element, &mut reference, REF_FIELDS);
         let class = reference_type(reference.get("@referredType"));
         set_type_if_absent(&mut reference, class);
         element.insert("partyOrPartyRole".into(), Value::Object(reference));
@@ -416,7 +414,7 @@ fn related_party_to_v4(element: &mut Map<String, Value>) {
     let Some(Value::Object(mut reference)) = element.remove("partyOrPartyRole") else {
         return;
     };
-    move_fields(&mut reference, element, &REF_FIELDS);
+    move_fields(&mut reference, element, REF_FIELDS);
     match type_of(&reference) {
         Some(PARTY_REF | PARTY_ROLE_REF) => {
             reference.remove("@type");
@@ -1013,18 +1011,23 @@ mod tests {
         answer.response.body.unwrap()
     }
 
+    /// A region in which `body` was posted to `path` (a listener or a resource route): 201.
+    fn posted(path: &str, body: &Value) -> Ingest<MemoryStore, MemoryDeadLetters> {
+        let ingest = region();
+        let post = ApiRequest::new("POST", path).with_body(body.to_string());
+        let answer = handle(&ingest, None, "acme", &post, T0, T0 + 30_000);
+        assert_eq!(answer.response.status, 201, "{:?}", answer.response.body);
+        ingest
+    }
+
     #[test]
     fn a_party_written_on_a_v4_route_reads_on_a_v5_route_as_valid_v5() {
-        let ingest = region();
         let event = json!({
             "eventId": "v4-create", "eventTime": "2025-01-01T00:00:00Z",
             "eventType": "IndividualCreateEvent",
             "event": {"individual": v4_individual()}
         });
-        let post = ApiRequest::new("POST", "/tmf-api/party/v4/listener/individualCreateEvent")
-            .with_body(event.to_string());
-        let answer = handle(&ingest, None, "acme", &post, T0, T0 + 30_000);
-        assert_eq!(answer.response.status, 201, "{:?}", answer.response.body);
+        let ingest = posted("/tmf-api/party/v4/listener/individualCreateEvent", &event);
 
         let v5 = get(&ingest, "/tmf-api/party/v5/individual/v4-ann");
         let found = errors(SpecVersion::V5, "Individual", &v5);
@@ -1043,12 +1046,7 @@ mod tests {
     /// A region in which a v4 client created the v4 party `v4-ann` with `POST` on the v4
     /// resource route (201).
     fn v4_ann_posted_on_v4() -> Ingest<MemoryStore, MemoryDeadLetters> {
-        let ingest = region();
-        let post = ApiRequest::new("POST", "/tmf-api/party/v4/individual")
-            .with_body(v4_individual().to_string());
-        let answer = handle(&ingest, None, "acme", &post, T0, T0 + 30_000);
-        assert_eq!(answer.response.status, 201, "{:?}", answer.response.body);
-        ingest
+        posted("/tmf-api/party/v4/individual", &v4_individual())
     }
 
     /// A JSON Patch names the party as its route shows it: on a party written in v4 form, a v5
@@ -1087,11 +1085,10 @@ mod tests {
 
     #[test]
     fn a_party_written_on_a_v5_route_reads_on_a_v4_route_as_valid_v4() {
-        let ingest = region();
-        let post = ApiRequest::new("POST", "/tmf-api/party/v5/individual")
-            .with_body(example("Individual_retrieve_example_response").to_string());
-        let answer = handle(&ingest, None, "acme", &post, T0, T0 + 30_000);
-        assert_eq!(answer.response.status, 201, "{:?}", answer.response.body);
+        let ingest = posted(
+            "/tmf-api/party/v5/individual",
+            &example("Individual_retrieve_example_response"),
+        );
         let v4 = get(&ingest, "/tmf-api/party/v4/individual/42");
         let found = errors(SpecVersion::V4, "Individual", &v4);
         assert!(found.is_empty(), "{found:?}\n{v4:#}");

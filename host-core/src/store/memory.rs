@@ -19,7 +19,7 @@ use policy_types::{Dot, PartyVersion, covers};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    DeadLetter, DeadLetterSink, IdempotencyRecord, IngestStore, PartyStore, StoreError,
+    Commit, DeadLetter, DeadLetterSink, IdempotencyRecord, IngestStore, PartyStore, StoreError,
     StoredParty, record_is_live,
 };
 
@@ -609,20 +609,16 @@ impl IngestStore for MemoryStore {
         Ok(())
     }
 
-    fn commit(
-        &self,
-        party: &StoredParty,
-        expected: Option<&[Dot]>,
-        record: &IdempotencyRecord,
-    ) -> Result<(), StoreError> {
+    fn commit(&self, commit: &Commit<'_>) -> Result<(), StoreError> {
+        let party = commit.party;
         let mut inner = self.lock();
-        self.put(&mut inner, party, expected)?;
+        self.put(&mut inner, party, commit.expected)?;
         inner.own.insert(
             (party.version.tenant.clone(), party.version.party_id.clone()),
             party.version.clone(),
         );
         self.journal(&mut inner, || Change::Own(party.version.clone()));
-        self.put_record(&mut inner, record);
+        self.put_record(&mut inner, commit.record);
         Ok(())
     }
 

@@ -99,20 +99,26 @@ pub fn build(workspace: &Path, packages: &[&str], target: Target, out_dir: &Path
             println!("cargo:rerun-if-changed={}", built.display());
             let bytes = std::fs::read(&built)
                 .unwrap_or_else(|e| panic!("reading the built guest {}: {e}", built.display()));
-            let component = if wasmparser::Parser::is_component(&bytes) {
-                bytes
-            } else {
-                wit_component::ComponentEncoder::default()
-                    .module(&bytes)
-                    .and_then(|e| e.validate(true).encode())
-                    .unwrap_or_else(|e| panic!("turning {package} into a component: {e:#}"))
-            };
+            let component = component_of(bytes)
+                .unwrap_or_else(|e| panic!("turning {package} into a component: {e}"));
             let out = out_dir.join(format!("{package}.wasm"));
             std::fs::write(&out, component)
                 .unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
             out
         })
         .collect()
+}
+
+/// The component a build produced: `bytes` as they are when they are one already (a
+/// `wasm32-wasip2` build), otherwise the core module wrapped as one, validated.
+pub fn component_of(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    if wasmparser::Parser::is_component(&bytes) {
+        return Ok(bytes);
+    }
+    wit_component::ComponentEncoder::default()
+        .module(&bytes)
+        .and_then(|e| e.validate(true).encode())
+        .map_err(|e| format!("{e:#}"))
 }
 
 /// Installs the wasm target through rustup when the toolchain lacks it: a `rust-toolchain.toml`

@@ -19,7 +19,7 @@ pub use lifecycle::{is_terminal, lifecycle_rank};
 
 use policy_types::{
     Context, Description, Element, EntryRef, Field, FieldValue, Hlc, MergedElements, MergedField,
-    MergedParty, MergedValue, PartyVersion, Relation, Resolution, Side, covers, join_vectors,
+    MergedParty, MergedValue, PartyVersion, Relation, Resolution, Side, covers,
 };
 use std::cmp::Ordering;
 
@@ -93,13 +93,7 @@ pub fn merge(config: &Config, local: &PartyVersion, remote: &PartyVersion) -> Me
         lifecycle,
         &mut fields,
     );
-    MergedParty {
-        tenant: local.tenant.clone(),
-        party_id: local.party_id.clone(),
-        version_vector: join_vectors(&local.version_vector, &remote.version_vector),
-        fields,
-        tombstone,
-    }
+    MergedParty::of(local, remote, fields, tombstone)
 }
 
 fn merge_fields(

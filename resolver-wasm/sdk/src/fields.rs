@@ -1,8 +1,6 @@
 //! Helpers for reading parties and building results.
 
-use policy_types::{
-    Field, FieldValue, MergedField, MergedParty, MergedValue, PartyVersion, Side, join_vectors,
-};
+use policy_types::{Field, FieldValue, MergedField, MergedParty, MergedValue, PartyVersion, Side};
 use std::cmp::Ordering;
 
 /// The JSON text of a scalar field, if the version has it.
@@ -72,13 +70,7 @@ pub fn last_writer_wins(local: &PartyVersion, remote: &PartyVersion) -> MergedPa
                 .is_some_and(|x| x.stamp > *t && !has_entries_before(x, t))
         });
     }
-    MergedParty {
-        tenant: local.tenant.clone(),
-        party_id: local.party_id.clone(),
-        version_vector: join_vectors(&local.version_vector, &remote.version_vector),
-        fields,
-        tombstone,
-    }
+    MergedParty::of(local, remote, fields, tombstone)
 }
 
 /// Replaces how `name` is taken in a merged party (adds it if absent).

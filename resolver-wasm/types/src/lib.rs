@@ -534,6 +534,25 @@ pub enum Resolution {
     Reject(String),
 }
 
+impl MergedParty {
+    /// The merge of `local` and `remote` made of `fields` and `tombstone`: their party, with
+    /// the join of their version vectors.
+    pub fn of(
+        local: &PartyVersion,
+        remote: &PartyVersion,
+        fields: Vec<MergedField>,
+        tombstone: Option<Hlc>,
+    ) -> Self {
+        MergedParty {
+            tenant: local.tenant.clone(),
+            party_id: local.party_id.clone(),
+            version_vector: join_vectors(&local.version_vector, &remote.version_vector),
+            fields,
+            tombstone,
+        }
+    }
+}
+
 impl Resolution {
     /// A short name of the outcome, as reports and logs print it.
     pub fn kind(&self) -> &'static str {

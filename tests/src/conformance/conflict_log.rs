@@ -156,12 +156,12 @@ fn outcomes_are_appended_in_order(log: &dyn ConflictLog, tenant: &str) {
     assert!(log.record(&record).unwrap());
     assert!(log.record(&other).unwrap());
     let merged = ConflictOutcome::failed("host-cli", 2_000_000, "merged", "fixed", None);
-    log.add_outcome(tenant, &record.id, &merged).unwrap();
+    log.append(tenant, &record.id, &merged).unwrap();
     let back = log.get(tenant, &record.id).unwrap().unwrap();
     assert_eq!(back.outcomes, [record.first().clone(), merged.clone()]);
     assert_eq!(back.latest(), &merged);
     let kept = ConflictOutcome::failed("redrive", 3_000_000, "keep-local", "again", None);
-    log.add_outcome(tenant, &record.id, &kept).unwrap();
+    log.append(tenant, &record.id, &kept).unwrap();
     let back = log.get(tenant, &record.id).unwrap().unwrap();
     let decisions: Vec<(&str, &str)> = back
         .outcomes
@@ -206,7 +206,7 @@ fn outcomes_are_appended_in_order(log: &dyn ConflictLog, tenant: &str) {
         ),
         (1, 0, 1)
     );
-    match log.add_outcome(tenant, "0123456789abcdef0123456789abcdef", &merged) {
+    match log.append(tenant, "0123456789abcdef0123456789abcdef", &merged) {
         Err(LogError::NotFound { .. }) => {}
         other => panic!("an outcome for an unknown record was accepted: {other:?}"),
     }
@@ -225,7 +225,7 @@ fn queries_filter_by_outcome_and_policy(log: &dyn ConflictLog, tenant: &str) {
         assert!(log.record(r).unwrap());
     }
     let resolved = ConflictOutcome::failed("host-cli", 2_000_000, "merged", "fixed", None);
-    log.add_outcome(tenant, &records[2].id, &resolved).unwrap();
+    log.append(tenant, &records[2].id, &resolved).unwrap();
     let query = |policy: Option<&str>, outcome: Option<&str>, party: Option<&str>| ConflictQuery {
         policy: policy.map(str::to_owned),
         outcome: outcome.map(str::to_owned),

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use host_core::ingest::{Ingest, IngestConfig, Outcome};
 use host_core::store::{
-    DeadLetter, DeadLetterSink, IdempotencyRecord, IngestStore, PartyStore, Provenance,
+    Commit, DeadLetter, DeadLetterSink, IdempotencyRecord, IngestStore, PartyStore, Provenance,
     RecordStatus, StoreError, StoredParty,
 };
 use policy_types::{Dot, PartyVersion, ResourceType};
@@ -497,14 +497,22 @@ fn writes_are_conditional_on_the_version_read<S: IngestStore, D: DeadLetterSink>
     let mut v3 = v2.clone();
     write(&mut v3, REGION, NOW + 3, json!({"familyName": "Lovelace"}));
     assert_eq!(
-        store.commit(&party(&v3), Some(&v1.version_vector), &completed),
+        store.commit(&Commit {
+            party: &party(&v3),
+            expected: Some(&v1.version_vector),
+            record: &completed
+        }),
         Err(StoreError::ConditionFailed)
     );
     assert_eq!(store.party(tenant, "7").unwrap(), Some(party(&v2)));
     assert_eq!(store.own(tenant, "7").unwrap(), None);
     assert_eq!(store.record(tenant, "commit-1").unwrap(), Some(claim));
     store
-        .commit(&party(&v3), Some(&v2.version_vector), &completed)
+        .commit(&Commit {
+            party: &party(&v3),
+            expected: Some(&v2.version_vector),
+            record: &completed,
+        })
         .unwrap();
     assert_eq!(store.party(tenant, "7").unwrap(), Some(party(&v3)));
     assert_eq!(store.own(tenant, "7").unwrap(), Some(v3.clone()));
@@ -550,12 +558,7 @@ impl<S: IngestStore> IngestStore for Contended<S> {
     fn claim(&self, r: &IdempotencyRecord, now: u64) -> Result<(), StoreError> {
         self.inner.claim(r, now)
     }
-    fn commit(
-        &self,
-        p: &StoredParty,
-        e: Option<&[Dot]>,
-        r: &IdempotencyRecord,
-    ) -> Result<(), StoreError> {
+    fn commit(&self, c: &Commit<'_>) -> Result<(), StoreError> {
         if self
             .failures
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -563,7 +566,7 @@ impl<S: IngestStore> IngestStore for Contended<S> {
         {
             return Err(StoreError::ConditionFailed);
         }
-        self.inner.commit(p, e, r)
+        self.inner.commit(c)
     }
     fn release(&self, t: &str, k: &str) -> Result<(), StoreError> {
         self.inner.release(t, k)
