@@ -143,62 +143,15 @@ pub fn apply_resolution_with(
 /// that an oversized result is refused before anything is written or resolved again.
 pub const RESULT_LIMIT: usize = crate::store::memory::ITEM_LIMIT;
 
-/// Refuses a party over [`RESULT_LIMIT`]. Serialising a party to measure it costs as much as
-/// materialising it (each value is re-read as JSON: 10.7 µs on the typical party), so a lower
-/// bound comes first, summed from lengths alone (0.04 µs): the text the party holds (values,
-/// names, keys, which its JSON carries verbatim) and a few bytes for each field and entry, far
-/// below what their stamps and punctuation take. Only a party whose bound reaches an eighth of
-/// the limit is measured exactly: below that, its JSON would be more than eight times the
-/// bound, and it is 1.6 times on the official example and 3.5 times on a party of 200 tiny
-/// elements, the most structure per byte there is.
+/// Refuses a party over [`RESULT_LIMIT`] ([`crate::store::oversize`], which measures it
+/// cheaply).
 fn check_size(party: &PartyVersion) -> Result<(), CallFailure> {
-    if size_lower_bound(party) < RESULT_LIMIT / 8 {
-        return Ok(());
-    }
-    let size = json_size(party);
-    if size > RESULT_LIMIT {
-        return Err(CallFailure::TooLarge {
+    match crate::store::oversize(party) {
+        Some(size) => Err(CallFailure::TooLarge {
             size,
             limit: RESULT_LIMIT,
-        });
-    }
-    Ok(())
-}
-
-/// At most the bytes of `party` as JSON: its text, 16 bytes a field and 32 an entry.
-fn size_lower_bound(party: &PartyVersion) -> usize {
-    let field = |f: &policy_types::Field| {
-        16 + f.name.len()
-            + match &f.value {
-                FieldValue::Json(v) => v.len(),
-                FieldValue::Elements(elements) => elements
-                    .iter()
-                    .map(|e| {
-                        e.key.len() + e.entries.iter().map(|n| 32 + n.value.len()).sum::<usize>()
-                    })
-                    .sum(),
-            }
-    };
-    party.fields.iter().map(field).sum()
-}
-
-/// The bytes of `party` as JSON (what the in-memory store counts), written nowhere.
-fn json_size(party: &PartyVersion) -> usize {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    match serde_json::to_writer(&mut counter, party) {
-        Ok(()) => counter.0,
-        // A party always serialises; were it not to, it could not be stored either.
-        Err(_) => usize::MAX,
+        }),
+        None => Ok(()),
     }
 }
 
@@ -788,7 +741,10 @@ mod tests {
         .unwrap() else {
             panic!("merged");
         };
-        assert_eq!(json_size(&fits), serde_json::to_vec(&fits).unwrap().len());
+        assert_eq!(
+            crate::store::json_size(&fits),
+            serde_json::to_vec(&fits).unwrap().len()
+        );
     }
 
     /// The bound [`check_size`] skips the exact count with: below the JSON, and within the
@@ -801,7 +757,10 @@ mod tests {
         let items: Vec<Value> = (0..200).map(|i| json!({"id": i.to_string()})).collect();
         Writer::new("eu-central-1").write(&mut tiny, 1_000, &json!({"partyCharacteristic": items}));
         for party in [typical, tiny] {
-            let (bound, size) = (size_lower_bound(&party), json_size(&party));
+            let (bound, size) = (
+                crate::store::size_lower_bound(&party),
+                crate::store::json_size(&party),
+            );
             println!("bound {bound}, JSON {size} bytes");
             assert!(
                 bound <= size && size < 8 * bound,
@@ -858,7 +817,7 @@ mod tests {
             check_size(&party).unwrap();
         });
         time("json_size (exact)", &mut || {
-            std::hint::black_box(json_size(&party));
+            std::hint::black_box(crate::store::json_size(&party));
         });
         time("check_computed, one member", &mut || {
             check_computed(&party, answer).unwrap();
@@ -866,6 +825,6 @@ mod tests {
         time("to_tmf + whole-party v5 validation (not done)", &mut || {
             std::hint::black_box(whole(&party));
         });
-        println!("party: {} bytes as JSON", json_size(&party));
+        println!("party: {} bytes as JSON", crate::store::json_size(&party));
     }
 }

@@ -406,10 +406,7 @@ impl MemoryStore {
         party: &StoredParty,
         expected: Option<&[Dot]>,
     ) -> Result<(), StoreError> {
-        let size = serde_json::to_vec(&party.version)
-            .map(|v| v.len())
-            .unwrap_or(0);
-        if size > ITEM_LIMIT {
+        if let Some(size) = super::oversize(&party.version) {
             return Err(StoreError::TooLarge {
                 size,
                 limit: ITEM_LIMIT,
