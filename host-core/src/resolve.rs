@@ -143,16 +143,49 @@ pub fn apply_resolution_with(
 /// that an oversized result is refused before anything is written or resolved again.
 pub const RESULT_LIMIT: usize = crate::store::memory::ITEM_LIMIT;
 
-/// Refuses a party over [`RESULT_LIMIT`] ([`crate::store::oversize`], which measures it
-/// cheaply).
+/// Refuses a party over [`RESULT_LIMIT`]. Serialising a party to measure it costs as much as
+/// materialising it (each value is re-read as JSON: 10.7 µs on the typical party), so a lower
+/// bound comes first, summed from lengths alone (0.04 µs): the text the party holds (its id,
+/// tenant and origin, values, names, keys, which its JSON carries verbatim) and a few bytes for
+/// each field, entry and dot, far below what their stamps and punctuation take. Only a party
+/// whose bound reaches an eighth of the limit is measured exactly: below that, its JSON would
+/// be more than eight times the bound, and it is 1.6 times on the official example and 3.5
+/// times on a party of 200 tiny elements. The stores count every party exactly
+/// ([`crate::store::json_size`]), so a party this lets through is still refused before it is
+/// written.
 fn check_size(party: &PartyVersion) -> Result<(), CallFailure> {
-    match crate::store::oversize(party) {
-        Some(size) => Err(CallFailure::TooLarge {
+    if size_lower_bound(party) < RESULT_LIMIT / 8 {
+        return Ok(());
+    }
+    let size = crate::store::json_size(party);
+    if size > RESULT_LIMIT {
+        return Err(CallFailure::TooLarge {
             size,
             limit: RESULT_LIMIT,
-        }),
-        None => Ok(()),
+        });
     }
+    Ok(())
+}
+
+/// At most the bytes of `party` as JSON: its text, 16 bytes a field, 32 an entry, 8 a dot.
+fn size_lower_bound(party: &PartyVersion) -> usize {
+    let field = |f: &policy_types::Field| {
+        16 + f.name.len()
+            + match &f.value {
+                FieldValue::Json(v) => v.len(),
+                FieldValue::Elements(elements) => elements
+                    .iter()
+                    .map(|e| {
+                        e.key.len() + e.entries.iter().map(|n| 32 + n.value.len()).sum::<usize>()
+                    })
+                    .sum(),
+            }
+    };
+    party.party_id.len()
+        + party.tenant.len()
+        + party.origin_region.len()
+        + 8 * party.version_vector.len()
+        + party.fields.iter().map(field).sum::<usize>()
 }
 
 /// Checks each value the policy computed against the TMF632 definition of the party's
@@ -757,10 +790,7 @@ mod tests {
         let items: Vec<Value> = (0..200).map(|i| json!({"id": i.to_string()})).collect();
         Writer::new("eu-central-1").write(&mut tiny, 1_000, &json!({"partyCharacteristic": items}));
         for party in [typical, tiny] {
-            let (bound, size) = (
-                crate::store::size_lower_bound(&party),
-                crate::store::json_size(&party),
-            );
+            let (bound, size) = (size_lower_bound(&party), crate::store::json_size(&party));
             println!("bound {bound}, JSON {size} bytes");
             assert!(
                 bound <= size && size < 8 * bound,

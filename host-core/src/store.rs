@@ -4,7 +4,7 @@
 //! DynamoDB and SQS in `host-aws`). The conflict log's trait is [`crate::conflict_log`]'s.
 
 use crate::failure::Failure;
-use policy_types::{Dot, FieldValue, PartyVersion};
+use policy_types::{Dot, PartyVersion};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -148,45 +148,10 @@ pub trait DeadLetterSink: Send + Sync {
     fn send(&self, letter: &DeadLetter) -> Result<(), StoreError>;
 }
 
-/// `party`'s size in bytes as JSON when it is over the item limit
-/// ([`memory::ITEM_LIMIT`], DynamoDB's 400 KB), `None` when it fits: what the stores refuse to
-/// write and the resolver refuses to materialise.
-///
-/// Serialising a party to measure it costs as much as materialising it (each value is re-read
-/// as JSON: 10.7 µs on the typical party), so a lower bound comes first, summed from lengths
-/// alone (0.04 µs): the text the party holds (values, names, keys, which its JSON carries
-/// verbatim) and a few bytes for each field and entry, far below what their stamps and
-/// punctuation take. Only a party whose bound reaches an eighth of the limit is measured
-/// exactly: below that, its JSON would be more than eight times the bound, and it is 1.6 times
-/// on the official example and 3.5 times on a party of 200 tiny elements, the most structure
-/// per byte there is.
-pub fn oversize(party: &PartyVersion) -> Option<usize> {
-    if size_lower_bound(party) < memory::ITEM_LIMIT / 8 {
-        return None;
-    }
-    let size = json_size(party);
-    (size > memory::ITEM_LIMIT).then_some(size)
-}
-
-/// At most the bytes of `party` as JSON: its text, 16 bytes a field and 32 an entry.
-pub(crate) fn size_lower_bound(party: &PartyVersion) -> usize {
-    let field = |f: &policy_types::Field| {
-        16 + f.name.len()
-            + match &f.value {
-                FieldValue::Json(v) => v.len(),
-                FieldValue::Elements(elements) => elements
-                    .iter()
-                    .map(|e| {
-                        e.key.len() + e.entries.iter().map(|n| 32 + n.value.len()).sum::<usize>()
-                    })
-                    .sum(),
-            }
-    };
-    party.fields.iter().map(field).sum()
-}
-
-/// The bytes of `party` as JSON, written nowhere.
-pub(crate) fn json_size(party: &PartyVersion) -> usize {
+/// The bytes of `party` as JSON, counted as they are written, kept nowhere: what the stores
+/// measure against their item limit ([`memory::ITEM_LIMIT`]) and the resolver its results
+/// against near the limit.
+pub fn json_size(party: &PartyVersion) -> usize {
     struct Counter(usize);
     impl std::io::Write for Counter {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

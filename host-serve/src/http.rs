@@ -123,29 +123,24 @@ async fn tmf(
         Err(e) => return error(&e),
     };
     world.saw_tenant(&tenant);
-    // Handled on this worker, not handed to the blocking pool: the region's stores are in
-    // memory and wait only on their lock (the journal's commit is awaited below), and the
-    // hand-off cost about a tenth of a request thread's time under load (BENCHMARKS.md,
-    // "`serve`: the local service under load"). A panic is answered 500, as before.
-    let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let region = world.region(&region).expect("checked above");
-        let now = now_ms();
-        let hub = world.hubs.region(&region.name);
-        host_core::api::handle(&region.ingest, Some(&hub), &tenant, &api, now, now + 30_000)
-    }));
+    let handled = {
+        let world = world.clone();
+        tokio::task::spawn_blocking(move || {
+            let region = world.region(&region).expect("checked above");
+            let now = now_ms();
+            let hub = world.hubs.region(&region.name);
+            host_core::api::handle(&region.ingest, Some(&hub), &tenant, &api, now, now + 30_000)
+        })
+        .await
+    };
     let answer = match handled {
         Ok(a) => a,
-        Err(panic) => {
-            let why = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".to_owned());
+        Err(e) => {
             return error(&Tmf630Error::new(
                 500,
                 "internalError",
                 "Internal Server Error",
-                format!("the request failed: {why}"),
+                format!("the request failed: {e}"),
             ));
         }
     };

@@ -89,6 +89,13 @@ fn an_observed_log_conforms_and_tells_its_observer_every_write() {
     conformance::conflict_log("observed memory", &observed);
     let stored = observed.log.all();
     assert!(!stored.is_empty(), "the conformance suite stored no record");
+    // A record offered again is not stored again, and the observer is told so (the
+    // simulation's oracle keeps every resolution, stored or not).
+    assert!(matches!(observed.record(&stored[0]), Ok(false)));
+    assert_eq!(
+        observed.observer.recorded.lock().unwrap().last(),
+        Some(&(stored[0].id.clone(), false))
+    );
     let told = observed.observer.recorded.lock().unwrap();
     for record in &stored {
         let created = told.iter().filter(|(id, c)| id == &record.id && *c).count();

@@ -406,7 +406,8 @@ impl MemoryStore {
         party: &StoredParty,
         expected: Option<&[Dot]>,
     ) -> Result<(), StoreError> {
-        if let Some(size) = super::oversize(&party.version) {
+        let size = super::json_size(&party.version);
+        if size > ITEM_LIMIT {
             return Err(StoreError::TooLarge {
                 size,
                 limit: ITEM_LIMIT,
