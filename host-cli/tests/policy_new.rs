@@ -38,21 +38,16 @@ fn cli() -> Command {
 /// Runs host-cli `args` in `dir` with its own cache directory (artifacts and toolchains),
 /// asserting success; returns its output and how many times it compiled a component.
 fn ok(dir: &Path, cache: &Path, args: &[&str]) -> (Output, usize) {
-    let out = cli()
-        .current_dir(dir)
-        .args(args)
-        .arg("--cache-dir")
-        .arg(cache)
-        .output()
-        .expect("host-cli runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "host-cli {args:?} failed ({}):\n{}\n{stderr}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout)
+    let out = run_ok(
+        cli()
+            .current_dir(dir)
+            .args(args)
+            .arg("--cache-dir")
+            .arg(cache),
     );
-    let compiled = stderr.matches(COMPILED).count();
+    let compiled = String::from_utf8_lossy(&out.stderr)
+        .matches(COMPILED)
+        .count();
     (out, compiled)
 }
 

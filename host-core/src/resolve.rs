@@ -150,9 +150,9 @@ pub const RESULT_LIMIT: usize = crate::store::memory::ITEM_LIMIT;
 /// each field, entry and dot, far below what their stamps and punctuation take. Only a party
 /// whose bound reaches an eighth of the limit is measured exactly: below that, its JSON would
 /// be more than eight times the bound, and it is 1.6 times on the official example and 3.5
-/// times on a party of 200 tiny elements. The stores count every party exactly
-/// ([`crate::store::json_size`]), so a party this lets through is still refused before it is
-/// written.
+/// times on a party of 200 tiny elements. The stores measure every party they write exactly
+/// (the in-memory store with [`crate::store::json_size`], DynamoDB's the item itself), so a
+/// party this lets through is still refused before it is written.
 fn check_size(party: &PartyVersion) -> Result<(), CallFailure> {
     if size_lower_bound(party) < RESULT_LIMIT / 8 {
         return Ok(());

@@ -148,9 +148,9 @@ pub trait DeadLetterSink: Send + Sync {
     fn send(&self, letter: &DeadLetter) -> Result<(), StoreError>;
 }
 
-/// The bytes of `party` as JSON, counted as they are written, kept nowhere: what the stores
-/// measure against their item limit ([`memory::ITEM_LIMIT`]) and the resolver its results
-/// against near the limit.
+/// The bytes of `party` as JSON, counted as they are written, kept nowhere: what the in-memory
+/// store measures against its item limit ([`memory::ITEM_LIMIT`]; DynamoDB's store measures the
+/// item it writes) and the resolver its results against near the limit.
 pub fn json_size(party: &PartyVersion) -> usize {
     struct Counter(usize);
     impl std::io::Write for Counter {
