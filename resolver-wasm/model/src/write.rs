@@ -3,6 +3,7 @@
 //! out-of-order delivery) and changes nothing.
 
 use crate::tmf::{canonical_json, element_key};
+use policy_types::writes::Writes;
 use policy_types::{Dot, Element, Entry, Field, FieldValue, Hlc, PartyVersion, ResourceType};
 use serde_json::{Map, Value};
 
@@ -45,6 +46,49 @@ impl Writer {
         tick(version, self.clock.region());
         delete(version, &stamp)
     }
+
+    /// [`Writer::write`], recording the write behind what it set in `writes`.
+    pub fn write_recorded(
+        &mut self,
+        version: &mut PartyVersion,
+        writes: &mut Writes,
+        physical_ms: u64,
+        members: &Value,
+    ) -> WriteOutcome {
+        let context = version.version_vector.clone();
+        let outcome = self.write(version, physical_ms, members);
+        if !outcome.applied.is_empty() {
+            let dot = own_dot(version, self.clock.region());
+            writes.record(version, &outcome.applied, false, &dot, &context);
+        }
+        outcome
+    }
+
+    /// [`Writer::delete`], recording the delete in `writes`.
+    pub fn delete_recorded(
+        &mut self,
+        version: &mut PartyVersion,
+        writes: &mut Writes,
+        physical_ms: u64,
+    ) -> bool {
+        let context = version.version_vector.clone();
+        let deleted = self.delete(version, physical_ms);
+        if deleted {
+            let dot = own_dot(version, self.clock.region());
+            writes.record(version, &[], true, &dot, &context);
+        }
+        deleted
+    }
+}
+
+/// The dot of `region`'s latest write in `version`'s vector.
+fn own_dot(version: &PartyVersion, region: &str) -> Dot {
+    version
+        .version_vector
+        .iter()
+        .find(|d| d.region == region)
+        .cloned()
+        .expect("a region that wrote has an entry in the vector")
 }
 
 /// What a write changed.

@@ -11,6 +11,7 @@ mod causality;
 #[cfg(feature = "serde")]
 mod json;
 mod materialize;
+pub mod writes;
 
 pub use causality::{VectorOrder, compare_vectors, covers, join_vectors};
 pub use materialize::{InvalidResult, materialize, materialize_with};

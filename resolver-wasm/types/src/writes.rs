@@ -1,0 +1,271 @@
+//! Per-field causality (`docs/per-field-causality.md`): which write set each field and the
+//! tombstone of a party version, and what each of those writes had seen.
+//!
+//! A field carries the stamp of the write that last set it, but a stamp cannot say whether the
+//! other version has seen that write. [`Writes`] can: it names the write (its [`Dot`]) behind
+//! every field and the tombstone, and keeps each such write's *context*, the version vector its
+//! region held when it wrote. Array entries carry their write's dot already; their contexts are
+//! in the same table. With it [`change`] tells, for one field, which side changed it since the
+//! other saw it, and [`Writes::seen`] how much of a region a write had seen (the key of a rule
+//! such as "of two statuses, the one written knowing more of NA's writes wins").
+//!
+//! A version's table travels beside it: a write records itself ([`Writes::record`]), a merge
+//! derives the result's table from its inputs' ([`Writes::merged`]). A version written before
+//! writes were recorded has an empty table: its fields' writes are unknown ([`Change::Unknown`]).
+
+use crate::causality::covers;
+use crate::{Dot, PartyVersion};
+
+/// One write behind a version: its dot and the version vector its region held when it wrote
+/// (without the write itself).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+pub struct Write {
+    pub dot: Dot,
+    /// Sorted by region.
+    pub context: Vec<Dot>,
+}
+
+/// The write that set a field.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+pub struct FieldWrite {
+    pub name: String,
+    pub dot: Dot,
+}
+
+/// The writes behind one party version.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct Writes {
+    /// Sorted by name; one per field of the version whose write is known.
+    pub fields: Vec<FieldWrite>,
+    /// The write that deleted the party, when the version has a tombstone and it is known.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub tombstone: Option<Dot>,
+    /// Sorted by dot: every write a field, an entry or the tombstone names whose context is
+    /// known, and no other.
+    pub writes: Vec<Write>,
+}
+
+/// For one field, which side changed it since the other side saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Change {
+    /// Both sides hold the same write (or neither side ever set the field).
+    Same,
+    /// Only the local side changed it: the remote side has not seen the local write, and the
+    /// local side has seen the remote one.
+    Local,
+    /// Only the remote side changed it.
+    Remote,
+    /// Both changed it concurrently: neither has seen the other's write. Also answered when
+    /// each side holds a write the other has seen (two merges that chose differently).
+    Both,
+    /// A side holds a value whose write was not recorded (a version stored before writes were).
+    Unknown,
+}
+
+/// What stands behind a field on one side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Behind<'a> {
+    /// The field was never set on this side.
+    Nothing,
+    Write(&'a Dot),
+    Unknown,
+}
+
+impl Writes {
+    /// The write that set `name`, when known.
+    pub fn field(&self, name: &str) -> Option<&Dot> {
+        self.fields
+            .binary_search_by(|f| f.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.fields[i].dot)
+    }
+
+    /// The context of the write `dot`, when known.
+    pub fn context(&self, dot: &Dot) -> Option<&[Dot]> {
+        self.writes
+            .binary_search_by(|w| w.dot.cmp(dot))
+            .ok()
+            .map(|i| self.writes[i].context.as_slice())
+    }
+
+    /// How many of `region`'s writes the write `dot` had seen, counting itself when `region`
+    /// made it; `None` when its context is unknown.
+    pub fn seen(&self, dot: &Dot, region: &str) -> Option<u64> {
+        let context = self.context(dot)?;
+        if dot.region == region {
+            return Some(dot.counter);
+        }
+        Some(
+            context
+                .iter()
+                .find(|d| d.region == region)
+                .map_or(0, |d| d.counter),
+        )
+    }
+
+    /// Records a write: `dot`, made over a version whose vector was `context`, set the fields
+    /// named in `applied` and, when `deleted`, the tombstone; `version` is the result. Fields
+    /// the write removed (a delete keeps only later ones) and writes nothing names any more
+    /// are dropped.
+    pub fn record(
+        &mut self,
+        version: &PartyVersion,
+        applied: &[String],
+        deleted: bool,
+        dot: &Dot,
+        context: &[Dot],
+    ) {
+        for name in applied {
+            match self.fields.binary_search_by(|f| f.name.as_str().cmp(name)) {
+                Ok(i) => self.fields[i].dot = dot.clone(),
+                Err(i) => self.fields.insert(
+                    i,
+                    FieldWrite {
+                        name: name.clone(),
+                        dot: dot.clone(),
+                    },
+                ),
+            }
+        }
+        if deleted {
+            self.tombstone = Some(dot.clone());
+        }
+        if let Err(i) = self.writes.binary_search_by(|w| w.dot.cmp(dot)) {
+            self.writes.insert(
+                i,
+                Write {
+                    dot: dot.clone(),
+                    context: context.to_vec(),
+                },
+            );
+        }
+        self.prune(version);
+    }
+
+    /// The writes behind `merged`, the result of merging `local` and `remote`: a field or the
+    /// tombstone is the write of the input whose stamp it carries (of two different writes
+    /// with the same stamp, the greater dot, so the answer does not depend on which side is
+    /// local); a value no input's stamp matches has no known write.
+    pub fn merged(
+        local: (&PartyVersion, &Writes),
+        remote: (&PartyVersion, &Writes),
+        merged: &PartyVersion,
+    ) -> Writes {
+        let behind = |name: &str, stamp| {
+            [local, remote]
+                .into_iter()
+                .filter(|(v, _)| v.field(name).is_some_and(|f| &f.stamp == stamp))
+                .filter_map(|(_, w)| w.field(name))
+                .max()
+        };
+        let fields = merged
+            .fields
+            .iter()
+            .filter_map(|f| {
+                behind(&f.name, &f.stamp).map(|dot| FieldWrite {
+                    name: f.name.clone(),
+                    dot: dot.clone(),
+                })
+            })
+            .collect();
+        let tombstone = merged.tombstone.as_ref().and_then(|stamp| {
+            [local, remote]
+                .into_iter()
+                .filter(|(v, _)| v.tombstone.as_ref() == Some(stamp))
+                .filter_map(|(_, w)| w.tombstone.as_ref())
+                .max()
+                .cloned()
+        });
+        let mut writes: Vec<Write> = local.1.writes.clone();
+        for w in &remote.1.writes {
+            match writes.binary_search_by(|x| x.dot.cmp(&w.dot)) {
+                // One dot names one write; should two tables disagree on its context, the
+                // lesser is kept, whichever side it came from.
+                Ok(i) => {
+                    if w.context < writes[i].context {
+                        writes[i].context = w.context.clone();
+                    }
+                }
+                Err(i) => writes.insert(i, w.clone()),
+            }
+        }
+        let mut out = Writes {
+            fields,
+            tombstone,
+            writes,
+        };
+        out.prune(merged);
+        out
+    }
+
+    /// Drops what `version` no longer holds: fields it lacks, a tombstone it lacks, and writes
+    /// no field, entry or tombstone names.
+    fn prune(&mut self, version: &PartyVersion) {
+        self.fields.retain(|f| version.field(&f.name).is_some());
+        if version.tombstone.is_none() {
+            self.tombstone = None;
+        }
+        let mut named: Vec<&Dot> = self.fields.iter().map(|f| &f.dot).collect();
+        named.extend(self.tombstone.as_ref());
+        for field in &version.fields {
+            if let crate::FieldValue::Elements(elements) = &field.value {
+                named.extend(
+                    elements
+                        .iter()
+                        .flat_map(|e| e.entries.iter().map(|x| &x.dot)),
+                );
+            }
+        }
+        named.sort_unstable();
+        self.writes.retain(|w| named.binary_search(&&w.dot).is_ok());
+    }
+
+    fn behind<'a>(&'a self, version: &PartyVersion, name: &str) -> Behind<'a> {
+        match (version.field(name), self.field(name)) {
+            (Some(_), Some(dot)) => Behind::Write(dot),
+            (Some(_), None) => Behind::Unknown,
+            (None, _) => match (&version.tombstone, &self.tombstone) {
+                (None, _) => Behind::Nothing,
+                (Some(_), Some(dot)) => Behind::Write(dot),
+                (Some(_), None) => Behind::Unknown,
+            },
+        }
+    }
+}
+
+/// Which side changed the field `name` since the other saw it. A field a side lacks stands for
+/// that side's delete when it has a tombstone, and for no write at all otherwise.
+pub fn change(
+    local: (&PartyVersion, &Writes),
+    remote: (&PartyVersion, &Writes),
+    name: &str,
+) -> Change {
+    let (l, r) = (
+        local.1.behind(local.0, name),
+        remote.1.behind(remote.0, name),
+    );
+    if l == Behind::Unknown || r == Behind::Unknown {
+        return Change::Unknown;
+    }
+    if l == r {
+        return Change::Same;
+    }
+    let unseen = |behind: Behind<'_>, other: &PartyVersion| match behind {
+        Behind::Write(dot) => !covers(&other.version_vector, dot),
+        Behind::Nothing | Behind::Unknown => false,
+    };
+    match (unseen(l, remote.0), unseen(r, local.0)) {
+        (true, false) => Change::Local,
+        (false, true) => Change::Remote,
+        _ => Change::Both,
+    }
+}
