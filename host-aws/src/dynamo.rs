@@ -31,6 +31,7 @@ use host_core::store::{
     Commit, IdempotencyRecord, IngestStore, PartyStore, Provenance, RecordStatus, StoreError,
     StoredParty, record_is_live,
 };
+use policy_types::writes::Writes;
 use policy_types::{Dot, PartyVersion};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -100,6 +101,10 @@ struct PartyItem<'a> {
     /// lost), where a party's values must be kept as written. Its clock, vector and provenance
     /// are attributes of their own for the console and the conditions.
     state: String,
+    /// The writes behind the state's fields (`policy_types::writes`) as JSON text, for the
+    /// same reason; absent on items written before they were recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    writes: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_event_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -122,6 +127,8 @@ enum StoredState {
 #[serde(rename_all = "camelCase")]
 struct PartyAttributes {
     state: StoredState,
+    #[serde(default)]
+    writes: Option<String>,
     #[serde(default)]
     last_event_id: Option<String>,
     #[serde(default)]
@@ -178,6 +185,8 @@ fn item_with_sk(party: &StoredParty, sk: String) -> Result<Item, StoreError> {
             e,
         ))
     })?;
+    let writes = (!party.writes.is_empty())
+        .then(|| serde_json::to_string(&party.writes).expect("writes serialise"));
     let item = PartyItem {
         pk: party_key(&v.tenant, &v.party_id),
         vv_key: (sk == PARTY_SK).then(|| vv_key(&v.version_vector)),
@@ -192,6 +201,7 @@ fn item_with_sk(party: &StoredParty, sk: String) -> Result<Item, StoreError> {
             .collect(),
         clock: v.max_stamp().map(ToString::to_string),
         state,
+        writes,
         last_event_id: p.last_event_id.as_deref(),
         policy_digest: p.policy_digest.as_deref(),
         written_by: &p.written_by,
@@ -228,6 +238,15 @@ pub fn party_from_item(item: impl Into<serde_dynamo::Item>) -> Result<StoredPart
             e,
         ))
     })?;
+    let writes = match a.writes {
+        Some(text) => serde_json::from_str(&text).map_err(|e| {
+            StoreError::Fatal(Failure::caused_by(
+                format!("a party item's writes do not parse: {e}"),
+                e,
+            ))
+        })?,
+        None => Writes::default(),
+    };
     Ok(StoredParty {
         version,
         provenance: Provenance {
@@ -236,6 +255,7 @@ pub fn party_from_item(item: impl Into<serde_dynamo::Item>) -> Result<StoredPart
             written_by: a.written_by,
             written_at_ms: a.written_at_ms,
         },
+        writes,
     })
 }
 
@@ -659,6 +679,7 @@ mod tests {
                 written_by: "eu".into(),
                 written_at_ms: 5,
             },
+            writes: Default::default(),
         };
         let item = party_item(&stored).unwrap();
         assert_eq!(party_from_item(item.clone()).unwrap(), stored);
@@ -683,6 +704,7 @@ mod tests {
             let stored = StoredParty {
                 version: serde_json::from_value(f["stored"]["version"].clone()).unwrap(),
                 provenance: serde_json::from_value(f["stored"]["provenance"].clone()).unwrap(),
+                writes: Default::default(),
             };
             assert_eq!(
                 party_from_item(item(&f["item"])).unwrap(),
@@ -756,6 +778,7 @@ mod tests {
                 written_at_ms: 5,
                 ..Provenance::default()
             },
+            writes: Default::default(),
         };
         let item = party_item(&stored).unwrap();
         let read = party_from_item(item).unwrap();

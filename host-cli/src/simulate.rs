@@ -468,6 +468,8 @@ fn json_of(
         "lost": r.lost,
         "lostWithoutReconciliation": plain.lost.len(),
         "appliedInTwoRegions": r.applied_in_two_regions,
+        "fieldsNamed": r.fields_named,
+        "fieldsUnknown": r.fields_unknown,
         "elapsedMs": r.elapsed.as_secs_f64() * 1e3,
     })
 }
@@ -602,6 +604,11 @@ fn text(
         w,
         "idempotency   {} events applied in two regions before their record replicated; {} applied twice in one region",
         r.applied_in_two_regions, r.applied_twice_in_a_region
+    );
+    let _ = writeln!(
+        w,
+        "field writes  {} fields name the acknowledged write behind them, as the oracle checks; {} of unknown write",
+        r.fields_named, r.fields_unknown
     );
     let _ = writeln!(w, "time          {:.1} ms", r.elapsed.as_secs_f64() * 1e3);
     let _ = writeln!(w);

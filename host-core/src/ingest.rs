@@ -12,6 +12,7 @@
 use std::sync::{Arc, Mutex};
 
 use party_model::{HlcClock, WriteOutcome, delete, new_party, tick, write_fields};
+use policy_types::writes::Writes;
 use policy_types::{PartyVersion, covers};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -423,17 +424,20 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
         let stored = self.store.party(tenant, &event.party_id)?;
         let expected = stored.as_ref().map(|p| p.version.version_vector.clone());
         let region = &self.config.region;
-        let (mut version, mut policy_digest) = match stored {
-            Some(s) => (s.version, s.provenance.policy_digest),
+        let (mut version, mut policy_digest, mut writes) = match stored {
+            Some(s) => (s.version, s.provenance.policy_digest, s.writes),
             None => (
                 new_party(tenant, &event.party_id, event.resource, region),
                 None,
+                Writes::default(),
             ),
         };
         if let Some(own) = self.store.own(tenant, &event.party_id)? {
             let mine = own.version_vector.iter().find(|d| &d.region == region);
             if mine.is_some_and(|d| !covers(&version.version_vector, d)) {
                 let (merged, digest) = self.catch_up(&own, &version, now_ms, true)?;
+                // The own copy keeps no writes: what it alone holds is of unknown write.
+                writes = Writes::merged((&own, &Writes::default()), (&version, &writes), &merged);
                 version = merged;
                 policy_digest = digest.or(policy_digest);
             }
@@ -485,6 +489,10 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
         };
         if outcome.applied.is_empty() {
             version = untouched;
+        } else {
+            let deleted = event.action == Action::Delete;
+            let fields: &[String] = if deleted { &[] } else { &outcome.applied };
+            writes.record(&version, fields, deleted, &dot, &untouched.version_vector);
         }
         let result = json!({
             "eventId": event.event_id,
@@ -508,6 +516,7 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
                 written_by: region.clone(),
                 written_at_ms: now_ms,
             },
+            writes,
         };
         self.store.commit(&Commit {
             party: &stored,

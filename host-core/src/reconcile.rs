@@ -17,6 +17,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use policy_types::writes::Writes;
 use policy_types::{PartyVersion, VectorOrder, compare_vectors};
 use serde_json::json;
 
@@ -102,29 +103,34 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
     }
 
     /// One stream record: `old` was replaced by `new` in this region's table at `now_ms`.
-    pub fn handle(&self, old: &PartyVersion, new: &PartyVersion, now_ms: u64) -> ReconcileOutcome {
-        match compare_vectors(&old.version_vector, &new.version_vector) {
+    pub fn handle(&self, old: &StoredParty, new: &PartyVersion, now_ms: u64) -> ReconcileOutcome {
+        match compare_vectors(&old.version.version_vector, &new.version_vector) {
             VectorOrder::DominatedBy | VectorOrder::Equal => return ReconcileOutcome::NotAConflict,
             VectorOrder::Dominates | VectorOrder::Concurrent => {}
         }
-        self.restore_with(old, now_ms, true, None)
+        self.restore_with((&old.version, &old.writes), now_ms, true, None)
     }
 
     /// Resolves `lost` (a version that is no longer stored) against the stored item.
     pub fn restore(&self, lost: &PartyVersion, now_ms: u64) -> ReconcileOutcome {
-        self.restore_with(lost, now_ms, true, None)
+        self.restore_with((lost, &Writes::default()), now_ms, true, None)
     }
 
     /// A redrive of a conflict already in the dead-letter queue: like [`Reconcile::restore`],
     /// but what still fails is answered without sending a second copy.
     pub fn redrive(&self, lost: &PartyVersion, now_ms: u64) -> ReconcileOutcome {
-        self.restore_with(lost, now_ms, false, None)
+        self.restore_with((lost, &Writes::default()), now_ms, false, None)
     }
 
     /// A redrive of a dead-lettered conflict (its captured form, as the queue keeps it): the
     /// outcome is appended to the conflict's record in the log, which then carries both.
     pub fn redrive_conflict(&self, conflict: &CapturedConflict, now_ms: u64) -> ReconcileOutcome {
-        self.restore_with(&conflict.remote, now_ms, false, conflict.id.as_deref())
+        self.restore_with(
+            (&conflict.remote, &Writes::default()),
+            now_ms,
+            false,
+            conflict.id.as_deref(),
+        )
     }
 
     /// Writes one outcome to the log: a new record, or (for a redrive) an appended outcome.
@@ -165,9 +171,10 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
         }
     }
 
+    /// Resolves `lost` and the writes behind it against the stored item.
     fn restore_with(
         &self,
-        lost: &PartyVersion,
+        (lost, lost_writes): (&PartyVersion, &Writes),
         now_ms: u64,
         keep: bool,
         redriven: Option<&str>,
@@ -190,6 +197,7 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
                             written_at_ms: now_ms,
                             ..Provenance::default()
                         },
+                        writes: lost_writes.clone(),
                     };
                     match self.store.put_party(&restored, None) {
                         Ok(()) => {
@@ -277,6 +285,11 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
                     written_by: region.clone(),
                     written_at_ms: now_ms,
                 },
+                writes: Writes::merged(
+                    (&current.version, &current.writes),
+                    (lost, lost_writes),
+                    written,
+                ),
             };
             match self
                 .store

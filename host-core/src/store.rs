@@ -4,6 +4,7 @@
 //! DynamoDB and SQS in `host-aws`). The conflict log's trait is [`crate::conflict_log`]'s.
 
 use crate::failure::Failure;
+use policy_types::writes::Writes;
 use policy_types::{Dot, PartyVersion};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -79,11 +80,14 @@ pub struct Provenance {
     pub written_at_ms: u64,
 }
 
-/// A party as stored: its stamped state and its provenance.
+/// A party as stored: its stamped state, its provenance, and the writes behind its fields
+/// (`policy_types::writes`; empty for an item stored before they were recorded).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredParty {
     pub version: PartyVersion,
     pub provenance: Provenance,
+    #[serde(default, skip_serializing_if = "Writes::is_empty")]
+    pub writes: Writes,
 }
 
 /// The parties of one region, written conditionally on the version read.
@@ -148,10 +152,11 @@ pub trait DeadLetterSink: Send + Sync {
     fn send(&self, letter: &DeadLetter) -> Result<(), StoreError>;
 }
 
-/// The bytes of `party` as JSON, counted as they are written, kept nowhere: what the in-memory
-/// store measures against its item limit ([`memory::ITEM_LIMIT`]; DynamoDB's store measures the
-/// item it writes) and the resolver its results against near the limit.
-pub fn json_size(party: &PartyVersion) -> usize {
+/// The bytes of `party` (or of what else an item holds) as JSON, counted as they are written,
+/// kept nowhere: what the in-memory store measures against its item limit
+/// ([`memory::ITEM_LIMIT`]; DynamoDB's store measures the item it writes) and the resolver its
+/// results against near the limit.
+pub fn json_size(party: &impl Serialize) -> usize {
     struct Counter(usize);
     impl std::io::Write for Counter {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

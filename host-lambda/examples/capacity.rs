@@ -183,7 +183,7 @@ fn measure(rig: &Rig, engine: &PolicyEngine) -> Result<Sizes> {
         Arc::new(Resolver::new(policies, "eu")),
     )
     .with_conflict_log(log);
-    let outcome = reconcile.handle(&eu.version, &na.version, 3);
+    let outcome = reconcile.handle(&eu, &na.version, 3);
     anyhow::ensure!(
         matches!(outcome, ReconcileOutcome::Resolved { .. }),
         "the conflict was not resolved: {outcome:?}"

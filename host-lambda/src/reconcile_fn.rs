@@ -117,7 +117,7 @@ where
         let old = party_from_item(change.old_image.clone())?;
         let new = party_from_item(change.new_image.clone())?;
         let r = self.reconcile.clone();
-        let outcome = crate::blocking(move || r.handle(&old.version, &new.version, now_ms()))
+        let outcome = crate::blocking(move || r.handle(&old, &new.version, now_ms()))
             .await
             .map_err(|e| {
                 StoreError::Transient(Failure::caused_by(

@@ -517,6 +517,7 @@ mod tests {
             party: StoredParty {
                 version,
                 provenance: Default::default(),
+                writes: Default::default(),
             },
             stamp: WriteStamp {
                 at_ms: 1_000,

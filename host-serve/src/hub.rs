@@ -738,6 +738,7 @@ mod tests {
         StoredParty {
             version,
             provenance: Default::default(),
+            writes: Default::default(),
         }
     }
 

@@ -525,11 +525,7 @@ impl World {
             while let Some(record) = stream.front() {
                 let outcome = match &record.old {
                     None => ReconcileOutcome::NotAConflict,
-                    Some(old) => {
-                        region
-                            .reconcile
-                            .handle(&old.version, &record.new.version, now_ms())
-                    }
+                    Some(old) => region.reconcile.handle(old, &record.new.version, now_ms()),
                 };
                 if let ReconcileOutcome::Retry(why) = outcome {
                     tracing::warn!(region = %region.name, why, "serve.reconcile.retry");

@@ -276,6 +276,11 @@ pub struct SimReport {
     pub superseded: usize,
     /// Events applied in two regions before their idempotency record replicated.
     pub applied_in_two_regions: usize,
+    /// Fields of the final parties whose named write checks out against the acknowledged
+    /// writes (`oracle::judge_writes`), and those whose write is not named or was never
+    /// acknowledged.
+    pub fields_named: usize,
+    pub fields_unknown: usize,
     pub applied_twice_in_a_region: usize,
     pub dead_letters_left: usize,
     pub violations: Vec<String>,
@@ -1021,7 +1026,7 @@ impl<'a, B: Backend> World<'a, B> {
             let now = self.time(region);
             let reconcile = &r.reconcile;
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                reconcile.handle(&old.version, &record.new.version, now)
+                reconcile.handle(old, &record.new.version, now)
             }));
             r.faulty.clear();
             let name = r.name.clone();
@@ -1308,7 +1313,7 @@ impl<'a, B: Backend> World<'a, B> {
 
     fn finish(mut self, start: Instant) -> SimReport {
         let mut unread = Vec::new();
-        let finals: Vec<(String, HashMap<String, PartyVersion>)> = self
+        let stored: oracle::FinalWrites = self
             .regions
             .iter()
             .map(|r| {
@@ -1320,15 +1325,32 @@ impl<'a, B: Backend> World<'a, B> {
                     r.name.clone(),
                     parties
                         .into_iter()
-                        .map(|p| (p.version.party_id.clone(), p.version))
+                        .map(|p| (p.version.party_id.clone(), (p.version, p.writes)))
                         .collect(),
                 )
+            })
+            .collect();
+        let writes = oracle::judge_writes(&self.acks, &stored);
+        let finals: Vec<(String, HashMap<String, PartyVersion>)> = stored
+            .into_iter()
+            .map(|(name, parties)| {
+                let versions = parties.into_iter().map(|(id, (v, _))| (id, v)).collect();
+                (name, versions)
             })
             .collect();
         let recorded = std::mem::take(&mut *self.log.observer.seen.lock().unwrap());
         let verdict = oracle::judge(&self.acks, &self.deletes, &recorded, &finals);
         let r = &mut self.report;
         r.violations.extend(unread);
+        r.fields_named = writes.named;
+        r.fields_unknown = writes.unknown + writes.unjudged;
+        if !writes.wrong.is_empty() {
+            r.violations.push(format!(
+                "{} fields name the wrong write, e.g. {}",
+                writes.wrong.len(),
+                writes.wrong[0]
+            ));
+        }
         r.converged = verdict.converged;
         if !verdict.converged {
             r.violations.push("the regions did not converge".to_owned());

@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use policy_types::writes::Writes;
 use policy_types::{Dot, FieldValue, PartyVersion};
 use serde_json::Value;
 
@@ -72,6 +73,83 @@ pub struct Verdict {
     pub converged: bool,
     /// Conflicts settled differently in two regions, described.
     pub settled_differently: Vec<String>,
+}
+
+/// The writes the regions' parties name behind their fields (`policy_types::writes`), judged
+/// against the acknowledged writes.
+#[derive(Clone, Debug, Default)]
+pub struct WritesVerdict {
+    /// Fields whose named write a client was told succeeded, and which it checks out against.
+    pub named: usize,
+    /// Fields whose write is not named (their write was merged in from a copy that keeps none).
+    pub unknown: usize,
+    /// Fields whose named write no client heard of (an event applied but not acknowledged).
+    pub unjudged: usize,
+    /// Named writes that are wrong, described.
+    pub wrong: Vec<String>,
+}
+
+/// Each region's name and its final parties by id, with the writes each names behind its
+/// fields.
+pub type FinalWrites = Vec<(String, HashMap<String, (PartyVersion, Writes)>)>;
+
+/// Judges what every region's parties name as the write behind each field, from the
+/// acknowledged writes alone: a named write that a client was told succeeded must have written
+/// that field, in the region of the field's stamp, and must keep as its context exactly what
+/// it had seen before it (the vector it produced, less itself).
+pub fn judge_writes(acks: &[Ack], regions: &FinalWrites) -> WritesVerdict {
+    let mut by_write: HashMap<(&str, &Dot), Vec<&Ack>> = HashMap::new();
+    for a in acks {
+        by_write
+            .entry((a.target.party.as_str(), &a.dot))
+            .or_default()
+            .push(a);
+    }
+    let mut verdict = WritesVerdict::default();
+    for (region, parties) in regions {
+        for (id, (version, writes)) in parties {
+            for field in &version.fields {
+                let Some(named) = writes.fields.iter().find(|w| w.name == field.name) else {
+                    verdict.unknown += 1;
+                    continue;
+                };
+                let Some(made) = by_write.get(&(id.as_str(), &named.dot)) else {
+                    verdict.unjudged += 1;
+                    continue;
+                };
+                let at = format!(
+                    "{region}: {id}.{} names {}:{}",
+                    field.name, named.dot.region, named.dot.counter
+                );
+                if !made.iter().any(|a| a.target.field == field.name) {
+                    verdict.wrong.push(format!("{at}, which did not write it"));
+                } else if field.stamp.region != named.dot.region {
+                    verdict.wrong.push(format!(
+                        "{at}, but the field is stamped by {}",
+                        field.stamp.region
+                    ));
+                } else {
+                    let before: Vec<Dot> = made[0]
+                        .seen
+                        .iter()
+                        .map(|d| match d.region == named.dot.region {
+                            true => Dot::new(d.region.clone(), d.counter - 1),
+                            false => d.clone(),
+                        })
+                        .filter(|d| d.counter > 0)
+                        .collect();
+                    match writes.writes.iter().find(|w| w.dot == named.dot) {
+                        Some(w) if w.context == before => verdict.named += 1,
+                        other => verdict.wrong.push(format!(
+                            "{at} with context {:?}; the write had seen {before:?}",
+                            other.map(|w| &w.context)
+                        )),
+                    }
+                }
+            }
+        }
+    }
+    verdict
 }
 
 /// Whether `seen` includes `dot`.

@@ -82,6 +82,7 @@ pub fn put_new_party(store: &impl host_core::store::PartyStore, version: &PartyV
     let party = host_core::store::StoredParty {
         version: version.clone(),
         provenance: host_core::store::Provenance::default(),
+        writes: Default::default(),
     };
     store.put_party(&party, None).unwrap_or_else(|e| {
         panic!(

@@ -583,6 +583,7 @@ fn stored_parties() -> Vec<(String, StoredParty)> {
                     StoredParty {
                         version,
                         provenance,
+                        writes: Default::default(),
                     },
                 )
             })
@@ -922,6 +923,7 @@ fn journal_seeds() -> Seeds {
                     written_by: sample.remote.origin_region.clone(),
                     ..Provenance::default()
                 },
+                writes: Default::default(),
             },
             stamp: host_core::store::memory::WriteStamp {
                 at_ms: T0,

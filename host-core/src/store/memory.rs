@@ -366,6 +366,9 @@ impl MemoryStore {
                         written_by: region.clone(),
                         ..super::Provenance::default()
                     },
+                    // Own copies keep no writes (yet): what only this copy holds is of
+                    // unknown write after the restore.
+                    writes: policy_types::writes::Writes::default(),
                 };
                 lost.push((old, stored.clone(), stamp.clone()));
             }
@@ -406,7 +409,7 @@ impl MemoryStore {
         party: &StoredParty,
         expected: Option<&[Dot]>,
     ) -> Result<(), StoreError> {
-        let size = super::json_size(&party.version);
+        let size = super::json_size(&party.version) + super::json_size(&party.writes);
         if size > ITEM_LIMIT {
             return Err(StoreError::TooLarge {
                 size,
@@ -677,6 +680,7 @@ mod tests {
                 written_by: region.to_owned(),
                 ..Provenance::default()
             },
+            writes: Default::default(),
         }
     }
 

@@ -230,6 +230,7 @@ pub fn na_validates(base: &PartyVersion) -> StoredParty {
             written_at_ms: 10,
             ..Provenance::default()
         },
+        writes: Default::default(),
     }
 }
 

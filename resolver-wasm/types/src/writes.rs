@@ -81,6 +81,11 @@ enum Behind<'a> {
 }
 
 impl Writes {
+    /// Whether nothing is known: a version stored before writes were recorded.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty() && self.tombstone.is_none() && self.writes.is_empty()
+    }
+
     /// The write that set `name`, when known.
     pub fn field(&self, name: &str) -> Option<&Dot> {
         self.fields

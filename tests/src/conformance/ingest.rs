@@ -16,7 +16,7 @@ use crate::samples::event;
 use crate::{tmf, write};
 
 /// The ingest stores' contract, through the ingest path and directly: every official event
-/// type applies, a duplicate replays the first result, a reused key with another payload is a
+/// type applies (and the item names the write behind each field), a duplicate replays the first result, a reused key with another payload is a
 /// 409, concurrent deliveries apply once, a live claim holds its key until its holder's
 /// deadline, an older change arriving late changes nothing it does not win, concurrent writers
 /// all land through conditional retries, conditional writes exhausted go to the dead-letter
@@ -151,6 +151,8 @@ fn every_official_event_type_applies<S: IngestStore, D: DeadLetterSink>(
     let i = rig.ingest();
     for (resource, id) in [("Individual", "42"), ("Organization", "128")] {
         let mut before: Option<PartyVersion> = None;
+        // The write each field was last set by, as the events' results say.
+        let mut behind: std::collections::BTreeMap<String, Dot> = Default::default();
         for (n, kind) in [
             "CreateEvent",
             "AttributeValueChangeEvent",
@@ -185,6 +187,34 @@ fn every_official_event_type_applies<S: IngestStore, D: DeadLetterSink>(
                 i.store().own(tenant, id).unwrap().as_ref(),
                 Some(version),
                 "{resource} {kind}: the commit keeps the region's own copy"
+            );
+            let dot = Dot::new(REGION, n as u64 + 1);
+            if kind == "DeleteEvent" {
+                assert_eq!(
+                    party.writes.tombstone.as_ref(),
+                    Some(&dot),
+                    "{resource} deleted"
+                );
+            }
+            for name in result["applied"].as_array().unwrap() {
+                behind.insert(name.as_str().unwrap().to_owned(), dot.clone());
+            }
+            for f in &version.fields {
+                assert_eq!(
+                    party.writes.field(&f.name),
+                    behind.get(&f.name),
+                    "{resource} {kind}: the item names the write behind {}",
+                    f.name
+                );
+            }
+            let context: Vec<Dot> = (n > 0)
+                .then(|| Dot::new(REGION, n as u64))
+                .into_iter()
+                .collect();
+            assert_eq!(
+                party.writes.context(&dot),
+                Some(context.as_slice()),
+                "{resource} {kind}: the item keeps what the write had seen"
             );
             match kind {
                 "CreateEvent" => {
@@ -449,6 +479,7 @@ fn writes_are_conditional_on_the_version_read<S: IngestStore, D: DeadLetterSink>
             written_at_ms: NOW,
             ..Provenance::default()
         },
+        writes: Default::default(),
     };
     let mut v1 = party_model::new_party(tenant, "7", ResourceType::Individual, REGION);
     write(&mut v1, REGION, NOW, json!({"givenName": "Ada"}));
