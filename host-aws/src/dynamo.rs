@@ -238,13 +238,13 @@ pub fn party_from_item(item: impl Into<serde_dynamo::Item>) -> Result<StoredPart
             e,
         ))
     })?;
-    let writes = match a.writes {
-        Some(text) => serde_json::from_str(&text).map_err(|e| {
-            StoreError::Fatal(Failure::caused_by(
-                format!("a party item's writes do not parse: {e}"),
-                e,
-            ))
-        })?,
+    // Advisory: writes that do not parse are unknown, never a party that cannot be read.
+    let writes = match a.writes.as_deref().map(serde_json::from_str::<Writes>) {
+        Some(Ok(writes)) => writes,
+        Some(Err(e)) => {
+            tracing::warn!(party = %version.party_id, error = %e, "store.writes_unreadable");
+            Writes::default()
+        }
         None => Writes::default(),
     };
     Ok(StoredParty {
@@ -372,8 +372,14 @@ impl DynamoStore {
 
     /// The party write, conditional on the stored version vector.
     fn party_put(&self, party: &StoredParty, expected: Option<&[Dot]>) -> Result<Put, StoreError> {
-        let item = party_item(party)?;
-        let size = item_size(&item);
+        let mut item = party_item(party)?;
+        let mut size = item_size(&item);
+        if size > ITEM_LIMIT && !party.writes.is_empty() {
+            // The writes behind the fields are advisory: dropped rather than refuse a party
+            // that fits without them.
+            item = party_item(&party.without_writes())?;
+            size = item_size(&item);
+        }
         if size > ITEM_LIMIT {
             return Err(StoreError::TooLarge {
                 size,
@@ -541,9 +547,13 @@ impl IngestStore for DynamoStore {
             .expression_attribute_values(":inProgress", s("in-progress"))
             .build()
             .map_err(|e| StoreError::Fatal(Failure::caused_by(e.to_string(), e)))?;
+        // The own copy is read back as its version alone (`own`): it keeps no writes.
         let own_put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(item_with_sk(party, own_sk(&self.region))?))
+            .set_item(Some(item_with_sk(
+                &party.without_writes(),
+                own_sk(&self.region),
+            )?))
             .build()
             .map_err(|e| StoreError::Fatal(Failure::caused_by(e.to_string(), e)))?;
         let out = self.rt.block_on(
@@ -754,6 +764,42 @@ mod tests {
             written.insert("writtenAtMs".into(), stored["writtenAtMs"].clone());
             assert_eq!(written, stored, "{name} is written alike");
         }
+    }
+
+    /// The writes behind a party's fields round-trip through the item; a table this release
+    /// cannot read (a later one's, or damaged) leaves them unknown, never the party unreadable,
+    /// and members it does not know are ignored.
+    #[test]
+    fn writes_round_trip_and_an_unreadable_table_leaves_them_unknown() {
+        let mut v = new_party("acme", "7", ResourceType::Individual, "eu");
+        let mut writes = policy_types::writes::Writes::default();
+        Writer::new("eu").write_recorded(
+            &mut v,
+            &mut writes,
+            1_700_000_000_000,
+            &json!({"givenName": "Jo"}),
+        );
+        let stored = StoredParty {
+            version: v,
+            provenance: Provenance::default(),
+            writes,
+        };
+        let item = party_item(&stored).unwrap();
+        assert_eq!(party_from_item(item.clone()).unwrap(), stored);
+        let mut later = serde_json::to_value(&stored.writes).unwrap();
+        later["fromALaterRelease"] = json!(1);
+        let mut with = item.clone();
+        with.insert("writes".into(), AttributeValue::S(later.to_string()));
+        assert_eq!(
+            party_from_item(with).unwrap(),
+            stored,
+            "unknown members ignored"
+        );
+        let mut damaged = item;
+        damaged.insert("writes".into(), AttributeValue::S("{\"fields\": 5}".into()));
+        let read = party_from_item(damaged).unwrap();
+        assert_eq!(read.version, stored.version);
+        assert!(read.writes.is_empty());
     }
 
     /// A party's values are JSON text in the contract, and the item keeps them as they were

@@ -90,6 +90,19 @@ pub struct StoredParty {
     pub writes: Writes,
 }
 
+impl StoredParty {
+    /// The party without the writes behind its fields (they become unknown). The table is
+    /// advisory: a store drops it rather than refuse a party that fits its item limit only
+    /// without it.
+    pub fn without_writes(&self) -> StoredParty {
+        StoredParty {
+            version: self.version.clone(),
+            provenance: self.provenance.clone(),
+            writes: Writes::default(),
+        }
+    }
+}
+
 /// The parties of one region, written conditionally on the version read.
 pub trait PartyStore: Send + Sync {
     fn party(&self, tenant: &str, party_id: &str) -> Result<Option<StoredParty>, StoreError>;

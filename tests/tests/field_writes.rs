@@ -515,3 +515,41 @@ fn the_keyed_status_rule_converges_where_the_pairwise_one_diverges() {
         );
     }
 }
+
+/// A value no input holds — a policy's computed value, which carries an input's stamp — has no
+/// known write, so `change` cannot call it the same as that input's value.
+#[test]
+fn a_computed_value_has_no_known_write() {
+    let (mut eu, mut na) = (Writer::new("eu"), Writer::new("na"));
+    let base = new_party("acme", "p1", ResourceType::Individual, "eu");
+    let (mut a, mut b) = (base.clone(), base);
+    let (mut wa, mut wb) = (Writes::default(), Writes::default());
+    eu.write_recorded(
+        &mut a,
+        &mut wa,
+        1_000,
+        &json!({"givenName": "Ada", "familyName": "L"}),
+    );
+    na.write_recorded(&mut b, &mut wb, 2_000, &json!({"givenName": "Bea"}));
+    let m = tmf632_merge::merge(&tmf632_merge::Config::default(), &a, &b);
+    let mut merged = policy_types::materialize(&a, &b, &m, "eu", &|_| Ok(())).unwrap();
+    let copied = Writes::merged((&a, &wa), (&b, &wb), &merged);
+    assert_eq!(copied.field("givenName"), Some(&Dot::new("na", 1)));
+    let given = merged
+        .fields
+        .iter_mut()
+        .find(|f| f.name == "givenName")
+        .unwrap();
+    given.value = FieldValue::Json("\"Ada Bea\"".into());
+    let computed = Writes::merged((&a, &wa), (&b, &wb), &merged);
+    assert_eq!(
+        computed.field("givenName"),
+        None,
+        "computed: no known write"
+    );
+    assert_eq!(computed.field("familyName"), Some(&Dot::new("eu", 1)));
+    assert_eq!(
+        change((&merged, &computed), (&b, &wb), "givenName"),
+        Change::Unknown
+    );
+}

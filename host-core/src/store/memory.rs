@@ -409,13 +409,20 @@ impl MemoryStore {
         party: &StoredParty,
         expected: Option<&[Dot]>,
     ) -> Result<(), StoreError> {
-        let size = super::json_size(&party.version) + super::json_size(&party.writes);
+        let size = super::json_size(&party.version);
         if size > ITEM_LIMIT {
             return Err(StoreError::TooLarge {
                 size,
                 limit: ITEM_LIMIT,
             });
         }
+        let trimmed;
+        let party = if size + super::json_size(&party.writes) > ITEM_LIMIT {
+            trimmed = party.without_writes();
+            &trimmed
+        } else {
+            party
+        };
         let k = (party.version.tenant.clone(), party.version.party_id.clone());
         let current = inner
             .parties

@@ -14,13 +14,12 @@
 //! writes were recorded has an empty table: its fields' writes are unknown ([`Change::Unknown`]).
 
 use crate::causality::covers;
-use crate::{Dot, PartyVersion};
+use crate::{Dot, FieldValue, PartyVersion};
 
 /// One write behind a version: its dot and the version vector its region held when it wrote
 /// (without the write itself).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct Write {
     pub dot: Dot,
     /// Sorted by region.
@@ -30,7 +29,6 @@ pub struct Write {
 /// The write that set a field.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct FieldWrite {
     pub name: String,
     pub dot: Dot,
@@ -39,7 +37,9 @@ pub struct FieldWrite {
 /// The writes behind one party version.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+// Unknown members are ignored, not refused: a table written by a later release must not make
+// the party unreadable here (it is advisory; a lost member only makes a write unknown).
+#[cfg_attr(feature = "serde", serde(default))]
 pub struct Writes {
     /// Sorted by name; one per field of the version whose write is known.
     pub fields: Vec<FieldWrite>,
@@ -57,7 +57,9 @@ pub struct Writes {
 /// For one field, which side changed it since the other side saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Change {
-    /// Both sides hold the same write (or neither side ever set the field).
+    /// Both sides hold the same write, or neither side holds the field and neither has a
+    /// tombstone. (A side without the field but with a tombstone holds its delete: the field
+    /// then changed on whichever side the other has not seen.)
     Same,
     /// Only the local side changed it: the remote side has not seen the local write, and the
     /// local side has seen the remote one.
@@ -157,26 +159,37 @@ impl Writes {
     }
 
     /// The writes behind `merged`, the result of merging `local` and `remote`: a field or the
-    /// tombstone is the write of the input whose stamp it carries (of two different writes
-    /// with the same stamp, the greater dot, so the answer does not depend on which side is
-    /// local); a value no input's stamp matches has no known write.
+    /// tombstone is the write of the input that holds it: the same stamp, and for a JSON field
+    /// the same value (of two different writes that match, the greater dot, so the answer does
+    /// not depend on which side is local). A value no input holds — a policy's computed value,
+    /// which carries an input's stamp — has no known write. An array field is matched by its
+    /// stamp alone: its entries name their own writes.
     pub fn merged(
         local: (&PartyVersion, &Writes),
         remote: (&PartyVersion, &Writes),
         merged: &PartyVersion,
     ) -> Writes {
-        let behind = |name: &str, stamp| {
+        let behind = |field: &crate::Field| {
             [local, remote]
                 .into_iter()
-                .filter(|(v, _)| v.field(name).is_some_and(|f| &f.stamp == stamp))
-                .filter_map(|(_, w)| w.field(name))
+                .filter(|(v, _)| {
+                    v.field(&field.name).is_some_and(|f| {
+                        f.stamp == field.stamp
+                            && match (&f.value, &field.value) {
+                                (FieldValue::Json(a), FieldValue::Json(b)) => a == b,
+                                (FieldValue::Elements(_), FieldValue::Elements(_)) => true,
+                                _ => false,
+                            }
+                    })
+                })
+                .filter_map(|(_, w)| w.field(&field.name))
                 .max()
         };
         let fields = merged
             .fields
             .iter()
             .filter_map(|f| {
-                behind(&f.name, &f.stamp).map(|dot| FieldWrite {
+                behind(f).map(|dot| FieldWrite {
                     name: f.name.clone(),
                     dot: dot.clone(),
                 })
@@ -222,7 +235,7 @@ impl Writes {
         let mut named: Vec<&Dot> = self.fields.iter().map(|f| &f.dot).collect();
         named.extend(self.tombstone.as_ref());
         for field in &version.fields {
-            if let crate::FieldValue::Elements(elements) = &field.value {
+            if let FieldValue::Elements(elements) = &field.value {
                 named.extend(
                     elements
                         .iter()

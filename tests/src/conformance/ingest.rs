@@ -38,7 +38,7 @@ pub fn ingest_store<S, D>(
         stores: &stores,
         letters: &letters,
     };
-    let checks: [Check<IngestRig<S, D>>; 10] = [
+    let checks: [Check<IngestRig<S, D>>; 11] = [
         (
             "every official event type applies",
             every_official_event_type_applies,
@@ -78,6 +78,10 @@ pub fn ingest_store<S, D>(
         (
             "a party past 400 KB is dead-lettered, not truncated",
             a_party_past_the_item_limit_is_dead_lettered_whole,
+        ),
+        (
+            "a party that fits only without its writes is stored without them",
+            a_party_that_fits_only_without_its_writes_is_stored_without_them,
         ),
     ];
     let mut suite = Suite::new("ingest store", backend);
@@ -708,4 +712,61 @@ fn a_party_past_the_item_limit_is_dead_lettered_whole<S: IngestStore, D: DeadLet
         i.store().record(tenant, &format!("big{dead}")).unwrap(),
         None
     );
+}
+
+/// The writes behind a party's fields are advisory: a store drops them rather than refuse a
+/// party that fits its item limit only without them, and keeps them when they fit.
+fn a_party_that_fits_only_without_its_writes_is_stored_without_them<
+    S: IngestStore,
+    D: DeadLetterSink,
+>(
+    rig: &IngestRig<S, D>,
+    tenant: &str,
+) {
+    use policy_types::writes::{Write, Writes};
+    let (store, _) = (rig.stores)(REGION);
+    let mut v = party_model::new_party(tenant, "9", ResourceType::Individual, REGION);
+    write(
+        &mut v,
+        REGION,
+        NOW,
+        json!({"givenName": "Ada", "note": "x".repeat(380_000)}),
+    );
+    // ~120 KB of writes: version and writes together are past 400 KB.
+    let writes = Writes {
+        writes: (1..=1_000u64)
+            .map(|n| Write {
+                dot: Dot::new(REGION, n),
+                context: vec![Dot::new("apac", n), Dot::new("na", n)],
+            })
+            .collect(),
+        ..Writes::default()
+    };
+    let party = StoredParty {
+        version: v.clone(),
+        provenance: Provenance {
+            written_by: REGION.into(),
+            ..Provenance::default()
+        },
+        writes,
+    };
+    store.put_party(&party, None).unwrap();
+    let read = store.party(tenant, "9").unwrap().expect("stored");
+    assert_eq!(read.version, v, "the party is stored whole");
+    assert!(
+        read.writes.is_empty(),
+        "without its writes: {:?}",
+        read.writes.writes.len()
+    );
+    // A table that fits is kept.
+    let small = StoredParty {
+        writes: Writes {
+            writes: party.writes.writes[..3].to_vec(),
+            ..Writes::default()
+        },
+        ..party.clone()
+    };
+    store.put_party(&small, Some(&v.version_vector)).unwrap();
+    let read = store.party(tenant, "9").unwrap().expect("stored");
+    assert_eq!(read.writes, small.writes, "a table that fits is kept");
 }
