@@ -175,7 +175,8 @@ struct RecordAttributes {
     result: Option<String>,
 }
 
-/// The party's item under sort key `sk`; `vvKey` only on the party itself (`sk = PARTY`).
+/// The party's item under sort key `sk`; `vvKey` and `writes` only on the party itself
+/// (`sk = PARTY`).
 fn item_with_sk(party: &StoredParty, sk: String) -> Result<Item, StoreError> {
     let v = &party.version;
     let p = &party.provenance;
@@ -185,7 +186,8 @@ fn item_with_sk(party: &StoredParty, sk: String) -> Result<Item, StoreError> {
             e,
         ))
     })?;
-    let writes = (!party.writes.is_empty())
+    // Only on the party itself: the own copy is read back as its version alone (`own`).
+    let writes = (sk == PARTY_SK && !party.writes.is_empty())
         .then(|| serde_json::to_string(&party.writes).expect("writes serialise"));
     let item = PartyItem {
         pk: party_key(&v.tenant, &v.party_id),
@@ -547,13 +549,9 @@ impl IngestStore for DynamoStore {
             .expression_attribute_values(":inProgress", s("in-progress"))
             .build()
             .map_err(|e| StoreError::Fatal(Failure::caused_by(e.to_string(), e)))?;
-        // The own copy is read back as its version alone (`own`): it keeps no writes.
         let own_put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(item_with_sk(
-                &party.without_writes(),
-                own_sk(&self.region),
-            )?))
+            .set_item(Some(item_with_sk(party, own_sk(&self.region))?))
             .build()
             .map_err(|e| StoreError::Fatal(Failure::caused_by(e.to_string(), e)))?;
         let out = self.rt.block_on(
