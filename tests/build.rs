@@ -25,6 +25,7 @@ const UNKNOWN: &[&str] = &[
     "guest-stateful-later",
     "guest-slow",
     "guest-leak",
+    "guest-field-changes",
 ];
 const WASIP2: &[&str] = &["guest-fs"];
 

@@ -223,7 +223,10 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
             if matches!(order, VectorOrder::Dominates | VectorOrder::Equal) {
                 return ReconcileOutcome::AlreadyResolved;
             }
-            let resolved = match self.resolver.resolve(&current.version, lost) {
+            let resolved = match self
+                .resolver
+                .resolve_with_writes((&current.version, &current.writes), (lost, lost_writes))
+            {
                 Ok(r) => r,
                 Err(e) => {
                     let (failure, digest) = match &e {

@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use policy_types::writes::Writes;
 use policy_types::{
     ContextRef, FieldValue, MergedParty, MergedValue, PartyVersion, Relation, Resolution,
     ResourceType, VectorOrder, compare_vectors, join_vectors, materialize_with,
@@ -313,11 +314,19 @@ pub fn resolve_with(
         policy,
         config,
         region,
-        local,
-        remote,
+        (local, &NO_WRITES),
+        (remote, &NO_WRITES),
         policy.info().differences_only,
     )
 }
+
+/// The writes of a version stored before writes were recorded, or of a conflict captured
+/// without them: every write unknown.
+static NO_WRITES: Writes = Writes {
+    fields: Vec::new(),
+    tombstone: None,
+    writes: Vec::new(),
+};
 
 /// As [`resolve_with`], always sending both versions whole (as to a contract 1.0 policy):
 /// what the benchmarks and the equivalence tests compare the 1.1 path with.
@@ -331,7 +340,14 @@ pub fn resolve_with_whole_versions(
     if let Some(decided) = decide_by_host(local, remote) {
         return Ok(decided);
     }
-    resolve_inner(policy, config, region, local, remote, false)
+    resolve_inner(
+        policy,
+        config,
+        region,
+        (local, &NO_WRITES),
+        (remote, &NO_WRITES),
+        false,
+    )
 }
 
 /// The policy's part, once the host has found it cannot decide alone ([`decide_by_host`]).
@@ -342,8 +358,8 @@ fn resolve_inner(
     policy: &Policy,
     config: &str,
     region: &str,
-    local: &PartyVersion,
-    remote: &PartyVersion,
+    (local, local_writes): (&PartyVersion, &Writes),
+    (remote, remote_writes): (&PartyVersion, &Writes),
     differences_only: bool,
 ) -> Result<Resolved, ResolveError> {
     // The span X-Ray shows for the policy's part (host-lambda's `xray` layer); at debug level, so
@@ -380,10 +396,14 @@ fn resolve_inner(
     };
     let resolution = match &stripped {
         Some(s) => {
-            let answer = policy.call(Call::stripped(ctx, s)).map_err(fail)?;
+            let call = Call::stripped(ctx, s).with_writes(local_writes, remote_writes);
+            let answer = policy.call(call).map_err(fail)?;
             host_sandbox::strip::restore(s, answer).map_err(fail)?
         }
-        None => policy.call((ctx, local, remote)).map_err(fail)?,
+        None => {
+            let call = Call::new(ctx, local, remote).with_writes(local_writes, remote_writes);
+            policy.call(call).map_err(fail)?
+        }
     };
     let identical = stripped.as_ref().map_or(&[][..], |s| s.identical_fields());
     let applied = apply_resolution_with(region, relation, local, remote, &resolution, identical);
@@ -530,11 +550,22 @@ impl Resolver {
         &self.region
     }
 
-    /// Resolves `local` (this region's version) against `remote` with the tenant's policy.
+    /// Resolves `local` (this region's version) against `remote` with the tenant's policy,
+    /// every write unknown to it ([`Resolver::resolve_with_writes`] sends them).
     pub fn resolve(
         &self,
         local: &PartyVersion,
         remote: &PartyVersion,
+    ) -> Result<Resolved, ResolveFailure> {
+        self.resolve_with_writes((local, &NO_WRITES), (remote, &NO_WRITES))
+    }
+
+    /// Resolves `local` (this region's version) against `remote` with the tenant's policy,
+    /// which is sent each version's writes if it reads them (contract revision 1.3).
+    pub fn resolve_with_writes(
+        &self,
+        (local, local_writes): (&PartyVersion, &Writes),
+        (remote, remote_writes): (&PartyVersion, &Writes),
     ) -> Result<Resolved, ResolveFailure> {
         // Dominated versions need no policy: no registry read, no policy lookup, no copy.
         if let Some(decided) = decide_by_host(local, remote) {
@@ -546,8 +577,8 @@ impl Resolver {
             &active.policy,
             &active.config,
             &self.region,
-            local,
-            remote,
+            (local, local_writes),
+            (remote, remote_writes),
             differences_only,
         )
         .map_err(ResolveFailure::from);

@@ -8,6 +8,7 @@
 
 use std::sync::Mutex;
 
+use policy_types::writes::Writes;
 use policy_types::{
     Context, ContextRef, Description, PACKED_INTERFACE, PartyVersion, RESOLVER_INTERFACE,
     Resolution,
@@ -60,10 +61,20 @@ enum Input<'a> {
     Stripped(&'a Stripped<'a>),
 }
 
+/// What a call sends, however it is sent.
+struct Sent<'a> {
+    ctx: ContextRef<'a>,
+    input: Input<'a>,
+    writes: Option<(&'a Writes, &'a Writes)>,
+}
+
 /// One call of a policy ([`Policy::call`]): the context, what is sent, and how.
 pub struct Call<'a> {
     ctx: ContextRef<'a>,
     input: Input<'a>,
+    /// Each version's writes, for a policy that reads them (packed format 3); unknown when
+    /// `None`.
+    writes: Option<(&'a Writes, &'a Writes)>,
     typed: bool,
     fresh: bool,
     fuel: Option<&'a mut Option<u64>>,
@@ -101,10 +112,18 @@ impl<'a> Call<'a> {
         Call {
             ctx,
             input,
+            writes: None,
             typed: false,
             fresh: false,
             fuel: None,
         }
+    }
+
+    /// With the local and the remote version's writes, which a policy of contract revision
+    /// 1.3 is sent (packed format 3); other policies, and the typed interface, are not.
+    pub fn with_writes(mut self, local: &'a Writes, remote: &'a Writes) -> Self {
+        self.writes = Some((local, remote));
+        self
     }
 
     /// Through the typed `resolver.resolve` even where the policy takes packed calls: what the
@@ -427,11 +446,16 @@ impl Policy {
     pub fn call<'a>(&self, call: impl Into<Call<'a>>) -> Result<Resolution, CallFailure> {
         let call = call.into();
         let packed = self.info.packed && !call.typed;
+        let sent = Sent {
+            ctx: call.ctx,
+            input: call.input,
+            writes: call.writes,
+        };
         let (resolution, fuel) = if call.fresh {
             let mut warm = self.instantiate()?;
-            self.call_on(&mut warm, call.ctx, call.input, packed)?
+            self.call_on(&mut warm, sent, packed)?
         } else {
-            self.call_pooled(call.ctx, call.input, packed)?
+            self.call_pooled(sent, packed)?
         };
         if let Some(out) = call.fuel {
             *out = fuel;
@@ -441,8 +465,7 @@ impl Policy {
 
     fn call_pooled(
         &self,
-        ctx: ContextRef<'_>,
-        input: Input<'_>,
+        sent: Sent<'_>,
         packed: bool,
     ) -> Result<(Resolution, Option<u64>), CallFailure> {
         let warm = self.idle.lock().unwrap().pop();
@@ -450,7 +473,7 @@ impl Policy {
             Some(w) => w,
             None => self.instantiate()?,
         };
-        let result = self.call_on(&mut warm, ctx, input, packed);
+        let result = self.call_on(&mut warm, sent, packed);
         if result.is_ok() && !warm.worn() {
             let mut idle = self.idle.lock().unwrap();
             if idle.len() < MAX_IDLE {
@@ -463,22 +486,27 @@ impl Policy {
     fn call_on(
         &self,
         warm: &mut Warm,
-        ctx: ContextRef<'_>,
-        input: Input<'_>,
+        sent: Sent<'_>,
         packed: bool,
     ) -> Result<(Resolution, Option<u64>), CallFailure> {
+        let Sent { ctx, input, writes } = sent;
         self.arm(&mut warm.store);
         let called = match (&warm.packed_resolve, packed) {
             (Some(typed), true) => {
+                let format = self.info.packed_format;
+                let none = Writes::default();
+                let (lw, rw) = writes.unwrap_or((&none, &none));
                 match input {
-                    Input::Whole(local, remote) => packed::pack_call_ref(
-                        &mut warm.buf,
-                        self.info.packed_format,
-                        ctx,
-                        local,
-                        remote,
-                    ),
-                    Input::Stripped(s) => s.pack(&mut warm.buf, self.info.packed_format, ctx),
+                    Input::Whole(local, remote) if format == packed::Format::V3 => {
+                        packed::pack_call_writes(&mut warm.buf, ctx, (local, lw), (remote, rw))
+                    }
+                    Input::Whole(local, remote) => {
+                        packed::pack_call_ref(&mut warm.buf, format, ctx, local, remote)
+                    }
+                    Input::Stripped(s) if format == packed::Format::V3 => {
+                        s.pack_writes(&mut warm.buf, ctx, lw, rw)
+                    }
+                    Input::Stripped(s) => s.pack(&mut warm.buf, format, ctx),
                 }
                 let limit = answer_limit(warm.buf.len());
                 typed
@@ -673,11 +701,12 @@ fn declares_differences_only(version: &str) -> bool {
     matches!(major_minor(version), Some((1, minor)) if minor >= 1)
 }
 
-/// Contract 1.2 and later minors of major 1 read packed format 2; earlier revisions (a policy
-/// built with an older SDK) only format 1.
+/// Contract 1.3 and later minors of major 1 read packed format 3 (the versions' writes
+/// added); 1.2 format 2; earlier revisions (a policy built with an older SDK) only format 1.
 fn packed_format(version: &str) -> packed::Format {
     match major_minor(version) {
-        Some((1, minor)) if minor >= 2 => packed::Format::V2,
+        Some((1, minor)) if minor >= 3 => packed::Format::V3,
+        Some((1, 2)) => packed::Format::V2,
         _ => packed::Format::V1,
     }
 }
@@ -714,7 +743,9 @@ mod tests {
             ("1.1.0", true, packed::Format::V1),
             ("1.1.7", true, packed::Format::V1),
             ("1.2.0", true, packed::Format::V2),
-            ("1.10.0", true, packed::Format::V2),
+            ("1.2.9", true, packed::Format::V2),
+            ("1.3.0", true, packed::Format::V3),
+            ("1.10.0", true, packed::Format::V3),
             ("2.2.0", false, packed::Format::V1),
             ("one.two", false, packed::Format::V1),
         ] {

@@ -67,6 +67,27 @@ impl Stripped<'_> {
         );
     }
 
+    /// Packs the call as sent with each version's writes, in packed format 3.
+    pub fn pack_writes(
+        &self,
+        out: &mut Vec<u8>,
+        ctx: policy_types::ContextRef<'_>,
+        local: &policy_types::writes::Writes,
+        remote: &policy_types::writes::Writes,
+    ) {
+        let sent = |version, fields, writes| policy_packed::Sent {
+            version,
+            fields,
+            writes,
+        };
+        policy_packed::pack_call_sent_writes(
+            out,
+            ctx,
+            sent(self.local_version, &self.local, local),
+            sent(self.remote_version, &self.remote, remote),
+        );
+    }
+
     /// The versions as sent, as values (for a policy called through the typed interface).
     pub fn versions(&self) -> (PartyVersion, PartyVersion) {
         (

@@ -50,6 +50,7 @@ pub fn build(workspace: &Path, packages: &[&str], target: Target, out_dir: &Path
         "wit",
         "resolver-wasm/types",
         "resolver-wasm/merge",
+        "resolver-wasm/packed",
         "resolver-wasm/sdk",
         "Cargo.lock",
     ] {

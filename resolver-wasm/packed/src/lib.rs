@@ -9,15 +9,20 @@
 //! The format (all integers LEB128 varints unless said otherwise, strings a varint length and
 //! UTF-8 bytes):
 //!
-//! - a format byte ([`Format`]: 1 or 2);
+//! - a format byte ([`Format`]: 1, 2 or 3);
 //! - call: context (tenant, resolving region, relation byte, config), then the local and the
-//!   remote version;
+//!   remote version; format 3 then the local and the remote version's writes;
 //! - version: tenant, party id, resource-type byte, fields (count, then each), version vector
 //!   (count, then dots), tombstone (0, or 1 and a stamp), origin region;
 //! - field: name, stamp, then 0 and the JSON text, or 1 and the elements (count, each a key and
 //!   its entries: value, stamp, dot, position);
 //! - stamp: wall-ms (format 2: eight little-endian bytes; format 1: a varint), logical,
 //!   region; dot: region, counter;
+//! - writes (format 3; `policy_types::writes`), of one version as sent: for each field sent, in
+//!   order, 0 (its write unknown) or 1 and its write's dot; the tombstone's write, 0 (none or
+//!   unknown) or 1 and a dot; then the writes sent (count, each a dot and its context: count,
+//!   then dots), which are those a sent field, a sent entry or the tombstone names and whose
+//!   context is known, sorted by dot;
 //! - a region: 0 and its name where it first appears, afterwards its number in order of first
 //!   appearance plus one (three regions spell their names once per call);
 //! - answer: 0 keep-local, 1 take-remote, 2 merged (tenant, party id, version vector, fields,
@@ -33,6 +38,7 @@ use policy_types::{
     Computed, Context, ContextRef, Dot, Element, Entry, EntryRef, Field, FieldValue, Hlc,
     MergedElements, MergedField, MergedParty, MergedValue, PartyVersion, Relation, Resolution,
     ResourceType, Side,
+    writes::{FieldWrite, Write, Writes},
 };
 
 /// The format of a packed call or answer, its first byte. Both are read; a host writes the
@@ -46,6 +52,10 @@ pub enum Format {
     /// wall clock in milliseconds is a six-byte varint, the costliest item of a call to write
     /// and read; as a fixed-size word it is one store and one load (BENCHMARKS.md).
     V2 = 2,
+    /// Format 2 followed by each version's writes (`policy_types::writes`): what set each
+    /// field sent and the tombstone, and what each of those writes had seen (contract revision
+    /// 1.3). Answers are as in format 2.
+    V3 = 3,
 }
 
 impl Format {
@@ -57,6 +67,7 @@ impl Format {
         match bytes.first() {
             Some(1) => Some(Format::V1),
             Some(2) => Some(Format::V2),
+            Some(3) => Some(Format::V3),
             _ => None,
         }
     }
@@ -100,6 +111,34 @@ pub fn pack_call_ref(
     w.context(ctx);
     w.version(local);
     w.version(remote);
+    if format == Format::V3 {
+        let none = Writes::default();
+        w.writes(local.fields.iter().map(SentField::Whole), local, &none);
+        w.writes(remote.fields.iter().map(SentField::Whole), remote, &none);
+    }
+}
+
+/// Packs `resolve`'s arguments with each version's writes, in format 3: both versions whole.
+pub fn pack_call_writes(
+    out: &mut Vec<u8>,
+    ctx: ContextRef<'_>,
+    local: (&PartyVersion, &Writes),
+    remote: (&PartyVersion, &Writes),
+) {
+    let mut w = Writer::start(out, Format::V3);
+    w.context(ctx);
+    w.version(local.0);
+    w.version(remote.0);
+    w.writes(
+        local.0.fields.iter().map(SentField::Whole),
+        local.0,
+        local.1,
+    );
+    w.writes(
+        remote.0.fields.iter().map(SentField::Whole),
+        remote.0,
+        remote.1,
+    );
 }
 
 /// A field as sent in a call that leaves out what both versions hold identically: the whole
@@ -111,7 +150,8 @@ pub enum SentField<'a> {
 }
 
 /// As [`pack_call`], with each version's fields replaced by `local_fields` and
-/// `remote_fields` (views into the versions: nothing is copied but into `out`).
+/// `remote_fields` (views into the versions: nothing is copied but into `out`). In format 3
+/// the versions' writes are sent as unknown: [`pack_call_sent_writes`] sends them.
 pub fn pack_call_sent<'a>(
     out: &mut Vec<u8>,
     format: Format,
@@ -121,12 +161,53 @@ pub fn pack_call_sent<'a>(
     remote: &'a PartyVersion,
     remote_fields: &'a [SentField<'a>],
 ) {
+    let none = Writes::default();
+    let sent = |version, fields| Sent {
+        version,
+        fields,
+        writes: &none,
+    };
+    pack_sent(
+        out,
+        format,
+        ctx,
+        sent(local, local_fields),
+        sent(remote, remote_fields),
+    );
+}
+
+/// One version as a call sends it: the version, its fields as sent (views into it), and the
+/// writes behind it.
+#[derive(Clone, Copy, Debug)]
+pub struct Sent<'a> {
+    pub version: &'a PartyVersion,
+    pub fields: &'a [SentField<'a>],
+    pub writes: &'a Writes,
+}
+
+/// As [`pack_call_sent`], in format 3, with each version's writes.
+pub fn pack_call_sent_writes<'a>(
+    out: &mut Vec<u8>,
+    ctx: ContextRef<'a>,
+    local: Sent<'a>,
+    remote: Sent<'a>,
+) {
+    pack_sent(out, Format::V3, ctx, local, remote);
+}
+
+fn pack_sent<'a>(
+    out: &mut Vec<u8>,
+    format: Format,
+    ctx: ContextRef<'a>,
+    local: Sent<'a>,
+    remote: Sent<'a>,
+) {
     let mut w = Writer::start(out, format);
     w.context(ctx);
-    for (v, fields) in [(local, local_fields), (remote, remote_fields)] {
-        w.version_head(v);
-        w.count(fields.len());
-        for f in fields {
+    for sent in [local, remote] {
+        w.version_head(sent.version);
+        w.count(sent.fields.len());
+        for f in sent.fields {
             match f {
                 SentField::Whole(f) => w.field(f),
                 SentField::Elements(f, elements) => {
@@ -139,7 +220,12 @@ pub fn pack_call_sent<'a>(
                 }
             }
         }
-        w.version_tail(v);
+        w.version_tail(sent.version);
+    }
+    if format == Format::V3 {
+        for sent in [local, remote] {
+            w.writes(sent.fields.iter().cloned(), sent.version, sent.writes);
+        }
     }
 }
 
@@ -189,7 +275,8 @@ impl Strings for Copied {
     }
 }
 
-/// Unpacks what [`pack_call`] or [`pack_call_sent`] wrote.
+/// Unpacks what [`pack_call`] or [`pack_call_sent`] wrote (format 3's writes are read and
+/// left out: [`unpack_call_writes_with`] keeps them).
 pub fn unpack_call(bytes: &[u8]) -> Result<(Context, PartyVersion, PartyVersion), PackError> {
     unpack_call_with(bytes, Copied)
 }
@@ -201,6 +288,23 @@ pub fn unpack_call_with<S: Strings>(
     bytes: &[u8],
     strings: S,
 ) -> Result<(Context, PartyVersion, PartyVersion), PackError> {
+    unpack_call_writes_with(bytes, strings).map(|c| (c.ctx, c.local.0, c.remote.0))
+}
+
+/// A call unpacked with its versions' writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unpacked {
+    pub ctx: Context,
+    pub local: (PartyVersion, Writes),
+    pub remote: (PartyVersion, Writes),
+}
+
+/// Unpacks a call of any format with its versions' writes: format 3 carries them; in formats
+/// 1 and 2 every write is unknown (an empty table).
+pub fn unpack_call_writes_with<S: Strings>(
+    bytes: &[u8],
+    strings: S,
+) -> Result<Unpacked, PackError> {
     let mut r = Reader::with_strings(bytes, strings)?;
     let ctx = Context {
         tenant: r.str()?,
@@ -216,8 +320,17 @@ pub fn unpack_call_with<S: Strings>(
     };
     let local = r.version()?;
     let remote = r.version()?;
+    let (local_writes, remote_writes) = if r.with_writes {
+        (r.writes(&local)?, r.writes(&remote)?)
+    } else {
+        Default::default()
+    };
     r.finish()?;
-    Ok((ctx, local, remote))
+    Ok(Unpacked {
+        ctx,
+        local: (local, local_writes),
+        remote: (remote, remote_writes),
+    })
 }
 
 /// Packs a policy's answer into `out` (cleared first), in `format`: the format of the call it
@@ -444,7 +557,7 @@ impl<'o, 'v> Writer<'o, 'v> {
         out.push(format as u8);
         Writer {
             out,
-            fixed_clocks: format == Format::V2,
+            fixed_clocks: format != Format::V1,
             regions: RegionTable::new(),
         }
     }
@@ -591,6 +704,59 @@ impl<'o, 'v> Writer<'o, 'v> {
         }
     }
 
+    /// The writes of one version, for the fields as sent ([`Format::V3`]).
+    fn writes(
+        &mut self,
+        sent: impl Iterator<Item = SentField<'v>>,
+        version: &'v PartyVersion,
+        writes: &'v Writes,
+    ) {
+        let mut named: Vec<&'v Dot> = Vec::new();
+        for f in sent {
+            let (field, elements): (&'v Field, Option<Vec<&'v Element>>) = match f {
+                SentField::Whole(f) => (f, None),
+                SentField::Elements(f, e) => (f, Some(e)),
+            };
+            match writes.field(&field.name) {
+                Some(dot) => {
+                    self.byte(1);
+                    self.dot(dot);
+                    named.push(dot);
+                }
+                None => self.byte(0),
+            }
+            let entries = |e: &'v Element| e.entries.iter().map(|n| &n.dot);
+            match (elements, &field.value) {
+                (Some(sent), _) => named.extend(sent.into_iter().flat_map(entries)),
+                (None, FieldValue::Elements(all)) => named.extend(all.iter().flat_map(entries)),
+                (None, FieldValue::Json(_)) => {}
+            }
+        }
+        match writes
+            .tombstone
+            .as_ref()
+            .filter(|_| version.tombstone.is_some())
+        {
+            Some(dot) => {
+                self.byte(1);
+                self.dot(dot);
+                named.push(dot);
+            }
+            None => self.byte(0),
+        }
+        named.sort_unstable();
+        named.dedup();
+        let known: Vec<(&'v Dot, &'v [Dot])> = named
+            .into_iter()
+            .filter_map(|d| writes.context(d).map(|c| (d, c)))
+            .collect();
+        self.count(known.len());
+        for (dot, context) in known {
+            self.dot(dot);
+            self.dots(context);
+        }
+    }
+
     fn context(&mut self, ctx: ContextRef<'v>) {
         self.str(ctx.tenant);
         self.region(ctx.resolving_region);
@@ -680,8 +846,10 @@ unsafe fn windows<const W: usize>(src: *const u8, dst: *mut u8, n: usize) {
 struct Reader<'b, S> {
     bytes: &'b [u8],
     pos: usize,
-    /// Format 2: a stamp's wall clock is eight bytes, not a varint.
+    /// Format 2 and 3: a stamp's wall clock is eight bytes, not a varint.
     fixed_clocks: bool,
+    /// Format 3: a call ends with its versions' writes.
+    with_writes: bool,
     /// The region names defined so far, in order.
     regions: RegionTable<'b>,
     strings: S,
@@ -692,13 +860,14 @@ impl<'b, S: Strings> Reader<'b, S> {
         let Some(format) = Format::of(bytes) else {
             return Err(PackError {
                 at: 0,
-                what: "unknown format (expected 1 or 2)",
+                what: "unknown format (expected 1, 2 or 3)",
             });
         };
         Ok(Reader {
             bytes,
             pos: 1,
-            fixed_clocks: format == Format::V2,
+            fixed_clocks: format != Format::V1,
+            with_writes: format == Format::V3,
             regions: RegionTable::new(),
             strings,
         })
@@ -930,6 +1099,45 @@ impl<'b, S: Strings> Reader<'b, S> {
         }
     }
 
+    /// The writes of `version` as read ([`Format::V3`]).
+    fn writes(&mut self, version: &PartyVersion) -> Result<Writes, PackError> {
+        let mut fields = Vec::new();
+        for f in &version.fields {
+            if let Some(dot) = self.some_dot()? {
+                fields.push(FieldWrite {
+                    name: f.name.clone(),
+                    dot,
+                });
+            }
+        }
+        fields.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        fields.dedup_by(|a, b| a.name == b.name);
+        let tombstone = self.some_dot()?;
+        let n = self.count()?;
+        let mut writes = Vec::with_capacity(n);
+        for _ in 0..n {
+            writes.push(Write {
+                dot: self.dot()?,
+                context: self.dots()?,
+            });
+        }
+        writes.sort_unstable_by(|a, b| a.dot.cmp(&b.dot));
+        writes.dedup_by(|a, b| a.dot == b.dot);
+        Ok(Writes {
+            fields,
+            tombstone,
+            writes,
+        })
+    }
+
+    fn some_dot(&mut self) -> Result<Option<Dot>, PackError> {
+        match self.byte()? {
+            0 => Ok(None),
+            1 => Ok(Some(self.dot()?)),
+            _ => Err(self.bad_tag("unknown option tag")),
+        }
+    }
+
     fn version(&mut self) -> Result<PartyVersion, PackError> {
         let tenant = self.str()?;
         let party_id = self.str()?;
@@ -1112,7 +1320,7 @@ mod tests {
     fn calls_and_answers_come_back_unchanged_in_either_format() {
         let (ctx, local, remote) = call();
         let mut buf = vec![9, 9, 9];
-        for format in [Format::V1, Format::V2] {
+        for format in [Format::V1, Format::V2, Format::V3] {
             pack_call_ref(&mut buf, format, (&ctx).into(), &local, &remote);
             assert_eq!(Format::of(&buf), Some(format));
             assert_eq!(
@@ -1233,6 +1441,120 @@ mod tests {
             (l.version_vector, r.origin_region),
             (local.version_vector, remote.origin_region)
         );
+    }
+
+    /// The writes of `version("eu"/"na")`: `name` by one write, the contact medium's entry by
+    /// its own, the tombstone by a third; the entry's context unknown; and a write no field
+    /// sent names (`givenName` left out of the call), which is not sent.
+    fn writes(region: &str) -> Writes {
+        let d = |n| Dot::new(region, n);
+        Writes {
+            fields: vec![
+                FieldWrite {
+                    name: "contactMedium".into(),
+                    dot: d(3),
+                },
+                FieldWrite {
+                    name: "givenName".into(),
+                    dot: d(1),
+                },
+                FieldWrite {
+                    name: "name".into(),
+                    dot: d(4),
+                },
+            ],
+            tombstone: Some(Dot::new("eu", 2)),
+            writes: vec![
+                Write {
+                    dot: d(1),
+                    context: vec![],
+                },
+                Write {
+                    dot: Dot::new("eu", 2),
+                    context: vec![Dot::new("eu", 1)],
+                },
+                Write {
+                    dot: d(4),
+                    context: vec![Dot::new("apac", 7), Dot::new("eu", 2)],
+                },
+            ],
+        }
+    }
+
+    /// Format 3 carries each version's writes for the fields it sends: what a field, an entry
+    /// or the tombstone names comes back with its context; a write nothing sent names does not
+    /// travel; formats 1 and 2 read as every write unknown.
+    #[test]
+    fn a_format_3_call_carries_the_writes_of_what_it_sends() {
+        let (ctx, local, remote) = call();
+        let (lw, rw) = (writes("eu"), writes("na"));
+        let sent = |w: &Writes| Writes {
+            fields: w
+                .fields
+                .iter()
+                .filter(|f| f.name != "givenName")
+                .cloned()
+                .collect(),
+            tombstone: w.tombstone.clone(),
+            writes: w.writes[1..].to_vec(),
+        };
+        let mut buf = Vec::new();
+        pack_call_writes(&mut buf, (&ctx).into(), (&local, &lw), (&remote, &rw));
+        assert_eq!(Format::of(&buf), Some(Format::V3));
+        let c = unpack_call_writes_with(&buf, Copied).unwrap();
+        assert_eq!(c.ctx, ctx);
+        assert_eq!(c.local, (local.clone(), sent(&lw)));
+        assert_eq!(c.remote, (remote.clone(), sent(&rw)));
+        assert_eq!(
+            unpack_call(&buf).unwrap(),
+            (ctx.clone(), local.clone(), remote.clone())
+        );
+
+        // Only the element sent, and only a field's write: the name's is not sent with it.
+        let FieldValue::Elements(elements) = &remote.fields[0].value else {
+            unreachable!()
+        };
+        let local_sent = [SentField::Whole(&local.fields[1])];
+        let remote_sent = [SentField::Elements(&remote.fields[0], vec![&elements[0]])];
+        let mut no_tombstone = remote.clone();
+        no_tombstone.tombstone = None;
+        pack_call_sent_writes(
+            &mut buf,
+            (&ctx).into(),
+            Sent {
+                version: &local,
+                fields: &local_sent,
+                writes: &lw,
+            },
+            Sent {
+                version: &no_tombstone,
+                fields: &remote_sent,
+                writes: &rw,
+            },
+        );
+        let c = unpack_call_writes_with(&buf, Copied).unwrap();
+        let field = |w: &Writes, name: &str| {
+            w.fields
+                .iter()
+                .filter(|f| f.name == name)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(c.local.1.fields, field(&lw, "name"));
+        assert_eq!(c.local.1.writes, lw.writes[1..]);
+        assert_eq!(c.remote.1.fields, field(&rw, "contactMedium"));
+        assert_eq!((c.remote.1.tombstone, c.remote.1.writes), (None, vec![]));
+
+        for format in [Format::V1, Format::V2] {
+            pack_call_ref(&mut buf, format, (&ctx).into(), &local, &remote);
+            let c = unpack_call_writes_with(&buf, Copied).unwrap();
+            assert!(c.local.1.is_empty() && c.remote.1.is_empty(), "{format:?}");
+        }
+        // Every truncation of a format-3 call is refused.
+        pack_call_writes(&mut buf, (&ctx).into(), (&local, &lw), (&remote, &rw));
+        for cut in 0..buf.len() {
+            assert!(unpack_call(&buf[..cut]).is_err(), "cut at {cut}");
+        }
     }
 
     #[test]
@@ -1458,9 +1780,9 @@ mod tests {
         // format, merged, "", "", one dot naming region 2 before any is defined.
         let e = unpack_resolution(&[1, 2, 0, 0, 1, 2, 0]).unwrap_err();
         assert_eq!(e.what, "region number not defined yet");
-        for unknown in [0, 3, 0xff] {
+        for unknown in [0, 4, 0xff] {
             let e = unpack_resolution(&[unknown, 0]).unwrap_err();
-            assert_eq!((e.at, e.what), (0, "unknown format (expected 1 or 2)"));
+            assert_eq!((e.at, e.what), (0, "unknown format (expected 1, 2 or 3)"));
         }
         assert!(unpack_call(&[]).is_err());
         assert_eq!(

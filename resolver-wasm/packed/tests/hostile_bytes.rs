@@ -7,12 +7,13 @@
 //! `n`; `BLESS=1` rewrites the fuzzer's seed corpus (`fuzz/corpus/`) from the seeds below.
 
 use policy_packed::{
-    Format, SentField, pack_call_ref, pack_call_sent, pack_resolution, unpack_call,
-    unpack_resolution, unpack_resolution_into,
+    Format, SentField, pack_call_ref, pack_call_sent, pack_call_writes, pack_resolution,
+    unpack_call, unpack_resolution, unpack_resolution_into,
 };
 use policy_types::{
     Computed, Context, Dot, Element, Entry, EntryRef, Field, FieldValue, Hlc, MergedElements,
     MergedField, MergedParty, MergedValue, PartyVersion, Relation, Resolution, ResourceType, Side,
+    writes::{FieldWrite, Write, Writes},
 };
 use std::fmt::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -337,7 +338,7 @@ fn seeds() -> Vec<Seed> {
     ];
 
     let mut seeds = Vec::new();
-    for format in [Format::V1, Format::V2] {
+    for format in [Format::V1, Format::V2, Format::V3] {
         let v = format as u8;
         for (name, l, r) in calls {
             let mut bytes = Vec::new();
@@ -376,6 +377,38 @@ fn seeds() -> Vec<Seed> {
             });
         }
     }
+    // Format 3 with writes: every field of each side named by a write of its region, whose
+    // context is the other side's vector.
+    let writes = |v: &PartyVersion, other: &PartyVersion| {
+        let dot = |n| Dot::new(v.origin_region.as_str(), n);
+        Writes {
+            fields: v
+                .fields
+                .iter()
+                .enumerate()
+                .map(|(i, f)| FieldWrite {
+                    name: f.name.clone(),
+                    dot: dot(i as u64 % 2 + 1),
+                })
+                .collect(),
+            tombstone: None,
+            writes: (1..=2)
+                .map(|n| Write {
+                    dot: dot(n),
+                    context: other.version_vector.clone(),
+                })
+                .collect(),
+        }
+    };
+    let (lw, rw) = (writes(&local, &remote), writes(&remote, &local));
+    let mut bytes = Vec::new();
+    pack_call_writes(&mut bytes, (&ctx).into(), (&local, &lw), (&remote, &rw));
+    unpack_call(&bytes).unwrap();
+    seeds.push(Seed {
+        name: "call-writes-v3".into(),
+        kind: Kind::Call,
+        bytes,
+    });
     seeds
 }
 

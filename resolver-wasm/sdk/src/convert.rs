@@ -244,7 +244,7 @@ fn resolve_packed<P: Policy>(call: Vec<u8>) -> Vec<u8> {
         // Every string of the arguments owns its bytes in the call, and when everything the
         // arguments hold came from the arena, they are released at once instead of dropped.
         let (unpacked, blocks) =
-            crate::ARENA.count_blocks(|| policy_packed::unpack_call_with(&call, Shared));
+            crate::ARENA.count_blocks(|| policy_packed::unpack_call_writes_with(&call, Shared));
         let answer = answer::<P>(format_of(&call), &unpacked);
         if let Some(blocks) = blocks {
             std::mem::forget(unpacked);
@@ -254,7 +254,10 @@ fn resolve_packed<P: Policy>(call: Vec<u8>) -> Vec<u8> {
         }
         return answer;
     }
-    answer::<P>(format_of(&call), &policy_packed::unpack_call(&call))
+    answer::<P>(
+        format_of(&call),
+        &policy_packed::unpack_call_writes_with(&call, policy_packed::Copied),
+    )
 }
 
 /// The format to answer a call in: the call's own, so that a host that writes only format 1
@@ -305,10 +308,12 @@ pub unsafe fn __packed_export<P: Policy>(call: *mut u8, len: usize) -> *mut u8 {
 /// The packed answer of `P` to an unpacked call, in `format`.
 fn answer<P: Policy>(
     format: policy_packed::Format,
-    unpacked: &Result<(t::Context, t::PartyVersion, t::PartyVersion), policy_packed::PackError>,
+    unpacked: &Result<policy_packed::Unpacked, policy_packed::PackError>,
 ) -> Vec<u8> {
     let resolution = match unpacked {
-        Ok((ctx, local, remote)) => P::resolve(ctx, local, remote),
+        Ok(c) => {
+            P::resolve_with_writes(&c.ctx, (&c.local.0, &c.local.1), (&c.remote.0, &c.remote.1))
+        }
         Err(e) => t::Resolution::Reject(format!("the policy could not read its call: {e}")),
     };
     let mut out = Vec::with_capacity(256);

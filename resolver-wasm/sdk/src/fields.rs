@@ -1,7 +1,22 @@
 //! Helpers for reading parties and building results.
 
+use policy_types::writes::Writes;
 use policy_types::{Field, FieldValue, MergedField, MergedParty, MergedValue, PartyVersion, Side};
 use std::cmp::Ordering;
+
+pub use policy_types::writes::{Change, change};
+
+/// How many of `region`'s writes the write that set `name` on this side had seen, counting
+/// itself when `region` made it; `None` when the side lacks the field or its write is unknown
+/// (a version stored before writes were recorded, or a call of a revision before 1.3). The
+/// key of a rule such as "of two statuses, the one written knowing more of NA's writes wins":
+/// a write NA made concurrently counts one more NA write than the other side's had seen, and a
+/// write made after seeing NA's counts at least as many.
+pub fn seen(side: (&PartyVersion, &Writes), name: &str, region: &str) -> Option<u64> {
+    side.0.field(name)?;
+    let dot = side.1.field(name)?;
+    side.1.seen(dot, region)
+}
 
 /// The JSON text of a scalar field, if the version has it.
 pub fn json<'a>(party: &'a PartyVersion, name: &str) -> Option<&'a str> {

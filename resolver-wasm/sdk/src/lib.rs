@@ -63,6 +63,7 @@ pub use convert::__packed_export;
 #[doc(hidden)]
 pub use convert::{__describe, __resolve};
 
+use policy_types::writes::Writes;
 use policy_types::{Context, Description, PartyVersion, Resolution};
 
 /// A conflict-resolution policy. Policies are stateless: the host may run a call on a fresh
@@ -70,6 +71,20 @@ use policy_types::{Context, Description, PartyVersion, Resolution};
 pub trait Policy {
     fn describe() -> Description;
     fn resolve(ctx: &Context, local: &PartyVersion, remote: &PartyVersion) -> Resolution;
+
+    /// `resolve` with each version's writes (`policy_types::writes`): which write set each
+    /// field sent and what that write had seen, for rules such as "NA's status wins when NA
+    /// changed it concurrently" ([`fields::change`], [`fields::seen`]). The host sends them
+    /// to a policy that declares contract revision 1.3 ([`description_with_writes`]); to any
+    /// other, and through the typed interface, every write is unknown (empty tables). By
+    /// default the writes are not read: [`Policy::resolve`] decides.
+    fn resolve_with_writes(
+        ctx: &Context,
+        local: (&PartyVersion, &Writes),
+        remote: (&PartyVersion, &Writes),
+    ) -> Resolution {
+        Self::resolve(ctx, local.0, remote.0)
+    }
 }
 
 /// A description for `name` at `version` against this SDK's contract version.
@@ -78,6 +93,17 @@ pub fn description(name: &str, version: &str) -> Description {
         name: name.to_owned(),
         version: version.to_owned(),
         contract_version: policy_types::CONTRACT_REVISION.to_owned(),
+    }
+}
+
+/// As [`description`], declaring contract revision 1.3 ([`policy_types::WRITES_REVISION`]):
+/// the host then sends each version's writes ([`Policy::resolve_with_writes`]), which costs a
+/// call a few bytes per field sent. A policy that does not read them declares [`description`]'s
+/// revision and is sent less.
+pub fn description_with_writes(name: &str, version: &str) -> Description {
+    Description {
+        contract_version: policy_types::WRITES_REVISION.to_owned(),
+        ..description(name, version)
     }
 }
 

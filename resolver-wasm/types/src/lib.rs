@@ -26,6 +26,10 @@ pub const CONTRACT_VERSION: &str = "1.0.0";
 /// side's); from 1.2 a packed call is in packed format 2 (`policy_packed::Format`). A policy that
 /// needs every field (one that derives a field from others) declares "1.0.0" instead.
 pub const CONTRACT_REVISION: &str = "1.2.0";
+/// The contract revision of a policy that reads each version's writes ([`writes`]): from 1.3 a
+/// packed call is in packed format 3, which adds them. A policy that does not read them keeps
+/// [`CONTRACT_REVISION`] and is sent less.
+pub const WRITES_REVISION: &str = "1.3.0";
 /// The name of the exported interface, with its version, as it appears in a component.
 pub const RESOLVER_INTERFACE: &str = "tmf632:conflict/resolver@1.0.0";
 /// The optional interface that takes `resolve`'s arguments and answer packed into bytes

@@ -1,0 +1,125 @@
+//! Contract revision 1.3: a policy that declares it is sent each version's writes (packed
+//! format 3), and through them can tell, for every field, which side changed it since the
+//! other saw it (`policy_sdk::fields::change`) and how much of a region a write had seen
+//! (`policy_sdk::fields::seen`). The host sends them from the resolver and from reconcile,
+//! which reads them from the stored item and the stream's old image.
+//!
+//! The guest (`tests/guests/guest-field-changes`) rejects every conflict with what it was
+//! told, so the tests read it from the reason.
+
+use std::sync::Arc;
+
+use host_core::reconcile::{Reconcile, ReconcileOutcome};
+use host_core::store::memory::{MemoryDeadLetters, MemoryStore};
+use host_core::store::{PartyStore, Provenance, StoredParty};
+use host_core::{ActivePolicy, Decision, Resolver, TenantPolicies};
+use integration_tests::{engine, guests, load};
+use party_model::{Writer, new_party};
+use policy_types::writes::Writes;
+use policy_types::{PartyVersion, ResourceType};
+use serde_json::json;
+
+/// EU creates the party; NA, having seen it, moves the status to validated; EU, not having
+/// seen that, changes the family name; then both change the marital status concurrently.
+/// Returns EU's and NA's versions with their writes.
+fn history() -> ((PartyVersion, Writes), (PartyVersion, Writes)) {
+    let mut base = new_party("acme", "42", ResourceType::Individual, "eu");
+    let mut base_writes = Writes::default();
+    Writer::new("eu").write_recorded(
+        &mut base,
+        &mut base_writes,
+        1_000,
+        &json!({"givenName": "Jane", "familyName": "Doe", "status": "initialized"}),
+    );
+    let (mut eu, mut ew) = (base.clone(), base_writes.clone());
+    let (mut na, mut nw) = (base, base_writes);
+    let (mut in_eu, mut in_na) = (Writer::new("eu"), Writer::new("na"));
+    in_na.write_recorded(&mut na, &mut nw, 2_000, &json!({"status": "validated"}));
+    in_eu.write_recorded(&mut eu, &mut ew, 2_001, &json!({"familyName": "Smith"}));
+    in_eu.write_recorded(
+        &mut eu,
+        &mut ew,
+        2_002,
+        &json!({"maritalStatus": "married"}),
+    );
+    in_na.write_recorded(
+        &mut na,
+        &mut nw,
+        2_003,
+        &json!({"maritalStatus": "divorced"}),
+    );
+    ((eu, ew), (na, nw))
+}
+
+fn resolver() -> Arc<Resolver> {
+    let policy = load(&engine(), guests::FIELD_CHANGES).expect("the guest loads");
+    assert_eq!(policy.info().description.contract_version, "1.3.0");
+    assert_eq!(policy.info().packed_format, policy_packed::Format::V3);
+    let policies = Arc::new(TenantPolicies::new());
+    policies.activate("acme", ActivePolicy::new(policy));
+    Arc::new(Resolver::new(policies, "eu"))
+}
+
+fn reason(decision: Decision) -> String {
+    match decision {
+        Decision::Rejected(reason) => reason,
+        other => panic!("the guest rejects every conflict, it answered {other:?}"),
+    }
+}
+
+/// What the guest answers when told the writes of [`history`], EU local: the family name
+/// changed only in EU, the status only in NA (EU's is the create, which NA had seen), the
+/// marital status on both sides; NA's status write had seen its own one NA write, EU's none.
+/// The given name, held identically, is not sent.
+const TOLD: &str = "familyName=Local maritalStatus=Both status=Remote status seen na: 0/1";
+
+#[test]
+fn a_policy_of_revision_1_3_is_told_which_side_changed_each_field() {
+    let ((eu, ew), (na, nw)) = history();
+    let resolver = resolver();
+    let told = resolver
+        .resolve_with_writes((&eu, &ew), (&na, &nw))
+        .unwrap();
+    assert_eq!(reason(told.decision), TOLD);
+
+    // From NA's side the same writes, the other way round.
+    let told = resolver
+        .resolve_with_writes((&na, &nw), (&eu, &ew))
+        .unwrap();
+    assert_eq!(
+        reason(told.decision),
+        "familyName=Remote maritalStatus=Both status=Local status seen na: 1/0"
+    );
+
+    // Without writes (a conflict captured before they were recorded) every write is unknown.
+    let told = resolver.resolve(&eu, &na).unwrap();
+    assert_eq!(
+        reason(told.decision),
+        "familyName=Unknown maritalStatus=Unknown status=Unknown status seen na: -/-"
+    );
+}
+
+/// Reconcile sends the writes it holds: the stored item's (local) and the stream's old
+/// image's (the version that was overwritten).
+#[test]
+fn reconcile_sends_the_stored_items_and_the_old_images_writes() {
+    let ((eu, ew), (na, nw)) = history();
+    let mut reconcile =
+        Reconcile::new(MemoryStore::new(), MemoryDeadLetters::default(), resolver());
+    reconcile.max_attempts = 1;
+    let stored = |version: PartyVersion, writes: Writes| StoredParty {
+        version,
+        provenance: Provenance::default(),
+        writes,
+    };
+    reconcile
+        .store()
+        .put_party(&stored(eu.clone(), ew), None)
+        .unwrap();
+    match reconcile.handle(&stored(na, nw), &eu, 10_000) {
+        ReconcileOutcome::DeadLettered { reason, .. } => {
+            assert!(reason.contains(TOLD), "{reason}")
+        }
+        other => panic!("expected the guest's rejection, got {other:?}"),
+    }
+}
