@@ -387,8 +387,10 @@ pub fn journal_items(bytes: &[u8]) -> bool {
                     let v = &party.version;
                     assert_eq!(store.party(&v.tenant, &v.party_id), Ok(Some(party.clone())));
                 }
-                Change::Own(v) => {
-                    assert_eq!(store.own(&v.tenant, &v.party_id), Ok(Some(v.clone())))
+                Change::Own(own) => {
+                    let v = own.version();
+                    let stored = store.own(&v.tenant, &v.party_id);
+                    assert_eq!(stored, Ok(Some(own.clone().into_party())))
                 }
                 Change::Record { record, .. } => {
                     assert_eq!(

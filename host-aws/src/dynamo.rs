@@ -186,8 +186,7 @@ fn item_with_sk(party: &StoredParty, sk: String) -> Result<Item, StoreError> {
             e,
         ))
     })?;
-    // Only on the party itself: the own copy is read back as its version alone (`own`).
-    let writes = (sk == PARTY_SK && !party.writes.is_empty())
+    let writes = (!party.writes.is_empty())
         .then(|| serde_json::to_string(&party.writes).expect("writes serialise"));
     let item = PartyItem {
         pk: party_key(&v.tenant, &v.party_id),
@@ -373,14 +372,21 @@ impl DynamoStore {
     }
 
     /// The party write, conditional on the stored version vector.
-    fn party_put(&self, party: &StoredParty, expected: Option<&[Dot]>) -> Result<Put, StoreError> {
+    /// The conditional put of the party's item, and whether it keeps the party's writes.
+    fn party_put(
+        &self,
+        party: &StoredParty,
+        expected: Option<&[Dot]>,
+    ) -> Result<(Put, bool), StoreError> {
         let mut item = party_item(party)?;
         let mut size = item_size(&item);
+        let mut with_writes = true;
         if size > ITEM_LIMIT && !party.writes.is_empty() {
             // The writes behind the fields are advisory: dropped rather than refuse a party
             // that fits without them.
             item = party_item(&party.without_writes())?;
             size = item_size(&item);
+            with_writes = false;
         }
         if size > ITEM_LIMIT {
             return Err(StoreError::TooLarge {
@@ -399,6 +405,7 @@ impl DynamoStore {
                 .expression_attribute_values(":expected", AttributeValue::S(vv_key(vv))),
         };
         put.build()
+            .map(|put| (put, with_writes))
             .map_err(|e| StoreError::Fatal(Failure::caused_by(e.to_string(), e)))
     }
 }
@@ -445,7 +452,7 @@ impl PartyStore for DynamoStore {
     }
 
     fn put_party(&self, party: &StoredParty, expected: Option<&[Dot]>) -> Result<(), StoreError> {
-        let put = self.party_put(party, expected)?;
+        let (put, _) = self.party_put(party, expected)?;
         let out = self.rt.block_on(
             self.client
                 .put_item()
@@ -466,11 +473,11 @@ impl PartyStore for DynamoStore {
 }
 
 impl IngestStore for DynamoStore {
-    fn own(&self, tenant: &str, party_id: &str) -> Result<Option<PartyVersion>, StoreError> {
+    fn own(&self, tenant: &str, party_id: &str) -> Result<Option<StoredParty>, StoreError> {
         self.get(party_key(tenant, party_id), &own_sk(&self.region), || {
             format!("reading this region's own copy of party {party_id} of tenant {tenant}")
         })?
-        .map(|item| party_from_item(item).map(|p| p.version))
+        .map(party_from_item)
         .transpose()
     }
 
@@ -537,7 +544,7 @@ impl IngestStore for DynamoStore {
             expected,
             record,
         } = *commit;
-        let party_put = self.party_put(party, expected)?;
+        let (party_put, with_writes) = self.party_put(party, expected)?;
         // The record must still be this delivery's claim: same payload, not completed by
         // another delivery meanwhile.
         let record_put = Put::builder()
@@ -551,7 +558,12 @@ impl IngestStore for DynamoStore {
             .map_err(|e| StoreError::Fatal(Failure::caused_by(e.to_string(), e)))?;
         let own_put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(item_with_sk(party, own_sk(&self.region))?))
+            // The own copy keeps the writes where the party's item does (it is the smaller item).
+            .set_item(Some(if with_writes {
+                item_with_sk(party, own_sk(&self.region))?
+            } else {
+                item_with_sk(&party.without_writes(), own_sk(&self.region))?
+            }))
             .build()
             .map_err(|e| StoreError::Fatal(Failure::caused_by(e.to_string(), e)))?;
         let out = self.rt.block_on(

@@ -309,8 +309,8 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
     /// Merges the region's own last write back into the stored version that overwrote it.
     fn catch_up(
         &self,
-        own: &PartyVersion,
-        stored: &PartyVersion,
+        (own, own_writes): (&PartyVersion, &Writes),
+        (stored, stored_writes): (&PartyVersion, &Writes),
         now_ms: u64,
         record: bool,
     ) -> Result<(PartyVersion, Option<String>), StoreError> {
@@ -318,12 +318,14 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
         tracing::info!(tenant = %own.tenant, party = %own.party_id, region = %region, "ingest.catch_up");
         match &self.resolver {
             Some(resolver) => {
-                let resolved = resolver.resolve(stored, own).map_err(|e| {
-                    StoreError::Fatal(Failure::caused_by(
-                        format!("merging this region's overwritten write back: {e}"),
-                        e,
-                    ))
-                })?;
+                let resolved = resolver
+                    .resolve_with_writes((stored, stored_writes), (own, own_writes))
+                    .map_err(|e| {
+                        StoreError::Fatal(Failure::caused_by(
+                            format!("merging this region's overwritten write back: {e}"),
+                            e,
+                        ))
+                    })?;
                 if let Some(log) = self.log.as_ref().filter(|_| record) {
                     let outcome =
                         ConflictOutcome::from_resolved("ingest", now_ms, &resolved, stored, own);
@@ -380,12 +382,15 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
         match self.store.own(tenant, party_id)? {
             Some(own)
                 if own
+                    .version
                     .version_vector
                     .iter()
                     .find(|d| &d.region == region)
                     .is_some_and(|d| !covers(&stored.version.version_vector, d)) =>
             {
-                Ok(Some(self.catch_up(&own, &stored.version, now_ms, false)?.0))
+                let own = (&own.version, &own.writes);
+                let stored = (&stored.version, &stored.writes);
+                Ok(Some(self.catch_up(own, stored, now_ms, false)?.0))
             }
             _ => Ok(Some(stored.version)),
         }
@@ -433,11 +438,15 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
             ),
         };
         if let Some(own) = self.store.own(tenant, &event.party_id)? {
-            let mine = own.version_vector.iter().find(|d| &d.region == region);
+            let mine = own
+                .version
+                .version_vector
+                .iter()
+                .find(|d| &d.region == region);
             if mine.is_some_and(|d| !covers(&version.version_vector, d)) {
-                let (merged, digest) = self.catch_up(&own, &version, now_ms, true)?;
-                // The own copy keeps no writes: what it alone holds is of unknown write.
-                writes = Writes::merged((&own, &Writes::default()), (&version, &writes), &merged);
+                let own = (&own.version, &own.writes);
+                let (merged, digest) = self.catch_up(own, (&version, &writes), now_ms, true)?;
+                writes = Writes::merged(own, (&version, &writes), &merged);
                 version = merged;
                 policy_digest = digest.or(policy_digest);
             }

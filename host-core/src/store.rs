@@ -124,8 +124,9 @@ pub trait PartyStore: Send + Sync {
 /// the overwriting version alone, or it would reuse the region's counter and claim to have seen
 /// a write it never merged. [`crate::ingest::Ingest`] merges the own version back first.
 pub trait IngestStore: PartyStore {
-    /// This region's own last write of the party, as committed.
-    fn own(&self, tenant: &str, party_id: &str) -> Result<Option<PartyVersion>, StoreError>;
+    /// This region's own last write of the party, as committed (with the writes behind its
+    /// fields: what only this copy holds keeps its write when it is merged back).
+    fn own(&self, tenant: &str, party_id: &str) -> Result<Option<StoredParty>, StoreError>;
     fn record(&self, tenant: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
     /// Writes an in-progress record if none is live for its key at `now_ms`: absent, expired, or
     /// an in-progress claim whose holder ran out of time.
@@ -216,7 +217,7 @@ impl<T: PartyStore + ?Sized> PartyStore for std::sync::Arc<T> {
 }
 
 impl<T: IngestStore + ?Sized> IngestStore for std::sync::Arc<T> {
-    fn own(&self, tenant: &str, party_id: &str) -> Result<Option<PartyVersion>, StoreError> {
+    fn own(&self, tenant: &str, party_id: &str) -> Result<Option<StoredParty>, StoreError> {
         (**self).own(tenant, party_id)
     }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use host_core::store::{
     Commit, IdempotencyRecord, IngestStore, PartyStore, StoreError, StoredParty,
 };
-use policy_types::{Dot, PartyVersion};
+use policy_types::Dot;
 
 /// The payload of a simulated crash. It unwinds with `resume_unwind`, which runs no panic hook,
 /// so thousands of crashes print nothing.
@@ -73,7 +73,7 @@ impl<S: PartyStore> PartyStore for FaultyStore<S> {
 }
 
 impl<S: IngestStore> IngestStore for FaultyStore<S> {
-    fn own(&self, tenant: &str, party_id: &str) -> Result<Option<PartyVersion>, StoreError> {
+    fn own(&self, tenant: &str, party_id: &str) -> Result<Option<StoredParty>, StoreError> {
         self.inner.own(tenant, party_id)
     }
 

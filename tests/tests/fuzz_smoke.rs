@@ -22,7 +22,7 @@ use host_core::conflict::CapturedConflict;
 use host_core::conflict_log::{ConflictOutcome, ConflictRecord};
 use host_core::event::parse_event;
 use host_core::ingest::{Ingest, IngestConfig};
-use host_core::store::memory::{Change, Journal, MemoryDeadLetters, MemoryStore};
+use host_core::store::memory::{Change, Journal, MemoryDeadLetters, MemoryStore, OwnCopy};
 use host_core::store::{DeadLetter, IngestStore, Provenance, StoredParty};
 use host_core::tenant::LogSettings;
 use integration_tests::samples;
@@ -915,7 +915,14 @@ fn journal_seeds() -> Seeds {
     // what a restart re-queues for reconcile.
     let sample = &samples::build()[0];
     let overwritten = [
-        Change::Own(sample.local.clone()),
+        Change::Own(OwnCopy::Party(StoredParty {
+            version: sample.local.clone(),
+            provenance: Provenance {
+                written_by: sample.local.origin_region.clone(),
+                ..Provenance::default()
+            },
+            writes: Default::default(),
+        })),
         Change::Party {
             party: StoredParty {
                 version: sample.remote.clone(),

@@ -47,7 +47,7 @@ fn the_serve_stores_conform() {
 }
 
 /// Tenant acme's parties in `store`, each with its own copy.
-fn parties_and_own_copies(store: &MemoryStore) -> Vec<(StoredParty, Option<PartyVersion>)> {
+fn parties_and_own_copies(store: &MemoryStore) -> Vec<(StoredParty, Option<StoredParty>)> {
     use host_core::store::IngestStore;
     store
         .list("acme")

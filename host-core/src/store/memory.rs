@@ -107,7 +107,7 @@ pub enum Change {
         stamp: WriteStamp,
     },
     /// The region's own last write of a party.
-    Own(PartyVersion),
+    Own(OwnCopy),
     Record {
         record: IdempotencyRecord,
         stamp: WriteStamp,
@@ -122,6 +122,52 @@ pub enum Change {
     Expired { tenant: String, key: String },
 }
 
+/// A region's own copy as a journal holds it: the party as committed, or (journals written
+/// before 7 December 2026) its version alone, whose writes are then unknown.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum OwnCopy {
+    Party(StoredParty),
+    Version(PartyVersion),
+}
+
+// By hand, not `untagged`: a party's JSON values are raw JSON, which only serde_json's own
+// deserializer can hand out (not serde's buffered content an untagged enum reads from).
+impl<'de> Deserialize<'de> for OwnCopy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
+        serde_json::from_str(raw.get())
+            .map(OwnCopy::Party)
+            .or_else(|e| {
+                serde_json::from_str(raw.get())
+                    .map(OwnCopy::Version)
+                    .map_err(|_| e)
+            })
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl OwnCopy {
+    pub fn version(&self) -> &PartyVersion {
+        match self {
+            OwnCopy::Party(p) => &p.version,
+            OwnCopy::Version(v) => v,
+        }
+    }
+
+    /// The copy as a stored party (a bare version with no provenance and unknown writes).
+    pub fn into_party(self) -> StoredParty {
+        match self {
+            OwnCopy::Party(p) => p,
+            OwnCopy::Version(version) => StoredParty {
+                version,
+                provenance: super::Provenance::default(),
+                writes: Default::default(),
+            },
+        }
+    }
+}
+
 impl Change {
     /// The item it changes: a later change of the same key replaces it.
     pub fn key(&self) -> (&'static str, &str, &str) {
@@ -129,7 +175,10 @@ impl Change {
             Change::Party { party, .. } => {
                 ("party", &party.version.tenant, &party.version.party_id)
             }
-            Change::Own(v) => ("own", &v.tenant, &v.party_id),
+            Change::Own(own) => {
+                let v = own.version();
+                ("own", &v.tenant, &v.party_id)
+            }
             Change::Record { record, .. } => ("record", &record.tenant, &record.key),
             Change::Released { tenant, key, .. } | Change::Expired { tenant, key } => {
                 ("record", tenant, key)
@@ -207,7 +256,7 @@ impl Default for MemoryStore {
 #[derive(Debug, Default)]
 struct Inner {
     parties: HashMap<(String, String), (StoredParty, WriteStamp)>,
-    own: HashMap<(String, String), PartyVersion>,
+    own: HashMap<(String, String), StoredParty>,
     records: HashMap<(String, String), (IdempotencyRecord, WriteStamp)>,
     /// Deleted records' stamps, so that an older replicated write does not bring one back.
     released: HashMap<(String, String), WriteStamp>,
@@ -271,9 +320,10 @@ impl MemoryStore {
                 let k = (party.version.tenant.clone(), party.version.party_id.clone());
                 inner.parties.insert(k, (party, stamp));
             }
-            Change::Own(version) => {
-                let k = (version.tenant.clone(), version.party_id.clone());
-                inner.own.insert(k, version);
+            Change::Own(own) => {
+                let own = own.into_party();
+                let k = (own.version.tenant.clone(), own.version.party_id.clone());
+                inner.own.insert(k, own);
             }
             Change::Record { record, stamp } => {
                 seen(&mut inner, &stamp);
@@ -358,19 +408,13 @@ impl MemoryStore {
             let Some((stored, stamp)) = inner.parties.get(k) else {
                 continue;
             };
-            let mine = own.version_vector.iter().find(|d| d.region == region);
+            let mine = own
+                .version
+                .version_vector
+                .iter()
+                .find(|d| d.region == region);
             if mine.is_some_and(|d| !covers(&stored.version.version_vector, d)) {
-                let old = StoredParty {
-                    version: own.clone(),
-                    provenance: super::Provenance {
-                        written_by: region.clone(),
-                        ..super::Provenance::default()
-                    },
-                    // Own copies keep no writes (yet): what only this copy holds is of
-                    // unknown write after the restore.
-                    writes: policy_types::writes::Writes::default(),
-                };
-                lost.push((old, stored.clone(), stamp.clone()));
+                lost.push((own.clone(), stored.clone(), stamp.clone()));
             }
         }
         let n = lost.len();
@@ -585,7 +629,7 @@ impl PartyStore for MemoryStore {
 }
 
 impl IngestStore for MemoryStore {
-    fn own(&self, tenant: &str, party_id: &str) -> Result<Option<PartyVersion>, StoreError> {
+    fn own(&self, tenant: &str, party_id: &str) -> Result<Option<StoredParty>, StoreError> {
         Ok(self
             .inner
             .lock()
@@ -623,9 +667,9 @@ impl IngestStore for MemoryStore {
         self.put(&mut inner, party, commit.expected)?;
         inner.own.insert(
             (party.version.tenant.clone(), party.version.party_id.clone()),
-            party.version.clone(),
+            party.clone(),
         );
-        self.journal(&mut inner, || Change::Own(party.version.clone()));
+        self.journal(&mut inner, || Change::Own(OwnCopy::Party(party.clone())));
         self.put_record(&mut inner, commit.record);
         Ok(())
     }
@@ -693,6 +737,28 @@ mod tests {
 
     fn clock(at: u64) -> Clock {
         Arc::new(move || at)
+    }
+
+    /// An own copy journaled with its writes reads back with them; one journaled before own
+    /// copies kept writes (the version alone) still loads, its writes unknown.
+    #[test]
+    fn own_copies_read_back_from_journals_old_and_new() {
+        let mut kept = party("7", "eu", 3);
+        kept.writes.tombstone = Some(Dot::new("eu", 3));
+        let new = serde_json::to_string(&Change::Own(OwnCopy::Party(kept.clone()))).unwrap();
+        let old = format!(
+            r#"{{"own":{}}}"#,
+            serde_json::to_string(&kept.version).unwrap()
+        );
+        let store = MemoryStore::new();
+        let key = ("acme", "7");
+        for (journaled, expected) in [(new, kept.clone()), (old, kept.without_writes())] {
+            let change: Change = serde_json::from_str(&journaled).unwrap();
+            store.load(change);
+            let own = store.own(key.0, key.1).unwrap().unwrap();
+            assert_eq!(own.version, expected.version, "{journaled}");
+            assert_eq!(own.writes, expected.writes, "{journaled}");
+        }
     }
 
     #[test]

@@ -189,8 +189,8 @@ fn every_official_event_type_applies<S: IngestStore, D: DeadLetterSink>(
             );
             assert_eq!(
                 i.store().own(tenant, id).unwrap().as_ref(),
-                Some(version),
-                "{resource} {kind}: the commit keeps the region's own copy"
+                Some(&party),
+                "{resource} {kind}: the commit keeps the region's own copy, with its writes"
             );
             let dot = Dot::new(REGION, n as u64 + 1);
             if kind == "DeleteEvent" {
@@ -550,7 +550,7 @@ fn writes_are_conditional_on_the_version_read<S: IngestStore, D: DeadLetterSink>
         })
         .unwrap();
     assert_eq!(store.party(tenant, "7").unwrap(), Some(party(&v3)));
-    assert_eq!(store.own(tenant, "7").unwrap(), Some(v3.clone()));
+    assert_eq!(store.own(tenant, "7").unwrap(), Some(party(&v3)));
     assert_eq!(
         store.record(tenant, "commit-1").unwrap(),
         Some(completed.clone())
@@ -565,7 +565,7 @@ fn writes_are_conditional_on_the_version_read<S: IngestStore, D: DeadLetterSink>
     store
         .put_party(&party(&theirs), Some(&v3.version_vector))
         .unwrap();
-    assert_eq!(store.own(tenant, "7").unwrap(), Some(v3));
+    assert_eq!(store.own(tenant, "7").unwrap(), Some(party(&v3)));
 }
 
 /// A store that fails the first `failures` commits as if another writer had committed first.
@@ -584,7 +584,7 @@ impl<S: PartyStore> PartyStore for Contended<S> {
 }
 
 impl<S: IngestStore> IngestStore for Contended<S> {
-    fn own(&self, t: &str, p: &str) -> Result<Option<PartyVersion>, StoreError> {
+    fn own(&self, t: &str, p: &str) -> Result<Option<StoredParty>, StoreError> {
         self.inner.own(t, p)
     }
     fn record(&self, t: &str, k: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
