@@ -26,6 +26,7 @@ const UNKNOWN: &[&str] = &[
     "guest-slow",
     "guest-leak",
     "guest-field-changes",
+    "guest-both-keep-local",
 ];
 const WASIP2: &[&str] = &["guest-fs"];
 

@@ -5,7 +5,7 @@ use crate::diff;
 use anyhow::Context as _;
 use clap::Args;
 use host_core::conflict::{CapturedConflict, parse_lines};
-use host_core::{Metering, Policy, Resolved, resolve_with};
+use host_core::{Metering, Policy, Resolved, resolve_with_writes};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -159,12 +159,14 @@ pub fn run(o: Opts) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| format!("line {line}"));
         let (config, region) = (conflict.config_text(), conflict.region().to_owned());
         let start = Instant::now();
-        let outcome = resolve_with(&policy, &config, &region, &conflict.local, &conflict.remote)
+        // A captured conflict's writes, where it has them, are sent as a host sent them.
+        let local = (&conflict.local, &conflict.local_writes);
+        let remote = (&conflict.remote, &conflict.remote_writes);
+        let outcome = resolve_with_writes(&policy, &config, &region, local, remote)
             .map_err(|e| e.to_string());
         let elapsed = start.elapsed();
         let other_outcome = other.as_ref().map(|p| {
-            resolve_with(p, &config, &region, &conflict.local, &conflict.remote)
-                .map_err(|e| e.to_string())
+            resolve_with_writes(p, &config, &region, local, remote).map_err(|e| e.to_string())
         });
         replays.push(Replay {
             line,

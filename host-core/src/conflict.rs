@@ -3,6 +3,7 @@
 //! conflict log's exports write it.
 
 use policy_types::PartyVersion;
+use policy_types::writes::Writes;
 use serde::{Deserialize, Serialize};
 
 /// One captured conflict.
@@ -22,6 +23,13 @@ pub struct CapturedConflict {
     pub remote: PartyVersion,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<CapturedContext>,
+    /// The writes behind the local version's fields, where known (`policy_types::writes`): a
+    /// policy of contract revision 1.3 is sent them on replay, as it was when captured.
+    #[serde(default, skip_serializing_if = "Writes::is_empty")]
+    pub local_writes: Writes,
+    /// The writes behind the remote version's fields, where known.
+    #[serde(default, skip_serializing_if = "Writes::is_empty")]
+    pub remote_writes: Writes,
 }
 
 /// What the resolving region knew besides the versions.

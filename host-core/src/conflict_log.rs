@@ -233,6 +233,9 @@ impl ConflictRecord {
                 resolving_region: Some(self.region.clone()),
                 config: self.config.clone(),
             }),
+            // The log keeps the versions, not the writes behind them.
+            local_writes: Default::default(),
+            remote_writes: Default::default(),
         }
     }
 }

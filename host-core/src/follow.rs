@@ -499,6 +499,10 @@ impl RegistryFollower {
                     resolving_region: Some(region.to_owned()),
                     config: serde_json::from_str(&active.config).ok(),
                 }),
+                // The shadow comparison is made without writes (`Resolver::resolve`'s
+                // candidate is called as `resolve_with` calls it).
+                local_writes: Default::default(),
+                remote_writes: Default::default(),
             }),
         };
         tracing::debug!(

@@ -58,5 +58,5 @@ pub use registry::{PolicyRegistry, RegistryError};
 pub use resolve::{
     ActivePolicy, Decision, NoPolicy, PolicyLookup, ResolveError, ResolveFailure, Resolved,
     Resolver, apply_resolution, apply_resolution_with, decide_by_host, relation, resolve_with,
-    resolve_with_whole_versions,
+    resolve_with_whole_versions, resolve_with_writes,
 };

@@ -126,7 +126,7 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
     /// outcome is appended to the conflict's record in the log, which then carries both.
     pub fn redrive_conflict(&self, conflict: &CapturedConflict, now_ms: u64) -> ReconcileOutcome {
         self.restore_with(
-            (&conflict.remote, &Writes::default()),
+            (&conflict.remote, &conflict.remote_writes),
             now_ms,
             false,
             conflict.id.as_deref(),
@@ -404,6 +404,8 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
                 resolving_region: Some(region.clone()),
                 config: None,
             }),
+            local_writes: Default::default(),
+            remote_writes: Default::default(),
         };
         let letter = DeadLetter {
             tenant: lost.tenant.clone(),

@@ -328,6 +328,22 @@ static NO_WRITES: Writes = Writes {
     writes: Vec::new(),
 };
 
+/// As [`resolve_with`], with each version's writes, which a policy of contract revision 1.3 is
+/// sent (a captured conflict's, on replay).
+pub fn resolve_with_writes(
+    policy: &Policy,
+    config: &str,
+    region: &str,
+    local: (&PartyVersion, &Writes),
+    remote: (&PartyVersion, &Writes),
+) -> Result<Resolved, ResolveError> {
+    if let Some(decided) = decide_by_host(local.0, remote.0) {
+        return Ok(decided);
+    }
+    let differences_only = policy.info().differences_only;
+    resolve_inner(policy, config, region, local, remote, differences_only)
+}
+
 /// As [`resolve_with`], always sending both versions whole (as to a contract 1.0 policy):
 /// what the benchmarks and the equivalence tests compare the 1.1 path with.
 pub fn resolve_with_whole_versions(

@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use party_model::generate::{Plan, plan};
+use policy_types::writes::Writes;
 use policy_types::{Context, PartyVersion, Relation, Resolution};
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 
@@ -208,6 +209,19 @@ struct Checker<'a> {
     /// version), and a policy answers one question once. What a reused instance would answer
     /// differently the second time is determinism's concern, checked without this.
     answers: RefCell<HashMap<(u64, u64), Result<Resolution, CallFailure>>>,
+    /// The writes behind each version of the histories and of their merges, by version
+    /// ([`version_key`]): a policy of contract revision 1.3 is sent them, as the hosts do.
+    writes: RefCell<HashMap<(u64, u64), Writes>>,
+}
+
+/// Identifies a version (two independent 64-bit hashes).
+fn version_key(v: &PartyVersion) -> (u64, u64) {
+    let hash = |salt: u8| {
+        let mut h = DefaultHasher::new();
+        (salt, v).hash(&mut h);
+        h.finish()
+    };
+    (hash(0), hash(1))
 }
 
 /// Identifies an ordered pair of versions (two independent 64-bit hashes).
@@ -234,6 +248,26 @@ fn failed_call(e: &CallFailure) -> TestCaseError {
 }
 
 impl Checker<'_> {
+    /// The versions a plan's histories leave, their writes recorded.
+    fn histories(&self, plan: &Plan) -> Vec<PartyVersion> {
+        plan.build_recorded()
+            .into_iter()
+            .map(|(v, w)| {
+                self.writes.borrow_mut().insert(version_key(&v), w);
+                v
+            })
+            .collect()
+    }
+
+    /// The writes behind `v` (none known for a version the checker did not build).
+    fn writes_of(&self, v: &PartyVersion) -> Writes {
+        self.writes
+            .borrow()
+            .get(&version_key(v))
+            .cloned()
+            .unwrap_or_default()
+    }
+
     fn ctx(&self, relation: Relation) -> Context {
         Context {
             tenant: "acme".to_owned(),
@@ -250,7 +284,10 @@ impl Checker<'_> {
         }
         let ctx = self.ctx(relation(a, b));
         let mut fuel = None;
-        let mut call = Call::new(&ctx, a, b).metered(&mut fuel);
+        let (wa, wb) = (self.writes_of(a), self.writes_of(b));
+        let mut call = Call::new(&ctx, a, b)
+            .with_writes(&wa, &wb)
+            .metered(&mut fuel);
         if self.fresh.get() {
             call = call.fresh();
         } else {
@@ -307,7 +344,15 @@ impl Checker<'_> {
         b: &PartyVersion,
     ) -> Result<Option<PartyVersion>, TestCaseError> {
         match self.written(a, b)? {
-            Written::Party(Some(p)) => Ok(Some(p)),
+            Written::Party(Some(p)) => {
+                let key = version_key(&p);
+                if !self.writes.borrow().contains_key(&key) {
+                    let (wa, wb) = (self.writes_of(a), self.writes_of(b));
+                    let merged = Writes::merged((a, &wa), (b, &wb), &p);
+                    self.writes.borrow_mut().insert(key, merged);
+                }
+                Ok(Some(p))
+            }
             Written::Refused(_) => Ok(None),
             other => Err(TestCaseError::reject(format!("not merged: {other:?}"))),
         }
@@ -319,13 +364,15 @@ impl Checker<'_> {
             Law::Determinism => {
                 let b = &v[1];
                 let ctx = self.ctx(relation(a, b));
-                let fresh1 = self.policy.call(Call::new(&ctx, a, b).fresh());
+                let (wa, wb) = (self.writes_of(a), self.writes_of(b));
+                let told = || Call::new(&ctx, a, b).with_writes(&wa, &wb);
+                let fresh1 = self.policy.call(told().fresh());
                 // Two identical failures are not a deterministic answer: a policy that fails
                 // every call would otherwise hold this law.
                 if let Err(e) = &fresh1 {
                     return Err(failed_call(e));
                 }
-                let fresh2 = self.policy.call(Call::new(&ctx, a, b).fresh());
+                let fresh2 = self.policy.call(told().fresh());
                 if fresh1 != fresh2 {
                     return Err(TestCaseError::fail(format!(
                         "two fresh instances answered differently ({} vs {})",
@@ -337,22 +384,31 @@ impl Checker<'_> {
                 // where a policy exports it, and a host that does not know it (an older one, a
                 // region not yet upgraded) the typed one. Answers that differ would have
                 // regions write different parties for one conflict, and the other laws are
-                // checked on the packed path alone.
+                // checked on the packed path alone. The typed interface carries no writes: it is
+                // compared with the packed one told none.
                 if self.policy.info().packed {
                     let typed = self.policy.call(Call::new(&ctx, a, b).typed().fresh());
-                    if fresh1 != typed {
+                    let packed = if wa.is_empty() && wb.is_empty() {
+                        fresh1.clone()
+                    } else {
+                        self.policy.call(Call::new(&ctx, a, b).fresh())
+                    };
+                    if packed != typed {
                         return Err(TestCaseError::fail(format!(
                             "the packed and the typed interface answered differently ({} vs {}): hosts that call the typed one would write another party",
-                            kind(&fresh1),
+                            kind(&packed),
                             kind(&typed)
                         )));
                     }
                 }
                 // A reused instance, asked the same question twice in a row after other calls.
-                let _ = self.policy.call((&self.ctx(relation(b, a)), b, a));
+                let back = self.ctx(relation(b, a));
+                let _ = self
+                    .policy
+                    .call(Call::new(&back, b, a).with_writes(&wb, &wa));
                 self.reused_calls.set(self.reused_calls.get() + 1);
                 for _ in 0..2 {
-                    let reused = self.policy.call((&ctx, a, b));
+                    let reused = self.policy.call(told());
                     self.reused_calls.set(self.reused_calls.get() + 1);
                     if fresh1 != reused {
                         return Err(TestCaseError::fail(format!(
@@ -494,8 +550,10 @@ impl Checker<'_> {
         let pairs = self.replay(law, v);
         let changed = pairs.iter().find_map(|(x, y)| {
             let ctx = self.ctx(relation(x, y));
-            let fresh = self.policy.call(Call::new(&ctx, x, y).fresh());
-            let reused = self.policy.call((&ctx, x, y));
+            let (wx, wy) = (self.writes_of(x), self.writes_of(y));
+            let told = || Call::new(&ctx, x, y).with_writes(&wx, &wy);
+            let fresh = self.policy.call(told().fresh());
+            let reused = self.policy.call(told());
             (fresh != reused).then(|| (x.clone(), y.clone(), kind(&reused), kind(&fresh)))
         });
         let first = message.lines().next().unwrap_or(message);
@@ -514,7 +572,9 @@ impl Checker<'_> {
             None => pairs,
         };
         Some(Counterexample {
-            conflicts: captured(Law::Determinism, &message, &self.config, &pairs),
+            conflicts: captured(Law::Determinism, &message, &self.config, &pairs, |v| {
+                self.writes_of(v)
+            }),
             message,
         })
     }
@@ -642,6 +702,7 @@ fn captured(
     message: &str,
     config: &str,
     pairs: &[(PartyVersion, PartyVersion)],
+    writes_of: impl Fn(&PartyVersion) -> Writes,
 ) -> Vec<CapturedConflict> {
     let config_value = serde_json::from_str(config)
         .ok()
@@ -659,6 +720,8 @@ fn captured(
                 resolving_region: Some(REGION.to_owned()),
                 config: config_value.clone(),
             }),
+            local_writes: writes_of(a),
+            remote_writes: writes_of(b),
         })
         .collect()
 }
@@ -692,6 +755,7 @@ pub fn check_with(policy: &Policy, options: &CheckOptions, scopes: bool) -> LawR
         fresh: Cell::new(false),
         reused_calls: Cell::new(0),
         answers: RefCell::new(HashMap::new()),
+        writes: RefCell::new(HashMap::new()),
     };
     let mut enumerated = 0;
     let mut outcomes: Vec<LawOutcome> = Vec::new();
@@ -702,7 +766,7 @@ pub fn check_with(policy: &Policy, options: &CheckOptions, scopes: bool) -> LawR
         if scopes {
             for p in law.scope().plans() {
                 enumerated += 1;
-                let v = p.build();
+                let v = checker.histories(&p);
                 if let Err(TestCaseError::Fail(reason)) = checker.check(law, &v) {
                     found = Some((reason.message().to_owned(), v));
                     break;
@@ -712,13 +776,14 @@ pub fn check_with(policy: &Policy, options: &CheckOptions, scopes: bool) -> LawR
         if found.is_none() {
             let regions = if law == Law::Associativity { 3 } else { 2 };
             checker.measure.set(true);
-            let result = runner(options, law)
-                .run(&plan(regions, 4), |p: Plan| checker.check(law, &p.build()));
+            let result = runner(options, law).run(&plan(regions, 4), |p: Plan| {
+                checker.check(law, &checker.histories(&p))
+            });
             checker.measure.set(false);
             match result {
                 Ok(()) => {}
                 Err(TestError::Fail(reason, p)) => {
-                    found = Some((reason.message().to_owned(), p.build()))
+                    found = Some((reason.message().to_owned(), checker.histories(&p)))
                 }
                 Err(TestError::Abort(reason)) => {
                     outcomes.push(LawOutcome {
@@ -740,7 +805,13 @@ pub fn check_with(policy: &Policy, options: &CheckOptions, scopes: bool) -> LawR
                     None
                 }
                 None => Some(Counterexample {
-                    conflicts: captured(law, &message, &options.config, &checker.replay(law, &v)),
+                    conflicts: captured(
+                        law,
+                        &message,
+                        &options.config,
+                        &checker.replay(law, &v),
+                        |v| checker.writes_of(v),
+                    ),
                     message,
                 }),
             },

@@ -76,6 +76,8 @@ fn conflict(
         }),
         local,
         remote,
+        local_writes: Default::default(),
+        remote_writes: Default::default(),
     }
 }
 

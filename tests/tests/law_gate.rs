@@ -4,7 +4,7 @@
 //! name the right law and show what differs.
 
 use host_core::conflict::{CapturedConflict, parse_lines};
-use host_core::{Limits, Metering, Policy, PolicyEngine, RegistryError, resolve_with};
+use host_core::{Limits, Metering, Policy, PolicyEngine, RegistryError, resolve_with_writes};
 use integration_tests::guests;
 use policy_admin::check_laws;
 use policy_admin::laws::{CheckOptions, Law, LawReport, check_with};
@@ -33,6 +33,13 @@ const CORPUS: &[Broken] = &[
         path: guests::STATEFUL_LATER,
         config: "{}",
         law: "determinism",
+    },
+    // Contract revision 1.3: a flaw in how it reads the writes, which a gate that did not send
+    // them would pass (its answer told no writes is the default merge's).
+    Broken {
+        path: guests::BOTH_KEEP_LOCAL,
+        config: "{}",
+        law: "commutativity",
     },
     // The broken guests before them.
     Broken {
@@ -112,7 +119,8 @@ fn replay(
     policy: &Policy,
     c: &CapturedConflict,
 ) -> Result<Option<policy_types::PartyVersion>, String> {
-    resolve_with(policy, &c.config_text(), c.region(), &c.local, &c.remote)
+    let (local, remote) = ((&c.local, &c.local_writes), (&c.remote, &c.remote_writes));
+    resolve_with_writes(policy, &c.config_text(), c.region(), local, remote)
         .map(|r| r.written(&c.local, &c.remote).cloned())
         .map_err(|e| e.failure.kind().to_owned())
 }

@@ -9,6 +9,7 @@
 //! version vectors that cover every dot they hold.
 
 use crate::{HlcClock, delete, new_party, tick, write_fields};
+use policy_types::writes::Writes;
 use policy_types::{PartyVersion, ResourceType};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
@@ -128,10 +129,16 @@ impl Plan {
     /// The versions the regions hold after their histories: `branches.len()` concurrent
     /// versions of one party.
     pub fn build(&self) -> Vec<PartyVersion> {
+        self.build_recorded().into_iter().map(|(v, _)| v).collect()
+    }
+
+    /// [`Plan::build`], with the writes behind each version (`policy_types::writes`).
+    pub fn build_recorded(&self) -> Vec<(PartyVersion, Writes)> {
         let tenant = "acme";
         let id = "42";
         let base_region = REGIONS[0];
         let mut base = new_party(tenant, id, self.resource, base_region);
+        let mut base_writes = Writes::default();
         let mut clock = HlcClock::new(base_region);
         let stamp = clock.now(1_000);
         let dot = tick(&mut base, base_region);
@@ -149,7 +156,8 @@ impl Plan {
             members.insert((*name).into(), Value::Array(items));
         }
         if !self.apart {
-            write_fields(&mut base, &members, &stamp, &dot);
+            let applied = write_fields(&mut base, &members, &stamp, &dot).applied;
+            base_writes.record(&base, &applied, false, &dot, &[]);
         }
 
         self.branches
@@ -158,30 +166,40 @@ impl Plan {
             .map(|(b, ops)| {
                 let region = REGIONS[b % REGIONS.len()];
                 let mut v = base.clone();
+                let mut writes = base_writes.clone();
                 let mut clock = HlcClock::new(region);
                 clock.observe(&stamp, 1_000);
                 let mut now = 1_000 + u64::from(self.skew.get(b).copied().unwrap_or(0));
                 if self.apart {
                     v = new_party(tenant, id, self.resource, region);
+                    writes = Writes::default();
                     let mut created = members.clone();
                     let first = scalars(self.resource)[0];
                     created.insert(first.into(), json!(WORDS[b % WORDS.len()]));
                     now += 1;
                     let stamp = clock.now(now);
                     let dot = tick(&mut v, region);
-                    write_fields(&mut v, &created, &stamp, &dot);
+                    let applied = write_fields(&mut v, &created, &stamp, &dot).applied;
+                    writes.record(&v, &applied, false, &dot, &[]);
                 }
                 for op in ops {
                     now += 1;
                     let stamp = clock.now(now);
-                    self.apply(&mut v, op, region, &stamp);
+                    self.apply((&mut v, &mut writes), op, region, &stamp);
                 }
-                v
+                (v, writes)
             })
             .collect()
     }
 
-    fn apply(&self, v: &mut PartyVersion, op: &Op, region: &str, stamp: &policy_types::Hlc) {
+    fn apply(
+        &self,
+        (v, writes): (&mut PartyVersion, &mut Writes),
+        op: &Op,
+        region: &str,
+        stamp: &policy_types::Hlc,
+    ) {
+        let context = v.version_vector.clone();
         let r = self.resource;
         let current = crate::to_tmf(v).unwrap_or_else(|| json!({}));
         let mut members = Map::new();
@@ -229,13 +247,18 @@ impl Plan {
                 members.insert(name.into(), Value::Array(items));
             }
             Op::Delete => {
-                tick(v, region);
-                delete(v, stamp);
+                let dot = tick(v, region);
+                if delete(v, stamp) {
+                    writes.record(v, &[], true, &dot, &context);
+                }
                 return;
             }
         }
         let dot = tick(v, region);
-        write_fields(v, &members, stamp, &dot);
+        let applied = write_fields(v, &members, stamp, &dot).applied;
+        if !applied.is_empty() {
+            writes.record(v, &applied, false, &dot, &context);
+        }
     }
 }
 
