@@ -99,6 +99,10 @@ fn doc(record: &ConflictRecord) -> String {
         return text;
     }
     let mut v = serde_json::to_value(record).expect("records serialise");
+    v.as_object_mut().map(|o| {
+        o.remove("localWrites");
+        o.remove("remoteWrites")
+    });
     for o in v["outcomes"].as_array_mut().into_iter().flatten() {
         o.as_object_mut().map(|o| o.remove("written"));
     }

@@ -13,7 +13,7 @@ use host_core::conflict::to_line;
 use host_core::conflict_log::{
     ConflictLog, ConflictOutcome, ConflictQuery, ConflictRecord, DirConflictLog,
 };
-use host_core::{Metering, Policy, resolve_with};
+use host_core::{Metering, Policy, resolve_with_writes};
 use serde_json::json;
 
 use crate::common::{self, CacheOpts, Location, StoreFlag};
@@ -376,7 +376,8 @@ fn candidate_outcome(
         .as_ref()
         .map(|c| c.to_string())
         .unwrap_or_else(|| "{}".into());
-    match resolve_with(policy, &config, &r.region, &r.local, &r.remote) {
+    let (local, remote) = ((&r.local, &r.local_writes), (&r.remote, &r.remote_writes));
+    match resolve_with_writes(policy, &config, &r.region, local, remote) {
         Ok(res) => (
             res.decision.kind().to_owned(),
             res.written(&r.local, &r.remote).cloned(),

@@ -9,6 +9,7 @@
 //! the party and the two version vectors (in either order), so the same conflict seen again —
 //! a re-delivery, a retry, the other region resolving it too — is the same record.
 
+use policy_types::writes::Writes;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -115,6 +116,13 @@ pub struct ConflictRecord {
     /// When the record expires (seconds since the epoch; the store's TTL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,
+    /// The writes behind the local version's fields, where known: a policy of contract
+    /// revision 1.3 was sent them, and a replay sends them again.
+    #[serde(default, skip_serializing_if = "Writes::is_empty")]
+    pub local_writes: Writes,
+    /// The writes behind the remote version's fields, where known.
+    #[serde(default, skip_serializing_if = "Writes::is_empty")]
+    pub remote_writes: Writes,
 }
 
 /// The stable id of a conflict between two versions of a party (either order).
@@ -173,7 +181,16 @@ impl ConflictRecord {
                 .filter(|v: &serde_json::Value| v.as_object().is_some_and(|o| !o.is_empty())),
             outcomes: vec![outcome],
             expires_at: Some(at_ms / 1000 + settings.retention_days * 86_400),
+            local_writes: Writes::default(),
+            remote_writes: Writes::default(),
         }
+    }
+
+    /// The record with the writes behind its versions.
+    pub fn with_writes(mut self, local: &Writes, remote: &Writes) -> Self {
+        self.local_writes = local.clone();
+        self.remote_writes = remote.clone();
+        self
     }
 
     /// The record of a conflict resolved by `resolver`'s region with the tenant's active
@@ -233,9 +250,8 @@ impl ConflictRecord {
                 resolving_region: Some(self.region.clone()),
                 config: self.config.clone(),
             }),
-            // The log keeps the versions, not the writes behind them.
-            local_writes: Default::default(),
-            remote_writes: Default::default(),
+            local_writes: self.local_writes.clone(),
+            remote_writes: self.remote_writes.clone(),
         }
     }
 }

@@ -331,6 +331,7 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
                         ConflictOutcome::from_resolved("ingest", now_ms, &resolved, stored, own);
                     if let Some(record) =
                         ConflictRecord::for_resolver(resolver, stored, own, now_ms, outcome)
+                            .map(|r| r.with_writes(stored_writes, own_writes))
                         && let Err(e) = log.record(&record)
                     {
                         tracing::warn!(tenant = %own.tenant, party = %own.party_id, error = %e, "ingest.log_failed");

@@ -137,8 +137,8 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
     /// Host-settled cases are counted, not stored, unless the tenant asks for full capture.
     fn log_outcome(
         &self,
-        local: &PartyVersion,
-        lost: &PartyVersion,
+        (local, local_writes): (&PartyVersion, &Writes),
+        (lost, lost_writes): (&PartyVersion, &Writes),
         redriven: Option<&str>,
         now_ms: u64,
         outcome: ConflictOutcome,
@@ -157,7 +157,10 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
             Some(id) => log.append(&lost.tenant, id, &outcome),
             None => {
                 match ConflictRecord::for_resolver(&self.resolver, local, lost, now_ms, outcome) {
-                    Some(record) => log.record(&record).map(|_| ()),
+                    Some(record) => {
+                        let record = record.with_writes(local_writes, lost_writes);
+                        log.record(&record).map(|_| ())
+                    }
                     None => {
                         self.dominated.fetch_add(1, Ordering::Relaxed);
                         return;
@@ -237,8 +240,8 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
                         | crate::resolve::ResolveFailure::Registry(_) => (None, None),
                     };
                     self.log_outcome(
-                        &current.version,
-                        lost,
+                        (&current.version, &current.writes),
+                        (lost, lost_writes),
                         redriven,
                         now_ms,
                         ConflictOutcome::failed("", now_ms, "failed", &e.to_string(), digest),
@@ -256,8 +259,8 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
             };
             if let Decision::Rejected(reason) = &resolved.decision {
                 self.log_outcome(
-                    &current.version,
-                    lost,
+                    (&current.version, &current.writes),
+                    (lost, lost_writes),
                     redriven,
                     now_ms,
                     ConflictOutcome::from_resolved("", now_ms, &resolved, &current.version, lost),
@@ -300,8 +303,8 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
             {
                 Ok(()) => {
                     self.log_outcome(
-                        &current.version,
-                        lost,
+                        (&current.version, &current.writes),
+                        (lost, lost_writes),
                         redriven,
                         now_ms,
                         ConflictOutcome::from_resolved(
@@ -335,8 +338,8 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
                         "the merged party would be {size} bytes, over the {limit}-byte item limit"
                     );
                     self.log_outcome(
-                        &current.version,
-                        lost,
+                        (&current.version, &current.writes),
+                        (lost, lost_writes),
                         redriven,
                         now_ms,
                         ConflictOutcome::failed(
@@ -367,8 +370,8 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
             self.max_attempts
         );
         self.log_outcome(
-            &current,
-            lost,
+            (&current, &Writes::default()),
+            (lost, lost_writes),
             redriven,
             now_ms,
             ConflictOutcome::failed("", now_ms, "failed", &reason, None),

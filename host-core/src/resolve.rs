@@ -307,16 +307,12 @@ pub fn resolve_with(
     local: &PartyVersion,
     remote: &PartyVersion,
 ) -> Result<Resolved, ResolveError> {
-    if let Some(decided) = decide_by_host(local, remote) {
-        return Ok(decided);
-    }
-    resolve_inner(
+    resolve_with_writes(
         policy,
         config,
         region,
         (local, &NO_WRITES),
         (remote, &NO_WRITES),
-        policy.info().differences_only,
     )
 }
 
@@ -330,6 +326,7 @@ static NO_WRITES: Writes = Writes {
 
 /// As [`resolve_with`], with each version's writes, which a policy of contract revision 1.3 is
 /// sent (a captured conflict's, on replay).
+#[inline]
 pub fn resolve_with_writes(
     policy: &Policy,
     config: &str,

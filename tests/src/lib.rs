@@ -149,9 +149,12 @@ pub fn assert_first_outcome_reproduces(
     what: &str,
 ) {
     let first = record.first();
+    let (local, remote) = (
+        (&record.local, &record.local_writes),
+        (&record.remote, &record.remote_writes),
+    );
     let again =
-        host_core::resolve_with(policy, "{}", &record.region, &record.local, &record.remote)
-            .unwrap();
+        host_core::resolve_with_writes(policy, "{}", &record.region, local, remote).unwrap();
     assert_eq!(
         first.decision,
         again.decision.kind(),

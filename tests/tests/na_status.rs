@@ -6,10 +6,15 @@
 //! (The Python and JavaScript ports, which are not sent writes, are held to the same answers on
 //! every sample conflict by `foreign_policies.rs`.)
 
+use std::sync::Arc;
+
 use host_core::conflict::parse_lines;
-use host_core::{Policy, resolve_with};
+use host_core::{ActivePolicy, Policy, Resolver, TenantPolicies, resolve_with};
 use integration_tests::samples::samples_path;
-use policy_types::FieldValue;
+use party_model::Writer;
+use policy_types::writes::Writes;
+use policy_types::{FieldValue, PartyVersion, ResourceType};
+use serde_json::{Value, json};
 
 fn status_kept(sample: &str) -> String {
     status_kept_with(sample, None)
@@ -63,18 +68,12 @@ fn under_update_resurrects_the_last_writer_decides_status() {
 }
 
 /// `na-status` on versions whose writes are known, from either side: the status kept.
-fn status_with_writes(
-    a: (&policy_types::PartyVersion, &policy_types::writes::Writes),
-    b: (&policy_types::PartyVersion, &policy_types::writes::Writes),
-) -> String {
+fn status_with_writes(a: (&PartyVersion, &Writes), b: (&PartyVersion, &Writes)) -> String {
     let engine = integration_tests::engine();
     let na = Policy::load(&engine, default_policy_artifact::NA_STATUS_POLICY, None).unwrap();
-    let policies = std::sync::Arc::new(host_core::TenantPolicies::new());
-    policies.activate(
-        "acme",
-        host_core::ActivePolicy::new(std::sync::Arc::new(na)),
-    );
-    let resolver = host_core::Resolver::new(policies, "eu");
+    let policies = Arc::new(TenantPolicies::new());
+    policies.activate("acme", ActivePolicy::new(Arc::new(na)));
+    let resolver = Resolver::new(policies, "eu");
     let mut kept = Vec::new();
     for (local, remote) in [(a, b), (b, a)] {
         let resolved = resolver.resolve_with_writes(local, remote).unwrap();
@@ -90,91 +89,53 @@ fn status_with_writes(
     kept.remove(0)
 }
 
-/// EU creates the party with `members`; the versions fork there, each with the writes.
-fn created(
-    members: serde_json::Value,
-) -> (policy_types::PartyVersion, policy_types::writes::Writes) {
-    let mut base =
-        party_model::new_party("acme", "42", policy_types::ResourceType::Individual, "eu");
-    let mut writes = Default::default();
-    party_model::Writer::new("eu").write_recorded(&mut base, &mut writes, 1_000, &members);
+/// A version and the writes behind it.
+type Recorded = (PartyVersion, Writes);
+
+/// EU creates the party with `members`.
+fn created(members: Value) -> Recorded {
+    let mut base = party_model::new_party("acme", "42", ResourceType::Individual, "eu");
+    let mut writes = Writes::default();
+    Writer::new("eu").write_recorded(&mut base, &mut writes, 1_000, &members);
     (base, writes)
+}
+
+/// `region` writes `members` over `from` at `at` ms.
+fn written(from: &Recorded, region: &str, at: u64, members: Value) -> Recorded {
+    let (mut v, mut w) = from.clone();
+    Writer::new(region).write_recorded(&mut v, &mut w, at, &members);
+    (v, w)
+}
+
+fn status_of(a: &Recorded, b: &Recorded) -> String {
+    status_with_writes((&a.0, &a.1), (&b.0, &b.1))
 }
 
 #[test]
 fn a_status_na_wrote_before_the_fork_does_not_beat_a_later_change_that_saw_it() {
-    let (mut na, mut nw) = created(serde_json::json!({"givenName": "Jane"}));
-    party_model::Writer::new("na").write_recorded(
-        &mut na,
-        &mut nw,
-        2_000,
-        &serde_json::json!({"status": "validated"}),
-    );
+    let base = created(json!({"givenName": "Jane"}));
+    let validated = written(&base, "na", 2_000, json!({"status": "validated"}));
     // EU has NA's status, then sets it back to initialized; NA concurrently changes a name.
-    let (mut eu, mut ew) = (na.clone(), nw.clone());
-    party_model::Writer::new("eu").write_recorded(
-        &mut eu,
-        &mut ew,
-        3_000,
-        &serde_json::json!({"status": "initialized"}),
-    );
-    party_model::Writer::new("na").write_recorded(
-        &mut na,
-        &mut nw,
-        3_001,
-        &serde_json::json!({"givenName": "Janet"}),
-    );
-    assert_eq!(
-        status_with_writes((&eu, &ew), (&na, &nw)),
-        r#""initialized""#
-    );
+    let eu = written(&validated, "eu", 3_000, json!({"status": "initialized"}));
+    let na = written(&validated, "na", 3_001, json!({"givenName": "Janet"}));
+    assert_eq!(status_of(&eu, &na), r#""initialized""#);
     // The same versions without their writes: NA's status wins, as before revision 1.3.
-    let none = policy_types::writes::Writes::default();
-    assert_eq!(
-        status_with_writes((&eu, &none), (&na, &none)),
-        r#""validated""#
-    );
+    let untold = |r: &Recorded| (r.0.clone(), Writes::default());
+    assert_eq!(status_of(&untold(&eu), &untold(&na)), r#""validated""#);
 }
 
 #[test]
 fn nas_concurrent_change_of_status_beats_a_later_one_made_without_seeing_it() {
-    let (base, bw) = created(serde_json::json!({"givenName": "Jane"}));
-    let (mut eu, mut ew) = (base.clone(), bw.clone());
-    let (mut na, mut nw) = (base, bw);
-    party_model::Writer::new("na").write_recorded(
-        &mut na,
-        &mut nw,
-        2_000,
-        &serde_json::json!({"status": "initialized"}),
-    );
-    party_model::Writer::new("eu").write_recorded(
-        &mut eu,
-        &mut ew,
-        2_500,
-        &serde_json::json!({"status": "validated"}),
-    );
-    assert_eq!(
-        status_with_writes((&eu, &ew), (&na, &nw)),
-        r#""initialized""#
-    );
+    let base = created(json!({"givenName": "Jane"}));
+    let na = written(&base, "na", 2_000, json!({"status": "initialized"}));
+    let eu = written(&base, "eu", 2_500, json!({"status": "validated"}));
+    assert_eq!(status_of(&eu, &na), r#""initialized""#);
 }
 
 #[test]
 fn a_terminal_state_beats_nas_concurrent_change() {
-    let (base, bw) = created(serde_json::json!({"status": "validated"}));
-    let (mut eu, mut ew) = (base.clone(), bw.clone());
-    let (mut na, mut nw) = (base, bw);
-    party_model::Writer::new("eu").write_recorded(
-        &mut eu,
-        &mut ew,
-        2_000,
-        &serde_json::json!({"status": "deceased"}),
-    );
-    party_model::Writer::new("na").write_recorded(
-        &mut na,
-        &mut nw,
-        2_500,
-        &serde_json::json!({"status": "initialized"}),
-    );
-    assert_eq!(status_with_writes((&eu, &ew), (&na, &nw)), r#""deceased""#);
+    let base = created(json!({"status": "validated"}));
+    let eu = written(&base, "eu", 2_000, json!({"status": "deceased"}));
+    let na = written(&base, "na", 2_500, json!({"status": "initialized"}));
+    assert_eq!(status_of(&eu, &na), r#""deceased""#);
 }
