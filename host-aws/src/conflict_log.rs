@@ -106,7 +106,8 @@ fn doc(record: &ConflictRecord) -> String {
     for o in v["outcomes"].as_array_mut().into_iter().flatten() {
         o.as_object_mut().map(|o| o.remove("written"));
     }
-    v["truncated"] = serde_json::json!("written parties omitted: over the item limit");
+    v["truncated"] =
+        serde_json::json!("written parties and the versions' writes omitted: over the item limit");
     let text = v.to_string();
     if text.len() < ITEM_LIMIT - 8192 {
         return text;
@@ -115,7 +116,9 @@ fn doc(record: &ConflictRecord) -> String {
         o.remove("local");
         o.remove("remote")
     });
-    v["truncated"] = serde_json::json!("versions and written parties omitted: over the item limit");
+    v["truncated"] = serde_json::json!(
+        "versions, their writes and written parties omitted: over the item limit"
+    );
     v.to_string()
 }
 

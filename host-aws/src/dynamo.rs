@@ -175,8 +175,8 @@ struct RecordAttributes {
     result: Option<String>,
 }
 
-/// The party's item under sort key `sk`; `vvKey` and `writes` only on the party itself
-/// (`sk = PARTY`).
+/// The party's item under sort key `sk`; `vvKey` only on the party itself (`sk = PARTY`),
+/// `writes` on the party and on the region's own copy.
 fn item_with_sk(party: &StoredParty, sk: String) -> Result<Item, StoreError> {
     let v = &party.version;
     let p = &party.provenance;

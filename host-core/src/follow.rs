@@ -27,7 +27,7 @@ use crate::registry::{
     now_ms, short,
 };
 use crate::resolve::{
-    ActivePolicy, Conflict, Decision, PolicyLookup, ResolveFailure, Resolved, resolve_with,
+    ActivePolicy, Conflict, Decision, PolicyLookup, ResolveFailure, Resolved, resolve_with_writes,
 };
 
 /// Counters a host reports as metrics.
@@ -458,13 +458,20 @@ impl RegistryFollower {
         &self,
         active: &ActivePolicy,
         candidate: &Policy,
-        region: &str,
-        local: &PartyVersion,
-        remote: &PartyVersion,
+        conflict: &Conflict<'_>,
         served: &Result<Resolved, ResolveFailure>,
     ) {
-        let theirs = resolve_with(candidate, &active.config, region, local, remote)
-            .map_err(ResolveFailure::from);
+        let (region, local, remote) = (conflict.region, conflict.local, conflict.remote);
+        let (local_writes, remote_writes) = (conflict.local_writes, conflict.remote_writes);
+        // The candidate is sent what the active policy was sent, writes included.
+        let theirs = resolve_with_writes(
+            candidate,
+            &active.config,
+            region,
+            (local, local_writes),
+            (remote, remote_writes),
+        )
+        .map_err(ResolveFailure::from);
         let ours = outcome(served, local, remote);
         let other = outcome(&theirs, local, remote);
         // Rejections and failures compare by kind, not by their messages.
@@ -499,10 +506,8 @@ impl RegistryFollower {
                     resolving_region: Some(region.to_owned()),
                     config: serde_json::from_str(&active.config).ok(),
                 }),
-                // The shadow comparison is made without writes (`Resolver::resolve`'s
-                // candidate is called as `resolve_with` calls it).
-                local_writes: Default::default(),
-                remote_writes: Default::default(),
+                local_writes: local_writes.clone(),
+                remote_writes: remote_writes.clone(),
             }),
         };
         tracing::debug!(
@@ -533,14 +538,7 @@ impl PolicyLookup for RegistryFollower {
         served: &Result<Resolved, ResolveFailure>,
     ) {
         if let Some(candidate) = &active.shadow {
-            self.compare_shadow(
-                active,
-                candidate,
-                conflict.region,
-                conflict.local,
-                conflict.remote,
-                served,
-            );
+            self.compare_shadow(active, candidate, conflict, served);
         }
     }
 

@@ -246,7 +246,12 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
                         now_ms,
                         ConflictOutcome::failed("", now_ms, "failed", &e.to_string(), digest),
                     );
-                    return match self.dead_letter(keep, &current.version, lost, &e.to_string()) {
+                    return match self.dead_letter(
+                        keep,
+                        (&current.version, &current.writes),
+                        (lost, lost_writes),
+                        &e.to_string(),
+                    ) {
                         ReconcileOutcome::DeadLettered { reason, .. } => {
                             ReconcileOutcome::DeadLettered {
                                 reason,
@@ -267,16 +272,16 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
                 );
                 return self.dead_letter(
                     keep,
-                    &current.version,
-                    lost,
+                    (&current.version, &current.writes),
+                    (lost, lost_writes),
                     &format!("the policy rejected the conflict: {reason}"),
                 );
             }
             let Some(written) = resolved.written(&current.version, lost) else {
                 return self.dead_letter(
                     keep,
-                    &current.version,
-                    lost,
+                    (&current.version, &current.writes),
+                    (lost, lost_writes),
                     "the resolution wrote no party",
                 );
             };
@@ -350,7 +355,12 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
                             resolved.policy_digest.clone(),
                         ),
                     );
-                    return self.dead_letter(keep, &current.version, lost, &reason);
+                    return self.dead_letter(
+                        keep,
+                        (&current.version, &current.writes),
+                        (lost, lost_writes),
+                        &reason,
+                    );
                 }
                 Err(e) => {
                     last_error = e.to_string();
@@ -358,25 +368,30 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
                 }
             }
         }
-        let current = self
+        let (current, current_writes) = self
             .store
             .party(&lost.tenant, &lost.party_id)
             .ok()
             .flatten()
-            .map(|c| c.version)
-            .unwrap_or_else(|| lost.clone());
+            .map(|c| (c.version, c.writes))
+            .unwrap_or_else(|| (lost.clone(), lost_writes.clone()));
         let reason = format!(
             "{} attempts to write the resolution failed: {last_error}",
             self.max_attempts
         );
         self.log_outcome(
-            (&current, &Writes::default()),
+            (&current, &current_writes),
             (lost, lost_writes),
             redriven,
             now_ms,
             ConflictOutcome::failed("", now_ms, "failed", &reason, None),
         );
-        self.dead_letter(keep, &current, lost, &reason)
+        self.dead_letter(
+            keep,
+            (&current, &current_writes),
+            (lost, lost_writes),
+            &reason,
+        )
     }
 
     /// Keeps the conflict (both versions, the tenant, why) in the dead-letter queue, as a
@@ -384,8 +399,8 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
     fn dead_letter(
         &self,
         keep: bool,
-        local: &PartyVersion,
-        lost: &PartyVersion,
+        (local, local_writes): (&PartyVersion, &Writes),
+        (lost, lost_writes): (&PartyVersion, &Writes),
         reason: &str,
     ) -> ReconcileOutcome {
         let region = self.resolver.region().to_owned();
@@ -407,8 +422,8 @@ impl<S: PartyStore, D: DeadLetterSink> Reconcile<S, D> {
                 resolving_region: Some(region.clone()),
                 config: None,
             }),
-            local_writes: Default::default(),
-            remote_writes: Default::default(),
+            local_writes: local_writes.clone(),
+            remote_writes: lost_writes.clone(),
         };
         let letter = DeadLetter {
             tenant: lost.tenant.clone(),

@@ -510,6 +510,9 @@ pub struct Conflict<'a> {
     pub region: &'a str,
     pub local: &'a PartyVersion,
     pub remote: &'a PartyVersion,
+    /// The writes behind each version that the active policy was sent (none known: empty).
+    pub local_writes: &'a Writes,
+    pub remote_writes: &'a Writes,
 }
 
 /// Resolves conflicts for one region with each tenant's active policy.
@@ -602,6 +605,8 @@ impl Resolver {
                 region: &self.region,
                 local,
                 remote,
+                local_writes,
+                remote_writes,
             };
             self.lookup.resolved(&conflict, &active, &result);
         }

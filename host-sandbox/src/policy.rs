@@ -46,8 +46,8 @@ pub struct PolicyInfo {
     pub differences_only: bool,
     /// The component exports `packed-resolver`: calls go through it ([`policy_packed`]).
     pub packed: bool,
-    /// The packed format its calls are written in: format 2 from contract 1.2 on, format 1
-    /// before ([`packed::Format`]).
+    /// The packed format its calls are written in: format 3 (with the versions' writes) from
+    /// contract 1.3 on, format 2 for 1.2, format 1 before ([`packed::Format`]).
     pub packed_format: packed::Format,
 }
 

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use host_core::conflict::CapturedConflict;
 use host_core::reconcile::{Reconcile, ReconcileOutcome};
 use host_core::store::memory::{MemoryDeadLetters, MemoryStore};
 use host_core::store::{PartyStore, Provenance, StoredParty};
@@ -100,7 +101,8 @@ fn a_policy_of_revision_1_3_is_told_which_side_changed_each_field() {
 }
 
 /// Reconcile sends the writes it holds: the stored item's (local) and the stream's old
-/// image's (the version that was overwritten).
+/// image's (the version that was overwritten); the conflict it dead-letters keeps them for
+/// the redrive.
 #[test]
 fn reconcile_sends_the_stored_items_and_the_old_images_writes() {
     let ((eu, ew), (na, nw)) = history();
@@ -114,12 +116,27 @@ fn reconcile_sends_the_stored_items_and_the_old_images_writes() {
     };
     reconcile
         .store()
-        .put_party(&stored(eu.clone(), ew), None)
+        .put_party(&stored(eu.clone(), ew.clone()), None)
         .unwrap();
-    match reconcile.handle(&stored(na, nw), &eu, 10_000) {
+    match reconcile.handle(&stored(na, nw.clone()), &eu, 10_000) {
         ReconcileOutcome::DeadLettered { reason, .. } => {
             assert!(reason.contains(TOLD), "{reason}")
         }
         other => panic!("expected the guest's rejection, got {other:?}"),
+    }
+
+    // The dead letter keeps both sides' writes, and a redrive of it sends them again.
+    let letters = reconcile.dead_letters().take();
+    assert_eq!(letters.len(), 1);
+    let conflict: CapturedConflict = serde_json::from_value(letters[0].payload.clone()).unwrap();
+    assert_eq!(
+        (&conflict.local_writes, &conflict.remote_writes),
+        (&ew, &nw)
+    );
+    match reconcile.redrive_conflict(&conflict, 20_000) {
+        ReconcileOutcome::DeadLettered { reason, .. } => {
+            assert!(reason.contains(TOLD), "{reason}")
+        }
+        other => panic!("expected the guest's rejection on redrive, got {other:?}"),
     }
 }

@@ -1110,7 +1110,8 @@ impl<'b, S: Strings> Reader<'b, S> {
                 });
             }
         }
-        fields.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        // Stable, so that of a field named twice the first is kept (as the spec says).
+        fields.sort_by(|a, b| a.name.cmp(&b.name));
         fields.dedup_by(|a, b| a.name == b.name);
         let tombstone = self.some_dot()?;
         let n = self.count()?;
@@ -1121,7 +1122,7 @@ impl<'b, S: Strings> Reader<'b, S> {
                 context: self.dots()?,
             });
         }
-        writes.sort_unstable_by(|a, b| a.dot.cmp(&b.dot));
+        writes.sort_by(|a, b| a.dot.cmp(&b.dot));
         writes.dedup_by(|a, b| a.dot == b.dot);
         Ok(Writes {
             fields,
