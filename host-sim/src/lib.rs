@@ -48,7 +48,7 @@ use serde_json::Value;
 
 use crate::backend::{Backend, Embedded, RegionStores};
 use crate::faults::{Crash, FaultyStore};
-use crate::oracle::{Ack, AckedDelete, Recorded, Target};
+use crate::oracle::{Ack, AckedDelete, Recorded, Target, Wrote};
 
 const TENANT: &str = "acme";
 /// Simulated time of step 0 (ms since the epoch).
@@ -401,6 +401,7 @@ struct World<'a, B: Backend> {
     bad_rollout: Option<(usize, usize, usize)>,
     retries: Vec<Retry>,
     acks: Vec<Ack>,
+    wrote: Vec<Wrote>,
     deletes: Vec<AckedDelete>,
     report: SimReport,
     step: usize,
@@ -425,14 +426,14 @@ fn element_keys(version: Option<&PartyVersion>, field: &str) -> Vec<String> {
 }
 
 /// What an applied delivery acknowledged: each field it wrote (each element an array write
-/// added, changed or removed), or the delete.
+/// added, changed or removed) and the write as a whole, or the delete.
 fn acknowledged(
     event: &Event,
     region: &str,
     step: usize,
     result: &Value,
     d: &Delivered,
-) -> (Vec<Ack>, Option<AckedDelete>) {
+) -> (Vec<Ack>, Option<Wrote>, Option<AckedDelete>) {
     let seen: Vec<Dot> = result["versionVector"]
         .as_array()
         .into_iter()
@@ -440,7 +441,7 @@ fn acknowledged(
         .filter_map(|v| v.as_str().and_then(parse_dot))
         .collect();
     let Some(dot) = seen.iter().find(|d| d.region == region).cloned() else {
-        return (Vec::new(), None);
+        return (Vec::new(), None, None);
     };
     let applied: Vec<&str> = result["applied"]
         .as_array()
@@ -451,12 +452,21 @@ fn acknowledged(
     if applied.contains(&"(deleted)") {
         return (
             Vec::new(),
+            None,
             Some(AckedDelete {
                 party: event.party.clone(),
                 seen,
             }),
         );
     }
+    // A write all of whose fields were stale made no version: the vector's dot is an older
+    // write's.
+    let wrote = (!applied.is_empty()).then(|| Wrote {
+        party: event.party.clone(),
+        fields: applied.iter().map(|f| (*f).to_owned()).collect(),
+        dot: dot.clone(),
+        seen: seen.clone(),
+    });
     let party = &event.payload["event"]["individual"];
     let mut acks = Vec::new();
     let mut ack = |field: &str, element: Option<String>, value: Option<Value>| {
@@ -507,7 +517,7 @@ fn acknowledged(
             None => ack(field, None, Some(value.clone())),
         }
     }
-    (acks, None)
+    (acks, wrote, None)
 }
 
 impl<'a, B: Backend> World<'a, B> {
@@ -636,6 +646,7 @@ impl<'a, B: Backend> World<'a, B> {
             bad_rollout,
             retries: Vec::new(),
             acks: Vec::new(),
+            wrote: Vec::new(),
             deletes: Vec::new(),
             report,
             step: 0,
@@ -812,7 +823,7 @@ impl<'a, B: Backend> World<'a, B> {
                 // What this application acknowledges: now, or to the retry that a lost
                 // acknowledgement brings (it is answered from the idempotency record, which
                 // holds this result), which the heal always lets through.
-                let (acks, delete) = acknowledged(event, &name, self.step, result, &d);
+                let (acks, wrote, delete) = acknowledged(event, &name, self.step, result, &d);
                 if self.config.trace {
                     for a in &acks {
                         let line = format!(
@@ -835,6 +846,7 @@ impl<'a, B: Backend> World<'a, B> {
                 }
                 self.report.acknowledged += acks.len() + usize::from(delete.is_some());
                 self.acks.extend(acks);
+                self.wrote.extend(wrote);
                 self.deletes.extend(delete);
                 if lost_ack {
                     // Committed, but the acknowledgement is lost: the client retries.
@@ -1330,7 +1342,7 @@ impl<'a, B: Backend> World<'a, B> {
                 )
             })
             .collect();
-        let writes = oracle::judge_writes(&self.acks, &stored);
+        let writes = oracle::judge_writes(&self.wrote, &stored);
         let finals: Vec<(String, HashMap<String, PartyVersion>)> = stored
             .into_iter()
             .map(|(name, parties)| {

@@ -42,6 +42,16 @@ pub struct Ack {
     pub step: usize,
 }
 
+/// One acknowledged write of a party as a whole: the fields it wrote (an array field even when
+/// no element changed: the write stamped it), its dot and what it had seen.
+#[derive(Clone, Debug)]
+pub struct Wrote {
+    pub party: String,
+    pub fields: Vec<String>,
+    pub dot: Dot,
+    pub seen: Vec<Dot>,
+}
+
 /// An acknowledged delete of a party.
 #[derive(Clone, Debug)]
 pub struct AckedDelete {
@@ -97,14 +107,11 @@ pub type FinalWrites = Vec<(String, HashMap<String, (PartyVersion, Writes)>)>;
 /// acknowledged writes alone: a named write that a client was told succeeded must have written
 /// that field, in the region of the field's stamp, and must keep as its context exactly what
 /// it had seen before it (the vector it produced, less itself).
-pub fn judge_writes(acks: &[Ack], regions: &FinalWrites) -> WritesVerdict {
-    let mut by_write: HashMap<(&str, &Dot), Vec<&Ack>> = HashMap::new();
-    for a in acks {
-        by_write
-            .entry((a.target.party.as_str(), &a.dot))
-            .or_default()
-            .push(a);
-    }
+pub fn judge_writes(wrote: &[Wrote], regions: &FinalWrites) -> WritesVerdict {
+    let by_write: HashMap<(&str, &Dot), &Wrote> = wrote
+        .iter()
+        .map(|w| ((w.party.as_str(), &w.dot), w))
+        .collect();
     let mut verdict = WritesVerdict::default();
     for (region, parties) in regions {
         for (id, (version, writes)) in parties {
@@ -121,7 +128,7 @@ pub fn judge_writes(acks: &[Ack], regions: &FinalWrites) -> WritesVerdict {
                     "{region}: {id}.{} names {}:{}",
                     field.name, named.dot.region, named.dot.counter
                 );
-                if !made.iter().any(|a| a.target.field == field.name) {
+                if !made.fields.contains(&field.name) {
                     verdict.wrong.push(format!("{at}, which did not write it"));
                 } else if field.stamp.region != named.dot.region {
                     verdict.wrong.push(format!(
@@ -129,7 +136,7 @@ pub fn judge_writes(acks: &[Ack], regions: &FinalWrites) -> WritesVerdict {
                         field.stamp.region
                     ));
                 } else {
-                    let before: Vec<Dot> = made[0]
+                    let before: Vec<Dot> = made
                         .seen
                         .iter()
                         .map(|d| match d.region == named.dot.region {

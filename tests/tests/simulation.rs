@@ -146,6 +146,22 @@ fn a_reconcile_crash_bisects_its_batch_and_nothing_is_lost() {
     );
 }
 
+/// A write of an array field that adds, changes and removes no element still writes the field
+/// (it stamps it): the field names that write, and the oracle accepts it. Seed 342942 sends
+/// `contactMedium: []` to a region whose copy had no element left to remove.
+#[test]
+fn an_array_write_that_changes_no_element_is_the_fields_write() {
+    let engine = engine();
+    let p = policies(&engine, default_policy_artifact::DEFAULT_POLICY);
+    each_passing(
+        342_942..342_943,
+        |seed| config(seed, true),
+        &p,
+        "--swap-at 30",
+        |seed, r| assert!(r.fields_named > 0, "seed {seed}"),
+    );
+}
+
 #[test]
 fn without_reconciliation_acknowledged_writes_are_lost() {
     let engine = engine();
