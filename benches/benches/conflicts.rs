@@ -7,6 +7,7 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput};
 use host_core::{
     ActivePolicy, Call, CallFailure, Policy, Resolver, TenantPolicies, relation, resolve_with,
+    resolve_with_writes,
 };
 use policy_benches::fixtures::{
     REGION, Size, TENANT, boundary_strings, concurrent, dominated, empty,
@@ -258,6 +259,25 @@ fn interleaved_ratios() -> HashMap<String, policy_benches::Interleaved> {
         );
         out.insert(format!("{}-resolve", size.name()), m);
     }
+    // What knowing which write set each field costs a contract 1.3 policy (`na-status`, which
+    // reads them): the same conflict resolved with the writes behind both versions, and
+    // without (each field of unknown write).
+    let na_status = load(&engine, default_policy_artifact::NA_STATUS_POLICY);
+    for size in Size::ALL {
+        let pair = concurrent(size);
+        let (l, r) = (&pair.local, &pair.remote);
+        let [lw, rw] = &pair.writes;
+        let m = interleaved(
+            || {
+                black_box(resolve_with_writes(&na_status, "{}", REGION, (l, lw), (r, rw)).unwrap());
+            },
+            || {
+                black_box(resolve_with(&na_status, "{}", REGION, l, r).unwrap());
+            },
+            500,
+        );
+        out.insert(format!("{}-writes", size.name()), m);
+    }
     // The vectors `dominated/compare-vectors` compares: the typical pair's.
     let typical = dominated(Size::Typical);
     for size in [Size::Small, Size::Typical] {
@@ -384,6 +404,14 @@ fn report(mut rep: Report, interleaved: &HashMap<String, policy_benches::Interle
                 m.pairs
             ));
             rows.rep.interleaved(&label, m, target);
+        }
+        if let Some(m) = interleaved.get(&id(size, "writes")) {
+            let label = rows.label(&format!(
+                "na-status (contract 1.3) resolve_with, the writes sent / none known \
+                 (interleaved, {} pairs)",
+                m.pairs
+            ));
+            rows.rep.interleaved(&label, m, None);
         }
         rows.figure(
             "native merge through the 1.1 path (strip, copy, merge, restore, materialise)",

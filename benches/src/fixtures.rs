@@ -4,6 +4,7 @@
 
 use host_core::relation;
 use party_model::{new_party, tick};
+use policy_types::writes::Writes;
 use policy_types::{Context, PartyVersion, Relation, ResourceType};
 use serde_json::{Value, json};
 
@@ -51,6 +52,9 @@ pub const LARGE_ELEMENTS: usize = 300;
 pub struct Pair {
     pub local: PartyVersion,
     pub remote: PartyVersion,
+    /// The writes behind each version's fields (`policy_types::writes`), where the fixture
+    /// records them ([`concurrent`]); empty (unknown) elsewhere.
+    pub writes: [Writes; 2],
 }
 
 impl Pair {
@@ -69,16 +73,28 @@ impl Pair {
     }
 }
 
-/// One region's writer, writing at `T0 + at` ms.
-struct Writer(party_model::Writer);
+/// One region's writer, writing at `T0 + at` ms and recording its writes.
+struct Writer {
+    clock: party_model::Writer,
+    writes: Writes,
+}
 
 impl Writer {
     fn new(region: &str) -> Self {
-        Writer(party_model::Writer::new(region))
+        Self::after(region, Writes::default())
+    }
+
+    /// A writer of a version whose earlier writes `writes` records.
+    fn after(region: &str, writes: Writes) -> Self {
+        Writer {
+            clock: party_model::Writer::new(region),
+            writes,
+        }
     }
 
     fn write(&mut self, v: &mut PartyVersion, at: u64, members: &Value) {
-        self.0.write(v, T0 + at, members);
+        self.clock
+            .write_recorded(v, &mut self.writes, T0 + at, members);
     }
 }
 
@@ -125,19 +141,26 @@ fn characteristic(i: usize) -> Value {
 
 /// The version created in "eu" from the base body.
 pub fn base(size: Size) -> PartyVersion {
+    base_recorded(size).0
+}
+
+/// [`base`], with its writes.
+fn base_recorded(size: Size) -> (PartyVersion, Writes) {
     let body = base_body(size);
     let id = body["id"].as_str().expect("the example has an id");
     let mut v = new_party(TENANT, id, ResourceType::Individual, "eu");
-    Writer::new("eu").write(&mut v, 0, &body);
-    v
+    let mut w = Writer::new("eu");
+    w.write(&mut v, 0, &body);
+    (v, w.writes)
 }
 
 /// Concurrent versions: "eu" (local) and "na" (remote) change different things of one base.
 pub fn concurrent(size: Size) -> Pair {
     let base_body = base_body(size);
-    let base = base(size);
+    let (base, base_writes) = base_recorded(size);
     let (mut eu, mut na) = (base.clone(), base);
-    let (mut w_eu, mut w_na) = (Writer::new("eu"), Writer::new("na"));
+    let mut w_eu = Writer::after("eu", base_writes.clone());
+    let mut w_na = Writer::after("na", base_writes);
     match size {
         Size::Small => {
             w_eu.write(
@@ -198,6 +221,7 @@ pub fn concurrent(size: Size) -> Pair {
     Pair {
         local: eu,
         remote: na,
+        writes: [w_eu.writes, w_na.writes],
     }
 }
 
@@ -210,6 +234,7 @@ pub fn dominated(size: Size) -> Pair {
     Pair {
         local: eu,
         remote: na,
+        writes: Default::default(),
     }
 }
 
@@ -222,6 +247,7 @@ pub fn empty() -> Pair {
     Pair {
         local: eu,
         remote: na,
+        writes: Default::default(),
     }
 }
 
