@@ -27,6 +27,7 @@ const UNKNOWN: &[&str] = &[
     "guest-leak",
     "guest-field-changes",
     "guest-both-keep-local",
+    "guest-pairwise-status",
 ];
 const WASIP2: &[&str] = &["guest-fs"];
 

@@ -41,6 +41,14 @@ const CORPUS: &[Broken] = &[
         config: "{}",
         law: "commutativity",
     },
+    // Contract revision 1.3: NA's status authority written pairwise, whose flaw needs a
+    // region that wrote after receiving NA's status (docs/per-field-causality.md): found by
+    // the histories with a version received mid-history.
+    Broken {
+        path: guests::PAIRWISE_STATUS,
+        config: "{}",
+        law: "associativity",
+    },
     // The broken guests before them.
     Broken {
         path: guests::KEEP_LOCAL,

@@ -20,13 +20,45 @@ pub const REGIONS: [&str; 3] = ["apac", "eu", "na"];
 /// One write of a generated history. Indices are taken modulo what exists when it runs.
 #[derive(Clone, Debug)]
 pub enum Op {
-    SetScalar { field: u8, value: u8 },
-    SetStatus { status: u8 },
-    AddElement { field: u8, seed: u8 },
-    RemoveElement { field: u8, which: u8 },
-    ChangeElement { field: u8, which: u8, seed: u8 },
+    SetScalar {
+        field: u8,
+        value: u8,
+    },
+    SetStatus {
+        status: u8,
+    },
+    AddElement {
+        field: u8,
+        seed: u8,
+    },
+    RemoveElement {
+        field: u8,
+        which: u8,
+    },
+    ChangeElement {
+        field: u8,
+        which: u8,
+        seed: u8,
+    },
     Delete,
+    /// The region receives the version region `from` holds after its first `after` writes
+    /// (replication delivering it mid-history) and settles it with its own as a host does:
+    /// the merge [`Plan::build_merging`] is handed. Honoured only from a region that itself
+    /// receives nothing (no chains, so no cycles); [`Plan::build`] and the random plans
+    /// ([`plan`]) leave receives out.
+    Receive {
+        from: u8,
+        after: u8,
+    },
 }
+
+/// A version and the writes behind its fields.
+pub type Recorded = (PartyVersion, Writes);
+
+/// How a region settles a version it receives with its own (`local`, `received`): the
+/// written version and its writes, or `None` to leave its own as it is.
+pub type Merge<'a> =
+    dyn FnMut(&str, (&PartyVersion, &Writes), (&PartyVersion, &Writes)) -> Option<Recorded> + 'a;
 
 /// A base party and concurrent histories from it, one per region.
 #[derive(Clone, Debug)]
@@ -125,6 +157,16 @@ fn element(field: &str, seed: u8, v4: bool) -> Value {
     e
 }
 
+/// What every region's history starts from.
+struct Start {
+    tenant: &'static str,
+    id: &'static str,
+    base: PartyVersion,
+    base_writes: Writes,
+    stamp: policy_types::Hlc,
+    members: Map<String, Value>,
+}
+
 impl Plan {
     /// The versions the regions hold after their histories: `branches.len()` concurrent
     /// versions of one party.
@@ -133,7 +175,14 @@ impl Plan {
     }
 
     /// [`Plan::build`], with the writes behind each version (`policy_types::writes`).
-    pub fn build_recorded(&self) -> Vec<(PartyVersion, Writes)> {
+    /// Receives are left out.
+    pub fn build_recorded(&self) -> Vec<Recorded> {
+        self.build_merging(&mut |_, _, _| None)
+    }
+
+    /// [`Plan::build_recorded`], a region settling each version it receives by `merge`
+    /// (called with the receiving region's name).
+    pub fn build_merging(&self, merge: &mut Merge) -> Vec<Recorded> {
         let tenant = "acme";
         let id = "42";
         let base_region = REGIONS[0];
@@ -160,36 +209,72 @@ impl Plan {
             base_writes.record(&base, &applied, false, &dot, &[]);
         }
 
-        self.branches
-            .iter()
-            .enumerate()
-            .map(|(b, ops)| {
-                let region = REGIONS[b % REGIONS.len()];
-                let mut v = base.clone();
-                let mut writes = base_writes.clone();
-                let mut clock = HlcClock::new(region);
-                clock.observe(&stamp, 1_000);
-                let mut now = 1_000 + u64::from(self.skew.get(b).copied().unwrap_or(0));
-                if self.apart {
-                    v = new_party(tenant, id, self.resource, region);
-                    writes = Writes::default();
-                    let mut created = members.clone();
-                    let first = scalars(self.resource)[0];
-                    created.insert(first.into(), json!(WORDS[b % WORDS.len()]));
-                    now += 1;
-                    let stamp = clock.now(now);
-                    let dot = tick(&mut v, region);
-                    let applied = write_fields(&mut v, &created, &stamp, &dot).applied;
-                    writes.record(&v, &applied, false, &dot, &[]);
-                }
-                for op in ops {
-                    now += 1;
-                    let stamp = clock.now(now);
-                    self.apply((&mut v, &mut writes), op, region, &stamp);
-                }
-                (v, writes)
-            })
+        let start = Start {
+            tenant,
+            id,
+            base,
+            base_writes,
+            stamp,
+            members,
+        };
+        (0..self.branches.len())
+            .map(|b| self.branch(&start, b, self.branches[b].len(), merge))
             .collect()
+    }
+
+    /// Whether region `b`'s history holds a receive.
+    fn receives(&self, b: usize) -> bool {
+        self.branches[b]
+            .iter()
+            .any(|op| matches!(op, Op::Receive { .. }))
+    }
+
+    /// The version region `b` holds after its first `n` writes.
+    fn branch(&self, start: &Start, b: usize, n: usize, merge: &mut Merge) -> Recorded {
+        let region = REGIONS[b % REGIONS.len()];
+        let mut v = start.base.clone();
+        let mut writes = start.base_writes.clone();
+        let mut clock = HlcClock::new(region);
+        clock.observe(&start.stamp, 1_000);
+        let mut now = 1_000 + u64::from(self.skew.get(b).copied().unwrap_or(0));
+        if self.apart {
+            v = new_party(start.tenant, start.id, self.resource, region);
+            writes = Writes::default();
+            let mut created = start.members.clone();
+            let first = scalars(self.resource)[0];
+            created.insert(first.into(), json!(WORDS[b % WORDS.len()]));
+            now += 1;
+            let stamp = clock.now(now);
+            let dot = tick(&mut v, region);
+            let applied = write_fields(&mut v, &created, &stamp, &dot).applied;
+            writes.record(&v, &applied, false, &dot, &[]);
+        }
+        for op in self.branches[b].iter().take(n) {
+            now += 1;
+            if let Op::Receive { from, after } = op {
+                let f = usize::from(*from) % self.branches.len();
+                if f == b || self.receives(f) {
+                    continue;
+                }
+                let after = usize::from(*after).min(self.branches[f].len());
+                let (sent, sent_writes) = self.branch(start, f, after, merge);
+                if let Some((mut merged, merged_writes)) =
+                    merge(region, (&v, &writes), (&sent, &sent_writes))
+                {
+                    merged.origin_region = region.to_owned();
+                    // The region's clock has seen what it received: its next write is
+                    // stamped after every stamp it now holds, as ingest stamps one.
+                    if let Some(latest) = merged.max_stamp() {
+                        clock.observe(latest, now);
+                    }
+                    (v, writes) = (merged, merged_writes);
+                }
+                continue;
+            }
+            let stamp = clock.now(now);
+            self.apply((&mut v, &mut writes), op, region, &stamp);
+        }
+        (v, writes)
     }
 
     fn apply(
@@ -246,6 +331,7 @@ impl Plan {
                 }
                 members.insert(name.into(), Value::Array(items));
             }
+            Op::Receive { .. } => return,
             Op::Delete => {
                 let dot = tick(v, region);
                 if delete(v, stamp) {
