@@ -236,8 +236,9 @@ fn conflicts(c: &mut Criterion) {
 /// ([`policy_benches::interleaved`]) so that a drift of the shared machine's speed cannot fall
 /// between the two figures of a ratio: `resolve_with` against its native peer for each size
 /// (`"{size}-resolve"`), and `decide_by_host` on dominated versions against `compare_vectors`
-/// (`"dominated-{size}"`). Only under `cargo bench` (criterion's test mode runs every
-/// benchmark once and measures nothing).
+/// (`"dominated-{size}"`). Beside them, held to no target, what the writes add to a contract
+/// 1.3 policy's conflict (`"{size}-writes"`). Only under `cargo bench` (criterion's test mode
+/// runs every benchmark once and measures nothing).
 fn interleaved_ratios() -> HashMap<String, policy_benches::Interleaved> {
     let mut out = HashMap::new();
     if !std::env::args().any(|a| a == "--bench") {

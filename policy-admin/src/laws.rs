@@ -879,6 +879,12 @@ mod tests {
     use crate::scopes::{received, received_with};
     use host_core::{Limits, Metering, PolicyEngine};
 
+    /// The policy on the gate's metered engine.
+    fn metered(bytes: &[u8]) -> Policy {
+        let engine = PolicyEngine::new(Limits::default(), Metering::Fuel).unwrap();
+        Policy::load(&engine, bytes, None).unwrap()
+    }
+
     /// A known flaw the gate's scope leaves out (`scopes::received`): a region that receives
     /// `deceased` and then writes `validated` makes the default merge's lifecycle order (the
     /// terminal state wins a concurrent write) disagree with the host's causal order (the
@@ -887,9 +893,7 @@ mod tests {
     /// back, the scope can take these histories in and this test turns round.
     #[test]
     fn the_default_merge_is_not_associative_when_a_status_is_written_back_after_a_receive() {
-        let engine = PolicyEngine::new(Limits::default(), Metering::Fuel).unwrap();
-        let default = default_policy_artifact::DEFAULT_POLICY;
-        let policy = Policy::load(&engine, default, None).unwrap();
+        let policy = metered(default_policy_artifact::DEFAULT_POLICY);
         let c = Checker::new(&policy, "{}");
         let holds = |p: &Plan| c.check(Law::Associativity, &c.histories(p)).is_ok();
         let back = received_with(|sent, written| written < sent).find(|p| !holds(p));
@@ -899,5 +903,22 @@ mod tests {
             "{p:?}"
         );
         assert!(received().all(|p| holds(&p)));
+    }
+
+    /// `na-status` 1.2.0 (contract 1.3) holds on the histories the scope leaves out for the
+    /// ports' pre-1.3 rule: the same state written again after a receive (`deceaded` after
+    /// NA's `deceased`), where it ranks by the NA writes each had seen, then the stamp.
+    #[test]
+    fn na_status_is_associative_when_the_same_state_is_written_again_after_a_receive() {
+        let policy = metered(default_policy_artifact::NA_STATUS_POLICY);
+        let c = Checker::new(&policy, "{}");
+        let again: Vec<Plan> = received_with(|sent, written| written == sent).collect();
+        assert!(again.len() > 1_000);
+        for p in again {
+            let v = c.histories(&p);
+            if let Err(e) = c.check(Law::Associativity, &v) {
+                panic!("{p:?}: {e}");
+            }
+        }
     }
 }

@@ -32,7 +32,9 @@ pub fn seed_from_digest(digest: &str) -> u64 {
 ///
 /// What it covers: every history of the small scopes ([`crate::laws::Law::scope`]: up to
 /// three writes over two regions, one write in each of three, and the party created in two or
-/// three regions at once; about 22 000 cases, the same on every run), then `cases` random
+/// three regions at once, and for associativity three writes one of which follows a version
+/// received mid-history ([`crate::laws::Law::plans`]); about 23 500 cases, the same on every
+/// run), then `cases` random
 /// conflicts per law from `seed`. What it costs: a call may
 /// burn the fuel of the serving deadline ([`Limits::fuel_for`], 700 M for 100 ms), so a
 /// policy is refused for its cost only when a host would time it out on the same input; the

@@ -3,8 +3,9 @@
 //! A [`Plan`] is plain data (so proptest can shrink it): a base party created in one region,
 //! then for each of two or three regions a list of writes made concurrently from that base —
 //! or, for a plan made `apart`, the party created in every region at once (its create event
-//! delivered to two regions before either replicated), each region then writing on its own.
-//! [`Plan::build`] replays it through the same write functions the hosts use, so generated
+//! delivered to two regions before either replicated), each region then writing on its own. A
+//! region may also receive another's version mid-history ([`Op::Receive`]; then the versions
+//! are not all concurrent). [`Plan::build`] replays it through the same write functions the hosts use, so generated
 //! versions are versions real regions could hold: stamps from region clocks, one dot per write,
 //! version vectors that cover every dot they hold.
 
@@ -168,14 +169,14 @@ struct Start {
 }
 
 impl Plan {
-    /// The versions the regions hold after their histories: `branches.len()` concurrent
-    /// versions of one party.
+    /// The versions the regions hold after their histories: `branches.len()` versions of one
+    /// party, concurrent unless a region received another's.
     pub fn build(&self) -> Vec<PartyVersion> {
         self.build_recorded().into_iter().map(|(v, _)| v).collect()
     }
 
     /// [`Plan::build`], with the writes behind each version (`policy_types::writes`).
-    /// Receives are left out.
+    /// Receives are left out (each still takes its millisecond of the region's clock).
     pub fn build_recorded(&self) -> Vec<Recorded> {
         self.build_merging(&mut |_, _, _| None)
     }
