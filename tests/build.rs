@@ -28,6 +28,7 @@ const UNKNOWN: &[&str] = &[
     "guest-field-changes",
     "guest-both-keep-local",
     "guest-pairwise-status",
+    "guest-backwards-dominated",
 ];
 const WASIP2: &[&str] = &["guest-fs"];
 

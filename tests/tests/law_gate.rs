@@ -355,3 +355,14 @@ fn the_small_scopes_alone_find_the_three() {
         }
     }
 }
+
+/// Hosts never ask a policy about a pair where one version has seen the other: they keep that
+/// one (`decide_by_host`). The laws judge what hosts write, so a policy that answers such pairs
+/// backwards, and merges concurrent ones as the default does, passes the gate.
+#[test]
+fn answers_no_host_asks_for_are_not_judged() {
+    let bytes = std::fs::read(guests::BACKWARDS_DOMINATED).unwrap();
+    if let Err(e) = check_laws(&bytes, "{}", 64, 1) {
+        panic!("refused for answers no host asks for: {e}");
+    }
+}
