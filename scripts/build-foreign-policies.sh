@@ -83,11 +83,19 @@ build() {
         "$(awk -v a="$start" -v b="$(now)" 'BEGIN { print b - a }')" "$(stat -c %s "$out")"
 }
 
+# The world a policy is built for: the one its `world` file names (`writes-policy` for a policy
+# that reads the writes, contract revision 1.3), otherwise `policy`.
+world_of() {
+    if [ -f "$1/world" ]; then tr -d '[:space:]' <"$1/world"; else echo policy; fi
+}
+
 py_build() { # <app dir> <output> [extra componentize flags]
     local dir="$1" out="$2"; shift 2
+    local world
+    world="$(world_of "$dir")"
     # -p .: the app's folder. VIRTUAL_ENV unset: the shared .venv's packages are not offered to
     # the app (componentize-py bundles what the app imports while it pre-initialises it).
-    (cd "$dir" && env -u VIRTUAL_ENV "$COMPONENTIZE_PY" -q -d "$ROOT/wit" -w policy \
+    (cd "$dir" && env -u VIRTUAL_ENV "$COMPONENTIZE_PY" -q -d "$ROOT/wit" -w "$world" \
         componentize app -p . "$@" -o "$ROOT/$out.tmp")
 }
 

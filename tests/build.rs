@@ -29,6 +29,7 @@ const UNKNOWN: &[&str] = &[
     "guest-both-keep-local",
     "guest-pairwise-status",
     "guest-backwards-dominated",
+    "guest-typed-writes",
 ];
 const WASIP2: &[&str] = &["guest-fs"];
 

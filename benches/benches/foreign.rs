@@ -1,8 +1,9 @@
 //! Per-conflict cost of the `na-status` policy in Python and JavaScript against the Rust one,
 //! in the same run, on the small, typical and large parties: each through the host's whole
 //! path (`resolve_with`: leave out what both versions hold, as the declared revision agrees,
-//! call, put back, validate, materialise), each on the fastest revision it supports (Rust 1.2
-//! with the packed call; Python and JavaScript 1.1, the typed call).
+//! call, put back, validate, materialise). All three are `na-status` 1.2.0 on contract revision
+//! 1.3 and are sent the writes behind both versions, as the hosts send them: Rust through the
+//! packed call (format 3), Python and JavaScript through the typed `writes-resolver`.
 //!
 //! The foreign components are built by `scripts/build-foreign-policies.sh` into
 //! `target/foreign-policies/` (the test command runs it); without them the bench says so and
@@ -17,7 +18,7 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::Criterion;
-use host_core::resolve_with;
+use host_core::resolve_with_writes;
 use policy_benches::fixtures::{REGION, Size, concurrent};
 use policy_benches::report::{Report, criterion};
 use policy_benches::{load, serving_engine};
@@ -41,9 +42,19 @@ fn foreign(c: &mut Criterion, ports: &[(&'static str, host_core::Policy)]) {
     for size in Size::ALL {
         let pair = concurrent(size);
         let (l, r) = (&pair.local, &pair.remote);
+        let [lw, rw] = &pair.writes;
         for (name, policy) in ports {
             g.bench_function(format!("{}-{name}", size.name()), |b| {
-                b.iter(|| resolve_with(policy, "{}", REGION, black_box(l), black_box(r)).unwrap())
+                b.iter(|| {
+                    resolve_with_writes(
+                        policy,
+                        "{}",
+                        REGION,
+                        black_box((l, lw)),
+                        black_box((r, rw)),
+                    )
+                    .unwrap()
+                })
             });
         }
     }

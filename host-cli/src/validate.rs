@@ -92,6 +92,8 @@ pub fn report(name: &str, bytes: &[u8], cache: &CacheOpts, json: bool) -> anyhow
 fn calls(info: &host_core::PolicyInfo) -> String {
     let form = if info.packed {
         format!("packed (format {})", info.packed_format as u8)
+    } else if info.typed_writes {
+        "typed, with the writes".to_owned()
     } else {
         "typed".to_owned()
     };

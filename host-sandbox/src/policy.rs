@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use policy_types::writes::Writes;
 use policy_types::{
     Context, ContextRef, Description, PACKED_INTERFACE, PartyVersion, RESOLVER_INTERFACE,
-    Resolution,
+    Resolution, WRITES_INTERFACE,
 };
 use sha2::{Digest, Sha256};
 use wasmtime::component::{
@@ -49,9 +49,19 @@ pub struct PolicyInfo {
     /// The packed format its calls are written in: format 3 (with the versions' writes) from
     /// contract 1.3 on, format 2 for 1.2, format 1 before ([`packed::Format`]).
     pub packed_format: packed::Format,
+    /// The component exports `writes-resolver` and declares contract 1.3 or later: its typed
+    /// calls carry the versions' writes (a packed call carries them in format 3 instead).
+    pub typed_writes: bool,
 }
 
 type ResolveParams<'a> = (&'a Context, &'a PartyVersion, &'a PartyVersion);
+type WritesParams<'a> = (
+    &'a Context,
+    &'a PartyVersion,
+    &'a Writes,
+    &'a PartyVersion,
+    &'a Writes,
+);
 
 /// The versions a call carries.
 #[derive(Clone, Copy)]
@@ -160,6 +170,7 @@ pub struct Policy {
     pre: InstancePre<StoreState>,
     resolve: ComponentExportIndex,
     packed_resolve: Option<ComponentExportIndex>,
+    writes_resolve: Option<ComponentExportIndex>,
     idle: Mutex<Vec<Warm>>,
 }
 
@@ -180,6 +191,8 @@ struct Warm {
     /// refuses a component where that fails). `TypedFunc` is covariant in its parameters:
     /// typed for `'static` bytes, it takes the shorter-lived buffer of each call.
     packed_resolve: Option<PackedFunc>,
+    /// `writes-resolver.resolve`, where the component exports it.
+    writes_resolve: Option<Func>,
     /// The packed call's buffer, reused from call to call.
     buf: Vec<u8>,
     /// The linear memory the instance held when it was made.
@@ -331,26 +344,8 @@ impl Policy {
         };
         let resolve = lookup("resolve")?;
         let describe = lookup("describe")?;
-        let packed_resolve = match find_export(&exports, PACKED_INTERFACE) {
-            None => None,
-            Some(name) => {
-                check_contract_version(export_version(name))?;
-                let iface = component.get_export_index(None, name).ok_or_else(|| {
-                    LoadError::WrongSignature {
-                        function: "resolve",
-                        detail: format!("{name} is not an interface"),
-                    }
-                })?;
-                Some(
-                    component
-                        .get_export_index(Some(&iface), "resolve")
-                        .ok_or_else(|| LoadError::WrongSignature {
-                            function: "resolve",
-                            detail: format!("{name} has no function resolve"),
-                        })?,
-                )
-            }
-        };
+        let packed_resolve = optional_resolve(&component, &exports, PACKED_INTERFACE)?;
+        let writes_resolve = optional_resolve(&component, &exports, WRITES_INTERFACE)?;
         let linker: Linker<StoreState> = Linker::new(&engine.engine);
         let pre = linker
             .instantiate_pre(&component)
@@ -371,11 +366,13 @@ impl Policy {
                 differences_only: false,
                 packed: packed_resolve.is_some(),
                 packed_format: packed::Format::V1,
+                typed_writes: false,
             },
             engine: engine.clone(),
             pre,
             resolve,
             packed_resolve,
+            writes_resolve,
             idle: Mutex::new(Vec::new()),
         };
         let mut warm = policy
@@ -402,6 +399,8 @@ impl Policy {
         check_contract_version(&description.contract_version)?;
         policy.info.differences_only = declares_differences_only(&description.contract_version);
         policy.info.packed_format = packed_format(&description.contract_version);
+        policy.info.typed_writes =
+            writes_resolve.is_some() && policy.info.packed_format == packed::Format::V3;
         warm.resolve
             .typed::<ResolveParams<'_>, (Resolution,)>(&warm.store)
             .map_err(|e| LoadError::WrongSignature {
@@ -418,6 +417,13 @@ impl Policy {
                 .ok_or_else(|| wrong("not a function".into()))?
                 .typed::<(&[u8],), (Vec<u8>,)>(&warm.store)
                 .map_err(|e| wrong(format!("{e:#}")))?;
+        }
+        if let Some(func) = warm.writes_resolve {
+            func.typed::<WritesParams<'_>, (Resolution,)>(&warm.store)
+                .map_err(|e| LoadError::WrongSignature {
+                    function: "resolve",
+                    detail: format!("{WRITES_INTERFACE}: {e:#}"),
+                })?;
         }
         policy.info.description = description;
         // The instance that answered `describe` serves the first call: a new version does not
@@ -532,13 +538,6 @@ impl Policy {
                     })
             }
             _ => {
-                let typed = warm
-                    .resolve
-                    .typed::<ResolveParams<'_>, (Resolution,)>(&warm.store)
-                    .map_err(|e| CallFailure::Trap {
-                        code: None,
-                        detail: format!("{e:#}"),
-                    })?;
                 let ctx = ctx.to_context();
                 let sent;
                 let (local, remote) = match input {
@@ -548,9 +547,26 @@ impl Policy {
                         (&sent.0, &sent.1)
                     }
                 };
-                typed
-                    .call(&mut warm.store, (&ctx, local, remote))
-                    .map(|(resolution,)| Ok(resolution))
+                let unsigned = |e: wasmtime::Error| CallFailure::Trap {
+                    code: None,
+                    detail: format!("{e:#}"),
+                };
+                match warm.writes_resolve {
+                    Some(func) if self.info.typed_writes => {
+                        let none = Writes::default();
+                        let (lw, rw) = writes.unwrap_or((&none, &none));
+                        func.typed::<WritesParams<'_>, (Resolution,)>(&warm.store)
+                            .map_err(unsigned)?
+                            .call(&mut warm.store, (&ctx, local, lw, remote, rw))
+                            .map(|(resolution,)| Ok(resolution))
+                    }
+                    _ => warm
+                        .resolve
+                        .typed::<ResolveParams<'_>, (Resolution,)>(&warm.store)
+                        .map_err(unsigned)?
+                        .call(&mut warm.store, (&ctx, local, remote))
+                        .map(|(resolution,)| Ok(resolution)),
+                }
             }
         };
         match called {
@@ -618,12 +634,16 @@ impl Policy {
                 .ok(),
             None => None,
         };
+        let writes_resolve = self
+            .writes_resolve
+            .and_then(|index| instance.get_func(&mut store, index));
         Ok(Warm {
             started_with: store.data().limiter.held,
             store,
             instance,
             resolve,
             packed_resolve,
+            writes_resolve,
             buf: Vec::new(),
         })
     }
@@ -672,6 +692,33 @@ fn find_export<'a>(exports: &'a [String], interface: &str) -> Option<&'a String>
     exports
         .iter()
         .find(|e| e.split_once('@').map(|(b, _)| b) == Some(base) || e.as_str() == base)
+}
+
+/// The `resolve` of an optional interface (`packed-resolver`, `writes-resolver`), where the
+/// component exports it at a compatible version.
+fn optional_resolve(
+    component: &Component,
+    exports: &[String],
+    interface: &str,
+) -> Result<Option<ComponentExportIndex>, LoadError> {
+    let Some(name) = find_export(exports, interface) else {
+        return Ok(None);
+    };
+    check_contract_version(export_version(name))?;
+    let iface =
+        component
+            .get_export_index(None, name)
+            .ok_or_else(|| LoadError::WrongSignature {
+                function: "resolve",
+                detail: format!("{name} is not an interface"),
+            })?;
+    component
+        .get_export_index(Some(&iface), "resolve")
+        .map(Some)
+        .ok_or_else(|| LoadError::WrongSignature {
+            function: "resolve",
+            detail: format!("{name} has no function resolve"),
+        })
 }
 
 /// The version an export's name carries (`…@1.0.0` → `1.0.0`).

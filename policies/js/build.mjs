@@ -11,7 +11,7 @@
 // policy needs no console, randomness or clock. The result imports nothing but what the
 // policy's world names.
 import { componentize } from '@bytecodealliance/componentize-js';
-import { cp, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,6 +40,13 @@ async function witFolder(world) {
   return folder;
 }
 
+// The world of the repository's wit/ that a policy's `world` file names (`writes-policy` for a
+// policy that reads the writes, contract revision 1.3), otherwise `policy`.
+async function worldOf(dir) {
+  const file = resolve(dir, 'world');
+  return (await exists(file)) ? (await readFile(file, 'utf8')).trim() : 'policy';
+}
+
 const world = resolve(dir, 'world.wit');
 const ownWorld = await exists(world);
 const witPath = ownWorld ? await witFolder(world) : join(root, 'wit');
@@ -47,7 +54,7 @@ try {
   const { component } = await componentize({
     sourcePath: resolve(dir, 'index.js'),
     witPath,
-    worldName: 'policy',
+    worldName: ownWorld ? 'policy' : await worldOf(dir),
     disableFeatures: ['stdio', 'random', 'clocks', 'http', 'fetch-event'],
   });
   await mkdir(dirname(resolve(output)), { recursive: true });

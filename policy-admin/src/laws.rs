@@ -78,7 +78,7 @@ impl Law {
     /// a failure of another law that goes away on fresh instances is reported as
     /// determinism's). Where two or three regions write, the scope also holds the party
     /// created in each of them at once (`Scope::plans`). About 22 000 cases in all, and
-    /// associativity's 1 512 with a version received mid-history ([`Law::plans`]);
+    /// associativity's 2 352 with a version received mid-history ([`Law::plans`]);
     /// BENCHMARKS.md, "The law gate", has their time per language.
     pub fn scope(self) -> Scope {
         match self {
@@ -914,9 +914,9 @@ mod tests {
         assert!(received().all(|p| holds(&p)));
     }
 
-    /// `na-status` 1.2.0 (contract 1.3) holds on the histories the scope leaves out for the
-    /// ports' pre-1.3 rule: the same state written again after a receive (`deceaded` after
-    /// NA's `deceased`), where it ranks by the NA writes each had seen, then the stamp.
+    /// `na-status` 1.2.0 (contract 1.3) holds on the same state written again after a
+    /// receive (`deceaded` after NA's `deceased`), where it ranks by the NA writes each had
+    /// seen, then the stamp; a rule that ranks NA's write first without the writes does not.
     #[test]
     fn na_status_is_associative_when_the_same_state_is_written_again_after_a_receive() {
         let policy = metered(default_policy_artifact::NA_STATUS_POLICY);

@@ -7,7 +7,8 @@ fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let workspace = manifest.ancestors().nth(2).unwrap().to_path_buf();
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
-    for dir in ["resolver-wasm/default-policy", "resolver-wasm/examples"] {
+    // The guests, the SDK, merge and types they are built from, and the contract.
+    for dir in ["resolver-wasm", "wit"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
     guest_build::build(

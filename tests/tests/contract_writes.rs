@@ -4,8 +4,9 @@
 //! (`policy_sdk::fields::seen`). The host sends them from the resolver and from reconcile,
 //! which reads them from the stored item and the stream's old image.
 //!
-//! The guest (`tests/guests/guest-field-changes`) rejects every conflict with what it was
-//! told, so the tests read it from the reason.
+//! The guests (`tests/guests/guest-field-changes`, and `guest-typed-writes` for a policy called
+//! through typed values as Python and JavaScript ones are) reject every conflict with what
+//! they were told, so the tests read it from the reason.
 
 use std::sync::Arc;
 
@@ -139,4 +140,78 @@ fn reconcile_sends_the_stored_items_and_the_old_images_writes() {
         }
         other => panic!("expected the guest's rejection on redrive, got {other:?}"),
     }
+}
+
+/// A writes table as `guest-typed-writes` prints it.
+fn printed(sent: &[&str], w: &Writes) -> String {
+    let dot = |d: &policy_types::Dot| format!("{}:{}", d.region, d.counter);
+    let fields: Vec<String> = w
+        .fields
+        .iter()
+        .map(|f| format!("{}@{}", f.name, dot(&f.dot)))
+        .collect();
+    let writes: Vec<String> = w
+        .writes
+        .iter()
+        .map(|x| {
+            let context: Vec<String> = x.context.iter().map(dot).collect();
+            format!("{}<[{}]", dot(&x.dot), context.join(" "))
+        })
+        .collect();
+    format!(
+        "sent [{}] fields [{}] tombstone {} writes [{}]",
+        sent.join(" "),
+        fields.join(" "),
+        w.tombstone.as_ref().map_or("-".into(), dot),
+        writes.join(" ")
+    )
+}
+
+/// A policy called through typed values (as Python and JavaScript ones are) reads the writes
+/// by exporting `writes-resolver` and declaring 1.3: it is sent what differs of each version
+/// and each version's whole writes table, local first.
+#[test]
+fn a_typed_policy_of_revision_1_3_is_sent_each_versions_writes() {
+    let ((eu, ew), (na, nw)) = history();
+    let policy = load(&engine(), guests::TYPED_WRITES).expect("the guest loads");
+    assert!(policy.info().typed_writes, "{:?}", policy.info());
+    assert!(!policy.info().packed);
+    let policies = Arc::new(TenantPolicies::new());
+    policies.activate("acme", ActivePolicy::new(policy));
+    let resolver = Resolver::new(policies, "eu");
+    assert!(
+        ew.writes.len() >= 3 && nw.writes.len() >= 3,
+        "{ew:?} {nw:?}"
+    );
+    // The given name, held identically, is not sent.
+    let sent = ["familyName", "maritalStatus", "status"];
+    let told = resolver
+        .resolve_with_writes((&eu, &ew), (&na, &nw))
+        .unwrap();
+    assert_eq!(
+        reason(told.decision),
+        format!(
+            "local: {}; remote: {}",
+            printed(&sent, &ew),
+            printed(&sent, &nw)
+        )
+    );
+    let told = resolver
+        .resolve_with_writes((&na, &nw), (&eu, &ew))
+        .unwrap();
+    assert_eq!(
+        reason(told.decision),
+        format!(
+            "local: {}; remote: {}",
+            printed(&sent, &nw),
+            printed(&sent, &ew)
+        )
+    );
+    // Without writes the tables are empty, and it is still the writes call.
+    let told = resolver.resolve(&eu, &na).unwrap();
+    let empty = printed(&sent, &Writes::default());
+    assert_eq!(
+        reason(told.decision),
+        format!("local: {empty}; remote: {empty}")
+    );
 }

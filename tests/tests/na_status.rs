@@ -3,10 +3,12 @@
 //! writes (NA's concurrent change), then the last writer; where a status's write is unknown
 //! (the sample conflicts carry no writes), NA's status wins as before contract revision 1.3;
 //! for a tenant configured `update-resurrects`, the default rules decide status too.
-//! (The Python and JavaScript ports, which are not sent writes, are held to the same answers on
-//! every sample conflict by `foreign_policies.rs`.)
+//! The tests on versions with their writes hold the Python and JavaScript ports (contract 1.3,
+//! called through `writes-resolver`) to the same answers where `scripts/build-foreign-policies.sh`
+//! built them (`FOREIGN_POLICIES`, which `scripts/test.sh` sets); `foreign_policies.rs` holds
+//! them to the Rust answers on every sample conflict.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use host_core::conflict::parse_lines;
 use host_core::{ActivePolicy, Policy, Resolver, TenantPolicies, resolve_with};
@@ -67,26 +69,64 @@ fn under_update_resurrects_the_last_writer_decides_status() {
     );
 }
 
-/// `na-status` on versions whose writes are known, from either side: the status kept.
-fn status_with_writes(a: (&PartyVersion, &Writes), b: (&PartyVersion, &Writes)) -> String {
+/// The `na-status` implementations: the Rust example, then the Python and JavaScript ports
+/// where they were built. Loaded once for the tests of this file (a port takes seconds to
+/// compile).
+fn implementations() -> &'static [(String, Arc<Policy>)] {
+    static LOADED: OnceLock<Vec<(String, Arc<Policy>)>> = OnceLock::new();
+    LOADED.get_or_init(load_implementations)
+}
+
+fn load_implementations() -> Vec<(String, Arc<Policy>)> {
     let engine = integration_tests::engine();
-    let na = Policy::load(&engine, default_policy_artifact::NA_STATUS_POLICY, None).unwrap();
-    let policies = Arc::new(TenantPolicies::new());
-    policies.activate("acme", ActivePolicy::new(Arc::new(na)));
-    let resolver = Resolver::new(policies, "eu");
-    let mut kept = Vec::new();
-    for (local, remote) in [(a, b), (b, a)] {
-        let resolved = resolver.resolve_with_writes(local, remote).unwrap();
-        let party = resolved
-            .written(local.0, remote.0)
-            .expect("na-status merges");
-        kept.push(integration_tests::tmf(party)["status"].to_string());
+    let rust = Policy::load(&engine, default_policy_artifact::NA_STATUS_POLICY, None).unwrap();
+    let mut out = vec![("rust".to_owned(), Arc::new(rust))];
+    match std::env::var_os("FOREIGN_POLICIES") {
+        Some(dir) => {
+            for port in ["python-na-status-stub-wasi", "js-na-status"] {
+                let path = std::path::Path::new(&dir).join(format!("{port}.wasm"));
+                let bytes = std::fs::read(&path)
+                    .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+                let policy =
+                    Policy::load(&engine, &bytes, None).unwrap_or_else(|e| panic!("{port}: {e}"));
+                assert!(policy.info().typed_writes, "{port} is sent the writes");
+                out.push((port.to_owned(), Arc::new(policy)));
+            }
+        }
+        None => eprintln!(
+            "FOREIGN_POLICIES is not set: the Rust na-status alone (scripts/test.sh builds the \
+             Python and JavaScript ports and sets it)"
+        ),
     }
-    assert_eq!(
-        kept[0], kept[1],
-        "the answer depends on which side is local"
+    out
+}
+
+/// `na-status` on versions whose writes are known, from either side: the status kept, the
+/// same for every implementation.
+fn status_with_writes(a: (&PartyVersion, &Writes), b: (&PartyVersion, &Writes)) -> String {
+    let mut kept = Vec::new();
+    for (name, policy) in implementations() {
+        let policies = Arc::new(TenantPolicies::new());
+        policies.activate("acme", ActivePolicy::new(policy.clone()));
+        let resolver = Resolver::new(policies, "eu");
+        for (local, remote) in [(a, b), (b, a)] {
+            let resolved = resolver
+                .resolve_with_writes(local, remote)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let party = resolved
+                .written(local.0, remote.0)
+                .expect("na-status merges");
+            kept.push((
+                name.clone(),
+                integration_tests::tmf(party)["status"].to_string(),
+            ));
+        }
+    }
+    assert!(
+        kept.iter().all(|(_, status)| *status == kept[0].1),
+        "the implementations, each with either side local, keep different statuses: {kept:?}"
     );
-    kept.remove(0)
+    kept.remove(0).1
 }
 
 /// A version and the writes behind it.
@@ -138,4 +178,18 @@ fn a_terminal_state_beats_nas_concurrent_change() {
     let eu = written(&base, "eu", 2_000, json!({"status": "deceased"}));
     let na = written(&base, "na", 2_500, json!({"status": "initialized"}));
     assert_eq!(status_of(&eu, &na), r#""deceased""#);
+}
+
+#[test]
+fn the_same_state_written_again_after_seeing_nas_is_the_later_write() {
+    let base = created(json!({"status": "validated"}));
+    let na = written(&base, "na", 2_000, json!({"status": "deceased"}));
+    // EU has NA's `deceased` and writes the state again in v4's spelling; NA concurrently
+    // changes a name. Both writes have seen NA's status: the later one is kept.
+    let eu = written(&na, "eu", 3_000, json!({"status": "deceaded"}));
+    let na_later = written(&na, "na", 3_001, json!({"givenName": "Janet"}));
+    assert_eq!(status_of(&eu, &na_later), r#""deceaded""#);
+    // Without the writes, NA's status wins (the rule before revision 1.3).
+    let untold = |r: &Recorded| (r.0.clone(), Writes::default());
+    assert_eq!(status_of(&untold(&eu), &untold(&na_later)), r#""deceased""#);
 }

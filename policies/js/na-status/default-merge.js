@@ -435,3 +435,68 @@ export function setField(merged, name, value) {
   if (f !== undefined) f.value = value;
   else merged.fields.push({ name, value });
 }
+
+// --- per-field causality (types/src/writes.rs, sdk/src/fields.rs; contract revision 1.3) -----
+//
+// A policy built for the world `writes-policy` that declares '1.3.0' exports `writesResolver`
+// beside `resolver` and is called at `writesResolver.resolve(ctx, local, localWrites, remote,
+// remoteWrites)`. Each writes table is `{ fields, tombstone, writes }`: for each field the dot
+// of the write that set it (`{ name, dot }`, sorted by name), the tombstone's write, and each of
+// those writes' context (`{ dot, context }`, sorted by dot). Empty where the version was stored
+// before writes were recorded: then every write is unknown.
+
+export const NO_WRITES = { fields: [], tombstone: undefined, writes: [] };
+
+/// `Writes::field`: the dot of the write that set `name`, or undefined when unknown.
+export function fieldWrite(writes, name) {
+  const f = writes.fields.find((x) => x.name === name);
+  return f === undefined ? undefined : f.dot;
+}
+
+/// `Writes::context`: the version vector the write `dot` was made over, or undefined.
+export function writeContext(writes, dot) {
+  const w = writes.writes.find((x) => dotEq(x.dot, dot));
+  return w === undefined ? undefined : w.context;
+}
+
+/// `fields::seen`: how many of `region`'s writes the write that set `name` had seen, counting
+/// itself when `region` made it (a BigInt); undefined when the party lacks the field, or its
+/// write or that write's context is unknown.
+export function seen(party, writes, name, region) {
+  if (field(party, name) === undefined) return undefined;
+  const dot = fieldWrite(writes, name);
+  if (dot === undefined) return undefined;
+  const context = writeContext(writes, dot);
+  if (context === undefined) return undefined;
+  if (dot.region === region) return dot.counter;
+  const d = context.find((x) => x.region === region);
+  return d === undefined ? 0n : d.counter;
+}
+
+const UNKNOWN = 'unknown';
+
+// What stands behind `name` on one side: null (never set), a dot, or UNKNOWN.
+function behind(party, writes, name) {
+  if (field(party, name) !== undefined) {
+    const dot = fieldWrite(writes, name);
+    return dot === undefined ? UNKNOWN : dot;
+  }
+  if (!isSome(party.tombstone)) return null;
+  return isSome(writes.tombstone) ? writes.tombstone : UNKNOWN;
+}
+
+/// `fields::change`: which side changed `name` since the other saw it: 'same', 'local',
+/// 'remote', 'both' (concurrently, or two merges that chose differently) or 'unknown' (a side
+/// holds a value whose write was not recorded). A field a side lacks stands for that side's
+/// delete when it has a tombstone, and for no write at all otherwise.
+export function change(local, localWrites, remote, remoteWrites, name) {
+  const l = behind(local, localWrites, name);
+  const r = behind(remote, remoteWrites, name);
+  if (l === UNKNOWN || r === UNKNOWN) return UNKNOWN;
+  if (l === null || r === null ? l === r : dotEq(l, r)) return 'same';
+  const lUnseen = l !== null && !covers(remote.versionVector, l);
+  const rUnseen = r !== null && !covers(local.versionVector, r);
+  if (lUnseen && !rUnseen) return 'local';
+  if (rUnseen && !lUnseen) return 'remote';
+  return 'both';
+}

@@ -379,3 +379,87 @@ def set_field(merged, name, value):
             f.value = value
             return
     merged.fields.append(MergedField(name, value))
+
+
+# --- per-field causality (types/src/writes.rs, sdk/src/fields.rs; contract revision 1.3) ----
+#
+# A policy built for the world `writes-policy` that declares "1.3.0" is called at
+# `WritesResolver.resolve(ctx, local, local_writes, remote, remote_writes)`; each `writes` is a
+# `Writes(fields, tombstone, writes)` of `wit_world.exports.writes_resolver`: for each field the
+# dot of the write that set it (`FieldWrite(name, dot)`, sorted by name), the tombstone's write,
+# and each of those writes' context (`Write(dot, context)`, sorted by dot). Empty where the
+# version was stored before writes were recorded: then every write is unknown.
+
+SAME, LOCAL, REMOTE, BOTH, UNKNOWN = "same", "local", "remote", "both", "unknown"
+
+
+def field_write(writes, name):
+    """`Writes::field`: the dot of the write that set `name`, or None when unknown."""
+    for f in writes.fields:
+        if f.name == name:
+            return f.dot
+    return None
+
+
+def write_context(writes, dot):
+    """`Writes::context`: the version vector the write `dot` was made over, or None."""
+    for w in writes.writes:
+        if w.dot.region == dot.region and w.dot.counter == dot.counter:
+            return w.context
+    return None
+
+
+def seen(party, writes, name, region):
+    """`fields::seen`: how many of `region`'s writes the write that set `name` had seen,
+    counting itself when `region` made it; None when the party lacks the field or its write or
+    that write's context is unknown."""
+    if field(party, name) is None:
+        return None
+    dot = field_write(writes, name)
+    if dot is None:
+        return None
+    context = write_context(writes, dot)
+    if context is None:
+        return None
+    if dot.region == region:
+        return dot.counter
+    for d in context:
+        if d.region == region:
+            return d.counter
+    return 0
+
+
+def _behind(party, writes, name):
+    """What stands behind `name` on one side: None (never set), a dot, or UNKNOWN."""
+    if field(party, name) is not None:
+        dot = field_write(writes, name)
+        return UNKNOWN if dot is None else dot
+    if party.tombstone is None:
+        return None
+    return UNKNOWN if writes.tombstone is None else writes.tombstone
+
+
+def _same_write(a, b):
+    if a is None or b is None or a is UNKNOWN or b is UNKNOWN:
+        return a is b
+    return a.region == b.region and a.counter == b.counter
+
+
+def change(local, local_writes, remote, remote_writes, name):
+    """`fields::change`: which side changed `name` since the other saw it — SAME, LOCAL,
+    REMOTE, BOTH (concurrently, or two merges that chose differently) or UNKNOWN (a side holds
+    a value whose write was not recorded). A field a side lacks stands for that side's delete
+    when it has a tombstone, and for no write at all otherwise."""
+    l = _behind(local, local_writes, name)
+    r = _behind(remote, remote_writes, name)
+    if l is UNKNOWN or r is UNKNOWN:
+        return UNKNOWN
+    if _same_write(l, r):
+        return SAME
+    l_unseen = l is not None and not covers(remote.version_vector, l)
+    r_unseen = r is not None and not covers(local.version_vector, r)
+    if l_unseen and not r_unseen:
+        return LOCAL
+    if r_unseen and not l_unseen:
+        return REMOTE
+    return BOTH

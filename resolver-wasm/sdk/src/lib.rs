@@ -76,7 +76,7 @@ pub trait Policy {
     /// field sent and what that write had seen, for rules such as "NA's status wins when NA
     /// changed it concurrently" ([`fields::change`], [`fields::seen`]). The host sends them
     /// to a policy that declares contract revision 1.3 ([`description_with_writes`]); to any
-    /// other, and through the typed interface, every write is unknown (empty tables). By
+    /// other, and through the typed `resolver.resolve`, every write is unknown (empty tables). By
     /// default the writes are not read: [`Policy::resolve`] decides.
     fn resolve_with_writes(
         ctx: &Context,

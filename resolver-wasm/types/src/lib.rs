@@ -18,6 +18,9 @@ pub use materialize::{InvalidResult, materialize, materialize_with};
 
 use std::cmp::Ordering;
 
+#[cfg(feature = "wasmtime")]
+use wasmtime::component::{ComponentType, Lift, Lower};
+
 /// The contract version these types describe (the WIT package version).
 pub const CONTRACT_VERSION: &str = "1.0.0";
 /// The contract revision a policy built with these types declares in `describe`. Revisions keep
@@ -35,6 +38,9 @@ pub const RESOLVER_INTERFACE: &str = "tmf632:conflict/resolver@1.0.0";
 /// The optional interface that takes `resolve`'s arguments and answer packed into bytes
 /// (the `policy-packed` crate). A host that finds it calls it instead of `resolver.resolve`.
 pub const PACKED_INTERFACE: &str = "tmf632:conflict/packed-resolver@1.0.0";
+/// The optional interface that takes `resolve`'s arguments with each version's writes as typed
+/// values (contract revision 1.3, for policies without the packed call: Python, JavaScript).
+pub const WRITES_INTERFACE: &str = "tmf632:conflict/writes-resolver@1.0.0";
 
 /// A hybrid-logical-clock stamp, ordered by (wall-ms, logical, region).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
@@ -45,11 +51,7 @@ pub const PACKED_INTERFACE: &str = "tmf632:conflict/packed-resolver@1.0.0";
 )]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(
-        wasmtime::component::ComponentType,
-        wasmtime::component::Lift,
-        wasmtime::component::Lower
-    ),
+    derive(ComponentType, Lift, Lower),
     component(record)
 )]
 pub struct Hlc {
@@ -97,11 +99,7 @@ impl std::fmt::Display for Hlc {
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(
-        wasmtime::component::ComponentType,
-        wasmtime::component::Lift,
-        wasmtime::component::Lower
-    ),
+    derive(ComponentType, Lift, Lower),
     component(record)
 )]
 pub struct Dot {
@@ -122,11 +120,7 @@ impl Dot {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(
-        wasmtime::component::ComponentType,
-        wasmtime::component::Lift,
-        wasmtime::component::Lower
-    ),
+    derive(ComponentType, Lift, Lower),
     component(enum)
 )]
 #[cfg_attr(feature = "wasmtime", repr(u8))]
@@ -150,11 +144,7 @@ impl ResourceType {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(
-        wasmtime::component::ComponentType,
-        wasmtime::component::Lift,
-        wasmtime::component::Lower
-    ),
+    derive(ComponentType, Lift, Lower),
     component(record)
 )]
 pub struct Entry {
@@ -171,11 +161,7 @@ pub struct Entry {
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(
-        wasmtime::component::ComponentType,
-        wasmtime::component::Lift,
-        wasmtime::component::Lower
-    ),
+    derive(ComponentType, Lift, Lower),
     component(record)
 )]
 pub struct Element {
@@ -196,11 +182,7 @@ impl Element {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(
-        wasmtime::component::ComponentType,
-        wasmtime::component::Lift,
-        wasmtime::component::Lower
-    ),
+    derive(ComponentType, Lift, Lower),
     component(variant)
 )]
 pub enum FieldValue {
@@ -216,11 +198,7 @@ pub enum FieldValue {
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(
-        wasmtime::component::ComponentType,
-        wasmtime::component::Lift,
-        wasmtime::component::Lower
-    ),
+    derive(ComponentType, Lift, Lower),
     component(record)
 )]
 pub struct Field {
@@ -238,11 +216,7 @@ pub struct Field {
 )]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(
-        wasmtime::component::ComponentType,
-        wasmtime::component::Lift,
-        wasmtime::component::Lower
-    ),
+    derive(ComponentType, Lift, Lower),
     component(record)
 )]
 pub struct PartyVersion {
@@ -285,11 +259,7 @@ impl PartyVersion {
 #[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(
-        wasmtime::component::ComponentType,
-        wasmtime::component::Lift,
-        wasmtime::component::Lower
-    ),
+    derive(ComponentType, Lift, Lower),
     component(enum)
 )]
 #[cfg_attr(feature = "wasmtime", repr(u8))]
@@ -323,11 +293,7 @@ impl Relation {
 )]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(
-        wasmtime::component::ComponentType,
-        wasmtime::component::Lift,
-        wasmtime::component::Lower
-    ),
+    derive(ComponentType, Lift, Lower),
     component(record)
 )]
 pub struct Context {
@@ -377,11 +343,7 @@ impl ContextRef<'_> {
 #[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(
-        wasmtime::component::ComponentType,
-        wasmtime::component::Lift,
-        wasmtime::component::Lower
-    ),
+    derive(ComponentType, Lift, Lower),
     component(enum)
 )]
 #[cfg_attr(feature = "wasmtime", repr(u8))]
@@ -397,11 +359,7 @@ pub enum Side {
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(
-        wasmtime::component::ComponentType,
-        wasmtime::component::Lift,
-        wasmtime::component::Lower
-    ),
+    derive(ComponentType, Lift, Lower),
     component(record)
 )]
 pub struct EntryRef {
@@ -413,11 +371,7 @@ pub struct EntryRef {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(
-        wasmtime::component::ComponentType,
-        wasmtime::component::Lift,
-        wasmtime::component::Lower
-    ),
+    derive(ComponentType, Lift, Lower),
     component(record)
 )]
 pub struct Computed {
@@ -435,11 +389,7 @@ pub struct Computed {
 )]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(
-        wasmtime::component::ComponentType,
-        wasmtime::component::Lift,
-        wasmtime::component::Lower
-    ),
+    derive(ComponentType, Lift, Lower),
     component(record)
 )]
 pub struct MergedElements {
@@ -454,11 +404,7 @@ pub struct MergedElements {
 #[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(
-        wasmtime::component::ComponentType,
-        wasmtime::component::Lift,
-        wasmtime::component::Lower
-    ),
+    derive(ComponentType, Lift, Lower),
     component(variant)
 )]
 pub enum MergedValue {
@@ -475,11 +421,7 @@ pub enum MergedValue {
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(
-        wasmtime::component::ComponentType,
-        wasmtime::component::Lift,
-        wasmtime::component::Lower
-    ),
+    derive(ComponentType, Lift, Lower),
     component(record)
 )]
 pub struct MergedField {
@@ -495,11 +437,7 @@ pub struct MergedField {
 )]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(
-        wasmtime::component::ComponentType,
-        wasmtime::component::Lift,
-        wasmtime::component::Lower
-    ),
+    derive(ComponentType, Lift, Lower),
     component(record)
 )]
 pub struct MergedParty {
@@ -521,11 +459,7 @@ pub struct MergedParty {
 #[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(
-        wasmtime::component::ComponentType,
-        wasmtime::component::Lift,
-        wasmtime::component::Lower
-    ),
+    derive(ComponentType, Lift, Lower),
     component(variant)
 )]
 pub enum Resolution {
@@ -578,11 +512,7 @@ impl Resolution {
 )]
 #[cfg_attr(
     feature = "wasmtime",
-    derive(
-        wasmtime::component::ComponentType,
-        wasmtime::component::Lift,
-        wasmtime::component::Lower
-    ),
+    derive(ComponentType, Lift, Lower),
     component(record)
 )]
 pub struct Description {

@@ -15,11 +15,18 @@
 
 use crate::causality::covers;
 use crate::{Dot, FieldValue, PartyVersion};
+#[cfg(feature = "wasmtime")]
+use wasmtime::component::{ComponentType, Lift, Lower};
 
 /// One write behind a version: its dot and the version vector its region held when it wrote
 /// (without the write itself).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(
+    feature = "wasmtime",
+    derive(ComponentType, Lift, Lower),
+    component(record)
+)]
 pub struct Write {
     pub dot: Dot,
     /// Sorted by region.
@@ -29,6 +36,11 @@ pub struct Write {
 /// The write that set a field.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(
+    feature = "wasmtime",
+    derive(ComponentType, Lift, Lower),
+    component(record)
+)]
 pub struct FieldWrite {
     pub name: String,
     pub dot: Dot,
@@ -37,6 +49,11 @@ pub struct FieldWrite {
 /// The writes behind one party version.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(
+    feature = "wasmtime",
+    derive(ComponentType, Lift, Lower),
+    component(record)
+)]
 // Unknown members are ignored, not refused: a table written by a later release must not make
 // the party unreadable here (it is advisory; a lost member only makes a write unknown).
 #[cfg_attr(feature = "serde", serde(default))]
