@@ -555,6 +555,15 @@ impl Policy {
                     Some(func) if self.info.typed_writes => {
                         let none = Writes::default();
                         let (lw, rw) = writes.unwrap_or((&none, &none));
+                        // What differs is sent with the writes it names, as in packed format 3.
+                        let told;
+                        let (lw, rw) = match input {
+                            Input::Whole(..) => (lw, rw),
+                            Input::Stripped(_) => {
+                                told = (lw.for_sent(local), rw.for_sent(remote));
+                                (&told.0, &told.1)
+                            }
+                        };
                         func.typed::<WritesParams<'_>, (Resolution,)>(&warm.store)
                             .map_err(unsigned)?
                             .call(&mut warm.store, (&ctx, local, lw, remote, rw))

@@ -242,6 +242,16 @@ impl Writes {
         out
     }
 
+    /// The part of this table that `sent` names: the writes of its fields, entries and
+    /// tombstone, where `sent` holds only some of the version's fields and elements (a call
+    /// that leaves out what both versions hold, contract revision 1.1), as packed format 3
+    /// carries them.
+    pub fn for_sent(&self, sent: &PartyVersion) -> Writes {
+        let mut out = self.clone();
+        out.prune(sent);
+        out
+    }
+
     /// Drops what `version` no longer holds: fields it lacks, a tombstone it lacks, and writes
     /// no field, entry or tombstone names.
     fn prune(&mut self, version: &PartyVersion) {
