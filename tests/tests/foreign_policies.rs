@@ -1,8 +1,8 @@
 //! Policies written in Python (componentize-py) and JavaScript (componentize-js) run unchanged
 //! in the same sandbox as Rust ones: they validate, pass the law checks, decide every sample
 //! conflict exactly as the Rust na-status policy does, and, swapped in mid-run, every seeded
-//! simulation schedule too (with the writes sent; shown failing without them: the Python port
-//! dropped 5 acknowledged writes on seed 1 where Rust drops fewer), and their hostile versions (reading a
+//! simulation schedule too (with the writes sent; shown failing without them, on seed 1 already),
+//! and their hostile versions (reading a
 //! file, reading the environment, looping forever) are contained.
 //!
 //! The components are built by `scripts/build-foreign-policies.sh` (run by `scripts/test.sh`,
