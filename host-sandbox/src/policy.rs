@@ -130,14 +130,16 @@ impl<'a> Call<'a> {
     }
 
     /// With the local and the remote version's writes, which a policy of contract revision
-    /// 1.3 is sent (packed format 3); other policies, and the typed interface, are not.
+    /// 1.3 is sent (packed format 3, or `writes-resolver` where it exports that); other
+    /// policies, and `resolver.resolve`, are not.
     pub fn with_writes(mut self, local: &'a Writes, remote: &'a Writes) -> Self {
         self.writes = Some((local, remote));
         self
     }
 
-    /// Through the typed `resolver.resolve` even where the policy takes packed calls: what the
-    /// tests and benchmarks compare the packed path with.
+    /// Through typed values even where the policy takes packed calls (`writes-resolver` where
+    /// the policy reads the writes through it, `resolver.resolve` otherwise): what the tests
+    /// and benchmarks compare the packed path with.
     pub fn typed(mut self) -> Self {
         self.typed = true;
         self
@@ -418,12 +420,16 @@ impl Policy {
                 .typed::<(&[u8],), (Vec<u8>,)>(&warm.store)
                 .map_err(|e| wrong(format!("{e:#}")))?;
         }
-        if let Some(func) = warm.writes_resolve {
-            func.typed::<WritesParams<'_>, (Resolution,)>(&warm.store)
-                .map_err(|e| LoadError::WrongSignature {
-                    function: "resolve",
-                    detail: format!("{WRITES_INTERFACE}: {e:#}"),
-                })?;
+        if let Some(index) = policy.writes_resolve {
+            let wrong = |detail: String| LoadError::WrongSignature {
+                function: "resolve",
+                detail: format!("{WRITES_INTERFACE}: {detail}"),
+            };
+            warm.instance
+                .get_func(&mut warm.store, index)
+                .ok_or_else(|| wrong("not a function".into()))?
+                .typed::<WritesParams<'_>, (Resolution,)>(&warm.store)
+                .map_err(|e| wrong(format!("{e:#}")))?;
         }
         policy.info.description = description;
         // The instance that answered `describe` serves the first call: a new version does not
@@ -555,18 +561,11 @@ impl Policy {
                     Some(func) if self.info.typed_writes => {
                         let none = Writes::default();
                         let (lw, rw) = writes.unwrap_or((&none, &none));
-                        // What differs is sent with the writes it names, as in packed format 3.
-                        let told;
-                        let (lw, rw) = match input {
-                            Input::Whole(..) => (lw, rw),
-                            Input::Stripped(_) => {
-                                told = (lw.for_sent(local), rw.for_sent(remote));
-                                (&told.0, &told.1)
-                            }
-                        };
+                        // What is sent, with the writes that name it, as in packed format 3.
+                        let (lw, rw) = (lw.for_sent(local), rw.for_sent(remote));
                         func.typed::<WritesParams<'_>, (Resolution,)>(&warm.store)
                             .map_err(unsigned)?
-                            .call(&mut warm.store, (&ctx, local, lw, remote, rw))
+                            .call(&mut warm.store, (&ctx, local, &lw, remote, &rw))
                             .map(|(resolution,)| Ok(resolution))
                     }
                     _ => warm

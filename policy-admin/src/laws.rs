@@ -442,8 +442,10 @@ impl<'a> Checker<'a> {
                 // where a policy exports it, and a host that does not know it (an older one, a
                 // region not yet upgraded) the typed one. Answers that differ would have
                 // regions write different parties for one conflict, and the other laws are
-                // checked on the packed path alone. The typed interface carries no writes: it is
-                // compared with the packed one told none.
+                // checked on the packed path alone. `resolver.resolve` carries no writes: it is
+                // compared with the packed one told none. (A policy that reads the writes through
+                // `writes-resolver` takes no packed calls; its `resolver.resolve`, which only a
+                // host that does not know that interface calls, is not compared.)
                 if self.policy.info().packed {
                     let typed = self.policy.call(Call::new(&ctx, a, b).typed().fresh());
                     let packed = if wa.is_empty() && wb.is_empty() {

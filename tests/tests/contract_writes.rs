@@ -221,4 +221,35 @@ fn a_typed_policy_of_revision_1_3_is_sent_each_versions_writes() {
         reason(told.decision),
         format!("local: {empty}; remote: {empty}")
     );
+
+    // A field neither side changed since the fork is not sent, and neither is its own write.
+    let mut base = new_party("acme", "7", ResourceType::Individual, "eu");
+    let mut bw = Writes::default();
+    let mut in_eu = Writer::new("eu");
+    in_eu.write_recorded(
+        &mut base,
+        &mut bw,
+        1_000,
+        &json!({"givenName": "Jane", "status": "initialized"}),
+    );
+    in_eu.write_recorded(
+        &mut base,
+        &mut bw,
+        1_500,
+        &json!({"birthDate": "1990-01-01"}),
+    );
+    let (mut eu, mut ew) = (base.clone(), bw.clone());
+    let (mut na, mut nw) = (base, bw);
+    in_eu.write_recorded(&mut eu, &mut ew, 2_000, &json!({"givenName": "Janet"}));
+    Writer::new("na").write_recorded(&mut na, &mut nw, 2_001, &json!({"status": "validated"}));
+    let told = resolver
+        .resolve_with_writes((&eu, &ew), (&na, &nw))
+        .unwrap();
+    assert_eq!(
+        reason(told.decision),
+        "local: sent [givenName status] fields [givenName@eu:3 status@eu:1] tombstone - \
+         writes [eu:1<[] eu:3<[eu:2]]; \
+         remote: sent [givenName status] fields [givenName@eu:1 status@na:1] tombstone - \
+         writes [eu:1<[] na:1<[eu:2]]"
+    );
 }
