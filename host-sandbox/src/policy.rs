@@ -76,6 +76,8 @@ struct Sent<'a> {
     ctx: ContextRef<'a>,
     input: Input<'a>,
     writes: Option<(&'a Writes, &'a Writes)>,
+    /// Through `writes-resolver` (a typed call to a policy that reads the writes there).
+    writes_call: bool,
 }
 
 /// One call of a policy ([`Policy::call`]): the context, what is sent, and how.
@@ -86,6 +88,7 @@ pub struct Call<'a> {
     /// `None`.
     writes: Option<(&'a Writes, &'a Writes)>,
     typed: bool,
+    plain: bool,
     fresh: bool,
     fuel: Option<&'a mut Option<u64>>,
 }
@@ -96,6 +99,7 @@ impl std::fmt::Debug for Call<'_> {
             .field("ctx", &self.ctx)
             .field("stripped", &matches!(self.input, Input::Stripped(_)))
             .field("typed", &self.typed)
+            .field("plain", &self.plain)
             .field("fresh", &self.fresh)
             .finish_non_exhaustive()
     }
@@ -124,6 +128,7 @@ impl<'a> Call<'a> {
             input,
             writes: None,
             typed: false,
+            plain: false,
             fresh: false,
             fuel: None,
         }
@@ -142,6 +147,15 @@ impl<'a> Call<'a> {
     /// and benchmarks compare the packed path with.
     pub fn typed(mut self) -> Self {
         self.typed = true;
+        self
+    }
+
+    /// Through `resolver.resolve` itself, with no writes, whatever else the policy exports:
+    /// what a host that does not know `packed-resolver` or `writes-resolver` calls, and what
+    /// the law checker compares the other calls with.
+    pub fn plain(mut self) -> Self {
+        self.typed = true;
+        self.plain = true;
         self
     }
 
@@ -462,6 +476,7 @@ impl Policy {
             ctx: call.ctx,
             input: call.input,
             writes: call.writes,
+            writes_call: self.info.typed_writes && !call.plain,
         };
         let (resolution, fuel) = if call.fresh {
             let mut warm = self.instantiate()?;
@@ -501,7 +516,12 @@ impl Policy {
         sent: Sent<'_>,
         packed: bool,
     ) -> Result<(Resolution, Option<u64>), CallFailure> {
-        let Sent { ctx, input, writes } = sent;
+        let Sent {
+            ctx,
+            input,
+            writes,
+            writes_call,
+        } = sent;
         self.arm(&mut warm.store);
         let called = match (&warm.packed_resolve, packed) {
             (Some(typed), true) => {
@@ -558,7 +578,7 @@ impl Policy {
                     detail: format!("{e:#}"),
                 };
                 match warm.writes_resolve {
-                    Some(func) if self.info.typed_writes => {
+                    Some(func) if writes_call => {
                         let none = Writes::default();
                         let (lw, rw) = writes.unwrap_or((&none, &none));
                         // What is sent, with the writes that name it, as in packed format 3.

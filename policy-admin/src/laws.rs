@@ -443,9 +443,7 @@ impl<'a> Checker<'a> {
                 // region not yet upgraded) the typed one. Answers that differ would have
                 // regions write different parties for one conflict, and the other laws are
                 // checked on the packed path alone. `resolver.resolve` carries no writes: it is
-                // compared with the packed one told none. (A policy that reads the writes through
-                // `writes-resolver` takes no packed calls; its `resolver.resolve`, which only a
-                // host that does not know that interface calls, is not compared.)
+                // compared with the packed one told none.
                 if self.policy.info().packed {
                     let typed = self.policy.call(Call::new(&ctx, a, b).typed().fresh());
                     let packed = if wa.is_empty() && wb.is_empty() {
@@ -458,6 +456,24 @@ impl<'a> Checker<'a> {
                             "the packed and the typed interface answered differently ({} vs {}): hosts that call the typed one would write another party",
                             kind(&packed),
                             kind(&typed)
+                        )));
+                    }
+                }
+                // A policy that reads the writes through `writes-resolver` (Python, JavaScript):
+                // a host that does not know that interface calls `resolver.resolve`, which
+                // carries no writes; it must answer as the writes call told none.
+                if self.policy.info().typed_writes {
+                    let plain = self.policy.call(Call::new(&ctx, a, b).plain().fresh());
+                    let untold = if wa.is_empty() && wb.is_empty() {
+                        fresh1.clone()
+                    } else {
+                        self.policy.call(Call::new(&ctx, a, b).fresh())
+                    };
+                    if untold != plain {
+                        return Err(TestCaseError::fail(format!(
+                            "writes-resolver told no writes and resolver.resolve answered differently ({} vs {}): hosts that do not know writes-resolver would write another party",
+                            kind(&untold),
+                            kind(&plain)
                         )));
                     }
                 }

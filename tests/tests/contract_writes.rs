@@ -219,3 +219,36 @@ fn a_typed_policy_of_revision_1_3_is_sent_each_versions_writes() {
          writes [eu:1<[] na:1<[eu:2]]"
     );
 }
+
+/// The law gate holds a typed 1.3 policy's two calls to one answer: `guest-typed-writes`
+/// answers `resolver.resolve` ("called without writes") otherwise than `writes-resolver` told
+/// no writes, so a host that does not know `writes-resolver` would write another party.
+#[test]
+fn the_gate_refuses_a_typed_policy_whose_call_without_the_writes_interface_answers_otherwise() {
+    use host_core::{Limits, Metering, Policy, PolicyEngine};
+    use policy_admin::laws::{CheckOptions, Law, check};
+    let metered = PolicyEngine::new(Limits::default(), Metering::Fuel).unwrap();
+    let bytes = std::fs::read(guests::TYPED_WRITES).unwrap();
+    let policy = Policy::load(&metered, &bytes, None).unwrap();
+    let report = check(
+        &policy,
+        &CheckOptions {
+            cases: 0,
+            seed: 1,
+            config: "{}".into(),
+        },
+    );
+    let determinism = report
+        .outcomes
+        .iter()
+        .find(|o| o.law == Law::Determinism)
+        .and_then(|o| o.failure.as_ref())
+        .expect("determinism fails");
+    assert!(
+        determinism
+            .message
+            .contains("writes-resolver told no writes and resolver.resolve answered differently"),
+        "{}",
+        determinism.message
+    );
+}
