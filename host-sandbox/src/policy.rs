@@ -424,26 +424,10 @@ impl Policy {
                 detail: format!("{e:#}"),
             })?;
         if let Some(index) = policy.packed_resolve {
-            let wrong = |detail: String| LoadError::WrongSignature {
-                function: "resolve",
-                detail: format!("{PACKED_INTERFACE}: {detail}"),
-            };
-            warm.instance
-                .get_func(&mut warm.store, index)
-                .ok_or_else(|| wrong("not a function".into()))?
-                .typed::<(&[u8],), (Vec<u8>,)>(&warm.store)
-                .map_err(|e| wrong(format!("{e:#}")))?;
+            check_signature::<(&[u8],), (Vec<u8>,)>(&mut warm, index, PACKED_INTERFACE)?;
         }
         if let Some(index) = policy.writes_resolve {
-            let wrong = |detail: String| LoadError::WrongSignature {
-                function: "resolve",
-                detail: format!("{WRITES_INTERFACE}: {detail}"),
-            };
-            warm.instance
-                .get_func(&mut warm.store, index)
-                .ok_or_else(|| wrong("not a function".into()))?
-                .typed::<WritesParams<'_>, (Resolution,)>(&warm.store)
-                .map_err(|e| wrong(format!("{e:#}")))?;
+            check_signature::<WritesParams<'_>, (Resolution,)>(&mut warm, index, WRITES_INTERFACE)?;
         }
         policy.info.description = description;
         // The instance that answered `describe` serves the first call: a new version does not
@@ -720,6 +704,29 @@ fn find_export<'a>(exports: &'a [String], interface: &str) -> Option<&'a String>
     exports
         .iter()
         .find(|e| e.split_once('@').map(|(b, _)| b) == Some(base) || e.as_str() == base)
+}
+
+/// Refuses a component whose `resolve` of the optional `interface` is not a function of
+/// parameters `P` and results `R`.
+fn check_signature<P, R>(
+    warm: &mut Warm,
+    index: ComponentExportIndex,
+    interface: &str,
+) -> Result<(), LoadError>
+where
+    P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower,
+    R: wasmtime::component::ComponentNamedList + wasmtime::component::Lift,
+{
+    let wrong = |detail: String| LoadError::WrongSignature {
+        function: "resolve",
+        detail: format!("{interface}: {detail}"),
+    };
+    warm.instance
+        .get_func(&mut warm.store, index)
+        .ok_or_else(|| wrong("not a function".into()))?
+        .typed::<P, R>(&warm.store)
+        .map_err(|e| wrong(format!("{e:#}")))?;
+    Ok(())
 }
 
 /// The `resolve` of an optional interface (`packed-resolver`, `writes-resolver`), where the
