@@ -4,7 +4,9 @@
 //! and [`DeadLetterSink`] ([`crate::store`], where the in-process implementations live too). The
 //! flow per event: validate ([`crate::event`]); claim the idempotency key (a replay of the same
 //! payload returns the first result, a different payload under the same key is refused with a
-//! TMF630 409, a concurrent delivery gets a retryable "in progress"); stamp and apply the write;
+//! TMF630 409, a concurrent delivery gets a retryable "in progress"); stamp and apply the write
+//! (a status that would go back in its lifecycle is refused with a 409: statuses only move
+//! forward, which keeps the default merge associative);
 //! commit the party and the completed record in one transaction, conditional on the version
 //! read, retrying a bounded number of times when another writer got there first; and anything
 //! that cannot be applied goes to the dead-letter sink with its reason.
@@ -13,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use party_model::{HlcClock, WriteOutcome, delete, new_party, tick, write_fields};
 use policy_types::writes::Writes;
-use policy_types::{PartyVersion, covers};
+use policy_types::{FieldValue, Hlc, PartyVersion, ResourceType, covers};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -462,7 +464,7 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
         // the same event applied in two regions carries the same time in both. Without an
         // eventTime, the region's hybrid logical clock stamps it.
         let stamp = match event_time_ms(event) {
-            Some(at) => policy_types::Hlc::new(at, 0, region.clone()),
+            Some(at) => Hlc::new(at, 0, region.clone()),
             None => {
                 let mut clock = self.clock.lock().unwrap();
                 if let Some(seen) = version.max_stamp() {
@@ -471,6 +473,9 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
                 clock.now(now_ms)
             }
         };
+        if let Some(status) = written_status(event) {
+            forward_in_lifecycle(&version, status, &stamp)?;
+        }
         // An event that changes nothing (every field already stamped later: a late or second
         // delivery) writes no new version: a tick would be a write without content, and a
         // redelivery would then change the version vector every time.
@@ -564,6 +569,60 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
             }
         }
     }
+}
+
+/// The status `event` writes, if it writes one.
+fn written_status(event: &PartyEvent) -> Option<&Value> {
+    match event.action {
+        Action::Delete => None,
+        _ => event.party.get("status"),
+    }
+}
+
+/// Refuses a status that goes back in its resource's TMF632 lifecycle (initialized →
+/// validated → deceased or closed) from the one the region holds: `validated` once the region
+/// has `deceased`. The default merge ranks concurrent statuses by that lifecycle while a write
+/// that saw another replaces it; with statuses only moving forward the two orders agree, and
+/// merges in any order end the same (docs/per-field-causality.md, "A status only moves
+/// forward"). A write that would be stale anyway (the held status is stamped later, or the
+/// party was deleted later) is let through to change nothing, as any late delivery.
+fn forward_in_lifecycle(
+    version: &PartyVersion,
+    status: &Value,
+    stamp: &Hlc,
+) -> Result<(), StoreError> {
+    let Ok(at) = version
+        .fields
+        .binary_search_by(|f| f.name.as_str().cmp("status"))
+    else {
+        return Ok(());
+    };
+    let held = &version.fields[at];
+    let deleted_later = version.tombstone.as_ref().is_some_and(|t| t >= stamp);
+    let FieldValue::Json(text) = &held.value else {
+        return Ok(());
+    };
+    if held.stamp >= *stamp || deleted_later {
+        return Ok(());
+    }
+    let kind = version.resource_type;
+    let rank = |json: &str| tmf632_merge::lifecycle_rank(kind, json);
+    let written = status.to_string();
+    if rank(&written) >= rank(text) {
+        return Ok(());
+    }
+    Err(StoreError::PreconditionFailed(Box::new(Tmf630Error::new(
+        409,
+        "statusGoesBack",
+        "Conflict",
+        format!(
+            "the status cannot go back in the lifecycle: the party is {text}, this write sets {written} ({}; a status only moves forward)",
+            match kind {
+                ResourceType::Individual => "initialized, validated, deceased",
+                ResourceType::Organization => "initialized, validated, closed",
+            }
+        ),
+    ))))
 }
 
 /// The event's `eventTime` in milliseconds since the epoch, when it has a valid one.

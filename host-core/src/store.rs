@@ -55,8 +55,9 @@ pub enum StoreError {
     /// access denied.
     #[error("store failure: {0}")]
     Fatal(#[source] Failure),
-    /// A caller's condition on the party did not hold (HTTP's `If-Match`, or a change of a
-    /// party that does not exist): the answer to give.
+    /// A caller's condition on the party did not hold (HTTP's `If-Match`, a change of a
+    /// party that does not exist, a status that goes back in its lifecycle): the answer to
+    /// give.
     #[error("precondition failed: {0}")]
     PreconditionFailed(Box<crate::event::Tmf630Error>),
     /// The store cannot do this at all (e.g. list a tenant's parties).

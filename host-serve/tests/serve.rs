@@ -375,6 +375,21 @@ async fn the_resource_api_lists_projects_patches_with_if_match_and_deletes() {
     let (stale, headers, refused) = c.call(patch(&etag, "patch-2")).await;
     assert_eq!(stale, 412, "{refused}");
     assert_ne!(headers["etag"].to_str().unwrap(), etag);
+    // A status that goes back in the lifecycle refuses the whole patch.
+    let back = json!({"status": "initialized", "givenName": "Bo"});
+    let (status, _, refused) = c
+        .call(c.http.patch(c.url("eu", "individual/a")).json(&back))
+        .await;
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (409, Some("statusGoesBack")),
+        "{refused}"
+    );
+    let (_, kept, _) = c.get("eu", "a").await;
+    assert_eq!(
+        (&kept["status"], &kept["givenName"]),
+        (&json!("validated"), &json!("Ann"))
+    );
     let (deleted, _, _) = c.call(c.http.delete(c.url("eu", "individual/b"))).await;
     assert_eq!(deleted, 204);
     assert_eq!(c.get("eu", "b").await.0, 404);

@@ -54,8 +54,9 @@ pub fn envelope(id: &str, kind: &str, at_ms: u64, party: Value) -> Value {
 }
 
 /// The event a client sends for `party` (`current`: the region's answer, `None` when it has
-/// none): a create when there is nothing, else a delete (3 %), a status change (22 %), a
-/// contact-medium change (35 %) or another attribute's change (40 %). `n` makes values unique.
+/// none): a create when there is nothing, else a delete (3 %), a status change (22 %, never
+/// back in the lifecycle from the status read), a contact-medium change (35 %) or another
+/// attribute's change (40 %). `n` makes values unique.
 pub fn client_event(
     draw: &Draw,
     id: &str,
@@ -74,8 +75,14 @@ pub fn client_event(
     let (kind, body) = match (kind, current) {
         (0..=2, Some(_)) => ("Delete", reference.clone()),
         (_, None) => ("Create", individual(party, a as usize)),
-        (3..25, Some(_)) => {
-            let status = ["initialized", "validated", "validated", "deceased"][b as usize];
+        (3..25, Some(cur)) => {
+            // Along the lifecycle from the status the client read (ingest refuses one that
+            // goes back): the draw's state, or the one read when that is further on.
+            let states = ["initialized", "validated", "validated", "deceased"];
+            let read = states
+                .iter()
+                .position(|s| cur.get("status") == Some(&json!(s)));
+            let status = states[(b as usize).max(read.unwrap_or(0))];
             ("StateChange", with("status", json!(status)))
         }
         (25..60, Some(cur)) => {

@@ -914,12 +914,13 @@ mod tests {
         Policy::load(&engine, bytes, None).unwrap()
     }
 
-    /// A known flaw the gate's scope leaves out (`scopes::received`): a region that receives
-    /// `deceased` and then writes `validated` makes the default merge's lifecycle order (the
-    /// terminal state wins a concurrent write) disagree with the host's causal order (the
-    /// later write wins), and three versions merged in different orders end different. With
-    /// status written forward only, associativity holds. When ingest refuses a status written
-    /// back, the scope can take these histories in and this test turns round.
+    /// Why ingest refuses a status that goes back in its lifecycle, and why the gate's scope
+    /// (`scopes::received`) leaves such histories out: a region that receives `deceased` and
+    /// then writes `validated` makes the default merge's lifecycle order (the terminal state
+    /// wins a concurrent write) disagree with the host's causal order (the later write wins),
+    /// and three versions merged in different orders end different. With status written
+    /// forward only, which is all ingest accepts (the ingest stores' conformance suite, "a
+    /// status that goes back in the lifecycle is refused"), associativity holds.
     #[test]
     fn the_default_merge_is_not_associative_when_a_status_is_written_back_after_a_receive() {
         let policy = metered(default_policy_artifact::DEFAULT_POLICY);

@@ -68,9 +68,9 @@ fn rank(op: &Op) -> u8 {
 /// after receiving a status does not go back in the lifecycle (validated, then deceased; or
 /// the same state again, such as `deceaded` after NA's `deceased`, which a rule that ranks
 /// NA's write first without reading the writes gets wrong). A status written back (validated
-/// after deceased) makes the default merge's lifecycle order disagree with the host's causal
-/// one: it diverges, the pipeline does not refuse that write yet, and the gate leaves it out
-/// until it does (docs/per-field-causality.md, "Not yet"; [`received_with`] makes them).
+/// after deceased) is left out because ingest refuses it: the default merge's lifecycle order
+/// would disagree with the host's causal one and diverge (docs/per-field-causality.md;
+/// [`received_with`] makes those histories).
 /// 2 352 plans.
 pub fn received() -> impl Iterator<Item = Plan> {
     received_with(|sent, written| written >= sent)

@@ -18,7 +18,8 @@ use crate::{tmf, write};
 /// The ingest stores' contract, through the ingest path and directly: every official event
 /// type applies (and the item names the write behind each field), a duplicate replays the first result, a reused key with another payload is a
 /// 409, concurrent deliveries apply once, a live claim holds its key until its holder's
-/// deadline, an older change arriving late changes nothing it does not win, concurrent writers
+/// deadline, an older change arriving late changes nothing it does not win, a status that
+/// goes back in its lifecycle is refused and changes nothing, concurrent writers
 /// all land through conditional retries, conditional writes exhausted go to the dead-letter
 /// queue with the claim released, and a party past the 400 KB item limit is dead-lettered
 /// whole, never truncated.
@@ -38,7 +39,7 @@ pub fn ingest_store<S, D>(
         stores: &stores,
         letters: &letters,
     };
-    let checks: [Check<IngestRig<S, D>>; 11] = [
+    let checks: [Check<IngestRig<S, D>>; 12] = [
         (
             "every official event type applies",
             every_official_event_type_applies,
@@ -62,6 +63,10 @@ pub fn ingest_store<S, D>(
         (
             "an older change arriving late changes nothing it does not win",
             an_older_change_arriving_late_changes_nothing_it_does_not_win,
+        ),
+        (
+            "a status that goes back in the lifecycle is refused, changing nothing",
+            a_status_that_goes_back_in_the_lifecycle_is_refused,
         ),
         (
             "concurrent writers all land through conditional retries",
@@ -425,6 +430,58 @@ fn an_older_change_arriving_late_changes_nothing_it_does_not_win<
     assert_eq!(
         tmf(&stored(&i, tenant, "42"))["maritalStatus"],
         json!("divorced")
+    );
+}
+
+fn a_status_that_goes_back_in_the_lifecycle_is_refused<S: IngestStore, D: DeadLetterSink>(
+    rig: &IngestRig<S, D>,
+    tenant: &str,
+) {
+    let i = rig.ingest();
+    create(&i, tenant);
+    let state = |id: &str, second: u32, status: &str| {
+        let mut e = event("IndividualStateChangeEvent_request", id, second);
+        e["event"]["individual"]["status"] = json!(status);
+        e
+    };
+    let deliver = |e: Value| i.handle(tenant, &e, None, NOW, DEADLINE);
+    applied(&deliver(state("dead", 30, "deceased")));
+    let before = i.store().party(tenant, "42").unwrap().unwrap();
+    // Back to validated, by a state change and by an attribute change carrying a status.
+    let mut change = event("IndividualAttributeValueChangeEvent_request", "change", 40);
+    change["event"]["individual"]["status"] = json!("validated");
+    for e in [state("back", 40, "validated"), change] {
+        match deliver(e) {
+            Outcome::Refused(err) => {
+                assert_eq!((err.status(), err.code.as_str()), (409, "statusGoesBack"));
+                assert!(
+                    err.message.contains("\"deceased\"") && err.message.contains("\"validated\""),
+                    "the message names both states: {err}"
+                );
+            }
+            other => panic!("a status going back must be refused, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        i.store().party(tenant, "42").unwrap().unwrap(),
+        before,
+        "nothing of a refused write is stored"
+    );
+    // The refusal holds no key: the same key can carry a write that moves forward.
+    assert_eq!(i.store().record(tenant, "back").unwrap(), None);
+    // The same state (v4 spelling), and an older state arriving late (stale), apply.
+    applied(&deliver(state("again", 50, "deceaded")));
+    let late = deliver(state("late", 20, "initialized"));
+    assert_eq!(applied(&late)["stale"], json!(["status"]));
+    assert_eq!(tmf(&stored(&i, tenant, "42"))["status"], json!("deceaded"));
+    // A terminal state set by mistake is undone by a delete and a new create.
+    applied(&deliver(event("IndividualDeleteEvent_request", "gone", 60)));
+    let mut reborn = event("IndividualCreateEvent_request", "reborn", 70);
+    reborn["event"]["individual"]["status"] = json!("initialized");
+    applied(&deliver(reborn));
+    assert_eq!(
+        tmf(&stored(&i, tenant, "42"))["status"],
+        json!("initialized")
     );
 }
 
