@@ -252,3 +252,34 @@ fn the_gate_refuses_a_typed_policy_whose_call_without_the_writes_interface_answe
         determinism.message
     );
 }
+
+/// Old revision, old shape: the same component declaring 1.2 (its describe's text changed in
+/// the component's bytes, nothing else) exports `writes-resolver` still, and is called at
+/// `resolver.resolve`, as every policy of 1.2 or earlier is.
+#[test]
+fn a_typed_policy_declaring_an_earlier_revision_is_called_without_the_writes() {
+    let mut bytes = std::fs::read(guests::TYPED_WRITES).unwrap();
+    let at: Vec<usize> = bytes
+        .windows(5)
+        .enumerate()
+        .filter(|(_, w)| *w == b"1.3.0")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        at.len(),
+        1,
+        "the declared revision stands once in the component"
+    );
+    bytes[at[0]..at[0] + 5].copy_from_slice(b"1.2.0");
+    let policy = host_core::Policy::load(&engine(), &bytes, None).expect("the guest loads");
+    assert_eq!(policy.info().description.contract_version, "1.2.0");
+    assert!(!policy.info().typed_writes, "{:?}", policy.info());
+    let policies = Arc::new(TenantPolicies::new());
+    policies.activate("acme", ActivePolicy::new(Arc::new(policy)));
+    let resolver = Resolver::new(policies, "eu");
+    let ((eu, ew), (na, nw)) = history();
+    let told = resolver
+        .resolve_with_writes((&eu, &ew), (&na, &nw))
+        .unwrap();
+    assert_eq!(reason(told.decision), "called without writes");
+}
