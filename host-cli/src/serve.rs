@@ -273,11 +273,12 @@ pub fn load(o: LoadOpts) -> anyhow::Result<ExitCode> {
     })?;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "{} events sent ({} duplicates), {} acknowledged, {} kept in the dead-letter queue, {} failed, in {:.2} s: {:.0} acknowledged events/s; latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
+        "{} events sent ({} duplicates), {} acknowledged, {} kept in the dead-letter queue, {} refused (a status going back where the event landed), {} failed, in {:.2} s: {:.0} acknowledged events/s; latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
         report.sent,
         report.duplicates,
         report.acknowledged,
         report.kept,
+        report.refused,
         report.failed,
         report.elapsed.as_secs_f64(),
         report.per_second(),

@@ -616,7 +616,7 @@ fn forward_in_lifecycle(
         "statusGoesBack",
         "Conflict",
         format!(
-            "the status cannot go back in the lifecycle: the party is {text}, this write sets {written} ({}; a status only moves forward)",
+            "the status cannot go back in the lifecycle: the party is {text}, this write sets {written} ({}; a status only moves forward; a create after a delete made in another region is refused here until that delete has arrived)",
             match kind {
                 ResourceType::Individual => "initialized, validated, deceased",
                 ResourceType::Organization => "initialized, validated, closed",

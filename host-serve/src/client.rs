@@ -33,20 +33,28 @@ fn with_key(r: reqwest::RequestBuilder, key: Option<&str>) -> reqwest::RequestBu
     }
 }
 
-/// Sends `event` to `region`'s listener; returns the HTTP status.
+/// Sends `event` to `region`'s listener; returns the HTTP status and, for an error, the
+/// TMF630 body's `code`.
 async fn send(
     http: &reqwest::Client,
     base: &str,
     region: &str,
     key: Option<&str>,
     event: &Value,
-) -> Result<u16, reqwest::Error> {
+) -> Result<(u16, String), reqwest::Error> {
     let url = format!(
         "{base}/{region}/tmf-api/party/v5/listener/{}",
         listener(event)
     );
     let r = with_key(http.post(url), key).json(event).send().await?;
-    Ok(r.status().as_u16())
+    let status = r.status().as_u16();
+    let code = if status >= 400 {
+        let body = r.json::<Value>().await.unwrap_or_default();
+        body["code"].as_str().unwrap_or_default().to_owned()
+    } else {
+        String::new()
+    };
+    Ok((status, code))
 }
 
 /// The demo: `rate` events a second over `parties` parties, each sent to a random region
@@ -101,6 +109,10 @@ pub struct LoadReport {
     /// Answered 202: accepted and kept in the dead-letter queue, to be redriven.
     pub kept: usize,
     pub duplicates: usize,
+    /// Answered 409 `statusGoesBack`: the region held a later status than the event sets
+    /// (a create after a delete that reached a region before the delete did), refused as the
+    /// API says.
+    pub refused: usize,
     pub failed: usize,
     pub elapsed: Duration,
     /// Latency percentiles of acknowledged requests: p50, p99, p99.9.
@@ -197,7 +209,7 @@ pub async fn load(base: &str, regions: &[String], key: Option<&str>, load: &Load
         let (base, key) = (base.to_owned(), key.map(str::to_owned));
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
-            let (mut failed, mut kept) = (0usize, 0usize);
+            let (mut failed, mut kept, mut refused) = (0usize, 0usize, 0usize);
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some((region, event, _)) = plan.get(i) else {
@@ -216,18 +228,19 @@ pub async fn load(base: &str, regions: &[String], key: Option<&str>, load: &Load
                 // replicated from another) is retried, as its Retry-After asks.
                 let mut answer = send(&http, &base, region, key.as_deref(), event).await;
                 for _ in 0..20 {
-                    if !matches!(answer, Ok(503)) {
+                    if !matches!(answer, Ok((503, _))) {
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     answer = send(&http, &base, region, key.as_deref(), event).await;
                 }
                 match answer {
-                    Ok(200 | 201) => latencies.push(sent.elapsed()),
-                    Ok(202) => kept += 1,
-                    Ok(status) => {
+                    Ok((200 | 201, _)) => latencies.push(sent.elapsed()),
+                    Ok((202, _)) => kept += 1,
+                    Ok((409, code)) if code == "statusGoesBack" => refused += 1,
+                    Ok((status, code)) => {
                         failed += 1;
-                        tracing::warn!(status, event = %event["eventId"], "load.failed");
+                        tracing::warn!(status, code, event = %event["eventId"], "load.failed");
                     }
                     Err(e) => {
                         failed += 1;
@@ -235,16 +248,17 @@ pub async fn load(base: &str, regions: &[String], key: Option<&str>, load: &Load
                     }
                 }
             }
-            (latencies, failed, kept)
+            (latencies, failed, kept, refused)
         }));
     }
     let mut latencies = Vec::new();
-    let (mut failed, mut kept) = (0, 0);
+    let (mut failed, mut kept, mut refused) = (0, 0, 0);
     for w in workers {
-        if let Ok((l, f, k)) = w.await {
+        if let Ok((l, f, k, r)) = w.await {
             latencies.extend(l);
             failed += f;
             kept += k;
+            refused += r;
         }
     }
     let elapsed = start.elapsed();
@@ -263,6 +277,7 @@ pub async fn load(base: &str, regions: &[String], key: Option<&str>, load: &Load
         acknowledged: latencies.len(),
         kept,
         duplicates,
+        refused,
         failed,
         elapsed,
         p50: pct(0.50),

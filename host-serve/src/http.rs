@@ -123,24 +123,30 @@ async fn tmf(
         Err(e) => return error(&e),
     };
     world.saw_tenant(&tenant);
-    let handled = {
-        let world = world.clone();
-        tokio::task::spawn_blocking(move || {
+    // Handled on this worker, which tokio hands its other tasks away from while the request
+    // blocks (ingest's retry back-off, a policy's call, a file lock): a slow request stalls
+    // only itself, without the hand-off to and back from the blocking pool.
+    let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        tokio::task::block_in_place(|| {
             let region = world.region(&region).expect("checked above");
             let now = now_ms();
             let hub = world.hubs.region(&region.name);
             host_core::api::handle(&region.ingest, Some(&hub), &tenant, &api, now, now + 30_000)
         })
-        .await
-    };
+    }));
     let answer = match handled {
         Ok(a) => a,
-        Err(e) => {
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
             return error(&Tmf630Error::new(
                 500,
                 "internalError",
                 "Internal Server Error",
-                format!("the request failed: {e}"),
+                format!("the request failed: {why}"),
             ));
         }
     };
