@@ -473,9 +473,7 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
                 clock.now(now_ms)
             }
         };
-        if let Some(status) = written_status(event) {
-            forward_in_lifecycle(&version, status, &stamp)?;
-        }
+        forward_in_lifecycle(&version, event, &stamp)?;
         // An event that changes nothing (every field already stamped later: a late or second
         // delivery) writes no new version: a tick would be a write without content, and a
         // redelivery would then change the version vector every time.
@@ -571,26 +569,26 @@ impl<S: IngestStore, D: DeadLetterSink> Ingest<S, D> {
     }
 }
 
-/// The status `event` writes, if it writes one.
-fn written_status(event: &PartyEvent) -> Option<&Value> {
-    match event.action {
-        Action::Delete => None,
-        _ => event.party.get("status"),
-    }
-}
-
 /// Refuses a status that goes back in its resource's TMF632 lifecycle (initialized →
 /// validated → deceased or closed) from the one the region holds: `validated` once the region
-/// has `deceased`. The default merge ranks concurrent statuses by that lifecycle while a write
-/// that saw another replaces it; with statuses only moving forward the two orders agree, and
-/// merges in any order end the same (docs/per-field-causality.md, "A status only moves
-/// forward"). A write that would be stale anyway (the held status is stamped later, or the
-/// party was deleted later) is let through to change nothing, as any late delivery.
+/// has `deceased`, or the status removed. The API's rule for every tenant, and the reason for
+/// it: the default merge ranks concurrent statuses by that lifecycle while a write that saw
+/// another replaces it; with statuses only moving forward the two orders agree, and merges in
+/// any order end the same (docs/per-field-causality.md, "A status only moves forward"). A
+/// write that would be stale anyway (the held status is stamped later, or the party was
+/// deleted later) is let through to change nothing, as any late delivery.
 fn forward_in_lifecycle(
     version: &PartyVersion,
-    status: &Value,
+    event: &PartyEvent,
     stamp: &Hlc,
 ) -> Result<(), StoreError> {
+    let written = match event.action {
+        Action::Delete => None,
+        _ => event.party.get("status"),
+    };
+    let Some(written) = written else {
+        return Ok(());
+    };
     let Ok(at) = version
         .fields
         .binary_search_by(|f| f.name.as_str().cmp("status"))
@@ -598,29 +596,39 @@ fn forward_in_lifecycle(
         return Ok(());
     };
     let held = &version.fields[at];
-    let deleted_later = version.tombstone.as_ref().is_some_and(|t| t >= stamp);
     let FieldValue::Json(text) = &held.value else {
         return Ok(());
     };
+    let deleted_later = version.tombstone.as_ref().is_some_and(|t| t >= stamp);
     if held.stamp >= *stamp || deleted_later {
         return Ok(());
     }
     let kind = version.resource_type;
     let rank = |json: &str| tmf632_merge::lifecycle_rank(kind, json);
-    let written = status.to_string();
-    if rank(&written) >= rank(text) {
+    let written_text = written.to_string();
+    if rank(&written_text) >= rank(text) {
         return Ok(());
     }
+    let change = if written.is_null() {
+        "this write removes it".to_owned()
+    } else {
+        format!("this write sets {written_text}")
+    };
+    let lifecycle = match kind {
+        ResourceType::Individual => "initialized, validated, deceased",
+        ResourceType::Organization => "initialized, validated, closed",
+    };
+    let create = if event.action == Action::Create {
+        "; a create after a delete made in another region is refused here until that delete has arrived"
+    } else {
+        ""
+    };
     Err(StoreError::PreconditionFailed(Box::new(Tmf630Error::new(
         409,
         "statusGoesBack",
         "Conflict",
         format!(
-            "the status cannot go back in the lifecycle: the party is {text}, this write sets {written} ({}; a status only moves forward; a create after a delete made in another region is refused here until that delete has arrived)",
-            match kind {
-                ResourceType::Individual => "initialized, validated, deceased",
-                ResourceType::Organization => "initialized, validated, closed",
-            }
+            "the status cannot go back in the lifecycle: the party is {text}, {change} ({lifecycle}: a status only moves forward{create})"
         ),
     ))))
 }

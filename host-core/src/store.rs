@@ -135,7 +135,8 @@ pub trait IngestStore: PartyStore {
     /// Writes the party (if `expected` is the version vector stored, or nothing is stored when
     /// `None`), the region's own copy of it, and the completed record, in one transaction.
     fn commit(&self, commit: &Commit<'_>) -> Result<(), StoreError>;
-    /// Drops a claim that will not complete (the event went to the dead-letter queue).
+    /// Drops a claim that will not complete (the event went to the dead-letter queue, or was
+    /// refused); a completed record under the key stays.
     fn release(&self, tenant: &str, key: &str) -> Result<(), StoreError>;
 }
 

@@ -109,9 +109,8 @@ pub struct LoadReport {
     /// Answered 202: accepted and kept in the dead-letter queue, to be redriven.
     pub kept: usize,
     pub duplicates: usize,
-    /// Answered 409 `statusGoesBack`: the region held a later status than the event sets
-    /// (a create after a delete that reached a region before the delete did), refused as the
-    /// API says.
+    /// Answered 409 `statusGoesBack`, as the API says: events of a party re-created after a
+    /// delete, sent to a region the delete has not reached yet (which holds the old status).
     pub refused: usize,
     pub failed: usize,
     pub elapsed: Duration,

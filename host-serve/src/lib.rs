@@ -45,6 +45,13 @@ pub async fn start(
     auth: auth::Auth,
     tenant: &str,
 ) -> anyhow::Result<Running> {
+    // Requests block on their worker inside `block_in_place` (`http.rs`), which needs tokio's
+    // multi-thread runtime.
+    anyhow::ensure!(
+        tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread,
+        "serve runs on tokio's multi-thread runtime (requests block on their worker)"
+    );
     let world = tokio::task::spawn_blocking(move || World::start(config))
         .await
         .context("starting the regions")??;

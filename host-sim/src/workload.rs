@@ -79,10 +79,12 @@ pub fn client_event(
             // Along the lifecycle from the status the client read (ingest refuses one that
             // goes back): the draw's state, or the one read when that is further on.
             let states = ["initialized", "validated", "validated", "deceased"];
-            let read = states
-                .iter()
-                .position(|s| cur.get("status") == Some(&json!(s)));
-            let status = states[(b as usize).max(read.unwrap_or(0))];
+            let read = match cur.get("status").and_then(Value::as_str) {
+                Some("validated") => 1,
+                Some("deceased" | "deceaded") => 3,
+                _ => 0,
+            };
+            let status = states[(b as usize).max(read)];
             ("StateChange", with("status", json!(status)))
         }
         (25..60, Some(cur)) => {

@@ -677,7 +677,13 @@ impl IngestStore for MemoryStore {
     fn release(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let k = (tenant.to_owned(), key.to_owned());
-        if let Some((_, replaced)) = inner.records.remove(&k) {
+        // Only a claim: a completed record (another delivery's, or one replicated from another
+        // region since the claim) stays, as DynamoDB's conditional delete leaves it.
+        let claimed = inner
+            .records
+            .get(&k)
+            .is_some_and(|(r, _)| r.status == super::RecordStatus::InProgress);
+        if claimed && let Some((_, replaced)) = inner.records.remove(&k) {
             let stamp = self.stamp(&mut inner, Some(&replaced));
             inner.released.insert(k.clone(), stamp.clone());
             self.journal(&mut inner, || Change::Released {

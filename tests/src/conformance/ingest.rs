@@ -401,6 +401,10 @@ fn a_live_claim_holds_its_key_until_its_deadline<S: IngestStore, D: DeadLetterSi
     i.store().release(tenant, "c-3").unwrap();
     assert_eq!(i.store().record(tenant, "c-3").unwrap(), None);
     i.store().claim(&released, NOW + 1).unwrap();
+    // A release leaves a completed record alone (only a claim is released).
+    i.store().release(tenant, "c-1").unwrap();
+    let kept = i.store().record(tenant, "c-1").unwrap();
+    assert_eq!(kept.map(|r| r.status), Some(RecordStatus::Completed));
 }
 
 fn an_older_change_arriving_late_changes_nothing_it_does_not_win<
@@ -467,8 +471,20 @@ fn a_status_that_goes_back_in_the_lifecycle_is_refused<S: IngestStore, D: DeadLe
         before,
         "nothing of a refused write is stored"
     );
+    // Removing the status goes back too.
+    let mut removal = event("IndividualAttributeValueChangeEvent_request", "unset", 41);
+    removal["event"]["individual"] = json!({"id": "42", "@type": "Individual", "status": null});
+    match deliver(removal) {
+        Outcome::Refused(err) => assert_eq!(err.code, "statusGoesBack", "{err}"),
+        other => panic!("removing the status must be refused, got {other:?}"),
+    }
+    assert!(
+        rig.letters(&i, tenant).is_empty(),
+        "an answered refusal keeps no letter"
+    );
     // The refusal holds no key: the same key can carry a write that moves forward.
     assert_eq!(i.store().record(tenant, "back").unwrap(), None);
+    applied(&deliver(state("back", 45, "deceased")));
     // The same state (v4 spelling), and an older state arriving late (stale), apply.
     applied(&deliver(state("again", 50, "deceaded")));
     let late = deliver(state("late", 20, "initialized"));
