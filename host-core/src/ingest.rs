@@ -13,7 +13,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use party_model::{HlcClock, WriteOutcome, delete, new_party, tick, write_fields};
+use party_model::{HlcClock, WriteOutcome, delete, is_stale, new_party, tick, write_fields};
 use policy_types::writes::Writes;
 use policy_types::{FieldValue, Hlc, PartyVersion, ResourceType, covers};
 use serde_json::{Value, json};
@@ -599,8 +599,7 @@ fn forward_in_lifecycle(
     let FieldValue::Json(text) = &held.value else {
         return Ok(());
     };
-    let deleted_later = version.tombstone.as_ref().is_some_and(|t| t >= stamp);
-    if held.stamp >= *stamp || deleted_later {
+    if is_stale(version, Some(held), stamp) {
         return Ok(());
     }
     let kind = version.resource_type;

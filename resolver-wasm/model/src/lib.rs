@@ -15,4 +15,4 @@ mod write;
 
 pub use clock::HlcClock;
 pub use tmf::{canonical_json, element_key, to_tmf, visible_elements};
-pub use write::{WriteOutcome, Writer, delete, new_party, tick, write_fields};
+pub use write::{WriteOutcome, Writer, delete, is_stale, new_party, tick, write_fields};

@@ -153,8 +153,7 @@ pub fn write_fields(
         let at = version
             .fields
             .binary_search_by(|f| f.name.as_str().cmp(name));
-        let deleted_later = version.tombstone.as_ref().is_some_and(|t| t >= stamp);
-        if deleted_later || at.is_ok_and(|i| version.fields[i].stamp >= *stamp) {
+        if is_stale(version, at.ok().map(|i| &version.fields[i]), stamp) {
             outcome.stale.push(name.clone());
             continue;
         }
@@ -172,6 +171,14 @@ pub fn write_fields(
         outcome.applied.push(name.clone());
     }
     outcome
+}
+
+/// Whether a write stamped `stamp` of a field `version` holds as `field` (`None`: absent) is
+/// stale, changing nothing: the field is stored with a later (or the same) stamp, or the party
+/// was deleted at a later (or the same) one.
+pub fn is_stale(version: &PartyVersion, field: Option<&Field>, stamp: &Hlc) -> bool {
+    version.tombstone.as_ref().is_some_and(|t| t >= stamp)
+        || field.is_some_and(|f| f.stamp >= *stamp)
 }
 
 /// Deletes the party at `stamp`: a tombstone, and only fields written after it are kept.
