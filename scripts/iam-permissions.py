@@ -26,11 +26,12 @@ How the code side is derived, statically, from the Rust source (no build):
   (`.transact_write_items()`) is authorised by its parts, `TransactWriteItem::builder().put(..)`
   (PutItem), `.update(..)` (UpdateItem), `.delete(..)` (DeleteItem), `.condition_check(..)`
   (ConditionCheckItem), found in the calling function and the functions it calls.
-- The resource: the configuration fields (`self.config.party_table`) named where the calling
-  type is constructed (or, for a free function, by its reachable callers), of the service's kind
-  (`*_table`, `*_bucket`, `*_queue_url`); host-lambda's config.rs names each field's environment
-  variable, and the template's Environment gives its value (a table name, a bucket name, a Ref
-  to a queue). A `Query` with an index name also needs the table's indexes.
+- The resource: the configuration fields (`config.tables.party`, or a field of the config
+  itself) named where the calling type is constructed (or, for a free function, by its reachable
+  callers), of the service's kind by the environment variable that sets the field (`*_TABLE`,
+  `*_BUCKET`, `*_QUEUE_URL`); host-lambda's config.rs names each field's environment variable,
+  and the template's Environment gives its value (a table name, a bucket name, a Ref to a
+  queue). A `Query` with an index name also needs the table's indexes.
 - Event source mappings add what Lambda's poller does with the function's role: SQS receive,
   delete and attributes; DynamoDB stream reads and ListStreams; SendMessage to an on-failure
   destination.
@@ -95,8 +96,9 @@ TRANSACTION_PARTS = {
     "delete": "dynamodb:DeleteItem",
     "condition_check": "dynamodb:ConditionCheckItem",
 }
-# Configuration field suffix -> the service whose resource it names.
-FIELD_KINDS = {"_table": "dynamodb", "_bucket": "s3", "_queue_url": "sqs"}
+# The suffix of the environment variable that sets a configuration field -> the service whose
+# resource the field names.
+FIELD_KINDS = {"_TABLE": "dynamodb", "_BUCKET": "s3", "_QUEUE_URL": "sqs"}
 SERVICES = ("dynamodb", "s3", "sqs")
 # Managed policies SAM attaches that grant nothing on DynamoDB, S3 or SQS.
 HARMLESS_MANAGED_POLICIES = {
@@ -536,14 +538,40 @@ def call_path(f, parent, by_id):
     return " <- ".join(repr(x) for x in chain)
 
 
+VAR_FIELD = re.compile(r"\b([a-z_]\w*)\s*:\s*var\(\s*\"([A-Z0-9_]+)\"\s*\)")
+
+
 def config_fields():
+    """{field path: environment variable}: `region`, or `tables.party` for a field of a group
+    (`tables: Tables { party: var("PARTY_TABLE")?, .. }`)."""
     text = open(os.path.join(ROOT, CONFIG_RS), encoding="utf-8").read()
-    return dict(re.findall(r"\b([a-z_]\w*)\s*:\s*var\(\s*\"([A-Z0-9_]+)\"\s*\)", text))
+    fields, grouped = {}, []
+    for g in re.finditer(r"\b([a-z_]\w*)\s*:\s*[A-Z]\w*\s*\{", text):
+        end = matching(text, g.end() - 1)
+        grouped.append((g.end(), end))
+        for m in VAR_FIELD.finditer(text, g.end(), end):
+            fields[f"{g.group(1)}.{m.group(1)}"] = m.group(2)
+    for m in VAR_FIELD.finditer(text):
+        if not any(a <= m.start() < b for a, b in grouped):
+            fields[m.group(1)] = m.group(2)
+    return fields
 
 
-def field_kind(field):
+def config_uses(body, fields):
+    """The configuration fields `body` names (`config.tables.party`, `config.region`)."""
+    used = set()
+    for m in re.finditer(r"\bconfig\s*\.\s*([a-z_]\w*)(?:\s*\.\s*([a-z_]\w*))?", body):
+        path = f"{m.group(1)}.{m.group(2)}" if m.group(2) else m.group(1)
+        if path in fields:
+            used.add(path)
+        elif m.group(1) in fields:
+            used.add(m.group(1))
+    return used
+
+
+def field_kind(env):
     for suffix, service in FIELD_KINDS.items():
-        if field.endswith(suffix):
+        if env.endswith(suffix):
             return service
     return None
 
@@ -559,7 +587,7 @@ def code_needs(bin_name, bin_crate, fns, fields, visible, errors):
     ctor_fields = defaultdict(set)
     callers = defaultdict(set)
     for f in reached:
-        used = {fld for fld in re.findall(r"\bconfig\s*\.\s*([a-z_]\w*)", f.body) if fld in fields}
+        used = config_uses(f.body, fields)
         for t in set(TYPE_NAME.findall(f.body)):
             if re.search(rf"\b{t}\s*(::\s*new\b|\{{)", f.body):
                 ctor_fields[t] |= used
@@ -592,10 +620,8 @@ def code_needs(bin_name, bin_crate, fns, fields, visible, errors):
             fields_here = set()
             for c in callers.get(id(f), ()):
                 caller = by_id[c]
-                fields_here |= {
-                    fld for fld in re.findall(r"\bconfig\s*\.\s*([a-z_]\w*)", caller.body) if fld in fields
-                }
-        return sorted(fld for fld in fields_here if field_kind(fld) == service)
+                fields_here |= config_uses(caller.body, fields)
+        return sorted(fld for fld in fields_here if field_kind(fields[fld]) == service)
 
     needs = defaultdict(list)
     for f in reached:
@@ -610,7 +636,7 @@ def code_needs(bin_name, bin_crate, fns, fields, visible, errors):
                 errors.append(
                     f"binary {bin_name}: cannot tell which {service} resource .{op}() in {where} "
                     f"addresses (configuration fields found: {flds or 'none'}); name one "
-                    f"`config.<x>{'_table' if service == 'dynamodb' else '_bucket' if service == 's3' else '_queue_url'}` "
+                    f"configuration field set by a `*{next(k for k, v in FIELD_KINDS.items() if v == service)}` variable "
                     "where the type is constructed"
                 )
                 continue

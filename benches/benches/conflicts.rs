@@ -12,6 +12,7 @@ use host_core::{
 use policy_benches::fixtures::{
     REGION, Size, TENANT, boundary_strings, concurrent, dominated, empty,
 };
+use policy_benches::report::Bound::{AtLeast, AtMost};
 use policy_benches::report::Report;
 use policy_benches::script::ScriptPolicy;
 use policy_benches::strip::{resolve_whole, strip};
@@ -444,18 +445,18 @@ fn report(mut rep: Report, interleaved: &HashMap<String, policy_benches::Interle
             "wasm-full",
             None,
         );
-        rows.rep.speedup(
+        rows.rep.ratio(
             &format!("{n}: script call / WASM raw call (WASM speed-up)"),
             ("conflict", &id(size, "script-call")),
             ("conflict", &id(size, "wasm-call")),
-            (size == Size::Typical).then_some(1.0),
+            (size == Size::Typical).then_some(AtLeast(1.0)),
         );
     }
     rep.ratio(
         "dominated: host relation() / compare_vectors",
         ("dominated", "host-relation"),
         ("dominated", "compare-vectors"),
-        Some(2.0),
+        Some(AtMost(2.0)),
     );
     for size in [Size::Small, Size::Typical] {
         rep.ratio(
@@ -465,7 +466,7 @@ fn report(mut rep: Report, interleaved: &HashMap<String, policy_benches::Interle
             ),
             ("dominated", &id(size, "decide-by-host")),
             ("dominated", "compare-vectors"),
-            Some(2.0),
+            Some(AtMost(2.0)),
         );
         if let Some(m) = interleaved.get(&format!("dominated-{}", size.name())) {
             rep.interleaved(
@@ -567,8 +568,12 @@ impl SizeRows<'_> {
     /// `a / b`, held to `at_most` if given.
     fn ratio(&mut self, label: &str, a: &str, b: &str, at_most: Option<f64>) {
         let (label, a, b) = (self.label(label), self.id(a), self.id(b));
-        self.rep
-            .ratio(&label, ("conflict", &a), ("conflict", &b), at_most);
+        self.rep.ratio(
+            &label,
+            ("conflict", &a),
+            ("conflict", &b),
+            at_most.map(AtMost),
+        );
     }
 }
 

@@ -47,6 +47,13 @@ pub fn show_ns(ns: f64) -> String {
     }
 }
 
+/// What a ratio is held to: the figure a ratio must stay under (a cost) or reach (a speed-up).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Bound {
+    AtMost(f64),
+    AtLeast(f64),
+}
+
 /// Rows of figures read back from this run.
 #[derive(Debug)]
 pub struct Report {
@@ -109,15 +116,18 @@ impl Report {
         t
     }
 
-    /// `a / b`, with the target it is held to (`at most`), if any.
+    /// `a / b`, with the bound it is held to, if any.
     pub fn ratio(
         &mut self,
         label: &str,
         a: (&str, &str),
         b: (&str, &str),
-        at_most: Option<f64>,
+        bound: Option<Bound>,
     ) -> Option<f64> {
-        self.quotient(label, a, b, at_most, false)
+        let times = self.median(a.0, a.1).zip(self.median(b.0, b.1));
+        let ratio = times.map(|(x, y)| x / y);
+        self.push_ratio(label, times, ratio, bound);
+        ratio
     }
 
     /// `(a - b) / c`: the cost `a` adds over `b`, against `c`.
@@ -138,33 +148,7 @@ impl Report {
             (Some(x), Some(y), Some(z)) => (Some((x - y, z)), Some((x - y) / z)),
             _ => (None, None),
         };
-        self.push_ratio(label, extra, ratio, at_most, false);
-        ratio
-    }
-
-    /// `b / a`, held to `at least`.
-    pub fn speedup(
-        &mut self,
-        label: &str,
-        slow: (&str, &str),
-        fast: (&str, &str),
-        at_least: Option<f64>,
-    ) -> Option<f64> {
-        self.quotient(label, slow, fast, at_least, true)
-    }
-
-    /// `a / b`, held to `bound` (at least or at most).
-    fn quotient(
-        &mut self,
-        label: &str,
-        a: (&str, &str),
-        b: (&str, &str),
-        bound: Option<f64>,
-        at_least: bool,
-    ) -> Option<f64> {
-        let times = self.median(a.0, a.1).zip(self.median(b.0, b.1));
-        let ratio = times.map(|(x, y)| x / y);
-        self.push_ratio(label, times, ratio, bound, at_least);
+        self.push_ratio(label, extra, ratio, at_most.map(Bound::AtMost));
         ratio
     }
 
@@ -173,20 +157,21 @@ impl Report {
         label: &str,
         times: Option<(f64, f64)>,
         ratio: Option<f64>,
-        target: Option<f64>,
-        at_least: bool,
+        bound: Option<Bound>,
     ) {
         let shown = times.map_or("not run".to_owned(), |(x, y)| {
             format!("{} vs {}", show_ns(x), show_ns(y))
         });
         let ratio_s = ratio.map_or("–".to_owned(), |r| format!("{r:.2}×"));
-        let verdict = match (target, ratio) {
-            (Some(t), Some(r)) => {
-                let met = if at_least { r >= t } else { r <= t };
-                let op = if at_least { "≥" } else { "≤" };
+        let verdict = match (bound, ratio) {
+            (Some(b), Some(r)) => {
+                let (op, t, met) = match b {
+                    Bound::AtMost(t) => ("≤", t, r <= t),
+                    Bound::AtLeast(t) => ("≥", t, r >= t),
+                };
                 format!("{op} {t}× {}", if met { "met" } else { "MISSED" })
             }
-            (Some(t), None) => format!("{t}×"),
+            (Some(Bound::AtMost(t) | Bound::AtLeast(t)), None) => format!("{t}×"),
             (None, _) => String::new(),
         };
         self.rows
@@ -196,7 +181,12 @@ impl Report {
     /// A ratio measured with interleaved blocks ([`crate::Interleaved`]), held to `at most`.
     pub fn interleaved(&mut self, label: &str, m: &crate::Interleaved, at_most: Option<f64>) {
         self.measured.set(true);
-        self.push_ratio(label, Some((m.a_ns, m.b_ns)), Some(m.ratio), at_most, false);
+        self.push_ratio(
+            label,
+            Some((m.a_ns, m.b_ns)),
+            Some(m.ratio),
+            at_most.map(Bound::AtMost),
+        );
     }
 
     /// A free-form row (e.g. a derived throughput).

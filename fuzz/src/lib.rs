@@ -363,6 +363,22 @@ pub fn conflict_record(bytes: &[u8]) -> bool {
     true
 }
 
+/// `$item` read as a `$t` with `serde_json::from_slice`, `None` when it is not one; what it
+/// reads as is checked to read back as itself once written (`$serialises`: the panic message
+/// if it cannot be written). A macro, not a function: this file is also built by the `tests`
+/// crate, which does not depend on `serde` to name its traits.
+macro_rules! read_back {
+    ($item:expr, $t:ty, $serialises:literal) => {
+        serde_json::from_slice::<$t>($item).ok().inspect(|value| {
+            let again = serde_json::to_vec(value).expect($serialises);
+            assert_eq!(
+                serde_json::from_slice::<$t>(&again).ok().as_ref(),
+                Some(value)
+            );
+        })
+    };
+}
+
 /// Items of `serve`'s journal, one a line: each as `Durable::load` reads it back (a `Change`,
 /// or a dead letter), with `serde_json::from_slice`, and what the hub keeps beside them (an
 /// owed notification, a hub dead letter). Changes are loaded in order into a region's store, as
@@ -373,13 +389,8 @@ pub fn journal_items(bytes: &[u8]) -> bool {
     let store = MemoryStore::replica(REGION, Arc::new(|| NOW_MS));
     let mut accepted = false;
     for item in bytes.split(|b| *b == b'\n') {
-        if let Ok(change) = serde_json::from_slice::<Change>(item) {
+        if let Some(change) = read_back!(item, Change, "a change serialises") {
             accepted = true;
-            let again = serde_json::to_vec(&change).expect("a change serialises");
-            assert_eq!(
-                serde_json::from_slice::<Change>(&again).ok().as_ref(),
-                Some(&change)
-            );
             let _ = change.key();
             store.load(change.clone());
             match &change {
@@ -403,21 +414,9 @@ pub fn journal_items(bytes: &[u8]) -> bool {
                 }
             }
         }
-        if let Ok(letter) = serde_json::from_slice::<DeadLetter>(item) {
+        accepted |= read_back!(item, DeadLetter, "a dead letter serialises").is_some();
+        if let Some(owed) = read_back!(item, Owed, "an owed notification serialises") {
             accepted = true;
-            let again = serde_json::to_vec(&letter).expect("a dead letter serialises");
-            assert_eq!(
-                serde_json::from_slice::<DeadLetter>(&again).ok(),
-                Some(letter)
-            );
-        }
-        if let Ok(owed) = serde_json::from_slice::<Owed>(item) {
-            accepted = true;
-            let again = serde_json::to_vec(&owed).expect("an owed notification serialises");
-            assert_eq!(
-                serde_json::from_slice::<Owed>(&again).ok().as_ref(),
-                Some(&owed)
-            );
             if let Owed::Change {
                 region,
                 party,
@@ -428,14 +427,7 @@ pub fn journal_items(bytes: &[u8]) -> bool {
             }
         }
         // A hub dead letter as the hub keeps it: the letter and, since redrive, its event.
-        if let Ok(letter) = serde_json::from_slice::<KeptLetter>(item) {
-            accepted = true;
-            let again = serde_json::to_vec(&letter).expect("a hub dead letter serialises");
-            assert_eq!(
-                serde_json::from_slice::<KeptLetter>(&again).ok(),
-                Some(letter)
-            );
-        }
+        accepted |= read_back!(item, KeptLetter, "a hub dead letter serialises").is_some();
     }
     store.requeue_unmerged();
     let _ = store.items();

@@ -171,19 +171,13 @@ impl DynamoConflictLog {
 
     /// One item of the log, read consistently; `what` names the read in errors.
     fn item(&self, tenant: &str, sk: String, what: &str) -> Result<Option<Item>, LogError> {
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .get_item()
-                    .table_name(&self.table)
-                    .key("pk", s(tenant))
-                    .key("sk", s(sk))
-                    .consistent_read(true)
-                    .send(),
-            )
-            .map_err(|e| self.failed(what, e))?;
-        Ok(out.item)
+        let key = [("pk", tenant), ("sk", &sk)];
+        self.rt
+            .block_on(crate::read_item(
+                self.client.get_item().table_name(&self.table),
+                key,
+            ))
+            .map_err(|e| self.failed(what, e))
     }
 
     fn marker(&self, tenant: &str, id: &str) -> Result<Option<String>, LogError> {

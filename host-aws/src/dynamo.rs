@@ -359,16 +359,26 @@ impl DynamoStore {
         sk: &str,
         what: impl Fn() -> String,
     ) -> Result<Option<Item>, StoreError> {
-        let out = self.rt.block_on(
-            self.client
-                .get_item()
-                .table_name(&self.table)
-                .key("pk", AttributeValue::S(pk))
-                .key("sk", s(sk))
-                .consistent_read(true)
-                .send(),
-        );
-        Ok(out.map_err(|e| self.failed(&what(), e))?.item)
+        let key = [("pk", pk.as_str()), ("sk", sk)];
+        self.rt
+            .block_on(crate::read_item(
+                self.client.get_item().table_name(&self.table),
+                key,
+            ))
+            .map_err(|e| self.failed(&what(), e))
+    }
+
+    /// The party item of `party_id` under sort key `sk` (the party, or this region's own copy).
+    fn stored_party(
+        &self,
+        tenant: &str,
+        party_id: &str,
+        sk: &str,
+        what: impl Fn() -> String,
+    ) -> Result<Option<StoredParty>, StoreError> {
+        self.get(party_key(tenant, party_id), sk, what)?
+            .map(party_from_item)
+            .transpose()
     }
 
     /// The party write, conditional on the stored version vector.
@@ -412,11 +422,9 @@ impl DynamoStore {
 
 impl PartyStore for DynamoStore {
     fn party(&self, tenant: &str, party_id: &str) -> Result<Option<StoredParty>, StoreError> {
-        self.get(party_key(tenant, party_id), PARTY_SK, || {
+        self.stored_party(tenant, party_id, PARTY_SK, || {
             format!("reading party {party_id} of tenant {tenant}")
-        })?
-        .map(party_from_item)
-        .transpose()
+        })
     }
 
     /// A scan of the table for the tenant's parties (the listing routes of the API): it reads
@@ -474,11 +482,9 @@ impl PartyStore for DynamoStore {
 
 impl IngestStore for DynamoStore {
     fn own(&self, tenant: &str, party_id: &str) -> Result<Option<StoredParty>, StoreError> {
-        self.get(party_key(tenant, party_id), &own_sk(&self.region), || {
+        self.stored_party(tenant, party_id, &own_sk(&self.region), || {
             format!("reading this region's own copy of party {party_id} of tenant {tenant}")
-        })?
-        .map(party_from_item)
-        .transpose()
+        })
     }
 
     fn record(&self, tenant: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {

@@ -14,12 +14,21 @@
 //! bridge to the async SDK with a runtime handle, so callers run them on blocking threads
 //! (`tokio::task::spawn_blocking`), never on the runtime's own workers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::get_item::GetItemError;
+use aws_sdk_dynamodb::operation::get_item::builders::GetItemFluentBuilder;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use host_core::registry::PolicyRegistry;
 
 /// DynamoDB's limit on one item (attribute names and values).
 pub const ITEM_LIMIT: usize = 400 * 1024;
+
+/// A DynamoDB item, by attribute name.
+type Item = HashMap<String, AttributeValue>;
 
 pub mod conflict_log;
 pub mod dynamo;
@@ -28,6 +37,20 @@ pub mod hub;
 pub mod registry;
 pub mod sqs;
 pub mod streams;
+
+/// What `get` (a GetItem on the caller's table) reads under `key` (its hash and range key, names
+/// and string values), read consistently; `None` when there is none. The caller names the table,
+/// which is where scripts/iam-permissions.py looks for it.
+async fn read_item(
+    get: GetItemFluentBuilder,
+    key: [(&str, &str); 2],
+) -> Result<Option<Item>, SdkError<GetItemError, HttpResponse>> {
+    let mut get = get.consistent_read(true);
+    for (name, value) in key {
+        get = get.key(name, AttributeValue::S(value.to_owned()));
+    }
+    Ok(get.send().await?.item)
+}
 
 /// An S3 client; path-style addressing when an endpoint is set (moto, LocalStack), where
 /// bucket subdomains of 127.0.0.1 do not resolve.

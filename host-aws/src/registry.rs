@@ -17,6 +17,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::builders::PutBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use host_core::failure::Failure;
@@ -34,6 +35,13 @@ use crate::error::{AwsError, Call, Resource};
 type Item = HashMap<String, AttributeValue>;
 
 const STATE: &str = "STATE";
+
+/// Which of the registry's two stores a call was on, for its error.
+#[derive(Clone, Copy)]
+enum Store {
+    Table,
+    Bucket,
+}
 
 /// The registry in a DynamoDB table and an S3 bucket of one region.
 #[derive(Clone, Debug)]
@@ -56,9 +64,24 @@ struct DocItem<'a> {
     doc: &'a str,
 }
 
-impl DocItem<'_> {
+impl<'a> DocItem<'a> {
+    /// An item without a revision (everything but the state).
+    fn new(tenant: &'a str, entry: &'a str, doc: &'a str) -> Self {
+        DocItem {
+            tenant,
+            entry,
+            revision: None,
+            doc,
+        }
+    }
+
     fn item(&self) -> Item {
         serde_dynamo::to_item(self).expect("strings and a number make an item")
+    }
+
+    /// A put of the item into `table`, for a transaction.
+    fn put(&self, table: &str) -> PutBuilder {
+        Put::builder().table_name(table).set_item(Some(self.item()))
     }
 }
 
@@ -135,20 +158,24 @@ impl AwsRegistry {
         }
     }
 
-    /// The registry's error for a failed call on its table.
-    fn table_failed<E>(&self, action: &str, err: SdkError<E, HttpResponse>) -> RegistryError
+    /// The registry's error for a failed call on its table or its bucket, in the region of the
+    /// client that made it.
+    fn failed<E>(&self, store: Store, action: &str, err: SdkError<E, HttpResponse>) -> RegistryError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
+        let (resource, region) = match store {
+            Store::Table => (Resource::Table(&self.table), self.ddb.config().region()),
+            Store::Bucket => (Resource::Bucket(&self.bucket), self.s3.config().region()),
+        };
         let call = Call {
             action,
-            resource: Resource::Table(&self.table),
-            region: self.ddb.config().region().map(|r| r.as_ref()),
+            resource,
+            region: region.map(|r| r.as_ref()),
         };
         AwsError::new(call, err).into()
     }
 
-    /// The registry's error for a failed call on its bucket.
     /// The object under `key` in the bucket; `None` when there is none.
     fn read_object(&self, key: &str) -> Result<Option<Vec<u8>>, RegistryError> {
         let out = self
@@ -159,7 +186,7 @@ impl AwsRegistry {
             Err(e) if e.code() == Some("NoSuchKey") || e.code() == Some("NotFound") => {
                 return Ok(None);
             }
-            Err(e) => return Err(self.bucket_failed(&format!("reading {key}"), e)),
+            Err(e) => return Err(self.failed(Store::Bucket, &format!("reading {key}"), e)),
         };
         // The body streams after the response: a connection lost here is worth a retry.
         let bytes = self.rt.block_on(out.body.collect()).map_err(|e| {
@@ -171,16 +198,29 @@ impl AwsRegistry {
         Ok(Some(bytes.into_bytes().to_vec()))
     }
 
-    fn bucket_failed<E>(&self, action: &str, err: SdkError<E, HttpResponse>) -> RegistryError
-    where
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    {
-        let call = Call {
-            action,
-            resource: Resource::Bucket(&self.bucket),
-            region: self.s3.config().region().map(|r| r.as_ref()),
-        };
-        AwsError::new(call, err).into()
+    /// Writes `bytes` under `key` in the bucket, with their digest as the `sha256` metadata
+    /// when given.
+    fn write_object(
+        &self,
+        key: &str,
+        content_type: &str,
+        sha256: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<(), RegistryError> {
+        let metadata = sha256.map(|d| HashMap::from([("sha256".to_owned(), d.to_owned())]));
+        self.rt
+            .block_on(
+                self.s3
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .content_type(content_type)
+                    .set_metadata(metadata)
+                    .body(bytes.to_vec().into())
+                    .send(),
+            )
+            .map_err(|e| self.failed(Store::Bucket, &format!("uploading {key}"), e))?;
+        Ok(())
     }
 
     fn query_prefix(&self, tenant: &str, prefix: &str) -> Result<Vec<Item>, RegistryError> {
@@ -200,7 +240,8 @@ impl AwsRegistry {
                     .try_collect(),
             )
             .map_err(|e| {
-                self.table_failed(
+                self.failed(
+                    Store::Table,
                     &format!("listing the {prefix} entries of tenant {tenant}"),
                     e,
                 )
@@ -214,17 +255,11 @@ impl AwsRegistry {
         text: String,
         if_absent: bool,
     ) -> Result<bool, RegistryError> {
-        let item = DocItem {
-            tenant,
-            entry: &entry,
-            revision: None,
-            doc: &text,
-        };
         let req = self
             .ddb
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item.item()));
+            .set_item(Some(DocItem::new(tenant, &entry, &text).item()));
         let req = if if_absent {
             req.condition_expression("attribute_not_exists(entry)")
         } else {
@@ -233,27 +268,23 @@ impl AwsRegistry {
         match self.rt.block_on(req.send()) {
             Ok(_) => Ok(true),
             Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
-            Err(e) => {
-                Err(self.table_failed(&format!("writing entry {entry} of tenant {tenant}"), e))
-            }
+            Err(e) => Err(self.failed(
+                Store::Table,
+                &format!("writing entry {entry} of tenant {tenant}"),
+                e,
+            )),
         }
     }
 
     /// One registry item, read consistently; `what` names the read in errors.
     fn item(&self, tenant: &str, entry: &str, what: &str) -> Result<Option<Item>, RegistryError> {
-        let out = self
-            .rt
-            .block_on(
-                self.ddb
-                    .get_item()
-                    .table_name(&self.table)
-                    .key("tenant", AttributeValue::S(tenant.to_owned()))
-                    .key("entry", AttributeValue::S(entry.to_owned()))
-                    .consistent_read(true)
-                    .send(),
-            )
-            .map_err(|e| self.table_failed(&format!("{what} of tenant {tenant}"), e))?;
-        Ok(out.item)
+        let key = [("tenant", tenant), ("entry", entry)];
+        self.rt
+            .block_on(crate::read_item(
+                self.ddb.get_item().table_name(&self.table),
+                key,
+            ))
+            .map_err(|e| self.failed(Store::Table, &format!("{what} of tenant {tenant}"), e))
     }
 
     fn history_entry(entry: &HistoryEntry) -> String {
@@ -264,9 +295,7 @@ impl AwsRegistry {
 /// How often [`AwsRegistry::put_version`] retries a transaction cancelled by a concurrent one.
 const CANCELLED_ATTEMPTS: u32 = 8;
 
-fn transact_put(
-    put: aws_sdk_dynamodb::types::builders::PutBuilder,
-) -> Result<TransactWriteItem, RegistryError> {
+fn transact_put(put: PutBuilder) -> Result<TransactWriteItem, RegistryError> {
     put.build()
         .map(|p| TransactWriteItem::builder().put(p).build())
         .map_err(|e| RegistryError::Storage(Failure::caused_by(e.to_string(), e)))
@@ -285,19 +314,7 @@ impl PolicyRegistry for AwsRegistry {
         {
             return Ok(());
         }
-        self.rt
-            .block_on(
-                self.s3
-                    .put_object()
-                    .bucket(&self.bucket)
-                    .key(&key)
-                    .content_type("application/wasm")
-                    .metadata("sha256", digest)
-                    .body(bytes.to_vec().into())
-                    .send(),
-            )
-            .map_err(|e| self.bucket_failed(&format!("uploading {key}"), e))?;
-        Ok(())
+        self.write_object(&key, "application/wasm", Some(digest), bytes)
     }
 
     fn put_precompiled(
@@ -309,17 +326,7 @@ impl PolicyRegistry for AwsRegistry {
         check_digest(digest)?;
         check_engine(engine)?;
         let key = precompiled_key(engine, digest);
-        self.rt
-            .block_on(
-                self.s3
-                    .put_object()
-                    .bucket(&self.bucket)
-                    .key(&key)
-                    .content_type("application/octet-stream")
-                    .body(artifact.to_vec().into())
-                    .send(),
-            )
-            .map_err(|e| self.bucket_failed(&format!("uploading {key}"), e))?;
+        self.write_object(&key, "application/octet-stream", None, artifact)?;
         Ok(true)
     }
 
@@ -346,29 +353,11 @@ impl PolicyRegistry for AwsRegistry {
         // each on condition: no record for this digest yet, and the label free or already
         // this digest's.
         let label_entry = format!("L#{label}");
-        let put_version = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(
-                DocItem {
-                    tenant,
-                    entry: &entry,
-                    revision: None,
-                    doc: &text,
-                }
-                .item(),
-            ))
+        let put_version = DocItem::new(tenant, &entry, &text)
+            .put(&self.table)
             .condition_expression("attribute_not_exists(entry)");
-        let put_label = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(
-                DocItem {
-                    tenant,
-                    entry: &label_entry,
-                    revision: None,
-                    doc: &version.digest,
-                }
-                .item(),
-            ))
+        let put_label = DocItem::new(tenant, &label_entry, &version.digest)
+            .put(&self.table)
             .condition_expression("attribute_not_exists(entry) OR doc = :digest")
             .expression_attribute_values(":digest", AttributeValue::S(version.digest.clone()));
         for attempt in 0..CANCELLED_ATTEMPTS {
@@ -403,7 +392,8 @@ impl PolicyRegistry for AwsRegistry {
                     std::thread::sleep(std::time::Duration::from_millis(10 << attempt.min(5)));
                 }
                 Err(e) => {
-                    return Err(self.table_failed(
+                    return Err(self.failed(
+                        Store::Table,
                         &format!("recording version {} of tenant {tenant}", version.digest),
                         e,
                     ));
@@ -442,15 +432,12 @@ impl PolicyRegistry for AwsRegistry {
     ) -> Result<(), RegistryError> {
         check_tenant(&state.tenant)?;
         let tenant = state.tenant.as_str();
-        let put_state = Put::builder().table_name(&self.table).set_item(Some(
-            DocItem {
-                tenant,
-                entry: STATE,
-                revision: Some(state.revision),
-                doc: &serde_json::to_string(state).expect("states serialise"),
-            }
-            .item(),
-        ));
+        let text = serde_json::to_string(state).expect("states serialise");
+        let put_state = DocItem {
+            revision: Some(state.revision),
+            ..DocItem::new(tenant, STATE, &text)
+        }
+        .put(&self.table);
         let put_state = if expected == 0 {
             put_state.condition_expression("attribute_not_exists(entry)")
         } else {
@@ -458,15 +445,9 @@ impl PolicyRegistry for AwsRegistry {
                 .condition_expression("revision = :expected")
                 .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
         };
-        let put_history = Put::builder().table_name(&self.table).set_item(Some(
-            DocItem {
-                tenant,
-                entry: &Self::history_entry(entry),
-                revision: None,
-                doc: &serde_json::to_string(entry).expect("history serialises"),
-            }
-            .item(),
-        ));
+        let history_text = serde_json::to_string(entry).expect("history serialises");
+        let put_history =
+            DocItem::new(tenant, &Self::history_entry(entry), &history_text).put(&self.table);
         let out = self.rt.block_on(
             self.ddb
                 .transact_write_items()
@@ -486,7 +467,11 @@ impl PolicyRegistry for AwsRegistry {
                     found,
                 })
             }
-            Err(e) => Err(self.table_failed(&format!("changing the state of tenant {tenant}"), e)),
+            Err(e) => Err(self.failed(
+                Store::Table,
+                &format!("changing the state of tenant {tenant}"),
+                e,
+            )),
         }
     }
 
@@ -521,7 +506,7 @@ impl PolicyRegistry for AwsRegistry {
                     .send()
                     .try_collect(),
             )
-            .map_err(|e| self.table_failed("listing the registry's tenants", e))?;
+            .map_err(|e| self.failed(Store::Table, "listing the registry's tenants", e))?;
         let tenants: BTreeSet<String> = items
             .iter()
             .filter_map(|item| item.get("tenant")?.as_s().ok().cloned())
@@ -548,7 +533,8 @@ impl PolicyRegistry for AwsRegistry {
                     .send(),
             )
             .map_err(|e| {
-                self.table_failed(
+                self.failed(
+                    Store::Table,
                     &format!(
                         "counting a shadow comparison of {candidate} for tenant {}",
                         comparison.tenant

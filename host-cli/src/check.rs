@@ -182,9 +182,5 @@ pub fn run(o: Opts) -> anyhow::Result<ExitCode> {
         );
     }
     common::emit(&out);
-    Ok(if report.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(common::status(report.passed()))
 }

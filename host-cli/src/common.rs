@@ -402,3 +402,13 @@ pub fn emit(text: &str) {
         eprintln!("error: writing output: {e}");
     }
 }
+
+/// The exit status of a command that ran to the end: 0 when what it checked holds, 1 when not
+/// (2 is for errors).
+pub fn status(holds: bool) -> std::process::ExitCode {
+    if holds {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    }
+}

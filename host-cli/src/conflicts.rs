@@ -473,11 +473,7 @@ pub fn replay(o: ReplayOpts) -> anyhow::Result<ExitCode> {
         ));
         common::emit(&out);
     }
-    Ok(if differences.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(common::status(differences.is_empty()))
 }
 
 /// Resolves a recorded conflict again with a policy and appends the outcome to its record,
@@ -533,11 +529,7 @@ pub fn resolve(o: ResolveOpts) -> anyhow::Result<ExitCode> {
             common::short(policy.digest())
         ));
     }
-    Ok(if outcome.resolved() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(common::status(outcome.resolved()))
 }
 
 #[cfg(test)]

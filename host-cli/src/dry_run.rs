@@ -185,11 +185,7 @@ pub fn run(o: Opts) -> anyhow::Result<ExitCode> {
     } else {
         print_text(&o, &policy, other.as_ref(), &replays);
     }
-    Ok(if failed > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(common::status(failed == 0))
 }
 
 fn summary(replays: &[Replay]) -> (BTreeMap<String, usize>, Duration, usize) {

@@ -13,7 +13,7 @@ use clap::Args;
 use host_serve::WorldConfig;
 use host_serve::hub::Schedule;
 
-use crate::common::CacheOpts;
+use crate::common::{self, CacheOpts};
 
 /// Runs the pipeline as a local active-active TMF632 service: one region per name, each
 /// with the same ingest, reconcile and redrive as the Lambda functions over a durable store,
@@ -286,9 +286,5 @@ pub fn load(o: LoadOpts) -> anyhow::Result<ExitCode> {
         ms(report.p99),
         ms(report.p999),
     );
-    Ok(if report.failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(common::status(report.failed == 0))
 }

@@ -403,11 +403,7 @@ pub fn run_cmd(o: Opts) -> anyhow::Result<ExitCode> {
         }
         common::emit(&out);
     }
-    Ok(if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(common::status(failed.is_empty()))
 }
 
 #[derive(Default)]

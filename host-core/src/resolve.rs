@@ -646,16 +646,21 @@ mod tests {
         (eu, na)
     }
 
-    /// The default merge's answer, with `name` computed as `value` (stamped as the host
-    /// requires: the later of the inputs' stamps).
-    fn computing(l: &PartyVersion, r: &PartyVersion, name: &str, value: &str) -> Resolution {
+    /// The default merge's answer to `l` and `r`, resolved in "eu" with no configuration.
+    fn default_merge(l: &PartyVersion, r: &PartyVersion) -> Resolution {
         let ctx = Context {
             tenant: l.tenant.clone(),
             resolving_region: "eu".to_owned(),
             relation: relation(l, r),
             config: "{}".to_owned(),
         };
-        let Resolution::Merged(mut merged) = tmf632_merge::resolve(&ctx, l, r) else {
+        tmf632_merge::resolve(&ctx, l, r)
+    }
+
+    /// The default merge's answer, with `name` computed as `value` (stamped as the host
+    /// requires: the later of the inputs' stamps).
+    fn computing(l: &PartyVersion, r: &PartyVersion, name: &str, value: &str) -> Resolution {
+        let Resolution::Merged(mut merged) = default_merge(l, r) else {
             panic!("the default merge merges concurrent versions");
         };
         let stamp = [l.field(name), r.field(name)]
@@ -752,13 +757,7 @@ mod tests {
         // written before that, or by hand, may not be): copying it is not refused.
         let (mut l, r) = typical();
         Writer::new("eu").write(&mut l, 3_000, &json!({"gender": 42}));
-        let ctx = Context {
-            tenant: "acme".to_owned(),
-            resolving_region: "eu".to_owned(),
-            relation: relation(&l, &r),
-            config: "{}".to_owned(),
-        };
-        let merged = tmf632_merge::resolve(&ctx, &l, &r);
+        let merged = default_merge(&l, &r);
         assert!(matches!(merged, Resolution::Merged(_)));
         assert_eq!(apply(&l, &r, &merged), Ok(()));
         // The same value computed by the policy is refused.
@@ -804,23 +803,9 @@ mod tests {
             "{err}"
         );
         // Exactly what the in-memory store would count.
-        let (_, Some(fits)) = apply_resolution(
-            "eu",
-            relation(&l, &r),
-            &l,
-            &r,
-            &tmf632_merge::resolve(
-                &Context {
-                    tenant: "acme".to_owned(),
-                    resolving_region: "eu".to_owned(),
-                    relation: relation(&l, &r),
-                    config: "{}".to_owned(),
-                },
-                &l,
-                &r,
-            ),
-        )
-        .unwrap() else {
+        let (_, Some(fits)) =
+            apply_resolution("eu", relation(&l, &r), &l, &r, &default_merge(&l, &r)).unwrap()
+        else {
             panic!("merged");
         };
         assert_eq!(
@@ -853,13 +838,7 @@ mod tests {
     #[test]
     fn cost_of_the_checks_on_a_typical_party() {
         let (l, r) = typical();
-        let ctx = Context {
-            tenant: "acme".to_owned(),
-            resolving_region: "eu".to_owned(),
-            relation: relation(&l, &r),
-            config: "{}".to_owned(),
-        };
-        let merged = tmf632_merge::resolve(&ctx, &l, &r);
+        let merged = default_merge(&l, &r);
         let status = computing(&l, &r, "status", r#""validated""#);
         let (_, party) = apply_resolution("eu", relation(&l, &r), &l, &r, &merged).unwrap();
         let party = party.unwrap();

@@ -96,7 +96,8 @@ fn get(rig: &Rig, table: &str, pk: String, sk: &str) -> Result<usize> {
     let out = rig
         .rt
         .block_on(
-            rig.ddb
+            rig.stores
+                .ddb
                 .get_item()
                 .table_name(table)
                 .key("pk", AttributeValue::S(pk.clone()))
@@ -116,7 +117,8 @@ fn get(rig: &Rig, table: &str, pk: String, sk: &str) -> Result<usize> {
 /// returns the sizes of what was written.
 fn measure(rig: &Rig, engine: &PolicyEngine) -> Result<Sizes> {
     let conflicts = unique("conflicts");
-    rig.rt.block_on(create_conflict_table(&rig.ddb, &conflicts));
+    rig.rt
+        .block_on(create_conflict_table(&rig.stores.ddb, &conflicts));
     let ingest = rig.ingest("eu");
     let mut create = example("IndividualCreateEvent_request");
     create["eventId"] = json!("size-1");
@@ -138,7 +140,12 @@ fn measure(rig: &Rig, engine: &PolicyEngine) -> Result<Sizes> {
         result: None,
     };
     ingest.store().claim(&claimed, 1)?;
-    let record_claimed = get(rig, &rig.table, record_key("acme", "size-claim"), RECORD_SK)?;
+    let record_claimed = get(
+        rig,
+        &rig.stores.table,
+        record_key("acme", "size-claim"),
+        RECORD_SK,
+    )?;
     assert!(matches!(
         ingest.handle("acme", &create, None, 1, u64::MAX),
         Outcome::Applied { .. }
@@ -151,17 +158,28 @@ fn measure(rig: &Rig, engine: &PolicyEngine) -> Result<Sizes> {
         ingest.handle("acme", &change, None, 2, u64::MAX),
         Outcome::Applied { .. }
     ));
-    let party = get(rig, &rig.table, party_key("acme", &id), PARTY_SK)?;
-    let own = get(rig, &rig.table, party_key("acme", &id), &own_sk("eu"))?;
-    let record_completed = get(rig, &rig.table, record_key("acme", "size-2"), RECORD_SK)?;
+    let party = get(rig, &rig.stores.table, party_key("acme", &id), PARTY_SK)?;
+    let own = get(
+        rig,
+        &rig.stores.table,
+        party_key("acme", &id),
+        &own_sk("eu"),
+    )?;
+    let record_completed = get(
+        rig,
+        &rig.stores.table,
+        record_key("acme", "size-2"),
+        RECORD_SK,
+    )?;
 
     // NA's concurrent version overwrites EU's, as replication would; reconcile merges.
     let na = na_validates(&created.version);
     let eu = ingest.store().party("acme", &id)?.context("changed")?;
     rig.rt.block_on(
-        rig.ddb
+        rig.stores
+            .ddb
             .put_item()
-            .table_name(&rig.table)
+            .table_name(&rig.stores.table)
             .set_item(Some(party_item(&na)?))
             .send(),
     )?;
@@ -173,7 +191,7 @@ fn measure(rig: &Rig, engine: &PolicyEngine) -> Result<Sizes> {
     let policies = Arc::new(TenantPolicies::new());
     policies.set_default(ActivePolicy::new(policy));
     let log = Arc::new(DynamoConflictLog::new(
-        rig.ddb.clone(),
+        rig.stores.ddb.clone(),
         &conflicts,
         rig.rt.handle().clone(),
     ));
@@ -188,11 +206,12 @@ fn measure(rig: &Rig, engine: &PolicyEngine) -> Result<Sizes> {
         matches!(outcome, ReconcileOutcome::Resolved { .. }),
         "the conflict was not resolved: {outcome:?}"
     );
-    let merged_party = get(rig, &rig.table, party_key("acme", &id), PARTY_SK)?;
+    let merged_party = get(rig, &rig.stores.table, party_key("acme", &id), PARTY_SK)?;
     let items = rig
         .rt
         .block_on(
-            rig.ddb
+            rig.stores
+                .ddb
                 .query()
                 .table_name(&conflicts)
                 .key_condition_expression("pk = :t")

@@ -34,19 +34,11 @@ use crate::metrics::Metrics;
 
 /// POSTs events to callbacks: HTTP/1.1 over the SDK's own stack (hyper, rustls with aws-lc-rs,
 /// the system's root certificates), so the function links no second TLS implementation.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Callbacks {
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
     /// How long one attempt may take, connection included.
     timeout: Duration,
-}
-
-impl std::fmt::Debug for Callbacks {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Callbacks")
-            .field("timeout", &self.timeout)
-            .finish()
-    }
 }
 
 impl Callbacks {

@@ -42,8 +42,8 @@ impl Wiring {
             "host.init.sdk_config"
         );
         let (engine, policies, cache) = crate::policies::default_policies(
-            &config.policy_cache_dir,
-            config.policy_packaged_dir.as_deref(),
+            &config.policies.cache_dir,
+            config.policies.packaged_dir.as_deref(),
         )?;
         // The TMF632 validators, compiled here rather than by the first caller's event.
         let started = std::time::Instant::now();
@@ -68,11 +68,11 @@ impl Wiring {
                 policies,
                 (*w.engine).clone(),
                 Some(cache),
-                Duration::from_secs(w.config.policy_refresh_seconds),
+                Duration::from_secs(w.config.policies.refresh_seconds),
             );
             w.resolver = Arc::new(Resolver::new(Arc::new(source), &w.config.region));
             tracing::info!(
-                refresh_seconds = w.config.policy_refresh_seconds,
+                refresh_seconds = w.config.policies.refresh_seconds,
                 "host.policy.registry"
             );
         } else {
@@ -86,8 +86,8 @@ impl Wiring {
     /// The policy registry, when the environment names its table and bucket.
     pub fn registry(&self) -> Option<Arc<dyn PolicyRegistry>> {
         let (table, bucket) = (
-            self.config.registry_table.as_ref()?,
-            self.config.policy_bucket.as_ref()?,
+            self.config.tables.registry.as_ref()?,
+            self.config.policies.bucket.as_ref()?,
         );
         Some(Arc::new(AwsRegistry::new(
             self.ddb.clone(),
@@ -100,7 +100,7 @@ impl Wiring {
 
     /// The conflict log, when the environment names its table (`CONFLICT_TABLE`).
     pub fn conflict_log(&self) -> Option<Arc<dyn ConflictLog>> {
-        let table = self.config.conflict_table.as_ref()?;
+        let table = self.config.tables.conflict.as_ref()?;
         Some(Arc::new(DynamoConflictLog::new(
             self.ddb.clone(),
             table,
@@ -110,7 +110,7 @@ impl Wiring {
 
     /// The hub's listeners, when the environment names their table (`LISTENER_TABLE`).
     pub fn hub(&self) -> Option<Arc<DynamoHub>> {
-        let table = self.config.listener_table.as_ref()?;
+        let table = self.config.tables.listener.as_ref()?;
         Some(Arc::new(DynamoHub::new(
             self.ddb.clone(),
             table,
@@ -135,7 +135,7 @@ impl Wiring {
     pub fn store(&self) -> DynamoStore {
         DynamoStore::new(
             self.ddb.clone(),
-            &self.config.party_table,
+            &self.config.tables.party,
             &self.config.region,
             self.rt.clone(),
         )
@@ -145,7 +145,7 @@ impl Wiring {
     pub fn dead_letters(&self, kind: &'static str) -> SqsDeadLetters {
         SqsDeadLetters::new(
             self.sqs.clone(),
-            &self.config.dead_letter_queue_url,
+            &self.config.queues.dead_letter,
             kind,
             self.rt.clone(),
         )

@@ -17,8 +17,9 @@ use integration_tests::conformance;
 /// A conflict table like the template's, on the rig's server.
 fn conflict_log(rig: &Rig) -> DynamoConflictLog {
     let table = unique("conflicts");
-    rig.rt.block_on(create_conflict_table(&rig.ddb, &table));
-    DynamoConflictLog::new(rig.ddb.clone(), table, rig.rt.handle().clone())
+    rig.rt
+        .block_on(create_conflict_table(&rig.stores.ddb, &table));
+    DynamoConflictLog::new(rig.stores.ddb.clone(), table, rig.rt.handle().clone())
 }
 
 #[test]

@@ -69,16 +69,16 @@ impl Hub {
         let rig = Rig::new("MOTO_ENDPOINT");
         let table = unique("listeners");
         let notify_dlq = rig.rt.block_on(async {
-            create_listener_table(&rig.ddb, &table).await;
-            create_queue(&rig.sqs, &unique("notify-dlq")).await
+            create_listener_table(&rig.stores.ddb, &table).await;
+            create_queue(&rig.stores.sqs, &unique("notify-dlq")).await
         });
-        let hub = DynamoHub::new(rig.ddb.clone(), &table, rig.rt.handle().clone());
+        let hub = DynamoHub::new(rig.stores.ddb.clone(), &table, rig.rt.handle().clone());
         let mut config = IngestConfig::new("eu");
         config.retry_backoff_ms = 1;
         let ingest = Ingest::new(rig.store("eu"), rig.letters(KIND_INGEST), config);
         let api = IngestFunction::new(ingest, "eu").with_hub(Arc::new(hub.clone()));
         let letters = SqsDeadLetters::new(
-            rig.sqs.clone(),
+            rig.stores.sqs.clone(),
             &notify_dlq,
             KIND_NOTIFY,
             rig.rt.handle().clone(),
@@ -191,8 +191,12 @@ impl Hub {
         let arn = self.rig.stream_arn();
         let records = self.rig.rt.block_on(async {
             let mut records = Vec::new();
-            for shard in shards(&self.rig.streams, &arn).await {
-                records.extend(read_shard(&self.rig.streams, &arn, &shard, None).await.0);
+            for shard in shards(&self.rig.stores.streams, &arn).await {
+                records.extend(
+                    read_shard(&self.rig.stores.streams, &arn, &shard, None)
+                        .await
+                        .0,
+                );
             }
             records
         });
@@ -213,7 +217,7 @@ impl Hub {
     fn dead_letters(&self) -> Vec<aws_sdk_sqs::types::Message> {
         self.rig
             .rt
-            .block_on(peek_all(&self.rig.sqs, &self.notify_dlq))
+            .block_on(peek_all(&self.rig.stores.sqs, &self.notify_dlq))
     }
 }
 
@@ -340,7 +344,14 @@ fn a_record_whose_listeners_cannot_be_read_is_reported_by_its_sequence_number() 
     h.create_jane();
     h.rig
         .rt
-        .block_on(h.rig.ddb.delete_table().table_name(&h.listeners).send())
+        .block_on(
+            h.rig
+                .stores
+                .ddb
+                .delete_table()
+                .table_name(&h.listeners)
+                .send(),
+        )
         .unwrap();
     let (answer, fed) = h.notify_records();
     let first_party = fed

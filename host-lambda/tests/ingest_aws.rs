@@ -69,9 +69,10 @@ fn the_party_item_carries_the_clock_and_stamps_as_attributes() {
     // The item carries the clock and stamps as attributes, keyed by tenant.
     let item =
         r.rt.block_on(
-            r.ddb
+            r.stores
+                .ddb
                 .get_item()
-                .table_name(&r.table)
+                .table_name(&r.stores.table)
                 .key(
                     "pk",
                     aws_sdk_dynamodb::types::AttributeValue::S(party_key("acme", "42")),
@@ -97,16 +98,16 @@ fn throttled_writes_are_retried_by_the_sdk_then_dead_lettered_and_redriven() {
     let r = Region::new("MOTO_ENDPOINT");
     let i = Arc::new(ingest(&r, "eu"));
     // Two throttles: the SDK's standard retries (3 attempts) absorb them.
-    r.throttle.arm(2);
+    r.stores.throttle.arm(2);
     let e1 = event("IndividualCreateEvent_request", "t1", 1);
     assert!(matches!(
         i.handle("acme", &e1, None, NOW, NOW + 60_000),
         Outcome::Applied { .. }
     ));
-    assert_eq!(r.throttle.injected.load(Ordering::SeqCst), 2);
+    assert_eq!(r.stores.throttle.injected.load(Ordering::SeqCst), 2);
 
     // Throttled beyond the SDK's retries: kept in the dead-letter queue with the reason.
-    r.throttle.arm(1000);
+    r.stores.throttle.arm(1000);
     let e2 = event("IndividualAttributeValueChangeEvent_request", "t2", 2);
     match i.handle("acme", &e2, None, NOW + 1, NOW + 60_000) {
         Outcome::DeadLettered(reason) => {
@@ -114,7 +115,7 @@ fn throttled_writes_are_retried_by_the_sdk_then_dead_lettered_and_redriven() {
         }
         other => panic!("expected a dead letter, got {other:?}"),
     }
-    r.throttle.arm(0);
+    r.stores.throttle.arm(0);
     let kept = r.dead_letters();
     assert_eq!(kept.len(), 1);
     assert_eq!(attribute(&kept[0], "tenant"), Some("acme"));
@@ -129,7 +130,7 @@ fn throttled_writes_are_retried_by_the_sdk_then_dead_lettered_and_redriven() {
     // The redrive applies it once the throttling is over, and empties the queue.
     let ing = i.clone();
     let report =
-        r.rt.block_on(redrive(&r.sqs, &r.dlq, 10, move |k| {
+        r.rt.block_on(redrive(&r.stores.sqs, &r.stores.dlq, 10, move |k| {
             let ing = ing.clone();
             async move {
                 let out = tokio::task::spawn_blocking(move || {

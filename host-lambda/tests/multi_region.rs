@@ -522,7 +522,7 @@ fn throttled_writes_are_dead_lettered_and_a_redrive_completes_them() {
     let acks = {
         let mut acks = Vec::new();
         let eu = world.regions[1].ingest.clone();
-        world.regions[1].throttle.arm(6);
+        world.regions[1].stores.throttle.arm(6);
         let e = change(
             "throttled-1",
             t0 + 900,
@@ -532,25 +532,32 @@ fn throttled_writes_are_dead_lettered_and_a_redrive_completes_them() {
         assert!(matches!(out, Outcome::DeadLettered(_)), "{out:?}");
         acks.extend(run_clients(&mut world, w, t0 + 1000, |world, round| {
             if round % 3 == 0 {
-                world.regions[1].throttle.arm(4);
+                world.regions[1].stores.throttle.arm(4);
             }
         }));
         acks
     };
-    world.regions[1].throttle.arm(0);
+    world.regions[1].stores.throttle.arm(0);
     world.settle();
     let kept = world.dead_letters(1);
     assert!(
         !kept.is_empty(),
         "the throttled work is in the dead-letter queue"
     );
-    assert!(world.regions[1].throttle.injected.load(Ordering::SeqCst) > 0);
+    assert!(
+        world.regions[1]
+            .stores
+            .throttle
+            .injected
+            .load(Ordering::SeqCst)
+            > 0
+    );
     // The redrive hands each message back to its path; the queue empties.
     let eu = &world.regions[1];
     let (ingest, reconcile) = (eu.ingest.clone(), eu.reconcile.clone());
     let report = world
         .rt
-        .block_on(redrive(&eu.sqs, &eu.dlq, 100, move |k| {
+        .block_on(redrive(&eu.stores.sqs, &eu.stores.dlq, 100, move |k| {
             let (ingest, reconcile) = (ingest.clone(), reconcile.clone());
             async move {
                 tokio::task::spawn_blocking(move || match k.kind.as_str() {

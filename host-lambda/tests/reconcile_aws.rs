@@ -57,8 +57,8 @@ impl ReconcileRig for Rig {
         let arn = self.stream_arn();
         self.rt.block_on(async {
             let mut records = Vec::new();
-            for shard in shards(&self.streams, &arn).await {
-                records.extend(read_shard(&self.streams, &arn, &shard, None).await.0);
+            for shard in shards(&self.stores.streams, &arn).await {
+                records.extend(read_shard(&self.stores.streams, &arn, &shard, None).await.0);
             }
             json!({"Records": records.iter().map(record_json).collect::<Vec<_>>()})
         })
@@ -70,9 +70,10 @@ impl ReconcileRig for Rig {
         item.insert("replicatedFrom".into(), AttributeValue::S("na".into()));
         self.rt
             .block_on(
-                self.ddb
+                self.stores
+                    .ddb
                     .put_item()
-                    .table_name(&self.table)
+                    .table_name(&self.stores.table)
                     .set_item(Some(item))
                     .send(),
             )
@@ -189,8 +190,8 @@ fn the_first_record_to_retry_ends_the_batch() {
     // A dead-letter queue that does not exist: keeping the garbled record fails, so it must be
     // retried.
     let nowhere = SqsDeadLetters::new(
-        rig.sqs.clone(),
-        format!("{}-missing", rig.dlq),
+        rig.stores.sqs.clone(),
+        format!("{}-missing", rig.stores.dlq),
         KIND_RECONCILE,
         rig.rt.handle().clone(),
     );

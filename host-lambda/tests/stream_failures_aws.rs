@@ -27,8 +27,8 @@ struct Queues {
 fn queues(rig: &Rig) -> Queues {
     rig.rt.block_on(async {
         Queues {
-            failures: create_queue(&rig.sqs, &unique("reconcile-failures")).await,
-            review: create_queue(&rig.sqs, &unique("review")).await,
+            failures: create_queue(&rig.stores.sqs, &unique("reconcile-failures")).await,
+            review: create_queue(&rig.stores.sqs, &unique("review")).await,
         }
     })
 }
@@ -53,15 +53,16 @@ fn overwrite_eu_with_na(rig: &Rig, id: &str) -> (String, String) {
     item.insert("replicatedFrom".into(), AttributeValue::S("na".into()));
     let arn = rig.stream_arn();
     rig.rt.block_on(async {
-        rig.ddb
+        rig.stores
+            .ddb
             .put_item()
-            .table_name(&rig.table)
+            .table_name(&rig.stores.table)
             .set_item(Some(item))
             .send()
             .await
             .unwrap();
-        let shard = shards(&rig.streams, &arn).await.remove(0);
-        let records = read_shard(&rig.streams, &arn, &shard, None).await.0;
+        let shard = shards(&rig.stores.streams, &arn).await.remove(0);
+        let records = read_shard(&rig.stores.streams, &arn, &shard, None).await.0;
         let last = records.last().unwrap().dynamodb.as_ref().unwrap();
         assert_eq!(
             last.new_image.as_ref().unwrap()["pk"].as_s().unwrap(),
@@ -89,9 +90,9 @@ fn failure_message(arn: &str, shard: &str, first: &str, last: &str) -> String {
 
 /// The redrive function's `stream-failures` over the rig's table and queues.
 fn replay_all(rig: &Rig, q: &Queues) -> ReplayReport {
-    let failures = FailureQueue::new(rig.sqs.clone(), &q.failures);
-    let review = ReviewQueue::new(rig.sqs.clone(), &q.review);
-    let stream = PartyStream::new(rig.streams.clone(), &rig.table, None);
+    let failures = FailureQueue::new(rig.stores.sqs.clone(), &q.failures);
+    let review = ReviewQueue::new(rig.stores.sqs.clone(), &q.review);
+    let stream = PartyStream::new(rig.stores.streams.clone(), &rig.stores.table, None);
     let function = reconcile(rig);
     rig.rt
         .block_on(replay(&failures, &review, &stream, &function, 10))
@@ -101,7 +102,8 @@ fn replay_all(rig: &Rig, q: &Queues) -> ReplayReport {
 fn send(rig: &Rig, queue: &str, body: &str) {
     rig.rt
         .block_on(
-            rig.sqs
+            rig.stores
+                .sqs
                 .send_message()
                 .queue_url(queue)
                 .message_body(body)
@@ -144,8 +146,16 @@ fn a_given_up_batch_is_read_back_and_its_overwrite_merged() {
     let after = party_model::to_tmf(&stored(&rig, &id).version).unwrap();
     assert_eq!(after["maritalStatus"], json!("divorced"), "{after}");
     assert_eq!(after["status"], json!("validated"), "{after}");
-    assert!(rig.rt.block_on(peek_all(&rig.sqs, &q.failures)).is_empty());
-    assert!(rig.rt.block_on(peek_all(&rig.sqs, &q.review)).is_empty());
+    assert!(
+        rig.rt
+            .block_on(peek_all(&rig.stores.sqs, &q.failures))
+            .is_empty()
+    );
+    assert!(
+        rig.rt
+            .block_on(peek_all(&rig.stores.sqs, &q.review))
+            .is_empty()
+    );
 }
 
 #[test]
@@ -153,9 +163,10 @@ fn what_cannot_be_read_back_goes_to_review_with_the_reason() {
     let rig = Rig::new("MOTO_ENDPOINT");
     let q = queues(&rig);
     let (shard, sequence) = overwrite_eu_with_na(&rig, &unique("lost"));
-    let other_table = rig
-        .stream_arn()
-        .replace(&format!("table/{}/", rig.table), "table/someone-elses/");
+    let other_table = rig.stream_arn().replace(
+        &format!("table/{}/", rig.stores.table),
+        "table/someone-elses/",
+    );
     send(
         &rig,
         &q.failures,
@@ -165,7 +176,7 @@ fn what_cannot_be_read_back_goes_to_review_with_the_reason() {
 
     let report = replay_all(&rig, &q);
     assert_eq!((report.received, report.replayed), (2, 0), "{report:?}");
-    let reviewed = rig.rt.block_on(peek_all(&rig.sqs, &q.review));
+    let reviewed = rig.rt.block_on(peek_all(&rig.stores.sqs, &q.review));
     let reasons: Vec<&str> = reviewed
         .iter()
         .map(|m| attribute(m, "reason").unwrap())
@@ -185,5 +196,9 @@ fn what_cannot_be_read_back_goes_to_review_with_the_reason() {
             .iter()
             .all(|m| attribute(m, "kind") == Some("stream-failure"))
     );
-    assert!(rig.rt.block_on(peek_all(&rig.sqs, &q.failures)).is_empty());
+    assert!(
+        rig.rt
+            .block_on(peek_all(&rig.stores.sqs, &q.failures))
+            .is_empty()
+    );
 }

@@ -146,12 +146,30 @@ mod tests {
     use super::*;
     use crate::{Limits, Metering, Policy};
 
+    /// An engine with the default limits, and the default policy with its digest.
+    fn default_policy() -> (PolicyEngine, &'static [u8], String) {
+        let engine = PolicyEngine::new(Limits::default(), Metering::Epoch).unwrap();
+        let bytes = default_policy_artifact::DEFAULT_POLICY;
+        (engine, bytes, crate::digest(bytes))
+    }
+
+    /// A cache with an empty directory (a fresh execution environment) whose packaged
+    /// directory ships `artifact` as the compiled `digest`; the directories are removed when
+    /// the returned guards drop.
+    fn cache_with_packaged(
+        digest: &str,
+        artifact: &[u8],
+    ) -> (ArtifactCache, [tempfile::TempDir; 2]) {
+        let (cache_dir, packaged) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::fs::write(packaged.path().join(format!("{digest}.cwasm")), artifact).unwrap();
+        let cache = ArtifactCache::new(cache_dir.path()).with_packaged(packaged.path());
+        (cache, [cache_dir, packaged])
+    }
+
     /// An artifact read from one cache and installed into another is loaded, not compiled.
     #[test]
     fn an_installed_artifact_is_loaded_without_compiling() {
-        let engine = PolicyEngine::new(Limits::default(), Metering::Epoch).unwrap();
-        let bytes = default_policy_artifact::DEFAULT_POLICY;
-        let digest = crate::digest(bytes);
+        let (engine, bytes, digest) = default_policy();
         let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (here, there) = (
             ArtifactCache::new(first.path()),
@@ -184,13 +202,9 @@ mod tests {
     /// compiled, though the cache directory is empty (a fresh execution environment).
     #[test]
     fn a_packaged_artifact_is_loaded_when_the_cache_is_empty() {
-        let engine = PolicyEngine::new(Limits::default(), Metering::Epoch).unwrap();
-        let bytes = default_policy_artifact::DEFAULT_POLICY;
-        let digest = crate::digest(bytes);
-        let (cache_dir, packaged) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (engine, bytes, digest) = default_policy();
         let artifact = engine.precompile_for(bytes, &host_target()).unwrap();
-        std::fs::write(packaged.path().join(format!("{digest}.cwasm")), &artifact).unwrap();
-        let cache = ArtifactCache::new(cache_dir.path()).with_packaged(packaged.path());
+        let (cache, _dirs) = cache_with_packaged(&digest, &artifact);
         let policy = Policy::load(&engine, bytes, Some(&cache)).unwrap();
         assert!(
             policy.info().from_cache,
@@ -204,32 +218,25 @@ mod tests {
     /// or fatal: the policy is compiled, and the cache keeps the result.
     #[test]
     fn a_packaged_artifact_that_does_not_load_is_compiled_instead() {
-        let engine = PolicyEngine::new(Limits::default(), Metering::Epoch).unwrap();
-        let bytes = default_policy_artifact::DEFAULT_POLICY;
-        let digest = crate::digest(bytes);
-        let (cache_dir, packaged) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        std::fs::write(
-            packaged.path().join(format!("{digest}.cwasm")),
-            b"\x7fELF not one",
-        )
-        .unwrap();
-        let cache = ArtifactCache::new(cache_dir.path()).with_packaged(packaged.path());
+        let (engine, bytes, digest) = default_policy();
+        let (cache, _dirs) = cache_with_packaged(&digest, b"\x7fELF not one");
         let policy = Policy::load(&engine, bytes, Some(&cache)).unwrap();
         assert!(!policy.info().from_cache);
         assert!(cache.contains(&engine, &digest));
+    }
+
+    /// The default policy compiled for the Lambda functions' aarch64.
+    #[cfg(target_arch = "x86_64")]
+    fn precompile_for_aarch64() -> Result<Vec<u8>, LoadError> {
+        let (engine, bytes, _) = default_policy();
+        engine.precompile_for(bytes, "aarch64-unknown-linux-gnu")
     }
 
     /// Without the arm64 backend in the build, compiling for aarch64 is refused with what to do.
     #[cfg(all(target_arch = "x86_64", not(feature = "arm64")))]
     #[test]
     fn another_architecture_needs_its_backend() {
-        let engine = PolicyEngine::new(Limits::default(), Metering::Epoch).unwrap();
-        let e = engine
-            .precompile_for(
-                default_policy_artifact::DEFAULT_POLICY,
-                "aarch64-unknown-linux-gnu",
-            )
-            .unwrap_err();
+        let e = precompile_for_aarch64().unwrap_err();
         assert!(matches!(e, LoadError::Target(..)), "{e}");
         assert!(e.to_string().contains("--features cross"), "{e}");
     }
@@ -238,13 +245,7 @@ mod tests {
     #[cfg(all(target_arch = "x86_64", feature = "arm64"))]
     #[test]
     fn the_arm64_backend_compiles_for_aarch64() {
-        let engine = PolicyEngine::new(Limits::default(), Metering::Epoch).unwrap();
-        let artifact = engine
-            .precompile_for(
-                default_policy_artifact::DEFAULT_POLICY,
-                "aarch64-unknown-linux-gnu",
-            )
-            .unwrap();
+        let artifact = precompile_for_aarch64().unwrap();
         // An ELF file for aarch64 (e_machine 183), which this machine refuses to load.
         assert_eq!(&artifact[..4], b"\x7fELF");
         assert_eq!(u16::from_le_bytes([artifact[18], artifact[19]]), 183);

@@ -134,23 +134,14 @@ pub fn strip<'a>(local: &'a PartyVersion, remote: &'a PartyVersion) -> Option<St
         maps: Vec::new(),
     };
     let (a, b) = (&local.fields, &remote.fields);
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() || j < b.len() {
-        let ord = match (a.get(i), b.get(j)) {
-            (Some(x), Some(y)) => x.name.cmp(&y.name),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, _) => std::cmp::Ordering::Greater,
-        };
-        match ord {
-            std::cmp::Ordering::Less => {
-                out.local.push(SentField::Whole(&a[i]));
-                i += 1;
-            }
-            std::cmp::Ordering::Greater => {
-                out.remote.push(SentField::Whole(&b[j]));
-                j += 1;
-            }
-            std::cmp::Ordering::Equal => {
+    join_sorted(
+        a,
+        b,
+        |f| &f.name,
+        |joined| match joined {
+            Joined::Local(i) => out.local.push(SentField::Whole(&a[i])),
+            Joined::Remote(j) => out.remote.push(SentField::Whole(&b[j])),
+            Joined::Both(i, j) => {
                 let (x, y) = (&a[i], &b[j]);
                 if x == y {
                     out.identical_fields.push(i);
@@ -165,12 +156,53 @@ pub fn strip<'a>(local: &'a PartyVersion, remote: &'a PartyVersion) -> Option<St
                     out.local.push(SentField::Whole(x));
                     out.remote.push(SentField::Whole(y));
                 }
+            }
+        },
+    );
+    Some(out)
+}
+
+/// Where an item of one of two lists sorted by the same key stands.
+enum Joined {
+    /// Only in the local list, at this index.
+    Local(usize),
+    /// Only in the remote list, at this index.
+    Remote(usize),
+    /// In both, at these indices (local, remote).
+    Both(usize, usize),
+}
+
+/// Walks `a` (local) and `b` (remote), both sorted by `key`, together in key order: `f` sees
+/// each item once, paired with the other list's item of the same key when there is one.
+fn join_sorted<T, K: Ord + ?Sized>(
+    a: &[T],
+    b: &[T],
+    key: impl Fn(&T) -> &K,
+    mut f: impl FnMut(Joined),
+) {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        let ord = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) => key(x).cmp(key(y)),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, _) => std::cmp::Ordering::Greater,
+        };
+        match ord {
+            std::cmp::Ordering::Less => {
+                f(Joined::Local(i));
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                f(Joined::Remote(j));
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                f(Joined::Both(i, j));
                 i += 1;
                 j += 1;
             }
         }
     }
-    Some(out)
 }
 
 type SentElements<'a> = Vec<&'a Element>;
@@ -189,25 +221,20 @@ fn strip_elements<'a>(
         identical: Vec::new(),
     };
     let (mut sa, mut sb) = (Vec::new(), Vec::new());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() || j < b.len() {
-        let ord = match (a.get(i), b.get(j)) {
-            (Some(x), Some(y)) => x.key.cmp(&y.key),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, _) => std::cmp::Ordering::Greater,
-        };
-        match ord {
-            std::cmp::Ordering::Less => {
+    join_sorted(
+        a,
+        b,
+        |e| &e.key,
+        |joined| match joined {
+            Joined::Local(i) => {
                 sa.push(&a[i]);
                 map.local.push(i as u32);
-                i += 1;
             }
-            std::cmp::Ordering::Greater => {
+            Joined::Remote(j) => {
                 sb.push(&b[j]);
                 map.remote.push(j as u32);
-                j += 1;
             }
-            std::cmp::Ordering::Equal => {
+            Joined::Both(i, j) => {
                 if a[i].entries == b[j].entries {
                     map.identical.push((i as u32, a[i].entries.len() as u32));
                 } else {
@@ -216,11 +243,9 @@ fn strip_elements<'a>(
                     sb.push(&b[j]);
                     map.remote.push(j as u32);
                 }
-                i += 1;
-                j += 1;
             }
-        }
-    }
+        },
+    );
     (sa, sb, map)
 }
 

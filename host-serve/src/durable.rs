@@ -119,6 +119,25 @@ pub struct Loaded {
     pub letters: Vec<(u64, DeadLetter)>,
 }
 
+/// Calls `f` with every row of `table` as committed in `tx`, in key order; a table nothing was
+/// ever written to does not exist yet, and has no rows.
+fn for_each_row<K: redb::Key + 'static, V: redb::Value + 'static>(
+    tx: &redb::ReadTransaction,
+    table: TableDefinition<K, V>,
+    mut f: impl FnMut(redb::AccessGuard<'_, K>, redb::AccessGuard<'_, V>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let table = match tx.open_table(table) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    for row in table.iter()? {
+        let (key, value) = row?;
+        f(key, value)?;
+    }
+    Ok(())
+}
+
 fn item_key(region: &str, change: &Change) -> String {
     let (kind, tenant, id) = change.key();
     format!("{region}\u{0}{kind}\u{0}{tenant}\u{0}{id}")
@@ -159,35 +178,23 @@ impl Durable {
     fn load(db: &Database) -> anyhow::Result<Loaded> {
         let mut loaded = Loaded::default();
         let tx = db.begin_read()?;
-        match tx.open_table(ITEMS) {
-            Ok(table) => {
-                for row in table.iter()? {
-                    let (key, value) = row?;
-                    let region = key.value().split('\u{0}').next().unwrap_or_default();
-                    let change: Change = serde_json::from_slice(value.value())
-                        .with_context(|| format!("item {:?}", key.value()))?;
-                    loaded
-                        .changes
-                        .entry(region.to_owned())
-                        .or_default()
-                        .push(change);
-                }
-            }
-            Err(redb::TableError::TableDoesNotExist(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        match tx.open_table(LETTERS) {
-            Ok(table) => {
-                for row in table.iter()? {
-                    let (id, value) = row?;
-                    let letter: DeadLetter = serde_json::from_slice(value.value())
-                        .with_context(|| format!("dead letter {}", id.value()))?;
-                    loaded.letters.push((id.value(), letter));
-                }
-            }
-            Err(redb::TableError::TableDoesNotExist(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
+        for_each_row(&tx, ITEMS, |key, value| {
+            let region = key.value().split('\u{0}').next().unwrap_or_default();
+            let change: Change = serde_json::from_slice(value.value())
+                .with_context(|| format!("item {:?}", key.value()))?;
+            loaded
+                .changes
+                .entry(region.to_owned())
+                .or_default()
+                .push(change);
+            Ok(())
+        })?;
+        for_each_row(&tx, LETTERS, |id, value| {
+            let letter: DeadLetter = serde_json::from_slice(value.value())
+                .with_context(|| format!("dead letter {}", id.value()))?;
+            loaded.letters.push((id.value(), letter));
+            Ok(())
+        })?;
         Ok(loaded)
     }
 
@@ -214,19 +221,13 @@ impl Durable {
 
     /// What the hub owes, as committed (oldest write first within a region).
     pub fn owed(&self) -> anyhow::Result<Vec<(String, Owed)>> {
-        let tx = self.db.begin_read()?;
-        let table = match tx.open_table(OWED) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
         let mut owed = Vec::new();
-        for row in table.iter()? {
-            let (key, value) = row?;
+        for_each_row(&self.db.begin_read()?, OWED, |key, value| {
             let o: Owed = serde_json::from_slice(value.value())
                 .with_context(|| format!("owed notification {:?}", key.value()))?;
             owed.push((key.value().to_owned(), o));
-        }
+            Ok(())
+        })?;
         Ok(owed)
     }
 
@@ -238,17 +239,11 @@ impl Durable {
 
     /// The hub's dead letters, as committed (by id).
     pub fn hub_letters(&self) -> anyhow::Result<Vec<(u64, Vec<u8>)>> {
-        let tx = self.db.begin_read()?;
-        let table = match tx.open_table(HUB_LETTERS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
         let mut letters = Vec::new();
-        for row in table.iter()? {
-            let (id, value) = row?;
+        for_each_row(&self.db.begin_read()?, HUB_LETTERS, |id, value| {
             letters.push((id.value(), value.value().to_vec()));
-        }
+            Ok(())
+        })?;
         Ok(letters)
     }
 

@@ -292,6 +292,11 @@ fn diff(local: &Value, remote: &Value, result: &Value) -> Vec<Value> {
         .collect()
 }
 
+/// `items` as JSON, a `row` each.
+fn rows<T>(items: impl IntoIterator<Item = T>, row: impl FnMut(T) -> Value) -> Vec<Value> {
+    items.into_iter().map(row).collect()
+}
+
 fn snapshot(world: &World, tenant: &str, party: Option<&str>) -> Value {
     let now = now_ms();
     let regions: Vec<Value> = world
@@ -332,21 +337,15 @@ fn snapshot(world: &World, tenant: &str, party: Option<&str>) -> Value {
             })
         })
         .collect();
-    let stream: Vec<Value> = world
-        .stream_backlog()
-        .into_iter()
-        .map(|(r, n)| json!({"region": r, "records": n}))
-        .collect();
-    let backlog: Vec<Value> = world
-        .backlog()
-        .into_iter()
-        .map(|(a, b, n)| json!({"from": a, "to": b, "writes": n}))
-        .collect();
-    let cuts: Vec<Value> = world
-        .cuts()
-        .into_iter()
-        .map(|(a, b)| json!({"from": a, "to": b}))
-        .collect();
+    let stream = rows(
+        world.stream_backlog(),
+        |(r, n)| json!({"region": r, "records": n}),
+    );
+    let backlog = rows(
+        world.backlog(),
+        |(a, b, n)| json!({"from": a, "to": b, "writes": n}),
+    );
+    let cuts = rows(world.cuts(), |(a, b)| json!({"from": a, "to": b}));
     let conflicts: Vec<Value> = world
         .conflicts(tenant, party, 20)
         .into_iter()

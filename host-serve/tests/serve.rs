@@ -40,6 +40,16 @@ impl Client {
         (status, headers, body)
     }
 
+    /// Sends `r` and asserts that it is refused with `status` and the TMF630 error `code`.
+    async fn refused(&self, r: reqwest::RequestBuilder, status: u16, code: &str) {
+        let (answered, _, body) = self.call(r).await;
+        assert_eq!(
+            (answered, body["code"].as_str()),
+            (status, Some(code)),
+            "{body}"
+        );
+    }
+
     async fn get(&self, region: &str, id: &str) -> (u16, Value, String) {
         let (s, h, b) = self
             .call(self.http.get(self.url(region, &format!("individual/{id}"))))
@@ -344,14 +354,8 @@ async fn the_resource_api_lists_projects_patches_with_if_match_and_deletes() {
         .await;
     assert_eq!((status, &linked["id"]), (200, &json!("a")));
     // A second create of the same id is refused.
-    let (status, _, refused) = c
-        .call(c.http.post(c.url("eu", "individual")).json(&jane("a")))
-        .await;
-    assert_eq!(
-        (status, refused["code"].as_str()),
-        (409, Some("alreadyExists")),
-        "{refused}"
-    );
+    let again = c.http.post(c.url("eu", "individual")).json(&jane("a"));
+    c.refused(again, 409, "alreadyExists").await;
     // If-Match: the current ETag passes, a stale one is refused with 412.
     let (_, _, etag) = c.get("eu", "a").await;
     let patch = |tag: &str, key: &str| {
@@ -377,14 +381,8 @@ async fn the_resource_api_lists_projects_patches_with_if_match_and_deletes() {
     assert_ne!(headers["etag"].to_str().unwrap(), etag);
     // A status that goes back in the lifecycle refuses the whole patch.
     let back = json!({"status": "initialized", "givenName": "Bo"});
-    let (status, _, refused) = c
-        .call(c.http.patch(c.url("eu", "individual/a")).json(&back))
-        .await;
-    assert_eq!(
-        (status, refused["code"].as_str()),
-        (409, Some("statusGoesBack")),
-        "{refused}"
-    );
+    let going_back = c.http.patch(c.url("eu", "individual/a")).json(&back);
+    c.refused(going_back, 409, "statusGoesBack").await;
     let (_, kept, _) = c.get("eu", "a").await;
     assert_eq!(
         (&kept["status"], &kept["givenName"]),
@@ -437,24 +435,14 @@ async fn a_json_patch_is_applied_to_the_party_as_it_is_and_refused_whole_when_it
     );
     let (_, before, _) = c.get("eu", "jp").await;
     // A `test` that fails refuses the whole patch: nothing of it is written.
-    let (status, _, refused) = c
-        .call(json_patch(json!([
-            {"op": "replace", "path": "/givenName", "value": "Nobody"},
-            {"op": "test", "path": "/givenName", "value": "Jane"}
-        ])))
-        .await;
-    assert_eq!(
-        (status, refused["code"].as_str()),
-        (409, Some("patchNotApplicable")),
-        "{refused}"
-    );
+    let failing_test = json_patch(json!([
+        {"op": "replace", "path": "/givenName", "value": "Nobody"},
+        {"op": "test", "path": "/givenName", "value": "Jane"}
+    ]));
+    c.refused(failing_test, 409, "patchNotApplicable").await;
     // Not a JSON Patch, and a party that does not exist.
-    let (status, _, refused) = c.call(json_patch(json!({"givenName": "X"}))).await;
-    assert_eq!(
-        (status, refused["code"].as_str()),
-        (400, Some("invalidBody")),
-        "{refused}"
-    );
+    c.refused(json_patch(json!({"givenName": "X"})), 400, "invalidBody")
+        .await;
     let (status, _, _) = c
         .call(
             c.http
@@ -648,18 +636,11 @@ async fn a_request_acts_for_the_tenant_of_its_key_and_no_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_keys_every_request_is_the_one_tenants_and_naming_another_is_refused() {
     let (_dir, s, c) = start().await;
-    let (status, _, body) = c
-        .call(
-            c.http
-                .post(c.url("eu", "individual"))
-                .header("x-tenant-id", "globex")
-                .json(&jane("t1")),
-        )
-        .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (403, Some("wrongTenant")),
-        "{body}"
-    );
+    let for_globex = c
+        .http
+        .post(c.url("eu", "individual"))
+        .header("x-tenant-id", "globex")
+        .json(&jane("t1"));
+    c.refused(for_globex, 403, "wrongTenant").await;
     s.stop().await.unwrap();
 }

@@ -271,18 +271,20 @@ mod tests {
         }
     }
 
+    /// The versions each plan of the scope of `regions` and `max_ops` builds.
+    fn built(
+        regions: usize,
+        max_ops: usize,
+    ) -> impl Iterator<Item = Vec<policy_types::PartyVersion>> {
+        Scope { regions, max_ops }.plans().map(|p| p.build())
+    }
+
     /// The scope holds the interleavings the random generator rarely draws: two regions'
     /// writes of one field in the same wall-clock millisecond, and three regions where the
     /// delete is stamped between the two others' writes.
     #[test]
     fn same_millisecond_writes_and_a_delete_between_two_writes_are_in_scope() {
-        let same_ms = Scope {
-            regions: 2,
-            max_ops: 2,
-        }
-        .plans()
-        .map(|p| p.build())
-        .any(|v| {
+        let same_ms = built(2, 2).any(|v| {
             let (a, b) = (v[0].field("givenName"), v[1].field("givenName"));
             matches!((a, b), (Some(a), Some(b)) if a.stamp.wall_ms == b.stamp.wall_ms
                 && a.stamp.region != b.stamp.region && a.value == b.value)
@@ -292,13 +294,7 @@ mod tests {
             "givenName written alike in one millisecond by two regions"
         );
 
-        let between = Scope {
-            regions: 3,
-            max_ops: 3,
-        }
-        .plans()
-        .map(|p| p.build())
-        .any(|v| {
+        let between = built(3, 3).any(|v| {
             let latest = |i: usize| v[i].fields.iter().map(|f| f.stamp.clone()).max();
             v[1].tombstone.as_ref().is_some_and(|t| {
                 v[0].tombstone.is_none()

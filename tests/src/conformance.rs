@@ -69,6 +69,13 @@ impl<'a> Suite<'a> {
         }
     }
 
+    /// A suite of `checks` alone: runs each on `rig`, then fails once if any failed.
+    fn run<R: ?Sized>(contract: &'static str, backend: &str, rig: &R, checks: &[Check<R>]) {
+        let mut suite = Suite::new(contract, backend);
+        suite.run_all(rig, checks);
+        suite.finish();
+    }
+
     fn finish(self) {
         assert!(
             self.failed.is_empty(),

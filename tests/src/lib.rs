@@ -41,6 +41,23 @@ pub fn write(version: &mut PartyVersion, region: &str, now_ms: u64, members: Val
     party_model::Writer::new(region).write(version, now_ms, &members);
 }
 
+/// A version and the writes behind it (contract revision 1.3).
+pub type Recorded = (PartyVersion, policy_types::writes::Writes);
+
+/// EU creates tenant acme's party 42, an Individual, with `members` at 1,000 ms.
+pub fn created(members: Value) -> Recorded {
+    let base = new_party("acme", "42", ResourceType::Individual, "eu");
+    written(&(base, Default::default()), "eu", 1_000, members)
+}
+
+/// `region` writes `members` over `from` at `now_ms`, recording the write: the new version and
+/// its writes.
+pub fn written(from: &Recorded, region: &str, now_ms: u64, members: Value) -> Recorded {
+    let (mut v, mut w) = from.clone();
+    party_model::Writer::new(region).write_recorded(&mut v, &mut w, now_ms, &members);
+    (v, w)
+}
+
 /// The seed's scenario: EU changes the customer's email while NA changes the status.
 /// Returns (EU's version, NA's version), concurrent.
 pub fn email_vs_status(tenant: &str) -> (PartyVersion, PartyVersion) {

@@ -15,42 +15,21 @@ use host_core::reconcile::{Reconcile, ReconcileOutcome};
 use host_core::store::memory::{MemoryDeadLetters, MemoryStore};
 use host_core::store::{PartyStore, Provenance, StoredParty};
 use host_core::{ActivePolicy, Decision, Resolver, TenantPolicies};
-use integration_tests::{engine, guests, load};
-use party_model::{Writer, new_party};
+use integration_tests::{Recorded, created, engine, guests, load, written};
+use policy_types::PartyVersion;
 use policy_types::writes::Writes;
-use policy_types::{PartyVersion, ResourceType};
 use serde_json::json;
 
 /// EU creates the party; NA, having seen it, moves the status to validated; EU, not having
 /// seen that, changes the family name; then both change the marital status concurrently.
 /// Returns EU's and NA's versions with their writes.
-fn history() -> ((PartyVersion, Writes), (PartyVersion, Writes)) {
-    let mut base = new_party("acme", "42", ResourceType::Individual, "eu");
-    let mut base_writes = Writes::default();
-    Writer::new("eu").write_recorded(
-        &mut base,
-        &mut base_writes,
-        1_000,
-        &json!({"givenName": "Jane", "familyName": "Doe", "status": "initialized"}),
-    );
-    let (mut eu, mut ew) = (base.clone(), base_writes.clone());
-    let (mut na, mut nw) = (base, base_writes);
-    let (mut in_eu, mut in_na) = (Writer::new("eu"), Writer::new("na"));
-    in_na.write_recorded(&mut na, &mut nw, 2_000, &json!({"status": "validated"}));
-    in_eu.write_recorded(&mut eu, &mut ew, 2_001, &json!({"familyName": "Smith"}));
-    in_eu.write_recorded(
-        &mut eu,
-        &mut ew,
-        2_002,
-        &json!({"maritalStatus": "married"}),
-    );
-    in_na.write_recorded(
-        &mut na,
-        &mut nw,
-        2_003,
-        &json!({"maritalStatus": "divorced"}),
-    );
-    ((eu, ew), (na, nw))
+fn history() -> (Recorded, Recorded) {
+    let base = created(json!({"givenName": "Jane", "familyName": "Doe", "status": "initialized"}));
+    let na = written(&base, "na", 2_000, json!({"status": "validated"}));
+    let eu = written(&base, "eu", 2_001, json!({"familyName": "Smith"}));
+    let eu = written(&eu, "eu", 2_002, json!({"maritalStatus": "married"}));
+    let na = written(&na, "na", 2_003, json!({"maritalStatus": "divorced"}));
+    (eu, na)
 }
 
 fn resolver() -> Arc<Resolver> {
@@ -166,20 +145,14 @@ fn a_typed_policy_of_revision_1_3_is_sent_each_versions_writes() {
     let policies = Arc::new(TenantPolicies::new());
     policies.activate("acme", ActivePolicy::new(policy));
     let resolver = Resolver::new(policies, "eu");
-    let told = resolver
-        .resolve_with_writes((&eu, &ew), (&na, &nw))
-        .unwrap();
-    assert_eq!(
-        reason(told.decision),
-        format!("local: {EU_SENT}; remote: {NA_SENT}")
-    );
-    let told = resolver
-        .resolve_with_writes((&na, &nw), (&eu, &ew))
-        .unwrap();
-    assert_eq!(
-        reason(told.decision),
-        format!("local: {NA_SENT}; remote: {EU_SENT}")
-    );
+    let (eu_sent, na_sent) = (((&eu, &ew), EU_SENT), ((&na, &nw), NA_SENT));
+    for ((local, local_sent), (remote, remote_sent)) in [(eu_sent, na_sent), (na_sent, eu_sent)] {
+        let told = resolver.resolve_with_writes(local, remote).unwrap();
+        assert_eq!(
+            reason(told.decision),
+            format!("local: {local_sent}; remote: {remote_sent}")
+        );
+    }
     // Without writes the tables are empty, and it is still the writes call.
     let told = resolver.resolve(&eu, &na).unwrap();
     let empty = "sent [familyName maritalStatus status] fields [] tombstone - writes []";
@@ -189,25 +162,10 @@ fn a_typed_policy_of_revision_1_3_is_sent_each_versions_writes() {
     );
 
     // A field neither side changed since the fork is not sent, and neither is its own write.
-    let mut base = new_party("acme", "7", ResourceType::Individual, "eu");
-    let mut bw = Writes::default();
-    let mut in_eu = Writer::new("eu");
-    in_eu.write_recorded(
-        &mut base,
-        &mut bw,
-        1_000,
-        &json!({"givenName": "Jane", "status": "initialized"}),
-    );
-    in_eu.write_recorded(
-        &mut base,
-        &mut bw,
-        1_500,
-        &json!({"birthDate": "1990-01-01"}),
-    );
-    let (mut eu, mut ew) = (base.clone(), bw.clone());
-    let (mut na, mut nw) = (base, bw);
-    in_eu.write_recorded(&mut eu, &mut ew, 2_000, &json!({"givenName": "Janet"}));
-    Writer::new("na").write_recorded(&mut na, &mut nw, 2_001, &json!({"status": "validated"}));
+    let base = created(json!({"givenName": "Jane", "status": "initialized"}));
+    let base = written(&base, "eu", 1_500, json!({"birthDate": "1990-01-01"}));
+    let (eu, ew) = written(&base, "eu", 2_000, json!({"givenName": "Janet"}));
+    let (na, nw) = written(&base, "na", 2_001, json!({"status": "validated"}));
     let told = resolver
         .resolve_with_writes((&eu, &ew), (&na, &nw))
         .unwrap();

@@ -13,9 +13,9 @@ use std::sync::{Arc, OnceLock};
 use host_core::conflict::parse_lines;
 use host_core::{ActivePolicy, Policy, Resolver, TenantPolicies, resolve_with};
 use integration_tests::samples::samples_path;
-use party_model::Writer;
+use integration_tests::{Recorded, created, written};
 use policy_types::writes::Writes;
-use policy_types::{FieldValue, PartyVersion, ResourceType};
+use policy_types::{FieldValue, PartyVersion};
 use serde_json::{Value, json};
 
 fn status_kept(sample: &str) -> String {
@@ -133,39 +133,47 @@ fn status_with_writes(a: (&PartyVersion, &Writes), b: (&PartyVersion, &Writes)) 
     kept.remove(0).1
 }
 
-/// A version and the writes behind it.
-type Recorded = (PartyVersion, Writes);
-
-/// EU creates the party with `members`.
-fn created(members: Value) -> Recorded {
-    let mut base = party_model::new_party("acme", "42", ResourceType::Individual, "eu");
-    let mut writes = Writes::default();
-    Writer::new("eu").write_recorded(&mut base, &mut writes, 1_000, &members);
-    (base, writes)
-}
-
-/// `region` writes `members` over `from` at `at` ms.
-fn written(from: &Recorded, region: &str, at: u64, members: Value) -> Recorded {
-    let (mut v, mut w) = from.clone();
-    Writer::new(region).write_recorded(&mut v, &mut w, at, &members);
-    (v, w)
+/// The same version with its writes unknown: stored before writes were recorded, or a conflict
+/// captured without them.
+fn untold(r: &Recorded) -> Recorded {
+    (r.0.clone(), Writes::default())
 }
 
 fn status_of(a: &Recorded, b: &Recorded) -> String {
     status_with_writes((&a.0, &a.1), (&b.0, &b.1))
 }
 
+/// The status kept when EU and NA each write a status over a party created with `base`,
+/// concurrently: EU's status at `eu.0` ms, NA's at `na.0`.
+fn concurrent_statuses(base: Value, eu: (u64, &str), na: (u64, &str)) -> String {
+    let base = created(base);
+    let eu = written(&base, "eu", eu.0, json!({"status": eu.1}));
+    let na = written(&base, "na", na.0, json!({"status": na.1}));
+    status_of(&eu, &na)
+}
+
+/// NA writes `na_status` at 2,000 ms over a party created with `base`; EU, having seen it,
+/// writes `eu_status` at 3,000 while NA concurrently changes a name at 3,001. EU's and NA's versions:
+/// EU's status write has seen every NA write, and NA's write is the later.
+fn eu_writes_status_after_nas(
+    base: Value,
+    na_status: &str,
+    eu_status: &str,
+) -> (Recorded, Recorded) {
+    let seen = written(&created(base), "na", 2_000, json!({"status": na_status}));
+    let eu = written(&seen, "eu", 3_000, json!({"status": eu_status}));
+    let na = written(&seen, "na", 3_001, json!({"givenName": "Janet"}));
+    (eu, na)
+}
+
 #[test]
 fn a_status_na_wrote_before_the_fork_does_not_beat_a_later_change_that_saw_it() {
-    let base = created(json!({"givenName": "Jane"}));
-    let validated = written(&base, "na", 2_000, json!({"status": "validated"}));
     // EU has NA's status, then sets it back to initialized; NA concurrently changes a name.
-    let eu = written(&validated, "eu", 3_000, json!({"status": "initialized"}));
-    let na = written(&validated, "na", 3_001, json!({"givenName": "Janet"}));
+    let (eu, na) =
+        eu_writes_status_after_nas(json!({"givenName": "Jane"}), "validated", "initialized");
     assert_eq!(status_of(&eu, &na), r#""initialized""#);
     // The same versions without their writes: NA's status wins, as before revision 1.3; and
     // so it does where only one side's write is known.
-    let untold = |r: &Recorded| (r.0.clone(), Writes::default());
     assert_eq!(status_of(&untold(&eu), &untold(&na)), r#""validated""#);
     assert_eq!(status_of(&eu, &untold(&na)), r#""validated""#);
     assert_eq!(status_of(&untold(&eu), &na), r#""validated""#);
@@ -173,30 +181,25 @@ fn a_status_na_wrote_before_the_fork_does_not_beat_a_later_change_that_saw_it() 
 
 #[test]
 fn nas_concurrent_change_of_status_beats_a_later_one_made_without_seeing_it() {
-    let base = created(json!({"givenName": "Jane"}));
-    let na = written(&base, "na", 2_000, json!({"status": "initialized"}));
-    let eu = written(&base, "eu", 2_500, json!({"status": "validated"}));
-    assert_eq!(status_of(&eu, &na), r#""initialized""#);
+    let base = json!({"givenName": "Jane"});
+    let kept = concurrent_statuses(base, (2_500, "validated"), (2_000, "initialized"));
+    assert_eq!(kept, r#""initialized""#);
 }
 
 #[test]
 fn a_terminal_state_beats_nas_concurrent_change() {
-    let base = created(json!({"status": "validated"}));
-    let eu = written(&base, "eu", 2_000, json!({"status": "deceased"}));
-    let na = written(&base, "na", 2_500, json!({"status": "initialized"}));
-    assert_eq!(status_of(&eu, &na), r#""deceased""#);
+    let base = json!({"status": "validated"});
+    let kept = concurrent_statuses(base, (2_000, "deceased"), (2_500, "initialized"));
+    assert_eq!(kept, r#""deceased""#);
 }
 
 #[test]
 fn the_same_state_written_again_after_seeing_nas_is_the_later_write() {
-    let base = created(json!({"status": "validated"}));
-    let na = written(&base, "na", 2_000, json!({"status": "deceased"}));
     // EU has NA's `deceased` and writes the state again in v4's spelling; NA concurrently
     // changes a name. Both writes have seen NA's status: the later one is kept.
-    let eu = written(&na, "eu", 3_000, json!({"status": "deceaded"}));
-    let na_later = written(&na, "na", 3_001, json!({"givenName": "Janet"}));
-    assert_eq!(status_of(&eu, &na_later), r#""deceaded""#);
+    let (eu, na) =
+        eu_writes_status_after_nas(json!({"status": "validated"}), "deceased", "deceaded");
+    assert_eq!(status_of(&eu, &na), r#""deceaded""#);
     // Without the writes, NA's status wins (the rule before revision 1.3).
-    let untold = |r: &Recorded| (r.0.clone(), Writes::default());
-    assert_eq!(status_of(&untold(&eu), &untold(&na_later)), r#""deceased""#);
+    assert_eq!(status_of(&untold(&eu), &untold(&na)), r#""deceased""#);
 }

@@ -36,6 +36,11 @@ fn policies(engine: &PolicyEngine, first: &[u8]) -> SimPolicies {
     }
 }
 
+/// The default policy, then the NA status authority from the swap on: what most runs serve.
+fn default_then_na() -> SimPolicies {
+    policies(&engine(), default_policy_artifact::DEFAULT_POLICY)
+}
+
 fn config(seed: u64, reconcile: bool) -> SimConfig {
     SimConfig {
         swap_at: Some(30),
@@ -71,8 +76,7 @@ fn first_seed() -> u64 {
 
 #[test]
 fn schedules_with_every_fault_converge_and_lose_nothing_silently() {
-    let engine = engine();
-    let p = policies(&engine, default_policy_artifact::DEFAULT_POLICY);
+    let p = default_then_na();
     let first = first_seed();
     println!("seeds {first}..{} (SIM_SEED=N moves them)", first + 300);
     let (mut conflicts, mut swapped, mut crashes, mut races, mut acked) = (0, 0, 0, 0, 0);
@@ -124,8 +128,7 @@ fn schedules_with_every_fault_converge_and_lose_nothing_silently() {
 /// (a batch item failure is a checkpoint instead). Handling them twice changes nothing.
 #[test]
 fn a_reconcile_crash_bisects_its_batch_and_nothing_is_lost() {
-    let engine = engine();
-    let p = policies(&engine, default_policy_artifact::DEFAULT_POLICY);
+    let p = default_then_na();
     let first = first_seed();
     let (mut bisected, mut crashes) = (0, 0);
     let crashing = |seed| {
@@ -151,8 +154,7 @@ fn a_reconcile_crash_bisects_its_batch_and_nothing_is_lost() {
 /// `contactMedium: []` to a region whose copy had no element left to remove.
 #[test]
 fn an_array_write_that_changes_no_element_is_the_fields_write() {
-    let engine = engine();
-    let p = policies(&engine, default_policy_artifact::DEFAULT_POLICY);
+    let p = default_then_na();
     each_passing(
         342_942..342_943,
         |seed| config(seed, true),
@@ -164,8 +166,7 @@ fn an_array_write_that_changes_no_element_is_the_fields_write() {
 
 #[test]
 fn without_reconciliation_acknowledged_writes_are_lost() {
-    let engine = engine();
-    let p = policies(&engine, default_policy_artifact::DEFAULT_POLICY);
+    let p = default_then_na();
     let lost: usize = (1..30)
         .map(|seed| run(&config(seed, false), &p).lost.len())
         .sum();
@@ -261,8 +262,7 @@ fn a_trapping_policy_fails_unless_it_is_a_rolled_back_rollout() {
 
 #[test]
 fn every_fault_has_a_switch() {
-    let engine = engine();
-    let p = policies(&engine, default_policy_artifact::DEFAULT_POLICY);
+    let p = default_then_na();
     let quiet = SimConfig {
         faults: Faults::none(),
         ..config(5, true)
@@ -285,8 +285,7 @@ fn every_fault_has_a_switch() {
 
 #[test]
 fn a_seed_replays_the_same_run() {
-    let engine = engine();
-    let p = policies(&engine, default_policy_artifact::DEFAULT_POLICY);
+    let p = default_then_na();
     let key = |r: &SimReport| {
         (
             r.events,

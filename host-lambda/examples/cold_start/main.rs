@@ -139,8 +139,8 @@ impl Setup {
             // No shared config files to read, as in Lambda.
             ("HOME", self.scratch.path().display().to_string()),
             ("REGION_NAME", "eu".to_owned()),
-            ("PARTY_TABLE", self.rig.table.clone()),
-            ("DEAD_LETTER_QUEUE_URL", self.rig.dlq.clone()),
+            ("PARTY_TABLE", self.rig.stores.table.clone()),
+            ("DEAD_LETTER_QUEUE_URL", self.rig.stores.dlq.clone()),
             ("CONFLICT_TABLE", self.conflict_table.clone()),
             ("POLICY_CACHE_DIR", cache_dir.display().to_string()),
             ("RUST_LOG", rust_log.to_owned()),
@@ -197,9 +197,10 @@ impl Setup {
             .rt
             .block_on(
                 self.rig
+                    .stores
                     .ddb
                     .put_item()
-                    .table_name(&self.rig.table)
+                    .table_name(&self.rig.stores.table)
                     .set_item(Some(new_item.clone()))
                     .send(),
             )
@@ -403,7 +404,7 @@ fn main() -> Result<()> {
     let rig = Rig::new("MOTO_ENDPOINT");
     let conflict_table = unique("conflicts");
     rig.rt
-        .block_on(create_conflict_table(&rig.ddb, &conflict_table));
+        .block_on(create_conflict_table(&rig.stores.ddb, &conflict_table));
     let setup = Setup {
         endpoint: common::endpoint("MOTO_ENDPOINT"),
         rig,

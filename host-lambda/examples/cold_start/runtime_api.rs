@@ -82,10 +82,9 @@ impl RuntimeApi {
         let app = Router::new()
             .route(&format!("{BASE}/invocation/next"), get(next))
             .route(
-                &format!("{BASE}/invocation/{{id}}/response"),
-                post(response),
+                &format!("{BASE}/invocation/{{id}}/{{outcome}}"),
+                post(invocation_outcome),
             )
-            .route(&format!("{BASE}/invocation/{{id}}/error"), post(error))
             .route(&format!("{BASE}/init/error"), post(init_error))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -209,20 +208,18 @@ fn json(body: &Bytes) -> Value {
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
 }
 
-async fn response(
+/// `POST …/invocation/{id}/response` and `…/invocation/{id}/error`.
+async fn invocation_outcome(
     State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
+    Path((id, outcome)): Path<(String, String)>,
     body: Bytes,
 ) -> StatusCode {
-    answer(&shared, &id, Outcome::Response(json(&body)))
-}
-
-async fn error(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> StatusCode {
-    answer(&shared, &id, Outcome::Error(json(&body)))
+    let outcome = match outcome.as_str() {
+        "response" => Outcome::Response(json(&body)),
+        "error" => Outcome::Error(json(&body)),
+        _ => return StatusCode::NOT_FOUND,
+    };
+    answer(&shared, &id, outcome)
 }
 
 async fn init_error(State(shared): State<Arc<Shared>>, body: Bytes) -> StatusCode {

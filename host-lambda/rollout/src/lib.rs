@@ -14,7 +14,7 @@ use std::sync::Arc;
 use host_core::registry::{RegistryError, fetch_component};
 use host_lambda::FunctionError;
 use policy_admin::{Registry, check_laws, seed_from_digest, store_precompiled};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// One workflow step.
@@ -44,6 +44,13 @@ fn function_error(e: RegistryError) -> FunctionError {
     }
 }
 
+/// A registry change (shadow, activate, rollback) as the step's answer.
+fn change_answer(change: Result<impl Serialize, RegistryError>) -> Result<Value, FunctionError> {
+    change
+        .map(|c| serde_json::to_value(c).expect("changes serialise"))
+        .map_err(function_error)
+}
+
 impl RegistryFunction {
     pub fn new(registry: Registry) -> Self {
         RegistryFunction { registry }
@@ -67,11 +74,7 @@ impl RegistryFunction {
         let tenant = step.tenant.as_str();
         let result = match step.action.as_str() {
             "validate" => self.validate(tenant, &step.digest),
-            "shadow" => self
-                .registry
-                .shadow(tenant, &step.digest)
-                .map(|c| serde_json::to_value(c).expect("changes serialise"))
-                .map_err(function_error),
+            "shadow" => change_answer(self.registry.shadow(tenant, &step.digest)),
             "shadow-report" => self
                 .registry
                 .shadow_report(tenant, Some(&step.digest))
@@ -84,16 +87,12 @@ impl RegistryFunction {
                     })
                 })
                 .map_err(function_error),
-            "activate" => self
-                .registry
-                .activate(tenant, &step.digest)
-                .map(|c| serde_json::to_value(c).expect("changes serialise"))
-                .map_err(function_error),
-            "rollback" => self
-                .registry
-                .rollback(tenant, Some(&step.digest), step.reason.as_deref())
-                .map(|c| serde_json::to_value(c).expect("changes serialise"))
-                .map_err(function_error),
+            "activate" => change_answer(self.registry.activate(tenant, &step.digest)),
+            "rollback" => change_answer(self.registry.rollback(
+                tenant,
+                Some(&step.digest),
+                step.reason.as_deref(),
+            )),
             other => Err(FunctionError::NonRetryable(format!(
                 "unknown action {other:?}; expected validate, shadow, shadow-report, activate or rollback"
             ))),

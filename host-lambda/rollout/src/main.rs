@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
         .registry()
         .context("the registry function needs REGISTRY_TABLE and POLICY_BUCKET")?;
     // Validation compiles through this cache and stores the artifact in the registry.
-    let cache = ArtifactCache::new(&w.config.policy_cache_dir);
+    let cache = ArtifactCache::new(&w.config.policies.cache_dir);
     let function = Arc::new(RegistryFunction::new(
         Registry::new(store, "policy-rollout-workflow").with_cache(cache),
     ));

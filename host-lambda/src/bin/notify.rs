@@ -17,10 +17,11 @@ async fn main() -> anyhow::Result<()> {
     host_lambda::init_logs();
     let config = FunctionConfig::from_env()?;
     let listener_table = config
-        .listener_table
+        .tables
+        .listener
         .clone()
         .context("the notifier needs LISTENER_TABLE, the table of the hub's listeners")?;
-    let queue_url = config.notify_dead_letter_queue_url.clone().context(
+    let queue_url = config.queues.notify_dead_letter.clone().context(
         "the notifier needs NOTIFY_DEAD_LETTER_QUEUE_URL, where undeliverable notifications go",
     )?;
     // The SDK clients and the HTTP client are built once per execution environment.

@@ -42,19 +42,19 @@ struct StreamFailures {
 }
 
 fn failure_queue(w: &Wiring) -> Option<FailureQueue> {
-    let url = w.config.reconcile_failure_queue_url.as_deref()?;
+    let url = w.config.queues.reconcile_failure.as_deref()?;
     Some(FailureQueue::new(w.sqs.clone(), url))
 }
 
 fn review_queue(w: &Wiring) -> Option<ReviewQueue> {
-    let url = w.config.review_queue_url.as_deref()?;
+    let url = w.config.queues.review.as_deref()?;
     Some(ReviewQueue::new(w.sqs.clone(), url))
 }
 
 fn party_stream(w: &Wiring) -> PartyStream {
     PartyStream::new(
         w.streams.clone(),
-        &w.config.party_table,
+        &w.config.tables.party,
         w.config.tenant_scope.as_deref(),
     )
 }
@@ -119,7 +119,7 @@ async fn main() -> anyhow::Result<()> {
     let reconcile = Arc::new(w.reconcile());
     let given_up = stream_failures(&w);
     let given_up = &given_up;
-    let (sqs, url) = (&w.sqs, &w.config.dead_letter_queue_url);
+    let (sqs, url) = (&w.sqs, &w.config.queues.dead_letter);
     let (ingest, reconcile) = (&ingest, &reconcile);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let payload = event.payload;

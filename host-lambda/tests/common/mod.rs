@@ -87,10 +87,16 @@ pub fn sdk_config(endpoint: &str, http: Option<SharedHttpClient>) -> SdkConfig {
     b.build()
 }
 
-/// One region's stores on one moto server, with fresh names: a runtime for the SDK, the
-/// clients (behind a throttle injector), a party table with its stream, a dead-letter queue.
+/// One region's stores on one moto server, with fresh names: a runtime for the SDK and the
+/// region's [`Stores`].
 pub struct Rig {
     pub rt: tokio::runtime::Runtime,
+    pub stores: Stores,
+}
+
+/// One region's clients (behind a throttle injector), its party table with its stream, and its
+/// dead-letter queue.
+pub struct Stores {
     pub ddb: aws_sdk_dynamodb::Client,
     pub streams: aws_sdk_dynamodbstreams::Client,
     pub sqs: aws_sdk_sqs::Client,
@@ -116,19 +122,21 @@ impl Rig {
         });
         Rig {
             rt,
-            ddb,
-            streams,
-            sqs,
-            table,
-            dlq,
-            throttle,
+            stores: Stores {
+                ddb,
+                streams,
+                sqs,
+                table,
+                dlq,
+                throttle,
+            },
         }
     }
 
     pub fn store(&self, region: &str) -> host_aws::dynamo::DynamoStore {
         host_aws::dynamo::DynamoStore::new(
-            self.ddb.clone(),
-            &self.table,
+            self.stores.ddb.clone(),
+            &self.stores.table,
             region,
             self.rt.handle().clone(),
         )
@@ -136,8 +144,8 @@ impl Rig {
 
     pub fn letters(&self, kind: &'static str) -> host_aws::sqs::SqsDeadLetters {
         host_aws::sqs::SqsDeadLetters::new(
-            self.sqs.clone(),
-            &self.dlq,
+            self.stores.sqs.clone(),
+            &self.stores.dlq,
             kind,
             self.rt.handle().clone(),
         )
@@ -154,7 +162,8 @@ impl Rig {
 
     /// Every message in the dead-letter queue.
     pub fn dead_letters(&self) -> Vec<aws_sdk_sqs::types::Message> {
-        self.rt.block_on(peek_all(&self.sqs, &self.dlq))
+        self.rt
+            .block_on(peek_all(&self.stores.sqs, &self.stores.dlq))
     }
 
     /// Every letter in the dead-letter queue, read back as the sink was given it (the payload
@@ -165,7 +174,8 @@ impl Rig {
 
     /// The ARN of the party table's stream.
     pub fn stream_arn(&self) -> String {
-        self.rt.block_on(stream_arn(&self.ddb, &self.table))
+        self.rt
+            .block_on(stream_arn(&self.stores.ddb, &self.stores.table))
     }
 }
 

@@ -37,12 +37,7 @@ pub type AwsReconcile = ReconcileFunction<DynamoStore, SqsDeadLetters>;
 
 pub struct RegionRig {
     pub name: String,
-    pub ddb: aws_sdk_dynamodb::Client,
-    pub streams: aws_sdk_dynamodbstreams::Client,
-    pub sqs: aws_sdk_sqs::Client,
-    pub table: String,
-    pub dlq: String,
-    pub throttle: Throttle,
+    pub stores: Stores,
     pub ingest: Arc<AwsIngest>,
     pub reconcile: Arc<AwsReconcile>,
     /// Global Tables' end in this region, and the reconcile function's reader of the stream.
@@ -165,12 +160,14 @@ impl World {
             reconcile.retry_backoff_ms = 2;
             regions.push(RegionRig {
                 name: name.to_owned(),
-                ddb: ddb.clone(),
-                streams: streams.clone(),
-                sqs,
-                table: table.clone(),
-                dlq,
-                throttle,
+                stores: Stores {
+                    ddb: ddb.clone(),
+                    streams: streams.clone(),
+                    sqs,
+                    table: table.clone(),
+                    dlq,
+                    throttle,
+                },
                 ingest,
                 reconcile: Arc::new(ReconcileFunction::new(reconcile, name)),
                 replica: Replica::new(
@@ -321,8 +318,8 @@ impl World {
 
     pub fn party(&self, r: usize, tenant: &str, id: &str) -> Option<PartyVersion> {
         let store = DynamoStore::new(
-            self.regions[r].ddb.clone(),
-            &self.regions[r].table,
+            self.regions[r].stores.ddb.clone(),
+            &self.regions[r].stores.table,
             &self.regions[r].name,
             self.rt.handle().clone(),
         );
@@ -331,8 +328,10 @@ impl World {
 
     /// Every message in a region's dead-letter queue.
     pub fn dead_letters(&self, r: usize) -> Vec<aws_sdk_sqs::types::Message> {
-        self.rt
-            .block_on(peek_all(&self.regions[r].sqs, &self.regions[r].dlq))
+        self.rt.block_on(peek_all(
+            &self.regions[r].stores.sqs,
+            &self.regions[r].stores.dlq,
+        ))
     }
 }
 

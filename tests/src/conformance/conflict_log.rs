@@ -35,9 +35,7 @@ pub fn conflict_log(backend: &str, log: &dyn ConflictLog) {
             queries_filter_by_outcome_and_policy,
         ),
     ];
-    let mut suite = Suite::new("conflict log", backend);
-    suite.run_all(log, &checks);
-    suite.finish();
+    Suite::run("conflict log", backend, log, &checks);
 }
 
 /// The conflict log on the reconcile path: a conflict whose policy traps is recorded as failed
@@ -252,6 +250,13 @@ fn queries_filter_by_outcome_and_policy(log: &dyn ConflictLog, tenant: &str) {
     }
 }
 
+/// The one record of `tenant`'s conflicts in `log`; `what` says why there is one.
+fn only_record(log: &dyn ConflictLog, tenant: &str, what: &str) -> ConflictRecord {
+    let mut all = log.query(&ConflictQuery::tenant(tenant)).unwrap();
+    assert_eq!(all.len(), 1, "{what}: {all:?}");
+    all.remove(0)
+}
+
 fn a_failed_conflict_redriven_ends_resolved<S: PartyStore, D: DeadLetterSink>(
     stores: &dyn Fn(&str) -> (S, D),
     letters: &dyn Fn(&D) -> Vec<DeadLetter>,
@@ -281,9 +286,7 @@ fn a_failed_conflict_redriven_ends_resolved<S: PartyStore, D: DeadLetterSink>(
     else {
         panic!("expected the trap dead-lettered, got {outcome:?}")
     };
-    let recorded = log.query(&ConflictQuery::tenant(tenant)).unwrap();
-    assert_eq!(recorded.len(), 1, "{recorded:?}");
-    let rec = &recorded[0];
+    let rec = only_record(&*log, tenant, "the failed conflict");
     assert_eq!(rec.first().decision, "failed");
     assert_eq!(rec.first().policy_digest.as_deref(), Some(broken.digest()));
     assert!(rec.first().written.is_none());
@@ -311,9 +314,7 @@ fn a_failed_conflict_redriven_ends_resolved<S: PartyStore, D: DeadLetterSink>(
     else {
         panic!("expected the concurrent conflict resolved, got {outcome:?}")
     };
-    let all = log.query(&ConflictQuery::tenant(tenant)).unwrap();
-    assert_eq!(all.len(), 1, "no second record");
-    let rec = &all[0];
+    let rec = only_record(&*log, tenant, "no second record");
     let decisions: Vec<(&str, &str)> = rec
         .outcomes
         .iter()

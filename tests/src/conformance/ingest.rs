@@ -89,9 +89,7 @@ pub fn ingest_store<S, D>(
             a_party_that_fits_only_without_its_writes_is_stored_without_them,
         ),
     ];
-    let mut suite = Suite::new("ingest store", backend);
-    suite.run_all(&rig, &checks);
-    suite.finish();
+    Suite::run("ingest store", backend, &rig, &checks);
 }
 
 /// How the checks reach one backend: its stores, and what its sink kept.
@@ -111,6 +109,14 @@ impl<S: IngestStore, D: DeadLetterSink> IngestRig<'_, S, D> {
     fn ingest(&self) -> Ingest<S, D> {
         let (store, sink) = (self.stores)(REGION);
         Ingest::new(store, sink, Self::config())
+    }
+
+    /// [`IngestRig::ingest`], with party 42 of `tenant` created by the official create event.
+    fn ingest_with_party(&self, tenant: &str) -> Ingest<S, D> {
+        let i = self.ingest();
+        let out = i.handle(tenant, &event(CREATE, "create", 1), None, NOW, DEADLINE);
+        assert!(matches!(out, Outcome::Applied { .. }), "{out:?}");
+        i
     }
 
     /// The letters kept for `tenant`.
@@ -141,16 +147,22 @@ fn stored<S: IngestStore, D: DeadLetterSink>(
         .version
 }
 
-/// Applies the official create event of party 42 for `tenant`.
-fn create<S: IngestStore, D: DeadLetterSink>(i: &Ingest<S, D>, tenant: &str) {
-    let out = i.handle(
-        tenant,
-        &event("IndividualCreateEvent_request", "create", 1),
-        None,
-        NOW,
-        DEADLINE,
-    );
-    assert!(matches!(out, Outcome::Applied { .. }), "{out:?}");
+// The official examples of the events the checks send most (`crate::samples::event`).
+const CREATE: &str = "IndividualCreateEvent_request";
+const ATTRIBUTE_CHANGE: &str = "IndividualAttributeValueChangeEvent_request";
+const STATE_CHANGE: &str = "IndividualStateChangeEvent_request";
+
+/// The official `kind` event of party 42 (`id`, at `second` s), its individual's `member` set
+/// to `value`.
+fn event_setting(kind: &str, id: &str, second: u32, member: &str, value: Value) -> Value {
+    let mut e = event(kind, id, second);
+    e["event"]["individual"][member] = value;
+    e
+}
+
+/// The TMF JSON of party 42 of `tenant`, as stored.
+fn stored_tmf<S: IngestStore, D: DeadLetterSink>(i: &Ingest<S, D>, tenant: &str) -> Value {
+    tmf(&stored(i, tenant, "42"))
 }
 
 fn every_official_event_type_applies<S: IngestStore, D: DeadLetterSink>(
@@ -270,7 +282,7 @@ fn a_duplicate_replays_the_first_result<S: IngestStore, D: DeadLetterSink>(
     tenant: &str,
 ) {
     let i = rig.ingest();
-    let e = event("IndividualCreateEvent_request", "dup-1", 1);
+    let e = event(CREATE, "dup-1", 1);
     let first = i.handle(tenant, &e, None, NOW, DEADLINE);
     assert!(
         matches!(first, Outcome::Applied { replay: false, .. }),
@@ -296,7 +308,7 @@ fn a_reused_key_with_another_payload_is_a_409<S: IngestStore, D: DeadLetterSink>
     tenant: &str,
 ) {
     let i = rig.ingest();
-    let e = event("IndividualCreateEvent_request", "k-1", 1);
+    let e = event(CREATE, "k-1", 1);
     applied(&i.handle(tenant, &e, None, NOW, DEADLINE));
     let mut changed = e.clone();
     changed["event"]["individual"]["givenName"] = json!("Janet");
@@ -329,7 +341,7 @@ fn concurrent_duplicates_apply_once<S: IngestStore, D: DeadLetterSink>(
     tenant: &str,
 ) {
     let i = rig.ingest();
-    let e = event("IndividualCreateEvent_request", "race-1", 1);
+    let e = event(CREATE, "race-1", 1);
     let outcomes: Vec<Outcome> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..4)
             .map(|_| s.spawn(|| i.handle(tenant, &e, None, NOW, DEADLINE)))
@@ -358,7 +370,7 @@ fn a_live_claim_holds_its_key_until_its_deadline<S: IngestStore, D: DeadLetterSi
     tenant: &str,
 ) {
     let i = rig.ingest();
-    let e = event("IndividualCreateEvent_request", "c-1", 1);
+    let e = event(CREATE, "c-1", 1);
     let claim = IdempotencyRecord {
         tenant: tenant.into(),
         key: "c-1".into(),
@@ -414,12 +426,9 @@ fn an_older_change_arriving_late_changes_nothing_it_does_not_win<
     rig: &IngestRig<S, D>,
     tenant: &str,
 ) {
-    let i = rig.ingest();
-    create(&i, tenant);
+    let i = rig.ingest_with_party(tenant);
     let change = |id: &str, second: u32, value: &str| {
-        let mut e = event("IndividualAttributeValueChangeEvent_request", id, second);
-        e["event"]["individual"]["maritalStatus"] = json!(value);
-        e
+        event_setting(ATTRIBUTE_CHANGE, id, second, "maritalStatus", json!(value))
     };
     let deliver = |e: Value, now_ms: u64| i.handle(tenant, &e, None, now_ms, DEADLINE);
     let newer = deliver(change("new", 30, "divorced"), NOW + 10);
@@ -431,29 +440,22 @@ fn an_older_change_arriving_late_changes_nothing_it_does_not_win<
         stale.contains(&"maritalStatus".to_owned()),
         "the result says what was stale: {stale:?}"
     );
-    assert_eq!(
-        tmf(&stored(&i, tenant, "42"))["maritalStatus"],
-        json!("divorced")
-    );
+    assert_eq!(stored_tmf(&i, tenant)["maritalStatus"], json!("divorced"));
 }
 
 fn a_status_that_goes_back_in_the_lifecycle_is_refused<S: IngestStore, D: DeadLetterSink>(
     rig: &IngestRig<S, D>,
     tenant: &str,
 ) {
-    let i = rig.ingest();
-    create(&i, tenant);
+    let i = rig.ingest_with_party(tenant);
     let state = |id: &str, second: u32, status: &str| {
-        let mut e = event("IndividualStateChangeEvent_request", id, second);
-        e["event"]["individual"]["status"] = json!(status);
-        e
+        event_setting(STATE_CHANGE, id, second, "status", json!(status))
     };
     let deliver = |e: Value| i.handle(tenant, &e, None, NOW, DEADLINE);
     applied(&deliver(state("dead", 30, "deceased")));
     let before = i.store().party(tenant, "42").unwrap().unwrap();
     // Back to validated, by a state change and by an attribute change carrying a status.
-    let mut change = event("IndividualAttributeValueChangeEvent_request", "change", 40);
-    change["event"]["individual"]["status"] = json!("validated");
+    let change = event_setting(ATTRIBUTE_CHANGE, "change", 40, "status", json!("validated"));
     for e in [state("back", 40, "validated"), change] {
         match deliver(e) {
             Outcome::Refused(err) => {
@@ -472,7 +474,7 @@ fn a_status_that_goes_back_in_the_lifecycle_is_refused<S: IngestStore, D: DeadLe
         "nothing of a refused write is stored"
     );
     // Removing the status goes back too.
-    let mut removal = event("IndividualAttributeValueChangeEvent_request", "unset", 41);
+    let mut removal = event(ATTRIBUTE_CHANGE, "unset", 41);
     removal["event"]["individual"] = json!({"id": "42", "@type": "Individual", "status": null});
     match deliver(removal) {
         Outcome::Refused(err) => assert_eq!(err.code, "statusGoesBack", "{err}"),
@@ -489,24 +491,19 @@ fn a_status_that_goes_back_in_the_lifecycle_is_refused<S: IngestStore, D: DeadLe
     applied(&deliver(state("again", 50, "deceaded")));
     let late = deliver(state("late", 20, "initialized"));
     assert_eq!(applied(&late)["stale"], json!(["status"]));
-    assert_eq!(tmf(&stored(&i, tenant, "42"))["status"], json!("deceaded"));
+    assert_eq!(stored_tmf(&i, tenant)["status"], json!("deceaded"));
     // A terminal state set by mistake is undone by a delete and a new create.
     applied(&deliver(event("IndividualDeleteEvent_request", "gone", 60)));
-    let mut reborn = event("IndividualCreateEvent_request", "reborn", 70);
-    reborn["event"]["individual"]["status"] = json!("initialized");
+    let reborn = event_setting(CREATE, "reborn", 70, "status", json!("initialized"));
     applied(&deliver(reborn));
-    assert_eq!(
-        tmf(&stored(&i, tenant, "42"))["status"],
-        json!("initialized")
-    );
+    assert_eq!(stored_tmf(&i, tenant)["status"], json!("initialized"));
 }
 
 fn concurrent_writers_all_land<S: IngestStore, D: DeadLetterSink>(
     rig: &IngestRig<S, D>,
     tenant: &str,
 ) {
-    let i = rig.ingest();
-    create(&i, tenant);
+    let i = rig.ingest_with_party(tenant);
     // Each failed attempt means another writer committed, so with three writers nobody fails
     // more than twice (five attempts are allowed before the dead-letter queue).
     let n = 3;
@@ -514,11 +511,7 @@ fn concurrent_writers_all_land<S: IngestStore, D: DeadLetterSink>(
         for w in 0..n {
             let i = &i;
             s.spawn(move || {
-                let mut e = event(
-                    "IndividualAttributeValueChangeEvent_request",
-                    &format!("w{w}"),
-                    10 + w,
-                );
+                let mut e = event(ATTRIBUTE_CHANGE, &format!("w{w}"), 10 + w);
                 e["event"]["individual"] =
                     json!({"@type": "Individual", "id": "42", format!("nickname{w}"): "x"});
                 let out = i.handle(tenant, &e, None, NOW + 1, DEADLINE);
@@ -695,7 +688,7 @@ fn exhausted_conditional_writes_are_dead_lettered<S: IngestStore, D: DeadLetterS
     };
     // Three lost races are retried and the fourth attempt lands.
     let i = contended(3);
-    let e = event("IndividualCreateEvent_request", "r-1", 1);
+    let e = event(CREATE, "r-1", 1);
     assert!(matches!(
         i.handle(tenant, &e, None, NOW, DEADLINE),
         Outcome::Applied { replay: false, .. }
@@ -703,7 +696,7 @@ fn exhausted_conditional_writes_are_dead_lettered<S: IngestStore, D: DeadLetterS
 
     let retried = format!("{tenant}-exhausted");
     let i = contended(100);
-    let e = event("IndividualCreateEvent_request", "r-2", 2);
+    let e = event(CREATE, "r-2", 2);
     match i.handle(&retried, &e, None, NOW, DEADLINE) {
         Outcome::DeadLettered(reason) => {
             assert!(reason.contains("conditional writes failed"), "{reason}")
@@ -727,17 +720,12 @@ fn a_party_past_the_item_limit_is_dead_lettered_whole<S: IngestStore, D: DeadLet
     rig: &IngestRig<S, D>,
     tenant: &str,
 ) {
-    let i = rig.ingest();
-    create(&i, tenant);
+    let i = rig.ingest_with_party(tenant);
     // Each change adds ~100 KB of characteristics (as stored); the fourth takes the item past
     // 400 KB.
     let mut dead = None;
     for n in 0..8u32 {
-        let mut e = event(
-            "IndividualAttributeValueChangeEvent_request",
-            &format!("big{n}"),
-            10 + n,
-        );
+        let mut e = event(ATTRIBUTE_CHANGE, &format!("big{n}"), 10 + n);
         let chars: Vec<Value> = (0..90)
             .map(|k| json!({"id": format!("{n}-{k}"), "name": format!("c{n}-{k}"), "value": "x".repeat(1000)}))
             .collect();
