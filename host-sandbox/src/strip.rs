@@ -134,11 +134,8 @@ pub fn strip<'a>(local: &'a PartyVersion, remote: &'a PartyVersion) -> Option<St
         maps: Vec::new(),
     };
     let (a, b) = (&local.fields, &remote.fields);
-    join_sorted(
-        a,
-        b,
-        |f| &f.name,
-        |joined| match joined {
+    for joined in join_sorted(a, b, |f| &f.name) {
+        match joined {
             Joined::Local(i) => out.local.push(SentField::Whole(&a[i])),
             Joined::Remote(j) => out.remote.push(SentField::Whole(&b[j])),
             Joined::Both(i, j) => {
@@ -157,8 +154,8 @@ pub fn strip<'a>(local: &'a PartyVersion, remote: &'a PartyVersion) -> Option<St
                     out.remote.push(SentField::Whole(y));
                 }
             }
-        },
-    );
+        }
+    }
     Some(out)
 }
 
@@ -172,37 +169,36 @@ enum Joined {
     Both(usize, usize),
 }
 
-/// Walks `a` (local) and `b` (remote), both sorted by `key`, together in key order: `f` sees
-/// each item once, paired with the other list's item of the same key when there is one.
-fn join_sorted<T, K: Ord + ?Sized>(
-    a: &[T],
-    b: &[T],
+/// `a` (local) and `b` (remote), both sorted by `key`, walked together in key order: each item
+/// once, paired with the other list's item of the same key when there is one.
+fn join_sorted<'a, T, K: Ord + ?Sized>(
+    a: &'a [T],
+    b: &'a [T],
     key: impl Fn(&T) -> &K,
-    mut f: impl FnMut(Joined),
-) {
+) -> impl Iterator<Item = Joined> {
     let (mut i, mut j) = (0, 0);
-    while i < a.len() || j < b.len() {
+    std::iter::from_fn(move || {
         let ord = match (a.get(i), b.get(j)) {
             (Some(x), Some(y)) => key(x).cmp(key(y)),
             (Some(_), None) => std::cmp::Ordering::Less,
-            (None, _) => std::cmp::Ordering::Greater,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => return None,
         };
-        match ord {
+        Some(match ord {
             std::cmp::Ordering::Less => {
-                f(Joined::Local(i));
                 i += 1;
+                Joined::Local(i - 1)
             }
             std::cmp::Ordering::Greater => {
-                f(Joined::Remote(j));
                 j += 1;
+                Joined::Remote(j - 1)
             }
             std::cmp::Ordering::Equal => {
-                f(Joined::Both(i, j));
-                i += 1;
-                j += 1;
+                (i, j) = (i + 1, j + 1);
+                Joined::Both(i - 1, j - 1)
             }
-        }
-    }
+        })
+    })
 }
 
 type SentElements<'a> = Vec<&'a Element>;
@@ -221,11 +217,8 @@ fn strip_elements<'a>(
         identical: Vec::new(),
     };
     let (mut sa, mut sb) = (Vec::new(), Vec::new());
-    join_sorted(
-        a,
-        b,
-        |e| &e.key,
-        |joined| match joined {
+    for joined in join_sorted(a, b, |e| &e.key) {
+        match joined {
             Joined::Local(i) => {
                 sa.push(&a[i]);
                 map.local.push(i as u32);
@@ -244,8 +237,8 @@ fn strip_elements<'a>(
                     map.remote.push(j as u32);
                 }
             }
-        },
-    );
+        }
+    }
     (sa, sb, map)
 }
 
